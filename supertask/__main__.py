@@ -1,0 +1,3 @@
+from supertask.cli import main
+
+main()

@@ -1,0 +1,87 @@
+"""The error hierarchy: one base class, a few children, messages that say what to do.
+
+Each child also subclasses the stdlib type it resembles, so callers that only know
+``ValueError`` or ``LookupError`` still catch it. Each carries the CLI exit code it
+maps to (DESIGN.md: 1 a job or check failed, 2 usage or input error, 3 no scheduler).
+Control-flow signals (a stop request) are not errors and live elsewhere.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from dataclasses import dataclass
+
+
+class SupertaskError(Exception):
+    """Base of every error supertask raises on purpose."""
+
+    exit_code = 1
+
+
+class UsageError(SupertaskError, ValueError):
+    """A wrong command-line argument or option value."""
+
+    exit_code = 2
+
+
+@dataclass(frozen=True)
+class Problem:
+    """One thing wrong in a timetable, located as precisely as the YAML allows."""
+
+    file: str
+    line: int | None
+    path: str  # e.g. "jobs[2].when"
+    message: str  # what is wrong and, where it can, the fix
+
+    def __str__(self) -> str:
+        where = f"{self.file}:{self.line}" if self.line else self.file
+        return f"{where}: {self.path}: {self.message}" if self.path else f"{where}: {self.message}"
+
+
+class TimetableError(SupertaskError, ValueError):
+    """A timetable with one or more problems; every problem is reported at once."""
+
+    exit_code = 2
+
+    def __init__(self, problems: Iterable[Problem]):
+        self.problems = tuple(problems)
+        count = len(self.problems)
+        head = f"{count} problem{'s' if count != 1 else ''} in the timetable"
+        super().__init__(head + ":\n" + "\n".join(f"  {p}" for p in self.problems))
+
+
+class ScheduleError(SupertaskError, ValueError):
+    """A ``when:`` text that is not a schedule; the message suggests a fix."""
+
+    exit_code = 2
+
+    def __init__(self, when: str, reason: str, hint: str | None = None):
+        self.when, self.reason, self.hint = when, reason, hint
+        text = f"{when!r} is not a schedule: {reason}"
+        super().__init__(text + (f"; try {hint}" if hint else ""))
+
+
+class StoreError(SupertaskError, RuntimeError):
+    """The store cannot be opened or used (bad URL, unreachable server, old schema)."""
+
+    exit_code = 2
+
+
+class JobNotFound(SupertaskError, LookupError):
+    def __init__(self, namespace: str, name: str):
+        self.namespace, self.name = namespace, name
+        super().__init__(
+            f"no job {name!r} in namespace {namespace!r}; `supertask list-jobs --ns {namespace}` lists them"
+        )
+
+
+class RunNotFound(SupertaskError, LookupError):
+    def __init__(self, run_id: object):
+        self.run_id = run_id
+        super().__init__(f"no run {run_id!r}; `supertask history` lists runs and their ids")
+
+
+class NoScheduler(SupertaskError, ConnectionError):
+    """No running scheduler answers on the control endpoint."""
+
+    exit_code = 3

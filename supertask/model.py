@@ -1,0 +1,182 @@
+"""Frozen data: a timetable and its jobs, runs, and the enums they use.
+
+A :class:`Job` is what one timetable entry says, normalised (durations in seconds,
+defaults applied). It turns into plain JSON-able data with :meth:`Job.to_dict` for
+the store, and its :meth:`Job.fingerprint` tells whether a definition changed.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import re
+from collections.abc import Mapping
+from dataclasses import asdict, dataclass, field, fields
+from datetime import datetime
+from enum import Enum
+from typing import Any
+
+#: Bumped whenever the persisted shape of a Job (``Job.to_dict``) changes.
+JOB_FORMAT_VERSION = 1
+
+NAME_RE = re.compile(r"^[A-Za-z0-9_.-]+$")
+
+
+class RunStatus(str, Enum):
+    QUEUED = "queued"
+    RUNNING = "running"
+    SUCCEEDED = "succeeded"
+    FAILED = "failed"
+    TIMED_OUT = "timed-out"
+    KILLED = "killed"
+    SKIPPED = "skipped"
+    LOST = "lost"
+
+    @property
+    def finished(self) -> bool:
+        return self not in (RunStatus.QUEUED, RunStatus.RUNNING)
+
+
+class Reason(str, Enum):
+    SCHEDULE = "schedule"
+    MANUAL = "manual"
+    RETRY = "retry"
+    CATCH_UP = "catch-up"
+
+
+class Overlap(str, Enum):
+    SKIP = "skip"
+    QUEUE = "queue"
+    ALLOW = "allow"
+
+
+_DURATION_RE = re.compile(r"^\s*(\d+(?:\.\d*)?|\.\d+)\s*(ms|s|m|h|d|w)?\s*$")
+_UNIT_SECONDS = {None: 1.0, "ms": 0.001, "s": 1.0, "m": 60.0, "h": 3600.0, "d": 86400.0, "w": 604800.0}
+
+
+def parse_duration(value: object) -> float:
+    """``90``, ``"90s"``, ``"0.5s"``, ``"5m"``, ``"2h"``, ``"1d"`` -> seconds.
+
+    Raises ValueError with the accepted forms in its message.
+    """
+    if isinstance(value, bool):
+        raise ValueError(f"{value!r} is not a duration; use e.g. 90, 90s, 5m, 2h or 1d")
+    if isinstance(value, (int, float)):
+        if value < 0:
+            raise ValueError(f"{value!r} is negative; a duration is 0 or more, e.g. 30s")
+        return float(value)
+    m = _DURATION_RE.match(str(value))
+    if not m:
+        raise ValueError(f"{value!r} is not a duration; use e.g. 90, 90s, 0.5s, 5m, 2h or 1d")
+    return float(m.group(1)) * _UNIT_SECONDS[m.group(2)]
+
+
+def format_duration(seconds: float | None) -> str:
+    if seconds is None:
+        return "-"
+    if seconds < 1:
+        return f"{seconds * 1000:.0f}ms"
+    if seconds < 60:
+        return f"{seconds:.1f}s".replace(".0s", "s")
+    if seconds < 3600:
+        return f"{int(seconds // 60)}m{int(seconds % 60):02d}s"
+    return f"{int(seconds // 3600)}h{int(seconds % 3600 // 60):02d}m"
+
+
+@dataclass(frozen=True)
+class Step:
+    """One step of a multi-step job, run in order within one run."""
+
+    name: str
+    run: str
+    # when the step runs: "success" (all before succeeded, the default), "failure",
+    # "always"; the original supertask's `if:` expressions map onto these.
+    if_: str = "success"
+    continue_on_error: bool = False
+
+
+@dataclass(frozen=True)
+class Job:
+    """One timetable entry, normalised. Durations are seconds; ``None`` means none."""
+
+    name: str
+    when: str
+    run: str | None = None
+    steps: tuple[Step, ...] = ()
+    description: str = ""
+    enabled: bool = True
+    timeout: float | None = None
+    retries: int = 0
+    retry_delay: float = 30.0
+    retry_backoff: bool = True
+    overlap: Overlap = Overlap.SKIP
+    misfire_grace: float = 60.0
+    jitter: float = 0.0
+    timezone: str | None = None  # IANA name; None: the machine's local zone
+    cwd: str | None = None
+    env: Mapping[str, str] = field(default_factory=dict)
+    env_file: str | None = None
+    # where the entry came from (not part of the definition, not in the fingerprint)
+    source_line: int | None = field(default=None, compare=False)
+
+    def to_dict(self) -> dict[str, Any]:
+        """Plain JSON-able data, as persisted in the store (with ``JOB_FORMAT_VERSION``)."""
+        data = asdict(self)
+        data.pop("source_line")
+        data["overlap"] = self.overlap.value
+        data["env"] = dict(self.env)
+        data["steps"] = [asdict(s) for s in self.steps]
+        return data
+
+    @classmethod
+    def from_dict(cls, data: Mapping[str, Any]) -> Job:
+        known = {f.name for f in fields(cls)}
+        kw = {k: v for k, v in data.items() if k in known}
+        kw["steps"] = tuple(Step(**s) for s in kw.get("steps") or ())
+        kw["overlap"] = Overlap(kw.get("overlap", "skip"))
+        kw["env"] = dict(kw.get("env") or {})
+        return cls(**kw)
+
+    def fingerprint(self) -> str:
+        """A digest of the definition: equal for equal definitions, across processes."""
+        text = json.dumps(self.to_dict(), sort_keys=True, separators=(",", ":"))
+        return hashlib.sha256(text.encode()).hexdigest()[:16]
+
+
+@dataclass(frozen=True)
+class Timetable:
+    """A whole timetable file: its namespace (None: derive one) and its jobs."""
+
+    jobs: tuple[Job, ...]
+    namespace: str | None = None
+    source: str | None = None  # the file's absolute path, when read from a file
+
+
+@dataclass(frozen=True)
+class RunRecord:
+    """One execution attempt of a job, as stored in the runs table."""
+
+    id: int
+    namespace: str
+    job: str
+    attempt: int
+    reason: str
+    scheduled: datetime | None
+    started: datetime | None
+    finished: datetime | None
+    status: str
+    exit_code: int | None
+    host: str | None
+    pid: int | None
+    log_path: str | None
+    log_tail: str | None
+    message: str | None = None
+
+    def to_json(self) -> dict[str, Any]:
+        data = asdict(self)
+        for key in ("scheduled", "started", "finished"):
+            value = data[key]
+            data[key] = value.isoformat() if value else None
+        started, finished = self.started, self.finished
+        data["duration"] = (finished - started).total_seconds() if started and finished else None
+        return data
