@@ -1,0 +1,260 @@
+"""The command line: parse, build settings, call in, print. Nothing else lives here.
+
+Heavy modules (apscheduler, sqlalchemy, rich) are imported inside the commands so
+that ``--help`` and quick commands start fast.
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+from pathlib import Path
+from typing import Annotated, Optional
+
+import typer
+
+from supertask import __version__
+from supertask.errors import SupertaskError, UsageError
+from supertask.settings import env_name, help_for
+
+app = typer.Typer(
+    name="supertask",
+    help="A cron replacement: YAML timetables, exact cron semantics, audited runs, live control.",
+    no_args_is_help=True,
+    add_completion=True,
+    pretty_exceptions_enable=False,
+    context_settings={"help_option_names": ["-h", "--help"]},
+)
+
+
+def _opt(option: str, *names: str, **kw: object) -> object:
+    return typer.Option(*names, envvar=env_name(option), show_envvar=True, help=help_for(option), **kw)
+
+
+StoreOpt = Annotated[Optional[str], _opt("store", "--store", metavar="URL")]
+HomeOpt = Annotated[Optional[str], _opt("home", "--home", metavar="DIR")]
+NsOpt = Annotated[Optional[str], _opt("namespace", "--ns", "--namespace", metavar="NS")]
+JsonOpt = Annotated[bool, typer.Option("--json", help="Print JSON for scripts")]
+LogFormatOpt = Annotated[str, _opt("log_format", "--log-format")]
+LogLevelOpt = Annotated[str, _opt("log_level", "--log-level")]
+
+
+def _version(value: bool) -> None:
+    if value:
+        typer.echo(f"supertask {__version__}")
+        raise typer.Exit()
+
+
+@app.callback()
+def _main(
+    version: Annotated[
+        bool, typer.Option("--version", "-V", callback=_version, is_eager=True, help="Print the version and exit")
+    ] = False,
+) -> None:
+    pass
+
+
+def _settings(store: str | None, home: str | None, **kw: object):  # type: ignore[no-untyped-def]
+    from supertask.settings import Settings
+
+    return Settings.build(home=home, store=store, **kw)
+
+
+def _open_store(settings):  # type: ignore[no-untyped-def]
+    from supertask.store import Store
+
+    return Store.open(settings.store_url)
+
+
+def _timetable_path(file: str | None) -> Path:
+    from supertask.timetable import find_timetable
+
+    return Path(file) if file else find_timetable()
+
+
+# -- run -------------------------------------------------------------------------------------------
+
+
+@app.command(context_settings={"allow_interspersed_args": False})
+def run(
+    command: Annotated[
+        Optional[list[str]], typer.Argument(metavar="[-- KIND:TARGET ...]", help="A one-line job, e.g. -- cmd:echo hello")
+    ] = None,
+    file: Annotated[
+        Optional[str], typer.Option("--file", "-f", envvar=env_name("file"), show_envvar=True,
+                                    help="Timetable (default ./supertask.yaml, else ./timetable.yaml), or a .py file run through uv")
+    ] = None,
+    when: Annotated[
+        Optional[str], typer.Option("--when", envvar=env_name("when"), show_envvar=True,
+                                    help="Schedule of a one-line job or .py file (default: once, now)")
+    ] = None,
+    name: Annotated[Optional[str], typer.Option("--name", help="Job name of a one-line job")] = None,
+    store: StoreOpt = None,
+    home: HomeOpt = None,
+    namespace: NsOpt = None,
+    grace: Annotated[str, _opt("grace", "--grace")] = "30s",
+    max_workers: Annotated[int, _opt("max_workers", "--max-workers")] = 256,
+    log_format: LogFormatOpt = "auto",
+    log_level: LogLevelOpt = "info",
+) -> None:
+    """Run the scheduler in the foreground, or one job once.
+
+    `supertask run` syncs the timetable into its namespace and fires its jobs until
+    SIGINT or SIGTERM. `supertask run -- cmd:echo hello` runs a command once now and
+    exits with its exit code; add `--when @daily` to schedule it instead.
+    """
+    from supertask import commands
+    from supertask.log import configure
+    from supertask.model import parse_duration
+
+    configure(log_format, log_level)
+    try:
+        grace_s = parse_duration(grace)
+    except ValueError as exc:
+        raise UsageError(f"--grace: {exc}") from exc
+    settings = _settings(store, home, grace=grace_s, max_workers=max_workers,
+                         log_format=log_format, log_level=log_level)
+    code = commands.run(settings, command=command or [], file=file, when=when, name=name, namespace=namespace)
+    raise typer.Exit(code)
+
+
+# -- timetables ---------------------------------------------------------------------------------
+
+
+@app.command()
+def validate(
+    file: Annotated[Optional[str], typer.Argument(help="Timetable (default ./supertask.yaml, else ./timetable.yaml)")] = None,
+) -> None:
+    """Check a timetable: exit 0 when valid, 1 with every problem listed when not."""
+    from supertask.errors import TimetableError
+    from supertask.timetable import read_timetable
+
+    path = _timetable_path(file)
+    try:
+        tt = read_timetable(path)
+    except TimetableError as exc:
+        sys.stderr.write(str(exc) + "\n")
+        raise typer.Exit(1) from None
+    typer.echo(f"{path}: ok, {len(tt.jobs)} job{'s' if len(tt.jobs) != 1 else ''}")
+
+
+@app.command("next")
+def next_(
+    file: Annotated[Optional[str], typer.Argument(help="Timetable (default ./supertask.yaml, else ./timetable.yaml)")] = None,
+    count: Annotated[int, typer.Option("--count", "-n", min=1, help="Fire times per job")] = 5,
+    after: Annotated[Optional[str], typer.Option("--after", metavar="ISO", help="Start from this time (ISO 8601; default now)")] = None,
+    as_json: JsonOpt = False,
+) -> None:
+    """Show each job's next fire times, with a human description of its schedule."""
+    from supertask import commands
+
+    rows = commands.next_fires(_timetable_path(file), count=count, after=after)
+    if as_json:
+        from supertask.output import print_json
+
+        print_json(rows)
+        return
+    from supertask.output import print_table
+
+    print_table(
+        None, ["job", "when", "description", "next fires"],
+        [(r["job"], r["when"], r["description"], "\n".join(r["fires"]) or "never") for r in rows],
+    )
+
+
+# -- the store ----------------------------------------------------------------------------------
+
+
+@app.command("list-namespaces")
+def list_namespaces(store: StoreOpt = None, home: HomeOpt = None, as_json: JsonOpt = False) -> None:
+    """List the namespaces in the store, with where each came from."""
+    settings = _settings(store, home)
+    rows = _open_store(settings).list_namespaces()
+    if as_json:
+        from supertask.output import print_json
+
+        print_json(rows)
+        return
+    from supertask.output import print_table, short_time
+
+    print_table(None, ["namespace", "jobs", "source", "host", "user", "created", "updated"],
+                [(r["name"], r["jobs"], r["source"], r["host"], r["user"], short_time(r["created"]),
+                  short_time(r["updated"])) for r in rows])
+
+
+@app.command("list-jobs")
+def list_jobs(namespace: NsOpt = None, store: StoreOpt = None, home: HomeOpt = None, as_json: JsonOpt = False) -> None:
+    """List jobs and their next fire, as the store has them."""
+    settings = _settings(store, home)
+    rows = [j.to_json() for j in _open_store(settings).list_jobs(namespace)]
+    if as_json:
+        from supertask.output import print_json
+
+        print_json(rows)
+        return
+    from supertask.output import print_table, short_time
+
+    print_table(None, ["namespace", "job", "when", "run", "enabled", "next fire"],
+                [(r["namespace"], r["name"], r["when"], r["run"] if isinstance(r["run"], str) else "; ".join(r["run"]),
+                  "paused" if r["paused"] else ("yes" if r["enabled"] else "no"), short_time(r["next_fire"]))
+                 for r in rows])
+
+
+@app.command()
+def history(
+    job: Annotated[Optional[str], typer.Argument(help="Only this job")] = None,
+    namespace: NsOpt = None,
+    failed: Annotated[bool, typer.Option("--failed", help="Only failed, timed-out, killed and lost runs")] = False,
+    limit: Annotated[int, typer.Option("--limit", "-n", min=1, help="How many runs, newest first")] = 20,
+    store: StoreOpt = None,
+    home: HomeOpt = None,
+    as_json: JsonOpt = False,
+) -> None:
+    """List recorded runs, newest first."""
+    settings = _settings(store, home)
+    runs = _open_store(settings).history(namespace, job, failed=failed, limit=limit)
+    if as_json:
+        from supertask.output import print_json
+
+        print_json([r.to_json() for r in runs])
+        return
+    from supertask.model import format_duration
+    from supertask.output import print_table, short_time
+
+    rows = []
+    for r in runs:
+        d = r.to_json()
+        rows.append((r.id, r.namespace, r.job, r.attempt, r.reason, short_time(d["scheduled"]), r.status,
+                     r.exit_code, format_duration(d["duration"]), r.message))
+    print_table(None, ["run", "namespace", "job", "try", "reason", "scheduled", "status", "exit", "took", "note"], rows)
+
+
+@app.command()
+def logs(
+    run_id: Annotated[int, typer.Argument(metavar="RUN_ID", help="A run id, as `supertask history` shows")],
+    follow: Annotated[bool, typer.Option("--follow", "-f", help="Keep printing until the run ends")] = False,
+    store: StoreOpt = None,
+    home: HomeOpt = None,
+) -> None:
+    """Print a run's log: its stdout and stderr, time-stamped and interleaved."""
+    from supertask import commands
+
+    settings = _settings(store, home)
+    raise typer.Exit(commands.print_log(_open_store(settings), run_id, follow=follow))
+
+
+def main() -> None:
+    """Console-script entry point: map supertask errors to messages and exit codes."""
+    try:
+        app()
+    except SupertaskError as exc:
+        from supertask.output import error
+
+        error(str(exc))
+        sys.exit(exc.exit_code)
+    except KeyboardInterrupt:
+        sys.exit(130)
+
+
+if __name__ == "__main__":  # pragma: no cover
+    main()

@@ -1,0 +1,224 @@
+"""The work behind the CLI commands that do more than one call: run, next, logs.
+
+The CLI parses and prints; this module composes timetable, store, scheduler and
+runner, and returns exit codes and plain data.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import re
+import shlex
+import sys
+import time
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Any
+
+from supertask.errors import ScheduleError, SupertaskError, TimetableError, UsageError
+from supertask.log import get_logger
+from supertask.model import Job, Reason, RunStatus, Timetable
+from supertask.settings import Settings
+
+UTC = timezone.utc
+
+
+def run(
+    settings: Settings,
+    *,
+    command: list[str],
+    file: str | None,
+    when: str | None,
+    name: str | None,
+    namespace: str | None,
+) -> int:
+    """``supertask run``: a one-liner once, a one-liner or .py on a schedule, or a timetable."""
+    if command:
+        if file:
+            raise UsageError("give either --file or a command after --, not both")
+        job = _one_liner(_join_command(command), when, name)
+        if job.when in ("once", "now"):
+            return _run_once(settings, job, namespace)
+        return _serve_one(settings, job, namespace, source=None)
+    if file and file.endswith(".py"):
+        path = Path(file).resolve()
+        if not path.is_file():
+            raise UsageError(f"--file {file}: no such file")
+        job = _one_liner(f"uv:{path}", when, name or re.sub(r"[^A-Za-z0-9_.-]+", "-", path.stem))
+        if job.when in ("once", "now"):
+            return _run_once(settings, job, namespace)
+        return _serve_one(settings, job, namespace, source=str(path))
+    if when:
+        raise UsageError("--when applies to a one-line job (-- KIND:TARGET) or a .py --file, not to a timetable")
+    return _serve_timetable(settings, file, namespace)
+
+
+def _join_command(words: list[str]) -> str:
+    first, rest = words[0], words[1:]
+    return first + (" " + shlex.join(rest) if rest else "")
+
+
+def _one_liner(run_text: str, when: str | None, name: str | None) -> Job:
+    from supertask.schedules import parse_when
+    from supertask.timetable import load_timetable
+
+    when = when or "once"
+    try:
+        parse_when(when)
+    except ScheduleError as exc:
+        raise UsageError(f"--when: {exc}") from exc
+    if name is None:
+        target = run_text.split(":", 1)[1] if re.match(r"^[a-z]+:", run_text) else run_text
+        name = re.sub(r"[^A-Za-z0-9_.-]+", "-", target).strip("-.")[:40].strip("-.") or "job"
+    try:
+        tt = load_timetable(_yaml_one(name, when, run_text), "<command line>")
+    except TimetableError as exc:
+        raise UsageError("; ".join(p.message for p in exc.problems)) from exc
+    return tt.jobs[0]
+
+
+def _yaml_one(name: str, when: str, run_text: str) -> str:
+    import json
+
+    # JSON is YAML: quoting is exact whatever the command holds
+    return json.dumps({"jobs": [{"name": name, "when": when, "run": run_text}]})
+
+
+def _cli_namespace(settings: Settings, job: Job | None = None) -> str:
+    """One-shot runs share one namespace per host and user; a scheduled one-liner gets
+    its own, derived from its schedule and command, so restarting it keeps its state."""
+    key = f"{settings.host}|{settings.user}"
+    if job is not None:
+        key += f"|{job.when}|{job.run}"
+    return "cli-" + hashlib.sha256(key.encode()).hexdigest()[:8]
+
+
+def _run_once(settings: Settings, job: Job, namespace: str | None) -> int:
+    """Run one job now in the foreground, record it, return its exit code."""
+    from supertask.runner import RunContext, execute, plain_relay
+    from supertask.store import Store
+
+    store = Store.open(settings.store_url)
+    ns = namespace or _cli_namespace(settings)
+    store.ensure_namespace(ns, source="command line", host=settings.host, user=settings.user)
+    store.sync(ns, [job], lambda _job: None, remove_missing=False)
+    ctx = RunContext(store=store, settings=settings, relay=plain_relay)
+    import signal
+    import threading
+
+    def stop(signum: int, _frame: Any) -> None:
+        with ctx.lock:
+            for active in ctx.active.values():
+                active.kill.set()
+        ctx.shutdown.set()
+
+    if threading.current_thread() is threading.main_thread():
+        signal.signal(signal.SIGTERM, stop)
+        signal.signal(signal.SIGINT, stop)
+    result = execute(ctx, ns, job, datetime.now(UTC), Reason.MANUAL)
+    if result is None:
+        return 1
+    _run_id, outcome = result
+    if outcome.status is RunStatus.SUCCEEDED:
+        return 0
+    if outcome.exit_code is not None and outcome.exit_code > 0:
+        return outcome.exit_code
+    if outcome.exit_code is not None and outcome.exit_code < 0:
+        return 128 - outcome.exit_code
+    return 1
+
+
+def _serve_one(settings: Settings, job: Job, namespace: str | None, source: str | None) -> int:
+    ns = namespace or _cli_namespace(settings, job)
+    return _serve(settings, ns, Timetable(jobs=(job,), namespace=ns, source=source or "command line"))
+
+
+def _serve_timetable(settings: Settings, file: str | None, namespace: str | None) -> int:
+    from supertask.timetable import default_namespace, find_timetable, read_timetable
+
+    path = Path(file) if file else find_timetable()
+    timetable = read_timetable(path)  # an invalid file stops here, before the store is touched
+    ns = namespace or timetable.namespace or default_namespace(timetable.source, settings.host, settings.user)
+    return _serve(settings, ns, timetable)
+
+
+def _serve(settings: Settings, namespace: str, timetable: Timetable) -> int:
+    from supertask.scheduler import Service, sync_timetable
+    from supertask.store import Store
+
+    log = get_logger("supertask.scheduler")
+    store = Store.open(settings.store_url)
+    report = sync_timetable(store, namespace, timetable, settings)
+    log.info("timetable synced", namespace=namespace, source=timetable.source, added=len(report.added),
+             changed=len(report.changed), removed=len(report.removed), unchanged=len(report.unchanged))
+    service = Service(settings, store, [namespace])
+    service.install_signal_handlers()
+    return service.serve()
+
+
+# -- next ---------------------------------------------------------------------------------------
+
+
+def next_fires(path: Path, *, count: int, after: str | None) -> list[dict[str, Any]]:
+    """Each job's next ``count`` fire times after ``after`` (default now), described."""
+    from supertask.schedules import parse_when, upcoming
+    from supertask.settings import Settings
+    from supertask.timetable import default_namespace, read_timetable
+
+    timetable = read_timetable(path)
+    start = _parse_after(after)
+    settings = Settings.build()
+    ns = timetable.namespace or default_namespace(timetable.source, settings.host, settings.user)
+    rows = []
+    for job in timetable.jobs:
+        schedule = parse_when(job.when, job.timezone)
+        fires = upcoming(schedule, start.astimezone(schedule.timezone), count) if job.enabled else []
+        rows.append({
+            "namespace": ns,
+            "job": job.name,
+            "when": job.when,
+            "timezone": str(schedule.timezone),
+            "description": schedule.describe() + ("" if job.enabled else " (disabled)"),
+            "fires": [f.isoformat() for f in fires],
+        })
+    return rows
+
+
+def _parse_after(after: str | None) -> datetime:
+    if not after:
+        return datetime.now(UTC)
+    try:
+        value = datetime.fromisoformat(after)
+    except ValueError:
+        raise UsageError(f"--after {after!r} is not an ISO 8601 time; use e.g. 2026-03-08T00:00:00-05:00") from None
+    return value if value.tzinfo else value.astimezone()
+
+
+# -- logs ---------------------------------------------------------------------------------------
+
+
+def print_log(store: Any, run_id: int, *, follow: bool) -> int:
+    """Print a run's log file; with ``follow``, keep printing until the run ends."""
+    record = store.get_run(run_id)
+    if not record.log_path:
+        if record.status in (RunStatus.SKIPPED.value, RunStatus.LOST.value):
+            sys.stdout.write(f"run {run_id} has no log: it was {record.status} ({record.message})\n")
+            return 0
+        raise SupertaskError(f"run {run_id} has no log file recorded")
+    path = Path(record.log_path)
+    if not path.exists():
+        raise SupertaskError(f"the log of run {run_id} ({path}) is gone; it was kept on host {record.host}")
+    with open(path, encoding="utf-8", errors="replace") as fh:
+        while True:
+            chunk = fh.read()
+            if chunk:
+                sys.stdout.write(chunk)
+                sys.stdout.flush()
+            if not follow:
+                return 0
+            if RunStatus(store.get_run(run_id).status).finished:
+                rest = fh.read()
+                if rest:
+                    sys.stdout.write(rest)
+                return 0
+            time.sleep(0.2)

@@ -1,0 +1,207 @@
+"""The APScheduler 3 job store over supertask's tables.
+
+APScheduler's own SQLAlchemy store pickles each job and writes one transaction per
+fire. This one persists a reference, never an object: a job row is the definition
+as JSON plus ``next_run_time``; the APScheduler ``Job`` is rebuilt from it, with the
+trigger made from ``when:`` by :mod:`supertask.schedules` (the same trigger
+``supertask next`` shows). The jobs of the served namespaces are held in memory,
+ordered by next run time, so finding due jobs costs a bisect. Schedule changes from
+fires are written behind in one transaction per scheduler wake-up (APScheduler asks
+``get_next_run_time`` once at the end of each round); a crash in that sub-millisecond
+window cannot double a fire, since the run row claims it (see ``store``).
+"""
+
+from __future__ import annotations
+
+import bisect
+import threading
+from collections.abc import Callable, Iterable
+from datetime import datetime, timezone
+from typing import Any
+
+from apscheduler.job import Job as ApsJob
+from apscheduler.jobstores.base import BaseJobStore, ConflictingIdError, JobLookupError
+
+from supertask.model import Job
+from supertask.store import Store, StoredJob
+
+UTC = timezone.utc
+#: What APScheduler records as the job's callable: a reference, resolved on import.
+FUNC_REF = "supertask.runner:execute"
+
+
+def job_id(namespace: str, name: str) -> str:
+    return f"{namespace}/{name}"
+
+
+def to_ts(dt: datetime | None) -> float | None:
+    return dt.timestamp() if dt is not None else None
+
+
+def from_ts(ts: float | None) -> datetime | None:
+    return datetime.fromtimestamp(ts, UTC) if ts is not None else None
+
+
+class NamespaceJobStore(BaseJobStore):
+    """Serves the jobs of some namespaces of a :class:`Store` to one APScheduler."""
+
+    def __init__(self, store: Store, namespaces: Iterable[str], trigger_for: Callable[[Job], Any]):
+        super().__init__()
+        self.store = store
+        self.namespaces = list(namespaces)
+        self.trigger_for = trigger_for
+        self._jobs: dict[str, ApsJob] = {}
+        self._defs: dict[str, tuple[str, Job]] = {}
+        self._order: list[tuple[float, str]] = []  # (next run ts, id), sorted
+        self._next: dict[str, float] = {}
+        self._pending: dict[str, float | None] = {}
+        self._lock = threading.RLock()
+
+    # -- loading ------------------------------------------------------------------------------
+
+    def start(self, scheduler: Any, alias: str) -> None:
+        super().start(scheduler, alias)
+        self.reload()
+
+    def reload(self, namespace: str | None = None) -> None:
+        """(Re)read the served namespaces, or one of them, from the store."""
+        targets = [namespace] if namespace else self.namespaces
+        rows = [row for ns in targets for row in self.store.list_jobs(ns)]
+        with self._lock:
+            self.flush()
+            for jid in [j for j, (ns, _) in self._defs.items() if ns in targets]:
+                self._forget(jid)
+            for row in rows:
+                self._remember(row)
+
+    def definition(self, jid: str) -> tuple[str, Job] | None:
+        return self._defs.get(jid)
+
+    def put(self, row: StoredJob) -> None:
+        """Take a job row that changed in the store (a live edit) into memory."""
+        with self._lock:
+            self._forget(job_id(row.namespace, row.job.name))
+            self._remember(row)
+
+    def _remember(self, row: StoredJob) -> None:
+        jid = job_id(row.namespace, row.job.name)
+        nrt = None if row.paused else row.next_run_time
+        job = ApsJob.__new__(ApsJob)
+        job.__setstate__(
+            {
+                "version": 1,
+                "id": jid,
+                "func": FUNC_REF,
+                "trigger": self.trigger_for(row.job),
+                "executor": "default",
+                "args": (row.namespace, row.job.name),
+                "kwargs": {},
+                "name": row.job.name,
+                "misfire_grace_time": None,  # decided by our executor, which records skips
+                "coalesce": False,  # ditto: it sees every missed fire and coalesces itself
+                "max_instances": 1 << 30,  # overlap is decided by our executor too
+                "next_run_time": from_ts(nrt),
+            }
+        )
+        job._scheduler = self._scheduler
+        job._jobstore_alias = self._alias
+        self._jobs[jid] = job
+        self._defs[jid] = (row.namespace, row.job)
+        if nrt is not None:
+            self._index(jid, nrt)
+
+    def _forget(self, jid: str) -> None:
+        self._unindex(jid)
+        self._jobs.pop(jid, None)
+        self._defs.pop(jid, None)
+
+    def _index(self, jid: str, ts: float) -> None:
+        self._unindex(jid)
+        bisect.insort(self._order, (ts, jid))
+        self._next[jid] = ts
+
+    def _unindex(self, jid: str) -> None:
+        ts = self._next.pop(jid, None)
+        if ts is not None:
+            i = bisect.bisect_left(self._order, (ts, jid))
+            if i < len(self._order) and self._order[i] == (ts, jid):
+                del self._order[i]
+
+    # -- the BaseJobStore interface -----------------------------------------------------------
+
+    def lookup_job(self, job_id: str) -> ApsJob | None:
+        return self._jobs.get(job_id)
+
+    def get_due_jobs(self, now: datetime) -> list[ApsJob]:
+        with self._lock:
+            end = bisect.bisect_right(self._order, (now.timestamp(), "\uffff"))
+            return [self._jobs[jid] for _, jid in self._order[:end]]
+
+    def get_next_run_time(self) -> datetime | None:
+        with self._lock:
+            self.flush()
+            return from_ts(self._order[0][0]) if self._order else None
+
+    def get_all_jobs(self) -> list[ApsJob]:
+        with self._lock:
+            jobs = [self._jobs[jid] for _, jid in self._order]
+            jobs += [j for jid, j in self._jobs.items() if jid not in self._next]
+            return jobs
+
+    def add_job(self, job: ApsJob) -> None:
+        with self._lock:
+            if job.id in self._jobs:
+                raise ConflictingIdError(job.id)
+            raise NotImplementedError("add jobs through the store, then put() them here")
+
+    def update_job(self, job: ApsJob) -> None:
+        with self._lock:
+            if job.id not in self._jobs:
+                raise JobLookupError(job.id)
+            self._jobs[job.id] = job
+            ts = to_ts(job.next_run_time)
+            if ts is None:
+                self._unindex(job.id)
+            else:
+                self._index(job.id, ts)
+            self._pending[job.id] = ts
+
+    def remove_job(self, job_id: str) -> None:
+        """APScheduler calls this when a trigger is exhausted (a one-off fired): the
+        definition stays in the store with no next run time, so a later sync of an
+        unchanged ``once`` job does not fire it again."""
+        with self._lock:
+            if job_id not in self._jobs:
+                raise JobLookupError(job_id)
+            self._unindex(job_id)
+            self._jobs[job_id].next_run_time = None
+            self._pending[job_id] = None
+
+    def remove_all_jobs(self) -> None:
+        with self._lock:
+            for jid in list(self._jobs):
+                self._forget(jid)
+
+    def shutdown(self) -> None:
+        self.flush()
+
+    def forget(self, namespace: str, name: str) -> None:
+        """Drop a job from memory (deleted from the store by a live command)."""
+        with self._lock:
+            self._forget(job_id(namespace, name))
+            self._pending.pop(job_id(namespace, name), None)
+
+    # -- write-behind -------------------------------------------------------------------------
+
+    def flush(self) -> None:
+        """Persist pending next run times, one transaction per namespace."""
+        with self._lock:
+            if not self._pending:
+                return
+            pending, self._pending = self._pending, {}
+        by_ns: dict[str, list[tuple[str, float | None]]] = {}
+        for jid, ts in pending.items():
+            ns, _, name = jid.partition("/")
+            by_ns.setdefault(ns, []).append((name, ts))
+        for ns, updates in by_ns.items():
+            self.store.set_next_run_times(ns, updates)

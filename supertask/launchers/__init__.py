@@ -1,0 +1,12 @@
+"""Launchers turn a job's ``run:`` text into the command line of its child process.
+
+The axis of variation is small on purpose: each launcher only builds an argv
+(:class:`~supertask.launchers.base.Launcher`); starting, relaying, timing out and
+ending the process group is shared in :mod:`supertask.launchers.base`.
+"""
+
+from __future__ import annotations
+
+from supertask.launchers.base import KINDS, Command, Launcher, Outcome, launcher_for, run_process
+
+__all__ = ["KINDS", "Command", "Launcher", "Outcome", "launcher_for", "run_process"]

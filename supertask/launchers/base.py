@@ -1,0 +1,214 @@
+"""One small interface (build an argv) and the one subprocess helper all launchers share.
+
+The child runs in its own session and process group, the supercronic way: its
+stdout and stderr are read line by line and handed to ``on_line`` tagged with the
+stream; a timeout or a stop request ends the whole group (TERM, grace, KILL),
+descendants that left the group included (found with psutil before signalling).
+"""
+
+from __future__ import annotations
+
+import os
+import selectors
+import signal
+import subprocess
+import threading
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Protocol
+
+import psutil
+
+from supertask.model import RunStatus
+
+#: The ``run:`` kinds, in the order ``--help`` and error messages list them.
+KINDS = ("cmd", "exec", "python", "uv", "docker")
+
+
+@dataclass(frozen=True)
+class Command:
+    argv: list[str]
+    env: dict[str, str] = field(default_factory=dict)
+    cwd: str | None = None
+
+
+class Launcher(Protocol):
+    kind: str
+
+    def argv(self, target: str) -> list[str]:
+        """The command line that runs ``target`` (the text after ``KIND:``)."""
+
+
+def launcher_for(run: str) -> tuple[Launcher, str]:
+    """``"cmd:echo hi"`` -> (the cmd launcher, ``"echo hi"``). No known prefix: ``cmd``."""
+    from supertask.launchers import python, shell, uv
+
+    table: dict[str, Launcher] = {
+        "cmd": shell.Shell(),
+        "exec": shell.Exec(),
+        "python": python.InlinePython(),
+        "uv": uv.UvScript(),
+    }
+    kind, sep, target = run.partition(":")
+    if sep and kind in table:
+        return table[kind], target
+    if sep and kind == "docker":
+        raise NotImplementedError("docker: jobs are not supported yet; run `docker run ...` with cmd:")
+    return table["cmd"], run
+
+
+@dataclass
+class Outcome:
+    status: RunStatus
+    exit_code: int | None
+    pid: int | None
+    message: str | None = None
+
+
+LineSink = Callable[[str, str], None]  # (stream, line)
+
+
+def run_process(
+    command: Command,
+    on_line: LineSink,
+    *,
+    timeout: float | None = None,
+    kill_grace: float = 10.0,
+    stop: threading.Event | None = None,
+    on_start: Callable[[int], None] | None = None,
+) -> Outcome:
+    """Run ``command`` to the end, relaying output; honour ``timeout`` and ``stop``.
+
+    Status is ``succeeded`` on exit 0, ``failed`` otherwise, ``timed-out`` when the
+    timeout ended it, ``killed`` when ``stop`` was set. When the main child exits but a
+    background grandchild still holds its pipes, output is read for one more second and
+    then left: the run ends with its main process (as cron's does).
+    """
+    try:
+        proc = subprocess.Popen(
+            command.argv,
+            stdin=subprocess.DEVNULL,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            cwd=command.cwd,
+            env=command.env,
+            start_new_session=True,
+            close_fds=True,
+        )
+    except OSError as exc:
+        on_line("stderr", f"supertask: cannot start {command.argv[0]!r}: {exc.strerror or exc}")
+        return Outcome(RunStatus.FAILED, 127, None, f"cannot start {command.argv[0]!r}: {exc}")
+    if on_start is not None:
+        on_start(proc.pid)
+    deadline = time.monotonic() + timeout if timeout else None
+    ended_by: RunStatus | None = None
+    sel = selectors.DefaultSelector()
+    buffers: dict[str, bytes] = {}
+    assert proc.stdout is not None and proc.stderr is not None
+    for stream, pipe in (("stdout", proc.stdout), ("stderr", proc.stderr)):
+        os.set_blocking(pipe.fileno(), False)
+        sel.register(pipe, selectors.EVENT_READ, stream)
+        buffers[stream] = b""
+    linger_until: float | None = None
+    try:
+        while sel.get_map():
+            now = time.monotonic()
+            if ended_by is None:
+                if stop is not None and stop.is_set():
+                    ended_by = RunStatus.KILLED
+                elif deadline is not None and now >= deadline:
+                    ended_by = RunStatus.TIMED_OUT
+                if ended_by is not None:
+                    end_group(proc, kill_grace)
+            if linger_until is None and proc.poll() is not None:
+                linger_until = now + 1.0
+            if linger_until is not None and now >= linger_until:
+                break
+            wait = 0.2
+            if deadline is not None and ended_by is None:
+                wait = max(0.0, min(wait, deadline - now))
+            for key, _ in sel.select(wait):
+                stream = key.data
+                try:
+                    chunk = os.read(key.fd, 65536)
+                except BlockingIOError:
+                    continue
+                if not chunk:
+                    sel.unregister(key.fileobj)
+                    continue
+                data = buffers[stream] + chunk
+                *lines, buffers[stream] = data.split(b"\n")
+                for raw in lines:
+                    on_line(stream, raw.decode("utf-8", "replace").rstrip("\r"))
+        for stream, rest in buffers.items():
+            if rest:
+                on_line(stream, rest.decode("utf-8", "replace"))
+        while True:
+            try:
+                code = proc.wait(timeout=0.2)
+                break
+            except subprocess.TimeoutExpired:
+                if ended_by is None and stop is not None and stop.is_set():
+                    ended_by = RunStatus.KILLED
+                    end_group(proc, kill_grace)
+                elif ended_by is None and deadline is not None and time.monotonic() >= deadline:
+                    ended_by = RunStatus.TIMED_OUT
+                    end_group(proc, kill_grace)
+    finally:
+        sel.close()
+        for pipe in (proc.stdout, proc.stderr):
+            pipe.close()
+    if ended_by is RunStatus.TIMED_OUT:
+        return Outcome(ended_by, code, proc.pid, f"timed out after {timeout:g}s; process group ended")
+    if ended_by is RunStatus.KILLED:
+        return Outcome(ended_by, code, proc.pid, "ended on request; process group ended")
+    status = RunStatus.SUCCEEDED if code == 0 else RunStatus.FAILED
+    return Outcome(status, code, proc.pid)
+
+
+def end_group(proc: subprocess.Popen[bytes], grace: float) -> None:
+    """TERM the child's process group and every descendant, wait ``grace``, then KILL.
+
+    Descendants are collected with psutil first, so ones that started a session of
+    their own (double-forked daemons) are ended too.
+    """
+    try:
+        family = [psutil.Process(proc.pid)] + psutil.Process(proc.pid).children(recursive=True)
+    except psutil.Error:
+        family = []
+    _signal_all(proc.pid, family, signal.SIGTERM)
+    gone_by = time.monotonic() + grace
+    while time.monotonic() < gone_by:
+        alive = [p for p in family if _alive(p)]
+        if proc.poll() is not None and not alive and not _group_alive(proc.pid):
+            return
+        time.sleep(0.05)
+    _signal_all(proc.pid, family, signal.SIGKILL)
+
+
+def _signal_all(pgid: int, family: list[psutil.Process], sig: int) -> None:
+    try:
+        os.killpg(pgid, sig)
+    except (ProcessLookupError, PermissionError):
+        pass
+    for p in family:
+        try:
+            p.send_signal(sig)
+        except psutil.Error:
+            pass
+
+
+def _alive(p: psutil.Process) -> bool:
+    try:
+        return p.is_running() and p.status() != psutil.STATUS_ZOMBIE
+    except psutil.Error:
+        return False
+
+
+def _group_alive(pgid: int) -> bool:
+    try:
+        os.killpg(pgid, 0)
+        return True
+    except (ProcessLookupError, PermissionError):
+        return False

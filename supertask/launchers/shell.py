@@ -1,0 +1,22 @@
+"""``cmd:`` (through ``sh -c``) and ``exec:`` (split like a shell, no shell)."""
+
+from __future__ import annotations
+
+import shlex
+
+
+class Shell:
+    kind = "cmd"
+
+    def argv(self, target: str) -> list[str]:
+        return ["/bin/sh", "-c", target]
+
+
+class Exec:
+    kind = "exec"
+
+    def argv(self, target: str) -> list[str]:
+        argv = shlex.split(target)
+        if not argv:
+            raise ValueError("exec: needs a command, e.g. exec:/usr/bin/backup --full")
+        return argv

@@ -1,0 +1,252 @@
+"""One run of one job: claim the fire, launch the child, keep its log, record the outcome.
+
+The scheduler never persists this function or its arguments: the job store keeps a
+reference (namespace and job name) and the executor looks the current definition up
+when it fires, then calls :func:`execute`.
+"""
+
+from __future__ import annotations
+
+import os
+import shlex
+import threading
+import time
+from collections import deque
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import IO
+
+from supertask.launchers import Command, Outcome, launcher_for, run_process
+from supertask.log import get_logger
+from supertask.model import Job, Reason, RunStatus
+from supertask.settings import Settings
+from supertask.store import Store
+
+UTC = timezone.utc
+TAIL_LINES = 20
+
+#: (run, stream, line) -> None: where a run's output goes besides its log file.
+Relay = Callable[["ActiveRun", str, str], None]
+
+
+@dataclass
+class ActiveRun:
+    """A run in flight, as the scheduler (and later the control endpoint) sees it."""
+
+    run_id: int
+    namespace: str
+    job: str
+    attempt: int
+    started: float
+    pid: int | None = None
+    kill: threading.Event = field(default_factory=threading.Event)
+    log_path: Path | None = None
+
+
+@dataclass
+class RunContext:
+    """Everything a run needs, passed in: no globals."""
+
+    store: Store
+    settings: Settings
+    relay: Relay | None = None
+    kill_grace: float = 10.0
+    shutdown: threading.Event = field(default_factory=threading.Event)
+    active: dict[int, ActiveRun] = field(default_factory=dict)
+    lock: threading.Lock = field(default_factory=threading.Lock)
+
+    def active_for(self, namespace: str, job: str) -> list[ActiveRun]:
+        with self.lock:
+            return [r for r in self.active.values() if r.namespace == namespace and r.job == job]
+
+
+def execute(
+    ctx: RunContext,
+    namespace: str,
+    job: Job,
+    scheduled: datetime,
+    reason: Reason = Reason.SCHEDULE,
+    attempt: int = 1,
+) -> tuple[int, Outcome] | None:
+    """Run ``job`` for the fire at ``scheduled``; retry per its policy. None: fire taken.
+
+    Retries: after a ``failed`` or ``timed-out`` attempt, while attempts <= retries,
+    wait ``retry_delay`` (doubled each attempt unless ``retry_backoff: false``, capped
+    at one hour) and run again as a new run row with reason ``retry``. A shutdown
+    cancels pending retries.
+    """
+    log = get_logger("supertask.run")
+    while True:
+        result = _attempt(ctx, namespace, job, scheduled, reason, attempt)
+        if result is None:
+            return None
+        run_id, outcome = result
+        if outcome.status not in (RunStatus.FAILED, RunStatus.TIMED_OUT) or attempt > job.retries:
+            return result
+        delay = job.retry_delay * (2 ** (attempt - 1) if job.retry_backoff else 1)
+        delay = min(delay, 3600.0)
+        log.info("retry scheduled", job=job.name, namespace=namespace, run=run_id, attempt=attempt + 1, delay=delay)
+        if ctx.shutdown.wait(delay):
+            return result
+        attempt, reason = attempt + 1, Reason.RETRY
+
+
+def _attempt(
+    ctx: RunContext, namespace: str, job: Job, scheduled: datetime, reason: Reason, attempt: int
+) -> tuple[int, Outcome] | None:
+    log = get_logger("supertask.run")
+    settings = ctx.settings
+    run_id = ctx.store.claim_run(
+        namespace=namespace, job=job.name, scheduled=scheduled, attempt=attempt,
+        reason=reason.value, host=settings.host,
+    )
+    if run_id is None:
+        log.info("fire already claimed", job=job.name, namespace=namespace, scheduled=scheduled.isoformat())
+        return None
+    log_path = settings.log_dir / namespace / job.name / f"{run_id}.log"
+    active = ActiveRun(run_id, namespace, job.name, attempt, time.time(), log_path=log_path)
+    with ctx.lock:
+        ctx.active[run_id] = active
+    tail: deque[str] = deque(maxlen=TAIL_LINES)
+    log.info("run started", job=job.name, namespace=namespace, run=run_id, attempt=attempt,
+             reason=reason.value, scheduled=scheduled.isoformat())
+    outcome = Outcome(RunStatus.FAILED, None, None, "not started")
+    try:
+        log_path.parent.mkdir(parents=True, exist_ok=True)
+        with open(log_path, "a", encoding="utf-8", buffering=1) as logfile:
+            ctx.store.update_run(run_id, log_path=str(log_path))
+            sink = _sink(ctx, active, logfile, tail)
+            outcome = _run_steps(ctx, namespace, job, run_id, scheduled, active, sink)
+    except Exception as exc:  # a bug or an unusable state folder must not kill the scheduler
+        log.exception("run crashed", job=job.name, run=run_id)
+        outcome = Outcome(RunStatus.FAILED, None, active.pid, f"supertask could not run the job: {exc}")
+    finally:
+        with ctx.lock:
+            ctx.active.pop(run_id, None)
+        ctx.store.update_run(
+            run_id, status=outcome.status, exit_code=outcome.exit_code, pid=outcome.pid or active.pid,
+            finished=datetime.now(UTC), log_tail="\n".join(tail), message=outcome.message,
+        )
+    event = log.info if outcome.status is RunStatus.SUCCEEDED else log.warning
+    event("run finished", job=job.name, namespace=namespace, run=run_id, status=outcome.status.value,
+          exit_code=outcome.exit_code, duration=round(time.time() - active.started, 3))
+    return run_id, outcome
+
+
+def _sink(ctx: RunContext, active: ActiveRun, logfile: IO[str], tail: deque[str]) -> Callable[[str, str], None]:
+    lock = threading.Lock()
+
+    def on_line(stream: str, line: str) -> None:
+        stamp = datetime.now(UTC).isoformat(timespec="milliseconds")
+        with lock:
+            logfile.write(f"{stamp} {stream} {line}\n")
+            tail.append(line)
+        if ctx.relay is not None:
+            ctx.relay(active, stream, line)
+
+    return on_line
+
+
+def _run_steps(
+    ctx: RunContext, namespace: str, job: Job, run_id: int, scheduled: datetime,
+    active: ActiveRun, sink: Callable[[str, str], None],
+) -> Outcome:
+    """Run ``job.run``, or its ``steps`` in order within the one run.
+
+    A step runs when its ``if`` holds: ``success`` (every earlier step that counts
+    succeeded), ``failure`` (one failed), ``always``. A failed step with
+    ``continue_on_error`` does not count as a failure. The run's timeout covers all steps.
+    """
+    env = build_env(ctx, namespace, job, run_id, scheduled)
+    cwd = job.cwd
+    started = time.monotonic()
+
+    def remaining() -> float | None:
+        if job.timeout is None:
+            return None
+        return max(0.001, job.timeout - (time.monotonic() - started))
+
+    def on_start(pid: int) -> None:
+        active.pid = pid
+        ctx.store.update_run(run_id, pid=pid)
+
+    if job.run is not None:
+        launcher, target = launcher_for(job.run)
+        return run_process(
+            Command(launcher.argv(target), env, cwd), sink, timeout=remaining(),
+            kill_grace=ctx.kill_grace, stop=active.kill, on_start=on_start,
+        )
+    failed: Outcome | None = None
+    last = Outcome(RunStatus.SUCCEEDED, 0, None)
+    for step in job.steps:
+        due = {"success": failed is None, "failure": failed is not None, "always": True}.get(step.if_, failed is None)
+        if not due:
+            sink("stderr", f"supertask: step {step.name!r} skipped (if: {step.if_})")
+            continue
+        sink("stderr", f"supertask: step {step.name!r}: {step.run}")
+        launcher, target = launcher_for(step.run)
+        last = run_process(
+            Command(launcher.argv(target), env, cwd), sink, timeout=remaining(),
+            kill_grace=ctx.kill_grace, stop=active.kill, on_start=on_start,
+        )
+        if last.status in (RunStatus.TIMED_OUT, RunStatus.KILLED):
+            return last
+        if last.status is RunStatus.FAILED and not step.continue_on_error and failed is None:
+            failed = Outcome(RunStatus.FAILED, last.exit_code, last.pid, f"step {step.name!r} failed")
+    return failed or Outcome(RunStatus.SUCCEEDED, 0, last.pid)
+
+
+def build_env(ctx: RunContext, namespace: str, job: Job, run_id: int, scheduled: datetime) -> dict[str, str]:
+    """The child's environment: ours, then ``env_file``, then ``env``, then the run's facts."""
+    env = dict(os.environ)
+    if job.env_file:
+        env.update(read_env_file(Path(job.env_file)))
+    env.update({k: str(v) for k, v in job.env.items()})
+    env.update(
+        SUPERTASK_RUN_ID=str(run_id),
+        SUPERTASK_JOB=job.name,
+        SUPERTASK_NAMESPACE=namespace,
+        SUPERTASK_SCHEDULED=scheduled.isoformat(),
+    )
+    return env
+
+
+def read_env_file(path: Path) -> dict[str, str]:
+    """``KEY=value`` lines (``export`` allowed, ``#`` comments, quotes as a shell reads them)."""
+    values: dict[str, str] = {}
+    for raw in path.read_text(encoding="utf-8").splitlines():
+        line = raw.strip()
+        if not line or line.startswith("#"):
+            continue
+        if line.startswith("export "):
+            line = line[len("export ") :].lstrip()
+        key, sep, value = line.partition("=")
+        if not sep:
+            continue
+        value = value.strip()
+        if value[:1] in ("'", '"'):
+            try:
+                parts = shlex.split(value)
+                value = parts[0] if parts else ""
+            except ValueError:
+                value = value.strip("'\"")
+        values[key.strip()] = value
+    return values
+
+
+def relay_to_log(active: ActiveRun, stream: str, line: str) -> None:
+    """Foreground relay: each output line becomes a log event tagged with job, run and stream."""
+    get_logger("supertask.output").info(line, job=active.job, run=active.run_id, stream=stream)
+
+
+def plain_relay(active: ActiveRun, stream: str, line: str) -> None:
+    """One-shot relay: the child's lines go to our stdout and stderr as they are."""
+    import sys
+
+    out = sys.stdout if stream == "stdout" else sys.stderr
+    out.write(line + "\n")
+    out.flush()
+
+

@@ -1,0 +1,82 @@
+"""Settings, defined once: the defaults table feeds the CLI options and `Settings`.
+
+Precedence: command-line flag, then the ``SUPERTASK_<OPTION>`` environment variable
+(typer reads it, and ``--help`` shows its name), then the default here.
+"""
+
+from __future__ import annotations
+
+import getpass
+import os
+import socket
+from dataclasses import dataclass, replace
+from pathlib import Path
+
+#: option -> (default, help). The environment variable is ``SUPERTASK_<OPTION>``.
+DEFAULTS: dict[str, tuple[object, str]] = {
+    "store": (None, "Store URL (any SQLAlchemy URL, or memory://); default: SQLite in the state folder"),
+    "home": (None, "State folder; default $XDG_STATE_HOME/supertask or ~/.local/state/supertask"),
+    "namespace": (None, "Namespace; default: the timetable's, else derived from host, user and file"),
+    "log_format": ("auto", "console, json, or auto (console on a terminal, JSON lines otherwise)"),
+    "log_level": ("info", "debug, info, warning or error"),
+    "grace": ("30s", "How long running jobs may finish on shutdown before their process groups end"),
+    "max_workers": (256, "Most runs in flight at once"),
+}
+
+
+def env_name(option: str) -> str:
+    return "SUPERTASK_" + option.upper().replace("-", "_")
+
+
+def default(option: str) -> object:
+    return DEFAULTS[option][0]
+
+
+def help_for(option: str) -> str:
+    return DEFAULTS[option][1]
+
+
+def state_home(explicit: str | os.PathLike[str] | None = None) -> Path:
+    """The state folder: explicit, else $SUPERTASK_HOME, else $XDG_STATE_HOME/supertask,
+    else ~/.local/state/supertask."""
+    if explicit:
+        return Path(explicit).expanduser()
+    if os.environ.get("SUPERTASK_HOME"):
+        return Path(os.environ["SUPERTASK_HOME"]).expanduser()
+    xdg = os.environ.get("XDG_STATE_HOME")
+    base = Path(xdg).expanduser() if xdg else Path.home() / ".local" / "state"
+    return base / "supertask"
+
+
+def current_user() -> str:
+    try:
+        return getpass.getuser()
+    except Exception:  # no passwd entry (containers with odd uids)
+        return str(os.getuid())
+
+
+@dataclass(frozen=True)
+class Settings:
+    home: Path
+    store_url: str
+    log_format: str = "auto"
+    log_level: str = "info"
+    grace: float = 30.0
+    max_workers: int = 256
+    host: str = socket.gethostname()
+    user: str = current_user()
+
+    @property
+    def log_dir(self) -> Path:
+        return self.home / "logs"
+
+    @classmethod
+    def build(
+        cls, *, home: str | None = None, store: str | None = None, **kw: object
+    ) -> Settings:
+        folder = state_home(home)
+        url = store or os.environ.get("SUPERTASK_STORE") or f"sqlite:///{folder / 'supertask.db'}"
+        return cls(home=folder, store_url=url, **kw)  # type: ignore[arg-type]
+
+    def with_(self, **changes: object) -> Settings:
+        return replace(self, **changes)  # type: ignore[arg-type]

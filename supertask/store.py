@@ -1,0 +1,549 @@
+"""The store: SQLAlchemy tables for namespaces, jobs and runs, and the one class that
+reads and writes them.
+
+Persisted data is plain: a job row holds its definition as JSON (``Job.to_dict``,
+with ``format``), never a pickled object; the schedule state is ``next_run_time``
+(epoch seconds, NULL when the job has nothing left to fire or is paused).
+
+Sharing one PostgreSQL store between hosts (DESIGN.md, last section) rests on the
+runs table: a run row is the claim on one fire. ``(namespace, job, scheduled,
+attempt)`` is unique, so when two schedulers race for the same fire, exactly one
+insert wins and only its host launches the child (:meth:`Store.claim_run`).
+"""
+
+from __future__ import annotations
+
+import json
+import threading
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+from datetime import datetime, timezone
+from typing import Any
+
+import sqlalchemy as sa
+from sqlalchemy.engine import Engine
+from sqlalchemy.exc import IntegrityError, SQLAlchemyError
+
+from supertask.errors import JobNotFound, RunNotFound, StoreError
+from supertask.model import JOB_FORMAT_VERSION, Job, RunRecord, RunStatus
+
+#: Bumped when the tables change; a store with another version is refused.
+SCHEMA_VERSION = 1
+
+UTC = timezone.utc
+
+
+class UTCDateTime(sa.types.TypeDecorator):
+    """Aware datetimes in, aware UTC datetimes out, on every backend (SQLite has no zones)."""
+
+    impl = sa.DateTime(timezone=True)
+    cache_ok = True
+
+    def process_bind_param(self, value: datetime | None, dialect: Any) -> datetime | None:
+        if value is None:
+            return None
+        value = value.astimezone(UTC)
+        return value.replace(tzinfo=None) if dialect.name == "sqlite" else value
+
+    def process_result_value(self, value: datetime | None, dialect: Any) -> datetime | None:
+        if value is None:
+            return None
+        return value.replace(tzinfo=UTC) if value.tzinfo is None else value.astimezone(UTC)
+
+
+metadata = sa.MetaData()
+
+meta_table = sa.Table(
+    "supertask_meta",
+    metadata,
+    sa.Column("key", sa.String(64), primary_key=True),
+    sa.Column("value", sa.Text, nullable=False),
+)
+
+namespaces_table = sa.Table(
+    "supertask_namespaces",
+    metadata,
+    sa.Column("name", sa.String(200), primary_key=True),
+    sa.Column("source", sa.Text),
+    sa.Column("host", sa.String(255)),
+    sa.Column("user", sa.String(255)),
+    sa.Column("created", UTCDateTime, nullable=False),
+    sa.Column("updated", UTCDateTime, nullable=False),
+)
+
+jobs_table = sa.Table(
+    "supertask_jobs",
+    metadata,
+    sa.Column("namespace", sa.String(200), primary_key=True),
+    sa.Column("name", sa.String(200), primary_key=True),
+    sa.Column("definition", sa.Text, nullable=False),
+    sa.Column("format", sa.Integer, nullable=False),
+    sa.Column("fingerprint", sa.String(32), nullable=False),
+    sa.Column("paused", sa.Boolean, nullable=False, default=False),
+    sa.Column("next_run_time", sa.Float, index=True),
+    sa.Column("updated", UTCDateTime, nullable=False),
+)
+
+runs_table = sa.Table(
+    "supertask_runs",
+    metadata,
+    sa.Column("id", sa.Integer, sa.Identity(), primary_key=True),
+    sa.Column("namespace", sa.String(200), nullable=False),
+    sa.Column("job", sa.String(200), nullable=False),
+    sa.Column("attempt", sa.Integer, nullable=False, default=1),
+    sa.Column("reason", sa.String(16), nullable=False),
+    sa.Column("scheduled", UTCDateTime, nullable=False),
+    sa.Column("started", UTCDateTime),
+    sa.Column("finished", UTCDateTime),
+    sa.Column("status", sa.String(16), nullable=False),
+    sa.Column("exit_code", sa.Integer),
+    sa.Column("host", sa.String(255)),
+    sa.Column("pid", sa.Integer),
+    sa.Column("log_path", sa.Text),
+    sa.Column("log_tail", sa.Text),
+    sa.Column("message", sa.Text),
+    sa.UniqueConstraint("namespace", "job", "scheduled", "attempt", name="supertask_runs_one_per_fire"),
+    sa.Index("supertask_runs_by_job", "namespace", "job", "id"),
+    sa.Index("supertask_runs_by_status", "status"),
+)
+
+
+def normalise_url(url: str) -> str:
+    """Accept the URLs people write: ``postgres://`` and ``postgresql://`` use psycopg 3."""
+    if url.startswith("postgres://"):
+        url = "postgresql://" + url[len("postgres://") :]
+    if url.startswith("postgresql://"):
+        url = "postgresql+psycopg://" + url[len("postgresql://") :]
+    return url
+
+
+def _make_engine(url: str) -> Engine:
+    if url in ("memory://", "memory:"):
+        engine = sa.create_engine(
+            "sqlite://", poolclass=sa.pool.StaticPool, connect_args={"check_same_thread": False}
+        )
+    else:
+        try:
+            sa_url = sa.engine.make_url(normalise_url(url))
+        except Exception as exc:
+            raise StoreError(
+                f"store URL {url!r} is not a database URL: {exc}; use e.g. sqlite:///path/to/supertask.db, "
+                "postgresql://user@host/db or memory://"
+            ) from exc
+        kwargs: dict[str, Any] = {}
+        if sa_url.get_backend_name() == "sqlite":
+            kwargs["connect_args"] = {"check_same_thread": False, "timeout": 30}
+        else:
+            kwargs.update(pool_pre_ping=True, pool_size=10, max_overflow=20)
+        try:
+            engine = sa.create_engine(sa_url, **kwargs)
+        except Exception as exc:  # unknown dialect or driver
+            raise StoreError(
+                f"cannot use store URL {url!r}: {exc}; supported out of the box: sqlite:///FILE, "
+                "postgresql://..., memory://"
+            ) from exc
+    if engine.dialect.name == "sqlite":
+
+        @sa.event.listens_for(engine, "connect")
+        def _pragmas(dbapi_conn: Any, _record: Any) -> None:
+            cur = dbapi_conn.cursor()
+            if url not in ("memory://", "memory:"):
+                cur.execute("PRAGMA journal_mode=WAL")
+            cur.execute("PRAGMA synchronous=NORMAL")
+            cur.execute("PRAGMA busy_timeout=30000")
+            cur.close()
+
+    return engine
+
+
+@dataclass(frozen=True)
+class SyncReport:
+    added: tuple[str, ...] = ()
+    changed: tuple[str, ...] = ()
+    removed: tuple[str, ...] = ()
+    unchanged: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True)
+class StoredJob:
+    namespace: str
+    job: Job
+    paused: bool
+    next_run_time: float | None
+    updated: datetime | None = None
+
+    def to_json(self) -> dict[str, Any]:
+        nrt = self.next_run_time
+        return {
+            "namespace": self.namespace,
+            "name": self.job.name,
+            "when": self.job.when,
+            "run": self.job.run if self.job.run else [s.run for s in self.job.steps],
+            "description": self.job.description,
+            "enabled": self.job.enabled,
+            "paused": self.paused,
+            "timezone": self.job.timezone,
+            "next_fire": datetime.fromtimestamp(nrt, UTC).isoformat() if nrt is not None else None,
+        }
+
+
+class Store:
+    """One store (a database) holding any number of namespaces."""
+
+    def __init__(self, url: str):
+        self.url = url
+        self.engine = _make_engine(url)
+        self._sqlite_lock = threading.Lock() if self.engine.dialect.name == "sqlite" else None
+
+    # -- set-up ---------------------------------------------------------------------------
+
+    @classmethod
+    def open(cls, url: str, *, create: bool = True) -> Store:
+        """Open (and by default create) the store; refuse one with another schema version."""
+        if url.startswith("sqlite:///") and create:
+            from pathlib import Path
+
+            path = Path(url[len("sqlite:///") :])
+            if str(path) and str(path) != ":memory:":
+                path.parent.mkdir(parents=True, exist_ok=True)
+        store = cls(url)
+        try:
+            with store.engine.begin() as conn:
+                if create:
+                    metadata.create_all(conn)
+                row = conn.execute(
+                    sa.select(meta_table.c.value).where(meta_table.c.key == "schema_version")
+                ).first()
+                if row is None:
+                    if create:
+                        conn.execute(meta_table.insert().values(key="schema_version", value=str(SCHEMA_VERSION)))
+                elif int(row[0]) != SCHEMA_VERSION:
+                    raise StoreError(
+                        f"store {redact(url)} has schema version {row[0]}, this supertask needs {SCHEMA_VERSION}; "
+                        "use a supertask release that matches, or a new store"
+                    )
+        except SQLAlchemyError as exc:
+            raise StoreError(f"cannot open store {redact(url)}: {_short(exc)}") from exc
+        return store
+
+    def close(self) -> None:
+        self.engine.dispose()
+
+    @property
+    def dialect(self) -> str:
+        return self.engine.dialect.name
+
+    def _write(self) -> Any:
+        """A write transaction. SQLite allows one writer: serialise ours in-process."""
+        return _WriteTx(self)
+
+    # -- namespaces -------------------------------------------------------------------------
+
+    def ensure_namespace(self, name: str, *, source: str | None, host: str, user: str) -> None:
+        now = datetime.now(UTC)
+        with self._write() as conn:
+            updated = conn.execute(
+                namespaces_table.update()
+                .where(namespaces_table.c.name == name)
+                .values(source=source, host=host, user=user, updated=now)
+            ).rowcount
+            if not updated:
+                conn.execute(
+                    namespaces_table.insert().values(
+                        name=name, source=source, host=host, user=user, created=now, updated=now
+                    )
+                )
+
+    def list_namespaces(self) -> list[dict[str, Any]]:
+        counts = (
+            sa.select(jobs_table.c.namespace, sa.func.count().label("jobs"))
+            .group_by(jobs_table.c.namespace)
+            .subquery()
+        )
+        query = (
+            sa.select(namespaces_table, sa.func.coalesce(counts.c.jobs, 0).label("jobs"))
+            .outerjoin(counts, counts.c.namespace == namespaces_table.c.name)
+            .order_by(namespaces_table.c.name)
+        )
+        with self.engine.connect() as conn:
+            rows = conn.execute(query).mappings().all()
+        return [
+            {
+                "name": r["name"],
+                "source": r["source"],
+                "host": r["host"],
+                "user": r["user"],
+                "jobs": r["jobs"],
+                "created": r["created"].isoformat(),
+                "updated": r["updated"].isoformat(),
+            }
+            for r in rows
+        ]
+
+    # -- jobs ---------------------------------------------------------------------------------
+
+    def sync(
+        self,
+        namespace: str,
+        jobs: Sequence[Job],
+        first_fire: Any,
+        *,
+        remove_missing: bool = True,
+    ) -> SyncReport:
+        """Make the namespace hold exactly ``jobs``, in one transaction.
+
+        Added and changed jobs get ``next_run_time = first_fire(job)`` (epoch seconds or
+        None); unchanged jobs keep their schedule state, so a restart neither loses nor
+        doubles a fire. Disabled jobs are stored with no next run time.
+        """
+        added, changed, unchanged = [], [], []
+        now = datetime.now(UTC)
+        wanted = {job.name: job for job in jobs}
+        with self._write() as conn:
+            existing = {
+                r.name: r.fingerprint
+                for r in conn.execute(
+                    sa.select(jobs_table.c.name, jobs_table.c.fingerprint).where(
+                        jobs_table.c.namespace == namespace
+                    )
+                )
+            }
+            inserts = []
+            for name, job in wanted.items():
+                fp = job.fingerprint()
+                if existing.get(name) == fp:
+                    unchanged.append(name)
+                    continue
+                row = {
+                    "namespace": namespace,
+                    "name": name,
+                    "definition": json.dumps(job.to_dict(), sort_keys=True),
+                    "format": JOB_FORMAT_VERSION,
+                    "fingerprint": fp,
+                    "paused": False,
+                    "next_run_time": first_fire(job) if job.enabled else None,
+                    "updated": now,
+                }
+                if name in existing:
+                    changed.append(name)
+                    conn.execute(
+                        jobs_table.update()
+                        .where(jobs_table.c.namespace == namespace, jobs_table.c.name == name)
+                        .values(**row)
+                    )
+                else:
+                    added.append(name)
+                    inserts.append(row)
+            if inserts:
+                for chunk in _chunks(inserts, 5000):
+                    conn.execute(jobs_table.insert(), chunk)
+            removed = sorted(set(existing) - set(wanted)) if remove_missing else []
+            for chunk in _chunks(removed, 500):
+                conn.execute(
+                    jobs_table.delete().where(
+                        jobs_table.c.namespace == namespace, jobs_table.c.name.in_(chunk)
+                    )
+                )
+        return SyncReport(tuple(added), tuple(changed), tuple(removed), tuple(unchanged))
+
+    def list_jobs(self, namespace: str | None = None) -> list[StoredJob]:
+        query = sa.select(jobs_table).order_by(jobs_table.c.namespace, jobs_table.c.name)
+        if namespace is not None:
+            query = query.where(jobs_table.c.namespace == namespace)
+        with self.engine.connect() as conn:
+            rows = conn.execute(query).mappings().all()
+        return [_stored_job(r) for r in rows]
+
+    def get_job(self, namespace: str, name: str) -> StoredJob:
+        with self.engine.connect() as conn:
+            row = (
+                conn.execute(
+                    sa.select(jobs_table).where(
+                        jobs_table.c.namespace == namespace, jobs_table.c.name == name
+                    )
+                )
+                .mappings()
+                .first()
+            )
+        if row is None:
+            raise JobNotFound(namespace, name)
+        return _stored_job(row)
+
+    def set_next_run_times(self, namespace: str, updates: Iterable[tuple[str, float | None]]) -> None:
+        """Persist schedule state for many jobs in one transaction."""
+        params = [{"ns": namespace, "n": name, "t": ts} for name, ts in updates]
+        if not params:
+            return
+        stmt = (
+            jobs_table.update()
+            .where(jobs_table.c.namespace == sa.bindparam("ns"), jobs_table.c.name == sa.bindparam("n"))
+            .values(next_run_time=sa.bindparam("t"))
+        )
+        with self._write() as conn:
+            conn.execute(stmt, params)
+
+    def set_paused(self, namespace: str, name: str, paused: bool, next_run_time: float | None) -> None:
+        with self._write() as conn:
+            count = conn.execute(
+                jobs_table.update()
+                .where(jobs_table.c.namespace == namespace, jobs_table.c.name == name)
+                .values(paused=paused, next_run_time=next_run_time, updated=datetime.now(UTC))
+            ).rowcount
+        if not count:
+            raise JobNotFound(namespace, name)
+
+    def delete_job(self, namespace: str, name: str) -> None:
+        with self._write() as conn:
+            count = conn.execute(
+                jobs_table.delete().where(jobs_table.c.namespace == namespace, jobs_table.c.name == name)
+            ).rowcount
+        if not count:
+            raise JobNotFound(namespace, name)
+
+    # -- runs ---------------------------------------------------------------------------------
+
+    def claim_run(
+        self,
+        *,
+        namespace: str,
+        job: str,
+        scheduled: datetime,
+        attempt: int,
+        reason: str,
+        host: str,
+        status: RunStatus = RunStatus.RUNNING,
+        message: str | None = None,
+    ) -> int | None:
+        """Insert the run row that claims one fire. None: that fire was already claimed."""
+        now = datetime.now(UTC)
+        values = dict(
+            namespace=namespace,
+            job=job,
+            scheduled=scheduled,
+            attempt=attempt,
+            reason=reason,
+            status=status.value,
+            host=host,
+            message=message,
+            started=now if status is RunStatus.RUNNING else None,
+            finished=now if status.finished else None,
+        )
+        try:
+            with self._write() as conn:
+                result = conn.execute(runs_table.insert().values(**values))
+                return int(result.inserted_primary_key[0])
+        except IntegrityError:
+            return None
+
+    def update_run(self, run_id: int, **values: Any) -> None:
+        if isinstance(values.get("status"), RunStatus):
+            values["status"] = values["status"].value
+        with self._write() as conn:
+            conn.execute(runs_table.update().where(runs_table.c.id == run_id).values(**values))
+
+    def get_run(self, run_id: int) -> RunRecord:
+        with self.engine.connect() as conn:
+            row = conn.execute(sa.select(runs_table).where(runs_table.c.id == run_id)).mappings().first()
+        if row is None:
+            raise RunNotFound(run_id)
+        return RunRecord(**row)
+
+    def history(
+        self,
+        namespace: str | None = None,
+        job: str | None = None,
+        *,
+        failed: bool = False,
+        limit: int = 20,
+    ) -> list[RunRecord]:
+        """The newest runs first."""
+        query = sa.select(runs_table).order_by(runs_table.c.id.desc()).limit(limit)
+        if namespace is not None:
+            query = query.where(runs_table.c.namespace == namespace)
+        if job is not None:
+            query = query.where(runs_table.c.job == job)
+        if failed:
+            query = query.where(
+                runs_table.c.status.in_(
+                    [s.value for s in (RunStatus.FAILED, RunStatus.TIMED_OUT, RunStatus.KILLED, RunStatus.LOST)]
+                )
+            )
+        with self.engine.connect() as conn:
+            rows = conn.execute(query).mappings().all()
+        return [RunRecord(**r) for r in rows]
+
+    def mark_lost(self, namespaces: Iterable[str], host: str) -> list[RunRecord]:
+        """Runs this host left running or queued when it died become ``lost``."""
+        names = list(namespaces)
+        cond = sa.and_(
+            runs_table.c.namespace.in_(names),
+            runs_table.c.host == host,
+            runs_table.c.status.in_([RunStatus.RUNNING.value, RunStatus.QUEUED.value]),
+        )
+        now = datetime.now(UTC)
+        with self._write() as conn:
+            rows = conn.execute(sa.select(runs_table).where(cond)).mappings().all()
+            if rows:
+                conn.execute(
+                    runs_table.update()
+                    .where(runs_table.c.id.in_([r["id"] for r in rows]))
+                    .values(
+                        status=RunStatus.LOST.value,
+                        finished=now,
+                        message="the scheduler stopped while this run was in flight; noticed at "
+                        + now.isoformat(),
+                    )
+                )
+        return [RunRecord(**r) for r in rows]
+
+
+class _WriteTx:
+    def __init__(self, store: Store):
+        self.store = store
+        self.ctx: Any = None
+
+    def __enter__(self) -> sa.Connection:
+        if self.store._sqlite_lock is not None:
+            self.store._sqlite_lock.acquire()
+        try:
+            self.ctx = self.store.engine.begin()
+            return self.ctx.__enter__()
+        except BaseException:
+            if self.store._sqlite_lock is not None:
+                self.store._sqlite_lock.release()
+            raise
+
+    def __exit__(self, *exc: Any) -> None:
+        try:
+            self.ctx.__exit__(*exc)
+        finally:
+            if self.store._sqlite_lock is not None:
+                self.store._sqlite_lock.release()
+
+
+def _stored_job(row: Any) -> StoredJob:
+    return StoredJob(
+        namespace=row["namespace"],
+        job=Job.from_dict(json.loads(row["definition"])),
+        paused=bool(row["paused"]),
+        next_run_time=row["next_run_time"],
+        updated=row["updated"],
+    )
+
+
+def _chunks(items: Sequence[Any], size: int) -> Iterable[Sequence[Any]]:
+    for i in range(0, len(items), size):
+        yield items[i : i + size]
+
+
+def _short(exc: BaseException) -> str:
+    text = str(getattr(exc, "orig", None) or exc).strip().splitlines()
+    return text[0] if text else type(exc).__name__
+
+
+def redact(url: str) -> str:
+    """The URL with any password hidden, for messages and logs."""
+    try:
+        return sa.engine.make_url(normalise_url(url)).render_as_string(hide_password=True)
+    except Exception:
+        return url
