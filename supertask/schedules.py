@@ -337,8 +337,9 @@ def upcoming(schedule: Schedule, after: datetime, count: int) -> list[datetime]:
     fire = schedule.get_next_fire_time(None, after)
     if schedule.kind in ("once", "reboot"):
         return [fire][:count] if fire is not None else []
+    after_utc = after.astimezone(UTC)  # same-zone comparisons would ignore the DST fold
     while fire is not None and len(fires) < count:
-        if fire > after:
+        if fire.astimezone(UTC) > after_utc:
             fires.append(fire)
         fire = schedule.get_next_fire_time(fire, after)
     return fires
