@@ -37,15 +37,8 @@ from typing import Any
 from yaml.nodes import Node, ScalarNode, SequenceNode
 
 from supertask.model import NAME_RE, Job, Step, Timetable
-from supertask.timetable import (
-    Doc,
-    _Bad,
-    check_unique,
-    check_when,
-    describe,
-    join,
-    text,
-)
+from supertask.timetable import check_unique, check_when
+from supertask.yamldoc import Bad, Doc, describe, join, text
 
 TOP_KEYS = ("meta", "tasks")
 TASK_KEYS = ("meta", "on", "steps")
@@ -66,10 +59,10 @@ def load_legacy(doc: Doc, top: dict[str, tuple[Node, Node]]) -> Timetable | None
             try:
                 namespace = text(doc, meta["namespace"][1], "a namespace").strip()
                 if not NAME_RE.match(namespace):
-                    raise _Bad(
+                    raise Bad(
                         f"{namespace!r} is not a valid namespace: use letters, digits, '_', '.' and '-' only"
                     )
-            except _Bad as err:
+            except Bad as err:
                 doc.problem(meta["namespace"][1], "meta.namespace", str(err))
     tasks = top["tasks"][1]
     if not isinstance(tasks, SequenceNode) or not tasks.value:
@@ -108,14 +101,14 @@ def _task(doc: Doc, item: Node, path: str) -> list[tuple[Job, int | None]]:
         )
         try:
             if "id" not in meta:
-                raise _Bad("missing 'id'; it becomes the job's name, e.g. id: nightly-cleanup")
+                raise Bad("missing 'id'; it becomes the job's name, e.g. id: nightly-cleanup")
             id_line = meta["id"][0].start_mark.line + 1
             name = text(doc, meta["id"][1], "an id").strip()
             if not NAME_RE.match(name):
-                raise _Bad(
+                raise Bad(
                     f"{name!r} is not a valid job name: use letters, digits, '_', '.' and '-' only"
                 )
-        except _Bad as err:
+        except Bad as err:
             doc.problem(
                 meta["id"][1] if "id" in meta else entries["meta"][1],
                 join(path, "meta.id"),
@@ -176,7 +169,7 @@ def _crons(doc: Doc, node: Node, path: str) -> list[str]:
             continue
         try:
             when = text(doc, entries["cron"][1], "a cron expression").strip()
-        except _Bad as err:
+        except Bad as err:
             doc.problem(entries["cron"][1], join(here, "cron"), str(err))
             continue
         check_when(doc, when, None, entries["cron"][1], join(here, "cron"))
@@ -200,7 +193,7 @@ def _steps(doc: Doc, node: Node, path: str) -> tuple[Step, ...]:
         )
         try:
             step = _step(doc, entries, i)
-        except _Bad as err:
+        except Bad as err:
             doc.problem(item, here, str(err))
             continue
         if step is None:
@@ -219,14 +212,14 @@ def _steps(doc: Doc, node: Node, path: str) -> tuple[Step, ...]:
 def _located(doc: Doc, entries: dict, key: str, what: str) -> str:
     try:
         return text(doc, entries[key][1], what).strip()
-    except _Bad as err:
-        raise _Bad(f"{key}: {err}") from None
+    except Bad as err:
+        raise Bad(f"{key}: {err}") from None
 
 
 def _step(doc: Doc, entries: dict[str, tuple[Node, Node]], i: int) -> Step | None:
     for key in ("uses", "run"):
         if key not in entries:
-            raise _Bad(
+            raise Bad(
                 f"missing '{key}'; e.g. uses: python-entrypoint, run: \"mypackage.jobs:cleanup\""
             )
     uses = _located(doc, entries, "uses", "python-entrypoint or python-file")
@@ -237,7 +230,7 @@ def _step(doc: Doc, entries: dict[str, tuple[Node, Node]], i: int) -> Step | Non
     if_ = _if(doc, entries["if"][1]) if "if" in entries else "success"
     if uses == "python-entrypoint":
         if not _ENTRYPOINT_RE.match(run):
-            raise _Bad(
+            raise Bad(
                 f'run: {run!r} is not an entrypoint; write MODULE:FUNCTION, e.g. "mypackage.jobs:cleanup"'
             )
         code = _entrypoint_code(run, args, kwargs)
@@ -253,7 +246,7 @@ def _step(doc: Doc, entries: dict[str, tuple[Node, Node]], i: int) -> Step | Non
         words = [file, *(_arg(a) for a in args), *(f"--{k}={_arg(v)}" for k, v in kwargs.items())]
         command = "uv:" + shlex.join(words)
     else:
-        raise _Bad(
+        raise Bad(
             f"uses: {uses!r} is not known; use python-entrypoint or python-file (or write the job in the native jobs: format with run: KIND:TARGET)"
         )
     return None if if_ is None else Step(name=name, run=command, if_=if_)
@@ -266,7 +259,7 @@ def _plain(doc: Doc, entries: dict, key: str, kind: type, default: Any) -> Any:
         return default
     value = doc.value(entries[key][1])
     if not isinstance(value, kind):
-        raise _Bad(
+        raise Bad(
             f"{key}: expected {'a list' if kind is list else 'a mapping'}, got {describe(entries[key][1])}"
         )
     return value
@@ -283,7 +276,7 @@ def _if(doc: Doc, node: Node) -> str | None:
     )
     if isinstance(value, str) and word in _IF_WORDS:
         return _IF_WORDS[word]
-    raise _Bad(
+    raise Bad(
         f"if: {describe(node)} is not understood; use true, false, always(), failure() or success()"
     )
 
