@@ -480,7 +480,7 @@ def _parse_every(schedule: Schedule, text: str) -> timedelta:
 
 def _describe_interval(interval: timedelta) -> str:
     seconds = interval.total_seconds()
-    parts = []
+    parts: list[tuple[float, str]] = []
     for unit, size in (("day", 86400), ("hour", 3600), ("minute", 60)):
         if seconds >= size:
             count, seconds = int(seconds // size), seconds % size
