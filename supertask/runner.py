@@ -119,6 +119,8 @@ def _attempt(
             ctx.store.update_run(run_id, log_path=str(log_path))
             sink = _sink(ctx, active, logfile, tail)
             outcome = _run_steps(ctx, namespace, job, run_id, scheduled, active, sink)
+            if outcome.status is RunStatus.TIMED_OUT:
+                outcome.message = f"timed out after {job.timeout:g}s; process group ended"
     except Exception as exc:  # a bug or an unusable state folder must not kill the scheduler
         log.exception("run crashed", job=job.name, run=run_id)
         outcome = Outcome(RunStatus.FAILED, None, active.pid, f"supertask could not run the job: {exc}")

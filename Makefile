@@ -1,0 +1,39 @@
+# Two commands on a fresh machine: `make run` and `make test`.
+SHELL := /bin/bash
+PYTHON ?= python3
+UV := $(shell command -v uv 2>/dev/null || echo $(HOME)/.local/bin/uv)
+VENV := .venv
+STAMP := $(VENV)/.synced
+
+.PHONY: run test test-unit test-integration lint bench setup clean
+
+# uv first (from PyPI, no other network needed), then the locked environment.
+$(UV):
+	$(PYTHON) -m pip install --quiet --user uv || $(PYTHON) -m pip install --quiet uv
+
+$(STAMP): pyproject.toml uv.lock | $(UV)
+	$(UV) sync --quiet --frozen 2>/dev/null || $(UV) sync --quiet
+	@touch $(STAMP)
+
+setup: $(STAMP)
+
+## Run the example timetable on the embedded SQLite default (Ctrl-C stops it).
+run: $(STAMP)
+	$(VENV)/bin/supertask run --file timetable.yaml
+
+## Unit and integration tests (PostgreSQL tests use a database of their own per run).
+test: $(STAMP)
+	$(VENV)/bin/pytest -q -p no:cacheprovider
+
+test-unit: $(STAMP)
+	$(VENV)/bin/pytest -q tests/unit
+
+lint: $(STAMP)
+	$(VENV)/bin/ruff check supertask tests
+	$(VENV)/bin/mypy supertask
+
+bench: $(STAMP)
+	$(VENV)/bin/python bench/run.py
+
+clean:
+	rm -rf $(VENV) .pytest_cache

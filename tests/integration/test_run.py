@@ -1,0 +1,364 @@
+"""The run loop end to end: the real CLI, real /bin/sh children, real SQLite files."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import sqlite3
+import time
+from pathlib import Path
+
+import psutil
+
+from tests.conftest import Cli, wait_until
+
+
+def write(path: Path, text: str) -> Path:
+    path.write_text(text)
+    return path
+
+
+def lines(path: Path) -> list[str]:
+    return path.read_text().splitlines() if path.exists() else []
+
+
+def history(cli: Cli, *args: str) -> list[dict]:
+    return cli.json("history", "--limit", "500", *args)
+
+
+# -- one-liners ------------------------------------------------------------------------------
+
+
+def test_one_liner_prints_and_exits_with_the_command_code(cli: Cli) -> None:
+    ok = cli("run", "--", "cmd:echo hello")
+    assert ok.returncode == 0, ok.stderr
+    assert ok.stdout == "hello\n"
+    failed = cli("run", "--", "cmd:echo oops >&2; exit 3")
+    assert failed.returncode == 3
+    assert "oops" in failed.stderr
+
+    runs = history(cli)
+    assert [r["status"] for r in runs] == ["failed", "succeeded"]
+    newest = runs[0]
+    for key in ("id", "namespace", "job", "attempt", "reason", "scheduled", "started", "finished", "status", "exit_code"):
+        assert key in newest
+    assert newest["exit_code"] == 3 and newest["reason"] == "manual" and newest["attempt"] == 1
+    assert newest["log_tail"] == "oops"
+
+    log = cli("logs", str(runs[1]["id"]))
+    assert log.returncode == 0
+    stamp, stream, text = log.stdout.strip().split(" ", 2)
+    assert stream == "stdout" and text == "hello" and stamp.startswith("20")
+
+
+def test_one_liner_words_after_double_dash_and_exec_python(cli: Cli) -> None:
+    assert cli("run", "--", "cmd:echo", "two words").stdout == "two words\n"
+    assert cli("run", "--", "exec:printf %s-%s a b").stdout == "a-b\n"  # a last partial line is a line
+    proc = cli("run", "--", "python:import sys; print(sys.version_info[0]); sys.exit(4)")
+    assert (proc.returncode, proc.stdout) == (4, "3\n")
+
+
+def test_bad_when_and_bad_arguments_exit_2(cli: Cli) -> None:
+    proc = cli("run", "--when", "every 5 mins", "--", "cmd:true")
+    assert proc.returncode == 2
+    assert "every 5m" in proc.stderr
+    assert cli("history", "--limit", "0").returncode == 2
+
+
+def test_child_environment_cwd_env_file(cli: Cli, tmp_path: Path) -> None:
+    envfile = write(tmp_path / "app.env", "# comment\nexport FROM_FILE='file value'\nSHARED=file\n")
+    (tmp_path / "jobdir").mkdir()
+    out = tmp_path / "env.json"
+    write(cli.cwd / "supertask.yaml", f"""
+namespace: envtest
+jobs:
+  - name: show-env
+    when: once
+    cwd: {tmp_path / 'jobdir'}
+    env_file: {envfile}
+    env: {{SHARED: job, NUMBER: 5}}
+    run: >-
+      python:import json, os; json.dump({{k: os.environ.get(k) for k in
+      ['SUPERTASK_RUN_ID', 'SUPERTASK_JOB', 'SUPERTASK_NAMESPACE', 'SUPERTASK_SCHEDULED',
+      'FROM_FILE', 'SHARED', 'NUMBER']}} | {{'cwd': os.getcwd()}}, open('{out}', 'w'))
+""")
+    sched = cli.start()
+    try:
+        wait_until(out.exists, what="the job's output file")
+        sched.wait_event("run finished", job="show-env")
+    finally:
+        assert sched.stop() == 0
+    env = json.loads(out.read_text())
+    run = history(cli)[0]
+    assert env["SUPERTASK_RUN_ID"] == str(run["id"])
+    assert env["SUPERTASK_JOB"] == "show-env" and env["SUPERTASK_NAMESPACE"] == "envtest"
+    assert env["SUPERTASK_SCHEDULED"] == run["scheduled"]
+    assert (env["FROM_FILE"], env["SHARED"], env["NUMBER"]) == ("file value", "job", "5")
+    assert env["cwd"] == str(tmp_path / "jobdir")
+    # `once` fires when first synced, not on every restart
+    sched = cli.start()
+    sched.wait_event("scheduler started")
+    assert sched.stop() == 0
+    assert len(history(cli)) == 1
+
+
+# -- the scheduler ---------------------------------------------------------------------------
+
+
+def test_fires_on_time_relays_output_and_stops_cleanly(cli: Cli, tmp_path: Path) -> None:
+    out = tmp_path / "ticks"
+    write(cli.cwd / "timetable.yaml", f"""
+jobs:
+  - name: tick
+    when: "* * * * * *"
+    run: "cmd:date +%s.%N >> {out}; echo tick $SUPERTASK_RUN_ID"
+""")
+    sched = cli.start("--file", "timetable.yaml")
+    try:
+        wait_until(lambda: len(lines(out)) >= 3, what="three ticks")
+        event = sched.wait_event("run finished", job="tick")
+        assert event["status"] == "succeeded"
+        relayed = [e for e in sched.events() if e.get("stream") == "stdout"]
+        assert relayed and relayed[0]["job"] == "tick" and relayed[0]["event"].startswith("tick ")
+        assert "run" in relayed[0]
+    finally:
+        assert sched.stop() == 0
+    runs = [r for r in history(cli) if r["status"] == "succeeded"]
+    assert len(runs) >= 3
+    for run in runs:
+        assert run["reason"] == "schedule"
+        scheduled = run["scheduled"]
+        assert scheduled.endswith("+00:00")
+    # each fire started within its second
+    fired = sorted(float(x) for x in lines(out))
+    scheduled = sorted(_ts(r["scheduled"]) for r in runs)
+    assert all(0 <= f - s < 1.0 for f, s in zip(fired, scheduled, strict=False))
+    assert len(set(r["scheduled"] for r in history(cli))) == len(history(cli))
+
+
+def _ts(iso: str) -> float:
+    from datetime import datetime
+
+    return datetime.fromisoformat(iso).timestamp()
+
+
+def test_invalid_timetable_exits_2_and_leaves_the_store_as_it_was(cli: Cli) -> None:
+    write(cli.cwd / "supertask.yaml", "namespace: keep\njobs:\n  - {name: a, when: '@daily', run: 'cmd:true'}\n")
+    sched = cli.start()
+    sched.wait_event("scheduler started")
+    assert sched.stop() == 0
+    before = cli.json("list-jobs")
+    write(cli.cwd / "supertask.yaml", "namespace: keep\njobs:\n  - {name: b, shedule: '@daily', run: 'cmd:true'}\n")
+    proc = cli("run")
+    assert proc.returncode == 2
+    assert "supertask.yaml:3" in proc.stderr and "shedule" in proc.stderr
+    assert cli.json("list-jobs") == before
+
+
+def test_restart_keeps_unchanged_schedules_and_syncs_changes(cli: Cli) -> None:
+    path = cli.cwd / "supertask.yaml"
+    write(path, """
+namespace: sync
+jobs:
+  - {name: hourly, when: every 1h, run: "cmd:true"}
+  - {name: gone, when: "@daily", run: "cmd:true"}
+  - {name: edited, when: every 2h, run: "cmd:true"}
+""")
+    sched = cli.start()
+    sched.wait_event("scheduler started")
+    assert sched.stop() == 0
+    first = {j["name"]: j for j in cli.json("list-jobs", "--ns", "sync")}
+    assert set(first) == {"hourly", "gone", "edited"}
+    write(path, """
+namespace: sync
+jobs:
+  - {name: hourly, when: every 1h, run: "cmd:true"}
+  - {name: edited, when: every 2h, run: "cmd:echo changed"}
+  - {name: fresh, when: "@daily", run: "cmd:true"}
+""")
+    sched = cli.start()
+    synced = sched.wait_event("timetable synced")
+    assert (synced["added"], synced["changed"], synced["removed"], synced["unchanged"]) == (1, 1, 1, 1)
+    assert sched.stop() == 0
+    second = {j["name"]: j for j in cli.json("list-jobs", "--ns", "sync")}
+    assert set(second) == {"hourly", "edited", "fresh"}
+    assert second["hourly"]["next_fire"] == first["hourly"]["next_fire"]  # kept, not recomputed
+    assert second["edited"]["next_fire"] != first["edited"]["next_fire"]  # changed: from now
+    assert second["edited"]["run"] == "cmd:echo changed"
+
+
+def _set_next_run(home: Path, namespace: str, job: str, ts: float) -> None:
+    with sqlite3.connect(home / "supertask.db") as db:
+        db.execute("UPDATE supertask_jobs SET next_run_time=? WHERE namespace=? AND name=?", (ts, namespace, job))
+
+
+def test_missed_fires_catch_up_within_grace_else_skipped(cli: Cli) -> None:
+    write(cli.cwd / "supertask.yaml", """
+namespace: downtime
+jobs:
+  - {name: recent, when: every 1h, run: "cmd:echo caught up"}
+  - {name: stale, when: every 1h, misfire_grace: 30s, run: "cmd:echo never"}
+""")
+    sched = cli.start()
+    sched.wait_event("scheduler started")
+    assert sched.stop() == 0
+    now = time.time()
+    _set_next_run(cli.home, "downtime", "recent", now - 20)  # missed 20 s ago, grace 60 s
+    _set_next_run(cli.home, "downtime", "stale", now - 3 * 3600 - 1800)  # missed 4 fires, grace 30 s
+    sched = cli.start()
+    try:
+        sched.wait_event("run finished", job="recent")
+        runs = wait_until(lambda: len(history(cli)) >= 2 and history(cli), what="two runs")
+    finally:
+        assert sched.stop() == 0
+    by_job = {r["job"]: r for r in runs}
+    assert by_job["recent"]["reason"] == "catch-up" and by_job["recent"]["status"] == "succeeded"
+    assert by_job["stale"]["status"] == "skipped"
+    assert "missed 4 fire(s)" in by_job["stale"]["message"]
+    assert len(runs) == 2, runs  # one catch-up, one skipped row: nothing doubled
+    stale = {j["name"]: j for j in cli.json("list-jobs")}["stale"]
+    assert _ts(stale["next_fire"]) > time.time()
+
+
+def test_restart_neither_loses_nor_doubles_a_fire(cli: Cli, tmp_path: Path) -> None:
+    out = tmp_path / "fires"
+    write(cli.cwd / "supertask.yaml", f"""
+namespace: every-second
+jobs:
+  - {{name: s, when: "* * * * * *", run: "cmd:echo $SUPERTASK_SCHEDULED >> {out}"}}
+""")
+    for _ in range(2):
+        sched = cli.start()
+        n = len(lines(out))
+        wait_until(lambda n=n: len(lines(out)) >= n + 2, what="two more fires")
+        assert sched.stop() == 0
+    fired = lines(out)
+    assert len(fired) == len(set(fired))
+    runs = history(cli)
+    assert len({r["scheduled"] for r in runs}) == len(runs)
+
+
+def test_timeout_ends_the_whole_process_group(cli: Cli, tmp_path: Path) -> None:
+    pidfile = tmp_path / "grandchild.pid"
+    write(cli.cwd / "supertask.yaml", f"""
+namespace: timeouts
+jobs:
+  - name: slow
+    when: once
+    timeout: 0.5s
+    run: "cmd:sleep 300 & echo $! > {pidfile}; sleep 300"
+""")
+    sched = cli.start()
+    try:
+        event = sched.wait_event("run finished", job="slow")
+    finally:
+        assert sched.stop() == 0
+    assert event["status"] == "timed-out"
+    grandchild = int(pidfile.read_text())
+    wait_until(lambda: not psutil.pid_exists(grandchild) or psutil.Process(grandchild).status() == psutil.STATUS_ZOMBIE,
+               what="the grandchild to end")
+    run = history(cli)[0]
+    assert run["status"] == "timed-out" and "timed out after 0.5s" in run["message"]
+
+
+def test_overlap_skip_records_a_skipped_run(cli: Cli, tmp_path: Path) -> None:
+    gate = tmp_path / "gate"
+    write(cli.cwd / "supertask.yaml", f"""
+namespace: overlap
+jobs:
+  - name: long
+    when: "* * * * * *"
+    run: "cmd:while [ ! -e {gate} ]; do sleep 0.05; done"
+""")
+    sched = cli.start()
+    try:
+        event = sched.wait_event("run skipped: previous run still in flight", job="long")
+        gate.write_text("go")
+        sched.wait_event("run finished", job="long")
+    finally:
+        assert sched.stop() == 0
+    assert event["level"] == "warning"
+    statuses = [r["status"] for r in history(cli)]
+    assert "skipped" in statuses and "succeeded" in statuses
+
+
+def test_shutdown_waits_for_running_jobs_then_ends_them(cli: Cli, tmp_path: Path) -> None:
+    started = tmp_path / "started"
+    write(cli.cwd / "supertask.yaml", f"""
+namespace: shutdown
+jobs:
+  - {{name: quick, when: once, run: "cmd:touch {started}; sleep 0.5; echo finished"}}
+""")
+    sched = cli.start()
+    wait_until(started.exists, what="the job to start")
+    assert sched.stop(signal.SIGINT) == 0
+    assert history(cli)[0]["status"] == "succeeded"  # waited for it
+
+    write(cli.cwd / "supertask.yaml", f"""
+namespace: shutdown
+jobs:
+  - {{name: stuck, when: once, run: "cmd:touch {started}.2; sleep 300"}}
+""")
+    sched = cli.start("--grace", "0.5s")
+    wait_until(lambda: Path(f"{started}.2").exists(), what="the stuck job to start")
+    t0 = time.monotonic()
+    assert sched.stop() == 0
+    assert time.monotonic() - t0 < 15
+    run = [r for r in history(cli) if r["job"] == "stuck"][0]
+    assert run["status"] == "killed"
+
+
+def test_steps_run_in_order_with_if_and_continue_on_error(cli: Cli, tmp_path: Path) -> None:
+    out = tmp_path / "steps"
+    write(cli.cwd / "supertask.yaml", f"""
+namespace: steps
+jobs:
+  - name: pipeline
+    when: once
+    steps:
+      - {{name: one, run: "cmd:echo one >> {out}"}}
+      - {{name: flaky, run: "cmd:exit 1", continue_on_error: true}}
+      - {{name: two, run: "cmd:echo two >> {out}; exit 5"}}
+      - {{name: skipped, run: "cmd:echo nope >> {out}"}}
+      - {{name: cleanup, run: "cmd:echo cleanup >> {out}", if: always}}
+""")
+    sched = cli.start()
+    try:
+        event = sched.wait_event("run finished", job="pipeline")
+    finally:
+        assert sched.stop() == 0
+    assert lines(out) == ["one", "two", "cleanup"]
+    assert event["status"] == "failed" and event["exit_code"] == 5
+
+
+def test_python_file_through_uv_with_its_own_dependencies(cli: Cli, tmp_path: Path) -> None:
+    script = write(tmp_path / "job.py", """# /// script
+# dependencies = ["tabulate"]
+# ///
+import tabulate
+print(tabulate.tabulate([["uv", 1]]).splitlines()[1].split()[0])
+""")
+    proc = cli("run", "--file", str(script), timeout=300)
+    assert proc.returncode == 0, proc.stderr
+    assert proc.stdout.strip() == "uv"
+    assert cli("run", "--", "python:import tabulate").returncode == 1  # not in supertask's own env
+
+
+def test_when_daily_one_liner_stays_in_the_foreground(cli: Cli) -> None:
+    sched = cli.start("--when", "@daily", "--", "cmd:echo daily")
+    started = sched.wait_event("scheduler started")
+    assert started["jobs"] == 1 and started["next_fire"]
+    assert sched.proc.poll() is None
+    jobs = cli.json("list-jobs")
+    assert jobs[0]["when"] == "@daily" and jobs[0]["run"] == "cmd:echo daily"
+    assert sched.stop() == 0
+
+
+def test_log_file_keeps_interleaved_stamped_streams(cli: Cli) -> None:
+    proc = cli("run", "--", "cmd:echo out1; sleep 0.1; echo err1 >&2; sleep 0.1; echo out2")
+    assert proc.returncode == 0
+    run = history(cli)[0]
+    text = Path(run["log_path"]).read_text().splitlines()
+    assert [line.split(" ", 2)[1:] for line in text] == [["stdout", "out1"], ["stderr", "err1"], ["stdout", "out2"]]
+    assert os.stat(run["log_path"]).st_size > 0
