@@ -71,6 +71,24 @@ def parse_duration(value: object) -> float:
     return float(m.group(1)) * _UNIT_SECONDS[m.group(2)]
 
 
+_SIZE_RE = re.compile(r"^\s*(\d+(?:\.\d*)?)\s*([kmgt]?)(i?b?)\s*$", re.IGNORECASE)
+
+
+def parse_size(value: object) -> int:
+    """``1048576``, ``"512k"``, ``"10MB"``, ``"1GiB"`` -> bytes (k, M, G, T are powers of 1024)."""
+    if isinstance(value, bool):
+        raise ValueError(f"{value!r} is not a size; use e.g. 10MB, 512k or 1GB")
+    if isinstance(value, int):
+        if value < 0:
+            raise ValueError(f"{value!r} is negative; a size is 0 or more, e.g. 10MB")
+        return value
+    m = _SIZE_RE.match(str(value))
+    if not m:
+        raise ValueError(f"{value!r} is not a size; use e.g. 10MB, 512k or 1GB")
+    power = " kmgt".index(m.group(2).lower() or " ")
+    return int(float(m.group(1)) * 1024**power)
+
+
 def format_duration(seconds: float | None) -> str:
     if seconds is None:
         return "-"
@@ -116,6 +134,26 @@ class Job:
     cwd: str | None = None
     env: Mapping[str, str] = field(default_factory=dict)
     env_file: str | None = None
+    # -- when things go wrong (docs/runs.md) --
+    retry_on: tuple[str, ...] = ("failed", "timed-out")  # run statuses that retry
+    retry_delay_max: float = 3600.0  # the cap of the doubling retry delay
+    kill_grace: float = 10.0  # TERM, then this long, then KILL
+    max_concurrent: int | None = None  # with overlap: allow; None: no limit
+    catch_up: str = "latest"  # latest | all: missed fires within misfire_grace
+    log_max: int = 10 * 1024 * 1024  # bytes of log kept per run (head and tail)
+    history_keep_runs: int | None = None  # keep this many runs of the job
+    history_keep_age: float | None = None  # keep runs younger than this (seconds)
+    on_success: tuple[str, ...] = ()  # actions: "cmd:...", "webhook:URL", "apprise:URL"
+    on_failure: tuple[str, ...] = ()
+    on_retry: tuple[str, ...] = ()
+    ping: str | None = None  # healthchecks.io-style base URL: /start, (success), /fail
+    # -- docker: jobs --
+    volumes: tuple[str, ...] = ()  # "HOST:CONTAINER[:ro]"
+    network: str | None = None
+    pull: str = "missing"  # never | missing | always
+    cpus: float | None = None
+    memory: str | None = None  # as docker takes it: 512m, 1g
+    docker_cli: str | None = None  # docker or podman; default $SUPERTASK_DOCKER, else docker
     # where the entry came from (not part of the definition, not in the fingerprint)
     source_line: int | None = field(default=None, compare=False)
 
@@ -135,6 +173,9 @@ class Job:
         kw["steps"] = tuple(Step(**s) for s in kw.get("steps") or ())
         kw["overlap"] = Overlap(kw.get("overlap", "skip"))
         kw["env"] = dict(kw.get("env") or {})
+        for f in fields(cls):
+            if isinstance(f.default, tuple) and f.name in kw and f.name != "steps":
+                kw[f.name] = tuple(kw[f.name])
         return cls(**kw)
 
     def fingerprint(self) -> str:

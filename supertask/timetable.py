@@ -189,6 +189,8 @@ def _job(
     if not complete or len(doc.problems) > before or INVALID in merged.values():
         return name, None
     merged["steps"] = merged.get("steps") or ()
+    if "history_keep" in merged:
+        merged["history_keep_runs"], merged["history_keep_age"] = merged.pop("history_keep")
     return name, Job(**merged, source_line=item.start_mark.line + 1)
 
 

@@ -17,7 +17,7 @@ from typing import Any
 from yaml.nodes import Node, ScalarNode, SequenceNode
 
 from supertask import schedules
-from supertask.model import NAME_RE, Overlap, Step, parse_duration
+from supertask.model import NAME_RE, Overlap, RunStatus, Step, parse_duration, parse_size
 from supertask.yamldoc import Bad, Doc, describe, join, text
 
 RUN_KINDS = ("cmd", "exec", "python", "uv", "docker")
@@ -27,6 +27,9 @@ JOB_KEYS = (
     "name", "when", "run", "steps", "description", "enabled", "timeout", "retries",
     "retry_delay", "retry_backoff", "overlap", "misfire_grace", "jitter", "timezone",
     "cwd", "env", "env_file",
+    "retry_on", "retry_delay_max", "kill_grace", "max_concurrent", "catch_up", "log_max",
+    "history_keep", "on_success", "on_failure", "on_retry", "ping",
+    "volumes", "network", "pull", "cpus", "memory", "docker_cli",
 )  # fmt: skip
 STEP_KEYS = ("name", "run", "if", "continue_on_error")
 STEP_IFS = ("success", "failure", "always")
@@ -284,6 +287,128 @@ def _step_if(doc: Doc, node: Node) -> str:
     return word
 
 
+def _scalar_list(doc: Doc, node: Node, what: str) -> list[tuple[Node, str]]:
+    """A list of texts, or one text standing for a list of one."""
+    items = node.value if isinstance(node, SequenceNode) else [node]
+    out = []
+    for item in items:
+        if not isinstance(item, ScalarNode) or item.tag.endswith(":null"):
+            raise Bad(f"expected {what}, got {describe(item)}")
+        out.append((item, str(item.value).strip()))
+    return out
+
+
+_RETRYABLE = (RunStatus.FAILED.value, RunStatus.TIMED_OUT.value, RunStatus.LOST.value, RunStatus.KILLED.value)
+
+
+def _retry_on(doc: Doc, node: Node) -> tuple[str, ...]:
+    words = [w.lower() for _, w in _scalar_list(doc, node, "a list of run statuses")]
+    for word in words:
+        if word not in _RETRYABLE:
+            raise Bad(f"{word!r} cannot retry; use a list of {', '.join(_RETRYABLE)}")
+    return tuple(words)
+
+
+def _count(doc: Doc, node: Node) -> int | None:
+    if isinstance(node, ScalarNode) and node.tag.endswith(":null"):
+        return None
+    value = doc.value(node) if isinstance(node, ScalarNode) else None
+    if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+        raise Bad(f"expected a whole number of 1 or more, got {describe(node)}")
+    return value
+
+
+def _choice(*choices: str) -> Callable[[Doc, Node], str]:
+    def convert(doc: Doc, node: Node) -> str:
+        word = text(doc, node, " or ".join(choices)).strip().lower()
+        if word not in choices:
+            close = difflib.get_close_matches(word, choices, n=1, cutoff=0.5)
+            guess = f"; did you mean '{close[0]}'?" if close else ""
+            raise Bad(f"{word!r} is not one of {', '.join(choices)}{guess}")
+        return word
+
+    return convert
+
+
+def _size(doc: Doc, node: Node) -> int:
+    try:
+        return parse_size(doc.value(node) if isinstance(node, ScalarNode) else None)
+    except ValueError as err:
+        raise Bad(str(err)) from None
+
+
+def _history_keep(doc: Doc, node: Node) -> tuple[int | None, float | None]:
+    """``100`` keeps 100 runs; ``30d`` keeps 30 days; ``{runs: 100, age: 30d}`` both."""
+    if isinstance(node, ScalarNode):
+        value = doc.value(node)
+        if isinstance(value, int) and not isinstance(value, bool):
+            if value < 1:
+                raise Bad("keep at least 1 run, e.g. history_keep: 100 (runs) or 30d (age)")
+            return value, None
+        return None, _duration(doc, node)
+    raise Bad(f"expected a number of runs (100) or an age (30d), got {describe(node)}")
+
+
+_ACTION_KINDS = ("cmd", "webhook", "apprise")
+
+
+def _actions(doc: Doc, node: Node) -> tuple[str, ...]:
+    """Notification actions: "cmd:...", {webhook: URL}, {apprise: URL} (or "webhook:URL")."""
+    items = node.value if isinstance(node, SequenceNode) else [node]
+    out = []
+    for item in items:
+        if isinstance(item, ScalarNode):
+            value = str(item.value).strip()
+            kind = value.split(":", 1)[0]
+            if kind not in _ACTION_KINDS:
+                raise Bad(f"{value!r} is not an action; use \"cmd:...\", {{webhook: URL}} or {{apprise: URL}}")
+            out.append(value)
+            continue
+        pairs = getattr(item, "value", None)
+        if not isinstance(pairs, list) or len(pairs) != 1:
+            raise Bad(f"expected one action per entry: \"cmd:...\", {{webhook: URL}} or {{apprise: URL}}, got {describe(item)}")
+        key, value_node = pairs[0]
+        kind = str(key.value)
+        if kind not in _ACTION_KINDS or not isinstance(value_node, ScalarNode):
+            raise Bad(f"{kind!r} is not an action kind; use cmd, webhook or apprise")
+        out.append(f"{kind}:{str(value_node.value).strip()}")
+    return tuple(out)
+
+
+def _url(doc: Doc, node: Node) -> str:
+    value = text(doc, node, "a URL").strip()
+    if not re.match(r"^https?://", value):
+        raise Bad(f"{value!r} is not an http(s) URL")
+    return value
+
+
+def _volumes(doc: Doc, node: Node) -> tuple[str, ...]:
+    out = []
+    for _, value in _scalar_list(doc, node, "a list of HOST:CONTAINER[:ro] volumes"):
+        if ":" not in value:
+            raise Bad(f"{value!r} is not a volume; use HOST_PATH:CONTAINER_PATH[:ro]")
+        out.append(value)
+    return tuple(out)
+
+
+def _cpus(doc: Doc, node: Node) -> float:
+    value = doc.value(node) if isinstance(node, ScalarNode) else None
+    try:
+        cpus = float(value)  # type: ignore[arg-type]
+    except (TypeError, ValueError):
+        raise Bad(f"expected a number of CPUs such as 0.5 or 2, got {describe(node)}") from None
+    if cpus <= 0:
+        raise Bad("cpus must be more than 0, e.g. 0.5")
+    return cpus
+
+
+def _memory(doc: Doc, node: Node) -> str:
+    value = str(doc.value(node) if isinstance(node, ScalarNode) else "").strip().lower()
+    if not re.match(r"^\d+(\.\d+)?[bkmg]?$", value):
+        raise Bad(f"{value!r} is not a memory limit; use e.g. 512m or 2g")
+    return value
+
+
 #: Job keys -> converter(doc, node) -> value; ``env``/``steps`` report their own problems.
 _CONVERTERS: dict[str, Callable[[Doc, Node], Any]] = {
     "name": check_name,
@@ -305,6 +430,23 @@ _CONVERTERS: dict[str, Callable[[Doc, Node], Any]] = {
     "timezone": _timezone,
     "cwd": _path,
     "env_file": _env_file,
+    "retry_on": _retry_on,
+    "retry_delay_max": _duration,
+    "kill_grace": _duration,
+    "max_concurrent": _count,
+    "catch_up": _choice("latest", "all"),
+    "log_max": _size,
+    "history_keep": _history_keep,
+    "on_success": _actions,
+    "on_failure": _actions,
+    "on_retry": _actions,
+    "ping": _url,
+    "volumes": _volumes,
+    "network": lambda doc, node: text(doc, node, "a network name").strip(),
+    "pull": _choice("never", "missing", "always"),
+    "cpus": _cpus,
+    "memory": _memory,
+    "docker_cli": lambda doc, node: text(doc, node, "docker or podman").strip(),
 }
 INVALID = object()
 
