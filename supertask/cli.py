@@ -94,6 +94,11 @@ def run(
     namespace: NsOpt = None,
     grace: Annotated[str, _opt("grace", "--grace")] = "30s",
     max_workers: Annotated[int, _opt("max_workers", "--max-workers")] = 256,
+    max_concurrent: Annotated[Optional[int], _opt("max_concurrent", "--max-concurrent", min=1)] = None,
+    listen: Annotated[Optional[str], _opt("listen", "--listen", metavar="HOST:PORT")] = None,
+    token: Annotated[Optional[str], _opt("token", "--token")] = None,
+    metrics: Annotated[Optional[str], _opt("metrics", "--metrics", metavar="HOST:PORT")] = None,
+    watch: Annotated[bool, _opt("watch", "--watch/--no-watch")] = True,
     log_format: LogFormatOpt = "auto",
     log_level: LogLevelOpt = "info",
 ) -> None:
@@ -112,7 +117,8 @@ def run(
         grace_s = parse_duration(grace)
     except ValueError as exc:
         raise UsageError(f"--grace: {exc}") from exc
-    settings = _settings(store, home, grace=grace_s, max_workers=max_workers,
+    settings = _settings(store, home, grace=grace_s, max_workers=max_workers, max_concurrent=max_concurrent,
+                         listen=listen, token=token, metrics=metrics, watch=watch,
                          log_format=log_format, log_level=log_level)
     code = commands.run(settings, command=command or [], file=file, when=when, name=name, namespace=namespace)
     raise typer.Exit(code)
@@ -241,6 +247,10 @@ def logs(
 
     settings = _settings(store, home)
     raise typer.Exit(commands.print_log(_open_store(settings), run_id, follow=follow))
+
+
+# Commands that live in their own modules register themselves on `app` when imported.
+from supertask import cli_admin, cli_live  # noqa: E402,F401
 
 
 def main() -> None:

@@ -147,11 +147,14 @@ def _serve(settings: Settings, namespace: str, timetable: Timetable) -> int:
     from supertask.store import Store
 
     log = get_logger("supertask.scheduler")
+    from supertask.components import build_components
+
     store = Store.open(settings.store_url)
     report = sync_timetable(store, namespace, timetable, settings)
     log.info("timetable synced", namespace=namespace, source=timetable.source, added=len(report.added),
              changed=len(report.changed), removed=len(report.removed), unchanged=len(report.unchanged))
-    service = Service(settings, store, [namespace])
+    service = Service(settings, store, [namespace], timetable=timetable,
+                      components=build_components(settings, timetable))
     service.install_signal_handlers()
     return service.serve()
 

@@ -14,7 +14,7 @@ import time
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from datetime import datetime, timezone
-from typing import Any
+from typing import Any, Protocol
 
 from supertask.executor import RunExecutor
 from supertask.jobstore import NamespaceJobStore
@@ -46,6 +46,15 @@ def sync_timetable(store: Store, namespace: str, timetable: Timetable, settings:
     return store.sync(namespace, timetable.jobs, first_fire)
 
 
+class Component(Protocol):
+    """Something that lives as long as the service: the control endpoint, metrics, the
+    timetable watcher. Started after the scheduler, stopped before it."""
+
+    def start(self, service: Service) -> None: ...
+
+    def stop(self) -> None: ...
+
+
 @dataclass
 class StopRequest:
     """Set by signals or a live ``stop``; not an error."""
@@ -57,8 +66,18 @@ class StopRequest:
 class Service:
     """One scheduler process serving some namespaces of one store."""
 
-    def __init__(self, settings: Settings, store: Store, namespaces: Iterable[str]):
+    def __init__(
+        self,
+        settings: Settings,
+        store: Store,
+        namespaces: Iterable[str],
+        *,
+        timetable: Timetable | None = None,
+        components: Iterable[Component] = (),
+    ):
         self.settings = settings
+        self.timetable = timetable  # the last good timetable, when serving one
+        self.components = list(components)
         self.store = store
         self.namespaces = list(namespaces)
         self.log = get_logger("supertask.scheduler")
@@ -105,6 +124,8 @@ class Service:
             nxt = self.jobstore.get_next_run_time()
             self.log.info("scheduler started", namespaces=self.namespaces, jobs=len(jobs),
                           store=_redacted(self.store.url), next_fire=nxt.isoformat() if nxt else None)
+            for component in self.components:
+                component.start(self)
             while not self.stop_request.event.wait(0.5):
                 if until is not None and until():
                     break
@@ -112,7 +133,33 @@ class Service:
             self._shutdown()
         return 0
 
+    def resync(self, timetable: Timetable) -> SyncReport:
+        """Sync a (re)loaded timetable into the served namespace and apply it live.
+
+        Jobs the file adds, changes or removes take effect at once; unchanged jobs keep
+        their schedule state. The file wins over live edits of the jobs it names.
+        """
+        namespace = self.namespaces[0]
+        report = sync_timetable(self.store, namespace, timetable, self.settings)
+        self.timetable = timetable
+        self.jobstore.reload(namespace)
+        self.wakeup()
+        self.log.info("timetable synced", namespace=namespace, source=timetable.source,
+                      added=len(report.added), changed=len(report.changed),
+                      removed=len(report.removed), unchanged=len(report.unchanged))
+        return report
+
+    def wakeup(self) -> None:
+        """Make the scheduler look at its jobs again (after a change to the job store)."""
+        if self._scheduler is not None and self._scheduler.running:
+            self._scheduler.wakeup()
+
     def _shutdown(self) -> None:
+        for component in reversed(self.components):
+            try:
+                component.stop()
+            except Exception:
+                self.log.exception("component failed to stop", component=type(component).__name__)
         if self._scheduler is not None and self._scheduler.running:
             self._scheduler.shutdown(wait=False)  # no new fires
         deadline = time.monotonic() + self.settings.grace

@@ -20,7 +20,13 @@ DEFAULTS: dict[str, tuple[object, str]] = {
     "log_format": ("auto", "console, json, or auto (console on a terminal, JSON lines otherwise)"),
     "log_level": ("info", "debug, info, warning or error"),
     "grace": ("30s", "How long running jobs may finish on shutdown before their process groups end"),
-    "max_workers": (256, "Most runs in flight at once"),
+    "max_workers": (256, "Threads for runs in flight (an upper bound on --max-concurrent)"),
+    "max_concurrent": (None, "Most runs in flight at once across all jobs; default: no limit"),
+    "listen": (None, "Also serve the control endpoint on TCP HOST:PORT (needs a token)"),
+    "token": (None, "Token for the TCP control endpoint; default: a generated token file"),
+    "connect": (None, "Scheduler to talk to: unix:PATH or tcp://HOST:PORT; default: the local one"),
+    "metrics": (None, "Serve Prometheus metrics on HOST:PORT"),
+    "watch": (True, "Reload the timetable when its file changes"),
 }
 
 
@@ -63,6 +69,12 @@ class Settings:
     log_level: str = "info"
     grace: float = 30.0
     max_workers: int = 256
+    max_concurrent: int | None = None
+    listen: str | None = None
+    token: str | None = None
+    connect: str | None = None
+    metrics: str | None = None
+    watch: bool = True
     host: str = socket.gethostname()
     user: str = current_user()
 
