@@ -6,10 +6,9 @@ that ``--help`` and quick commands start fast.
 
 from __future__ import annotations
 
-import os
 import sys
 from pathlib import Path
-from typing import Annotated, Optional
+from typing import Annotated
 
 import typer
 
@@ -31,9 +30,9 @@ def _opt(option: str, *names: str, **kw: object) -> object:
     return typer.Option(*names, envvar=env_name(option), show_envvar=True, help=help_for(option), **kw)
 
 
-StoreOpt = Annotated[Optional[str], _opt("store", "--store", metavar="URL")]
-HomeOpt = Annotated[Optional[str], _opt("home", "--home", metavar="DIR")]
-NsOpt = Annotated[Optional[str], _opt("namespace", "--ns", "--namespace", metavar="NS")]
+StoreOpt = Annotated[str | None, _opt("store", "--store", metavar="URL")]
+HomeOpt = Annotated[str | None, _opt("home", "--home", metavar="DIR")]
+NsOpt = Annotated[str | None, _opt("namespace", "--ns", "--namespace", metavar="NS")]
 JsonOpt = Annotated[bool, typer.Option("--json", help="Print JSON for scripts")]
 LogFormatOpt = Annotated[str, _opt("log_format", "--log-format")]
 LogLevelOpt = Annotated[str, _opt("log_level", "--log-level")]
@@ -78,26 +77,26 @@ def _timetable_path(file: str | None) -> Path:
 @app.command(context_settings={"allow_interspersed_args": False})
 def run(
     command: Annotated[
-        Optional[list[str]], typer.Argument(metavar="[-- KIND:TARGET ...]", help="A one-line job, e.g. -- cmd:echo hello")
+        list[str] | None, typer.Argument(metavar="[-- KIND:TARGET ...]", help="A one-line job, e.g. -- cmd:echo hello")
     ] = None,
     file: Annotated[
-        Optional[str], typer.Option("--file", "-f", envvar=env_name("file"), show_envvar=True,
+        str | None, typer.Option("--file", "-f", envvar=env_name("file"), show_envvar=True,
                                     help="Timetable (default ./supertask.yaml, else ./timetable.yaml), or a .py file run through uv")
     ] = None,
     when: Annotated[
-        Optional[str], typer.Option("--when", envvar=env_name("when"), show_envvar=True,
+        str | None, typer.Option("--when", envvar=env_name("when"), show_envvar=True,
                                     help="Schedule of a one-line job or .py file (default: once, now)")
     ] = None,
-    name: Annotated[Optional[str], typer.Option("--name", help="Job name of a one-line job")] = None,
+    name: Annotated[str | None, typer.Option("--name", help="Job name of a one-line job")] = None,
     store: StoreOpt = None,
     home: HomeOpt = None,
     namespace: NsOpt = None,
     grace: Annotated[str, _opt("grace", "--grace")] = "30s",
     max_workers: Annotated[int, _opt("max_workers", "--max-workers")] = 256,
-    max_concurrent: Annotated[Optional[int], _opt("max_concurrent", "--max-concurrent", min=1)] = None,
-    listen: Annotated[Optional[str], _opt("listen", "--listen", metavar="HOST:PORT")] = None,
-    token: Annotated[Optional[str], _opt("token", "--token")] = None,
-    metrics: Annotated[Optional[str], _opt("metrics", "--metrics", metavar="HOST:PORT")] = None,
+    max_concurrent: Annotated[int | None, _opt("max_concurrent", "--max-concurrent", min=1)] = None,
+    listen: Annotated[str | None, _opt("listen", "--listen", metavar="HOST:PORT")] = None,
+    token: Annotated[str | None, _opt("token", "--token")] = None,
+    metrics: Annotated[str | None, _opt("metrics", "--metrics", metavar="HOST:PORT")] = None,
     watch: Annotated[bool, _opt("watch", "--watch/--no-watch")] = True,
     log_format: LogFormatOpt = "auto",
     log_level: LogLevelOpt = "info",
@@ -129,7 +128,7 @@ def run(
 
 @app.command()
 def validate(
-    file: Annotated[Optional[str], typer.Argument(help="Timetable (default ./supertask.yaml, else ./timetable.yaml)")] = None,
+    file: Annotated[str | None, typer.Argument(help="Timetable (default ./supertask.yaml, else ./timetable.yaml)")] = None,
 ) -> None:
     """Check a timetable: exit 0 when valid, 1 with every problem listed when not."""
     from supertask.errors import TimetableError
@@ -146,9 +145,9 @@ def validate(
 
 @app.command("next")
 def next_(
-    file: Annotated[Optional[str], typer.Argument(help="Timetable (default ./supertask.yaml, else ./timetable.yaml)")] = None,
+    file: Annotated[str | None, typer.Argument(help="Timetable (default ./supertask.yaml, else ./timetable.yaml)")] = None,
     count: Annotated[int, typer.Option("--count", "-n", min=1, help="Fire times per job")] = 5,
-    after: Annotated[Optional[str], typer.Option("--after", metavar="ISO", help="Start from this time (ISO 8601; default now)")] = None,
+    after: Annotated[str | None, typer.Option("--after", metavar="ISO", help="Start from this time (ISO 8601; default now)")] = None,
     as_json: JsonOpt = False,
 ) -> None:
     """Show each job's next fire times, with a human description of its schedule."""
@@ -208,7 +207,7 @@ def list_jobs(namespace: NsOpt = None, store: StoreOpt = None, home: HomeOpt = N
 
 @app.command()
 def history(
-    job: Annotated[Optional[str], typer.Argument(help="Only this job")] = None,
+    job: Annotated[str | None, typer.Argument(help="Only this job")] = None,
     namespace: NsOpt = None,
     failed: Annotated[bool, typer.Option("--failed", help="Only failed, timed-out, killed and lost runs")] = False,
     limit: Annotated[int, typer.Option("--limit", "-n", min=1, help="How many runs, newest first")] = 20,

@@ -18,7 +18,7 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import IO
 
-from supertask.launchers import Command, Outcome, launcher_for, run_process
+from supertask.launchers import LaunchRequest, Outcome, launcher_for
 from supertask.log import get_logger
 from supertask.model import Job, Reason, RunStatus
 from supertask.settings import Settings
@@ -52,7 +52,6 @@ class RunContext:
     store: Store
     settings: Settings
     relay: Relay | None = None
-    kill_grace: float = 10.0
     shutdown: threading.Event = field(default_factory=threading.Event)
     active: dict[int, ActiveRun] = field(default_factory=dict)
     lock: threading.Lock = field(default_factory=threading.Lock)
@@ -162,7 +161,6 @@ def _run_steps(
     ``continue_on_error`` does not count as a failure. The run's timeout covers all steps.
     """
     env = build_env(ctx, namespace, job, run_id, scheduled)
-    cwd = job.cwd
     started = time.monotonic()
 
     def remaining() -> float | None:
@@ -174,12 +172,15 @@ def _run_steps(
         active.pid = pid
         ctx.store.update_run(run_id, pid=pid)
 
+    def launch(run: str) -> Outcome:
+        launcher, target = launcher_for(run)
+        return launcher.launch(LaunchRequest(
+            target=target, job=job, namespace=namespace, run_id=run_id, env=env, on_line=sink,
+            timeout=remaining(), kill_grace=job.kill_grace, stop=active.kill, on_start=on_start,
+        ))
+
     if job.run is not None:
-        launcher, target = launcher_for(job.run)
-        return run_process(
-            Command(launcher.argv(target), env, cwd), sink, timeout=remaining(),
-            kill_grace=ctx.kill_grace, stop=active.kill, on_start=on_start,
-        )
+        return launch(job.run)
     failed: Outcome | None = None
     last = Outcome(RunStatus.SUCCEEDED, 0, None)
     for step in job.steps:
@@ -188,11 +189,7 @@ def _run_steps(
             sink("stderr", f"supertask: step {step.name!r} skipped (if: {step.if_})")
             continue
         sink("stderr", f"supertask: step {step.name!r}: {step.run}")
-        launcher, target = launcher_for(step.run)
-        last = run_process(
-            Command(launcher.argv(target), env, cwd), sink, timeout=remaining(),
-            kill_grace=ctx.kill_grace, stop=active.kill, on_start=on_start,
-        )
+        last = launch(step.run)
         if last.status in (RunStatus.TIMED_OUT, RunStatus.KILLED):
             return last
         if last.status is RunStatus.FAILED and not step.continue_on_error and failed is None:

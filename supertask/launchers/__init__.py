@@ -7,6 +7,15 @@ ending the process group is shared in :mod:`supertask.launchers.base`.
 
 from __future__ import annotations
 
-from supertask.launchers.base import KINDS, Command, Launcher, Outcome, launcher_for, run_process
+from supertask.launchers.base import (
+    KINDS,
+    ArgvLauncher,
+    Command,
+    Launcher,
+    LaunchRequest,
+    Outcome,
+    launcher_for,
+    run_process,
+)
 
-__all__ = ["KINDS", "Command", "Launcher", "Outcome", "launcher_for", "run_process"]
+__all__ = ["KINDS", "ArgvLauncher", "Command", "LaunchRequest", "Launcher", "Outcome", "launcher_for", "run_process"]

@@ -20,7 +20,7 @@ from typing import Protocol
 
 import psutil
 
-from supertask.model import RunStatus
+from supertask.model import Job, RunStatus
 
 #: The ``run:`` kinds, in the order ``--help`` and error messages list them.
 KINDS = ("cmd", "exec", "python", "uv", "docker")
@@ -33,31 +33,6 @@ class Command:
     cwd: str | None = None
 
 
-class Launcher(Protocol):
-    kind: str
-
-    def argv(self, target: str) -> list[str]:
-        """The command line that runs ``target`` (the text after ``KIND:``)."""
-
-
-def launcher_for(run: str) -> tuple[Launcher, str]:
-    """``"cmd:echo hi"`` -> (the cmd launcher, ``"echo hi"``). No known prefix: ``cmd``."""
-    from supertask.launchers import python, shell, uv
-
-    table: dict[str, Launcher] = {
-        "cmd": shell.Shell(),
-        "exec": shell.Exec(),
-        "python": python.InlinePython(),
-        "uv": uv.UvScript(),
-    }
-    kind, sep, target = run.partition(":")
-    if sep and kind in table:
-        return table[kind], target
-    if sep and kind == "docker":
-        raise NotImplementedError("docker: jobs are not supported yet; run `docker run ...` with cmd:")
-    return table["cmd"], run
-
-
 @dataclass
 class Outcome:
     status: RunStatus
@@ -67,6 +42,63 @@ class Outcome:
 
 
 LineSink = Callable[[str, str], None]  # (stream, line)
+
+
+@dataclass
+class LaunchRequest:
+    """Everything a launcher may use to start one child of one run."""
+
+    target: str  # the text after KIND:
+    job: Job
+    namespace: str
+    run_id: int
+    env: dict[str, str]
+    on_line: LineSink
+    timeout: float | None = None
+    kill_grace: float = 10.0
+    stop: threading.Event | None = None
+    on_start: Callable[[int], None] | None = None
+
+
+class Launcher(Protocol):
+    kind: str
+
+    def launch(self, request: LaunchRequest) -> Outcome:
+        """Run the target to the end and say how it ended."""
+
+
+class ArgvLauncher:
+    """A launcher that only needs to say which command line runs the target."""
+
+    kind = "?"
+
+    def argv(self, target: str) -> list[str]:
+        raise NotImplementedError
+
+    def launch(self, request: LaunchRequest) -> Outcome:
+        command = Command(self.argv(request.target), request.env, request.job.cwd)
+        return run_process(
+            command, request.on_line, timeout=request.timeout, kill_grace=request.kill_grace,
+            stop=request.stop, on_start=request.on_start,
+        )
+
+
+def launcher_for(run: str) -> tuple[Launcher, str]:
+    """``"cmd:echo hi"`` -> (the cmd launcher, ``"echo hi"``). No known prefix: ``cmd``."""
+    from supertask.launchers import docker, python, shell, uv
+
+    table: dict[str, Launcher] = {
+        "cmd": shell.Shell(),
+        "exec": shell.Exec(),
+        "python": python.InlinePython(),
+        "uv": uv.UvScript(),
+        "docker": docker.DockerRun(),
+    }
+    kind, sep, target = run.partition(":")
+    if sep and kind in table:
+        return table[kind], target
+    return table["cmd"], run
+
 
 
 def run_process(

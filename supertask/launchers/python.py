@@ -4,8 +4,10 @@ from __future__ import annotations
 
 import sys
 
+from supertask.launchers.base import ArgvLauncher
 
-class InlinePython:
+
+class InlinePython(ArgvLauncher):
     kind = "python"
 
     def argv(self, target: str) -> list[str]:

@@ -4,15 +4,17 @@ from __future__ import annotations
 
 import shlex
 
+from supertask.launchers.base import ArgvLauncher
 
-class Shell:
+
+class Shell(ArgvLauncher):
     kind = "cmd"
 
     def argv(self, target: str) -> list[str]:
         return ["/bin/sh", "-c", target]
 
 
-class Exec:
+class Exec(ArgvLauncher):
     kind = "exec"
 
     def argv(self, target: str) -> list[str]:

@@ -6,6 +6,8 @@ from __future__ import annotations
 import shlex
 import shutil
 
+from supertask.launchers.base import ArgvLauncher
+
 
 def uv_binary() -> str:
     """The uv that ships with supertask (the ``uv`` package), else the one on PATH."""
@@ -17,10 +19,10 @@ def uv_binary() -> str:
         found = shutil.which("uv")
         if found:
             return found
-        raise FileNotFoundError("uv is not installed; `pip install uv` or see https://docs.astral.sh/uv/")
+        raise FileNotFoundError("uv is not installed; `pip install uv` or see https://docs.astral.sh/uv/") from None
 
 
-class UvScript:
+class UvScript(ArgvLauncher):
     kind = "uv"
 
     def argv(self, target: str) -> list[str]:
