@@ -55,6 +55,9 @@ class RunContext:
     shutdown: threading.Event = field(default_factory=threading.Event)
     active: dict[int, ActiveRun] = field(default_factory=dict)
     lock: threading.Lock = field(default_factory=threading.Lock)
+    #: called with each finished attempt's facts (namespace, job, run, attempt, reason,
+    #: status, exit_code, duration, scheduled, started: epoch seconds); metrics use it
+    observers: list[Callable[[dict[str, object]], None]] = field(default_factory=list)
 
     def active_for(self, namespace: str, job: str) -> list[ActiveRun]:
         with self.lock:
@@ -133,6 +136,14 @@ def _attempt(
     event = log.info if outcome.status is RunStatus.SUCCEEDED else log.warning
     event("run finished", job=job.name, namespace=namespace, run=run_id, status=outcome.status.value,
           exit_code=outcome.exit_code, duration=round(time.time() - active.started, 3))
+    facts = {"namespace": namespace, "job": job.name, "run": run_id, "attempt": attempt, "reason": reason.value,
+             "status": outcome.status.value, "exit_code": outcome.exit_code,
+             "duration": time.time() - active.started, "scheduled": scheduled.timestamp(), "started": active.started}
+    for observer in ctx.observers:
+        try:
+            observer(facts)
+        except Exception:  # an observer must not break a run
+            log.exception("run observer failed", job=job.name, run=run_id)
     return run_id, outcome
 
 
