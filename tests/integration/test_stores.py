@@ -1,0 +1,77 @@
+"""Stores: the same behaviour on SQLite files and on the real PostgreSQL server."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from tests.conftest import Cli, wait_until
+
+
+def test_store_round_trip(store_cli: Cli, tmp_path: Path) -> None:
+    out = tmp_path / "fires"
+    (store_cli.cwd / "supertask.yaml").write_text(f"""
+namespace: shared
+jobs:
+  - {{name: tick, when: "* * * * * *", run: "cmd:echo $SUPERTASK_SCHEDULED >> {out}"}}
+  - {{name: daily, when: "@daily", timezone: UTC, run: "cmd:true", description: once a day}}
+""")
+    sched = store_cli.start()
+    try:
+        wait_until(lambda: out.exists() and len(out.read_text().splitlines()) >= 2, what="two fires")
+    finally:
+        assert sched.stop() == 0
+    # with no scheduler running, the store answers
+    namespaces = store_cli.json("list-namespaces")
+    assert [n["name"] for n in namespaces] == ["shared"]
+    ns = namespaces[0]
+    assert ns["source"] == str(store_cli.cwd / "supertask.yaml") and ns["jobs"] == 2
+    for key in ("host", "user", "created", "updated"):
+        assert ns[key]
+    jobs = {j["name"]: j for j in store_cli.json("list-jobs", "--ns", "shared")}
+    assert jobs["daily"]["next_fire"].endswith("T00:00:00+00:00")
+    for key in ("namespace", "name", "when", "run", "enabled", "next_fire"):
+        assert key in jobs["tick"]
+    runs = store_cli.json("history", "tick", "--limit", "100")
+    fired = out.read_text().split()
+    assert len(runs) == len(fired) and len(set(fired)) == len(fired)
+    assert all(r["status"] == "succeeded" and r["host"] for r in runs)
+    # a one-liner records its run in the same store
+    assert store_cli("run", "--", "cmd:echo via store").stdout == "via store\n"
+    assert store_cli.json("history", "--limit", "1")[0]["log_tail"] == "via store"
+
+
+def test_failed_filter_and_limit(store_cli: Cli) -> None:
+    for code in (0, 1, 0, 2):
+        store_cli("run", "--name", "mixed", "--", f"cmd:exit {code}")
+    failed = store_cli.json("history", "mixed", "--failed")
+    assert sorted(r["exit_code"] for r in failed) == [1, 2]
+    assert len(store_cli.json("history", "--limit", "3")) == 3
+
+
+def test_memory_store_keeps_nothing(cli: Cli) -> None:
+    assert cli("run", "--store", "memory://", "--", "cmd:echo gone").stdout == "gone\n"
+    assert cli.json("history", "--store", "memory://") == []
+    assert not (cli.home / "supertask.db").exists()
+
+
+@pytest.mark.parametrize(
+    ("url", "says"),
+    [
+        ("nosuchdb://x", "cannot use store URL"),
+        ("not a url", "is not a database URL"),
+        ("postgresql://nobody@127.0.0.1:1/none", "cannot open store"),
+    ],
+)
+def test_bad_store_url_is_a_clear_error(cli: Cli, url: str, says: str) -> None:
+    proc = cli("list-jobs", "--store", url)
+    assert proc.returncode == 2
+    assert says in proc.stderr and "Traceback" not in proc.stderr
+
+
+def test_default_store_lives_in_the_state_folder(cli: Cli) -> None:
+    cli("run", "--", "cmd:true")
+    assert (cli.home / "supertask.db").is_file()
+    log_files = list((cli.home / "logs").rglob("*.log"))
+    assert len(log_files) == 1
