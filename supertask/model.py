@@ -135,7 +135,7 @@ class Job:
     env: Mapping[str, str] = field(default_factory=dict)
     env_file: str | None = None
     # -- when things go wrong (docs/runs.md) --
-    retry_on: tuple[str, ...] = ("failed", "timed-out")  # run statuses that retry
+    retry_on: tuple[str, ...] = ("failed", "timed-out", "lost")  # run statuses that retry
     retry_delay_max: float = 3600.0  # the cap of the doubling retry delay
     kill_grace: float = 10.0  # TERM, then this long, then KILL
     max_concurrent: int | None = None  # with overlap: allow; None: no limit

@@ -11,16 +11,16 @@ import os
 import shlex
 import threading
 import time
-from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from pathlib import Path
-from typing import IO
 
+from supertask import notify
 from supertask.launchers import LaunchRequest, Outcome, launcher_for
 from supertask.log import get_logger
 from supertask.model import Job, Reason, RunStatus
+from supertask.runlog import RunLog
 from supertask.settings import Settings
 from supertask.store import Store
 
@@ -33,7 +33,7 @@ Relay = Callable[["ActiveRun", str, str], None]
 
 @dataclass
 class ActiveRun:
-    """A run in flight, as the scheduler (and later the control endpoint) sees it."""
+    """A run in flight, as the scheduler (and the control endpoint) sees it."""
 
     run_id: int
     namespace: str
@@ -55,13 +55,19 @@ class RunContext:
     shutdown: threading.Event = field(default_factory=threading.Event)
     active: dict[int, ActiveRun] = field(default_factory=dict)
     lock: threading.Lock = field(default_factory=threading.Lock)
-    #: called with each finished attempt's facts (namespace, job, run, attempt, reason,
-    #: status, exit_code, duration, scheduled, started: epoch seconds); metrics use it
+    # called with each finished attempt's facts (metrics and the like)
     observers: list[Callable[[dict[str, object]], None]] = field(default_factory=list)
 
     def active_for(self, namespace: str, job: str) -> list[ActiveRun]:
         with self.lock:
             return [r for r in self.active.values() if r.namespace == namespace and r.job == job]
+
+
+def retry_delay(job: Job, attempt: int) -> float:
+    """The wait before attempt ``attempt + 1``: ``retry_delay``, doubled after each
+    attempt unless ``retry_backoff: false``, never more than ``retry_delay_max``."""
+    delay = job.retry_delay * (2 ** (attempt - 1) if job.retry_backoff else 1)
+    return min(delay, job.retry_delay_max)
 
 
 def execute(
@@ -71,92 +77,117 @@ def execute(
     scheduled: datetime,
     reason: Reason = Reason.SCHEDULE,
     attempt: int = 1,
+    run_id: int | None = None,
 ) -> tuple[int, Outcome] | None:
     """Run ``job`` for the fire at ``scheduled``; retry per its policy. None: fire taken.
 
-    Retries: after a ``failed`` or ``timed-out`` attempt, while attempts <= retries,
-    wait ``retry_delay`` (doubled each attempt unless ``retry_backoff: false``, capped
-    at one hour) and run again as a new run row with reason ``retry``. A shutdown
-    cancels pending retries.
+    Retries: an attempt whose status is in ``retry_on`` (default failed, timed-out,
+    lost) is followed, while attempts <= 1 + ``retries``, by another after
+    :func:`retry_delay`, as a new run row (its own log) with reason ``retry`` and the
+    same scheduled time. ``on_retry`` actions fire when a retry is planned; the last
+    attempt fires ``on_success`` or ``on_failure``. A shutdown cancels pending retries.
     """
     log = get_logger("supertask.run")
     while True:
-        result = _attempt(ctx, namespace, job, scheduled, reason, attempt)
+        result = _attempt(ctx, namespace, job, scheduled, reason, attempt, run_id)
         if result is None:
             return None
-        run_id, outcome = result
-        if outcome.status not in (RunStatus.FAILED, RunStatus.TIMED_OUT) or attempt > job.retries:
+        done_id, outcome = result
+        retry = outcome.status.value in job.retry_on and attempt <= job.retries
+        record = ctx.store.get_run(done_id).to_json()
+        if not retry:
+            if outcome.status is RunStatus.SUCCEEDED:
+                notify.run_actions(job.on_success, record, event="success")
+            elif outcome.status is not RunStatus.SKIPPED:
+                notify.run_actions(job.on_failure, record, event="failure")
+            apply_retention(ctx.store, namespace, job)
             return result
-        delay = job.retry_delay * (2 ** (attempt - 1) if job.retry_backoff else 1)
-        delay = min(delay, 3600.0)
-        log.info("retry scheduled", job=job.name, namespace=namespace, run=run_id, attempt=attempt + 1, delay=delay)
+        delay = retry_delay(job, attempt)
+        log.info("retry scheduled", job=job.name, namespace=namespace, run=done_id, attempt=attempt + 1,
+                 delay=delay)
+        notify.run_actions(job.on_retry, record, event="retry")
         if ctx.shutdown.wait(delay):
             return result
-        attempt, reason = attempt + 1, Reason.RETRY
+        attempt, reason, run_id = attempt + 1, Reason.RETRY, None
 
 
 def _attempt(
-    ctx: RunContext, namespace: str, job: Job, scheduled: datetime, reason: Reason, attempt: int
+    ctx: RunContext, namespace: str, job: Job, scheduled: datetime, reason: Reason, attempt: int,
+    run_id: int | None = None,
 ) -> tuple[int, Outcome] | None:
     log = get_logger("supertask.run")
     settings = ctx.settings
-    run_id = ctx.store.claim_run(
-        namespace=namespace, job=job.name, scheduled=scheduled, attempt=attempt,
-        reason=reason.value, host=settings.host,
-    )
     if run_id is None:
-        log.info("fire already claimed", job=job.name, namespace=namespace, scheduled=scheduled.isoformat())
-        return None
+        run_id = ctx.store.claim_run(
+            namespace=namespace, job=job.name, scheduled=scheduled, attempt=attempt,
+            reason=reason.value, host=settings.host,
+        )
+        if run_id is None:
+            log.info("fire already claimed", job=job.name, namespace=namespace, scheduled=scheduled.isoformat())
+            return None
+    else:  # a queued row taken up now
+        ctx.store.update_run(run_id, status=RunStatus.RUNNING, started=datetime.now(UTC))
     log_path = settings.log_dir / namespace / job.name / f"{run_id}.log"
     active = ActiveRun(run_id, namespace, job.name, attempt, time.time(), log_path=log_path)
     with ctx.lock:
         ctx.active[run_id] = active
-    tail: deque[str] = deque(maxlen=TAIL_LINES)
     log.info("run started", job=job.name, namespace=namespace, run=run_id, attempt=attempt,
              reason=reason.value, scheduled=scheduled.isoformat())
+    facts = {"job": job.name, "namespace": namespace, "id": run_id, "attempt": attempt}
+    notify.ping(job.ping, "start", facts)
     outcome = Outcome(RunStatus.FAILED, None, None, "not started")
+    runlog: RunLog | None = None
     try:
-        log_path.parent.mkdir(parents=True, exist_ok=True)
-        with open(log_path, "a", encoding="utf-8", buffering=1) as logfile:
-            ctx.store.update_run(run_id, log_path=str(log_path))
-            sink = _sink(ctx, active, logfile, tail)
-            outcome = _run_steps(ctx, namespace, job, run_id, scheduled, active, sink)
-            if outcome.status is RunStatus.TIMED_OUT:
-                outcome.message = f"timed out after {job.timeout:g}s; process group ended"
+        runlog = RunLog(log_path, job.log_max, TAIL_LINES)
+        ctx.store.update_run(run_id, log_path=str(log_path))
+        outcome = _run_steps(ctx, namespace, job, run_id, scheduled, active, _sink(ctx, active, runlog))
+        if outcome.status is RunStatus.TIMED_OUT:
+            outcome.message = f"timed out after {job.timeout:g}s; process group ended"
+        if outcome.message:
+            runlog.note(outcome.message)
     except Exception as exc:  # a bug or an unusable state folder must not kill the scheduler
         log.exception("run crashed", job=job.name, run=run_id)
         outcome = Outcome(RunStatus.FAILED, None, active.pid, f"supertask could not run the job: {exc}")
     finally:
         with ctx.lock:
             ctx.active.pop(run_id, None)
+        if runlog is not None:
+            runlog.close()
         ctx.store.update_run(
             run_id, status=outcome.status, exit_code=outcome.exit_code, pid=outcome.pid or active.pid,
-            finished=datetime.now(UTC), log_tail="\n".join(tail), message=outcome.message,
+            finished=datetime.now(UTC), log_tail=runlog.tail_text if runlog else None, message=outcome.message,
         )
+    duration = time.time() - active.started
     event = log.info if outcome.status is RunStatus.SUCCEEDED else log.warning
     event("run finished", job=job.name, namespace=namespace, run=run_id, status=outcome.status.value,
-          exit_code=outcome.exit_code, duration=round(time.time() - active.started, 3))
-    facts = {"namespace": namespace, "job": job.name, "run": run_id, "attempt": attempt, "reason": reason.value,
-             "status": outcome.status.value, "exit_code": outcome.exit_code,
-             "duration": time.time() - active.started, "scheduled": scheduled.timestamp(), "started": active.started}
+          exit_code=outcome.exit_code, duration=round(duration, 3))
+    notify.ping(job.ping, "success" if outcome.status is RunStatus.SUCCEEDED else "fail",
+                {**facts, "log_tail": runlog.tail_text if runlog else ""})
+    observed = {"namespace": namespace, "job": job.name, "run": run_id, "attempt": attempt, "reason": reason.value,
+                "status": outcome.status.value, "exit_code": outcome.exit_code,
+                "duration": duration, "scheduled": scheduled.timestamp(), "started": active.started}
     for observer in ctx.observers:
         try:
-            observer(facts)
+            observer(observed)
         except Exception:  # an observer must not break a run
             log.exception("run observer failed", job=job.name, run=run_id)
     return run_id, outcome
 
 
-def _sink(ctx: RunContext, active: ActiveRun, logfile: IO[str], tail: deque[str]) -> Callable[[str, str], None]:
-    lock = threading.Lock()
+def _sink(ctx: RunContext, active: ActiveRun, runlog: RunLog) -> Callable[[str, str], None]:
+    """Each output line goes to the log file and, until ``log_max`` is reached, to the relay."""
+    state = {"relaying": ctx.relay is not None}
 
     def on_line(stream: str, line: str) -> None:
-        stamp = datetime.now(UTC).isoformat(timespec="milliseconds")
-        with lock:
-            logfile.write(f"{stamp} {stream} {line}\n")
-            tail.append(line)
-        if ctx.relay is not None:
-            ctx.relay(active, stream, line)
+        kept = runlog.write(stream, line)
+        if state["relaying"]:
+            if kept:
+                ctx.relay(active, stream, line)  # type: ignore[misc]
+            else:
+                state["relaying"] = False
+                get_logger("supertask.run").warning(
+                    "output over log_max: relaying stops, the log keeps its head and tail",
+                    job=active.job, run=active.run_id)
 
     return on_line
 
@@ -171,7 +202,7 @@ def _run_steps(
     succeeded), ``failure`` (one failed), ``always``. A failed step with
     ``continue_on_error`` does not count as a failure. The run's timeout covers all steps.
     """
-    env = build_env(ctx, namespace, job, run_id, scheduled)
+    env = build_env(namespace, job, run_id, scheduled)
     started = time.monotonic()
 
     def remaining() -> float | None:
@@ -197,9 +228,9 @@ def _run_steps(
     for step in job.steps:
         due = {"success": failed is None, "failure": failed is not None, "always": True}.get(step.if_, failed is None)
         if not due:
-            sink("stderr", f"supertask: step {step.name!r} skipped (if: {step.if_})")
+            sink("supertask", f"step {step.name!r} skipped (if: {step.if_})")
             continue
-        sink("stderr", f"supertask: step {step.name!r}: {step.run}")
+        sink("supertask", f"step {step.name!r}: {step.run}")
         last = launch(step.run)
         if last.status in (RunStatus.TIMED_OUT, RunStatus.KILLED):
             return last
@@ -208,7 +239,7 @@ def _run_steps(
     return failed or Outcome(RunStatus.SUCCEEDED, 0, last.pid)
 
 
-def build_env(ctx: RunContext, namespace: str, job: Job, run_id: int, scheduled: datetime) -> dict[str, str]:
+def build_env(namespace: str, job: Job, run_id: int, scheduled: datetime) -> dict[str, str]:
     """The child's environment: ours, then ``env_file``, then ``env``, then the run's facts."""
     env = dict(os.environ)
     if job.env_file:
@@ -246,6 +277,19 @@ def read_env_file(path: Path) -> dict[str, str]:
     return values
 
 
+def apply_retention(store: Store, namespace: str, job: Job) -> int:
+    """Drop the job's runs beyond ``history_keep`` (count or age) and their log files."""
+    if job.history_keep_runs is None and job.history_keep_age is None:
+        return 0
+    removed = store.prune_runs(namespace, job.name, keep=job.history_keep_runs, max_age=job.history_keep_age)
+    for path in removed:
+        try:
+            os.unlink(path)
+        except OSError:
+            pass
+    return len(removed)
+
+
 def relay_to_log(active: ActiveRun, stream: str, line: str) -> None:
     """Foreground relay: each output line becomes a log event tagged with job, run and stream."""
     get_logger("supertask.output").info(line, job=active.job, run=active.run_id, stream=stream)
@@ -255,8 +299,8 @@ def plain_relay(active: ActiveRun, stream: str, line: str) -> None:
     """One-shot relay: the child's lines go to our stdout and stderr as they are."""
     import sys
 
+    if stream == "supertask":
+        return
     out = sys.stdout if stream == "stdout" else sys.stderr
     out.write(line + "\n")
     out.flush()
-
-

@@ -472,6 +472,41 @@ class Store:
             rows = conn.execute(query).mappings().all()
         return [RunRecord(**r) for r in rows]
 
+    def prune_runs(
+        self, namespace: str, job: str | None, *, keep: int | None = None, max_age: float | None = None
+    ) -> list[str]:
+        """Delete finished runs beyond the newest ``keep`` or older than ``max_age``
+        seconds (of one job, or of every job when ``job`` is None); return their log paths."""
+        finished = [s.value for s in RunStatus if s.finished]
+        base = sa.and_(runs_table.c.namespace == namespace, runs_table.c.status.in_(finished))
+        if job is not None:
+            base = sa.and_(base, runs_table.c.job == job)
+        conds = []
+        if max_age is not None:
+            cutoff = datetime.fromtimestamp(datetime.now(UTC).timestamp() - max_age, UTC)
+            conds.append(runs_table.c.scheduled < cutoff)
+        with self._write() as conn:
+            if keep is not None:
+                jobs = [job] if job is not None else [
+                    r[0] for r in conn.execute(sa.select(runs_table.c.job).where(base).distinct())
+                ]
+                for name in jobs:
+                    newest = conn.execute(
+                        sa.select(runs_table.c.id)
+                        .where(base, runs_table.c.job == name)
+                        .order_by(runs_table.c.id.desc())
+                        .offset(keep)
+                        .limit(1)
+                    ).scalar()
+                    if newest is not None:
+                        conds.append(sa.and_(runs_table.c.job == name, runs_table.c.id <= newest))
+            if not conds:
+                return []
+            where = sa.and_(base, sa.or_(*conds))
+            paths = [r[0] for r in conn.execute(sa.select(runs_table.c.log_path).where(where)) if r[0]]
+            conn.execute(runs_table.delete().where(where))
+        return paths
+
     def mark_lost(self, namespaces: Iterable[str], host: str) -> list[RunRecord]:
         """Runs this host left running or queued when it died become ``lost``."""
         names = list(namespaces)
