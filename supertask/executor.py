@@ -11,6 +11,7 @@ import random
 import threading
 from collections import Counter
 from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
 from datetime import datetime, timezone
 from typing import Any
 
@@ -24,8 +25,21 @@ from supertask.runner import RunContext, execute
 UTC = timezone.utc
 
 
+@dataclass
+class _Waiting:
+    """A fire held back by ``overlap: queue``: its row exists with status ``queued``."""
+
+    run_id: int
+    definition: Job
+    fire: datetime
+    reason: Reason
+
+
 class RunExecutor(BaseExecutor):
-    def __init__(self, ctx: RunContext, jobstore: NamespaceJobStore, max_workers: int = 256):
+    def __init__(
+        self, ctx: RunContext, jobstore: NamespaceJobStore, max_workers: int = 256,
+        max_concurrent: int | None = None,
+    ):
         super().__init__()
         self.ctx = ctx
         self.jobstore = jobstore
@@ -33,7 +47,10 @@ class RunExecutor(BaseExecutor):
         self.started_at = datetime.now(UTC)
         self._pool: ThreadPoolExecutor | None = None
         self._inflight: Counter[str] = Counter()
+        self._waiting: dict[str, _Waiting] = {}
         self._guard = threading.Lock()
+        # the global cap: runs beyond it wait (in order) for a slot
+        self._slots = threading.BoundedSemaphore(max_concurrent) if max_concurrent else None
         self.log = get_logger("supertask.scheduler")
 
     def start(self, scheduler: Any, alias: str) -> None:
@@ -53,12 +70,10 @@ class RunExecutor(BaseExecutor):
 
         Misfires: fires more than ``misfire_grace`` late (the scheduler was down or
         busy) do not run; they become one ``skipped`` run row naming how many were
-        missed and when. Of the fires within the grace, only the latest runs (they are
-        coalesced), with reason ``catch-up`` when it was due before this scheduler
-        started, else ``schedule``.
-
-        Overlap: with ``overlap: skip`` (the default) a fire while the job's previous
-        run is still in flight becomes a ``skipped`` row and a warning event.
+        missed and when. Of the fires within the grace, ``catch_up: latest`` (the
+        default) runs only the latest (they are coalesced); ``catch_up: all`` runs each,
+        oldest first. A fire due before this scheduler started runs with reason
+        ``catch-up``, else ``schedule``.
         """
         found = self.jobstore.definition(job.id)
         if found is None:
@@ -75,46 +90,118 @@ class RunExecutor(BaseExecutor):
                 f"missed {len(late)} fire(s) ({span}) by more than misfire_grace "
                 f"{grace:g}s; the scheduler was not running or was overloaded"
             )
+            self.log.warning("fires missed", job=definition.name, namespace=namespace, missed=len(late),
+                             first=first.isoformat(), last=last.isoformat())
             self._skip(namespace, definition, last, message)
         if not timely:
             return
-        fire = timely[-1]
-        reason = Reason.CATCH_UP if fire < self.started_at else Reason.SCHEDULE
-        self.submit(namespace, definition, fire, reason)
+        fires = timely if definition.catch_up == "all" else timely[-1:]
+        for fire in fires:
+            reason = Reason.CATCH_UP if fire < self.started_at else Reason.SCHEDULE
+            self.submit(namespace, definition, fire, reason)
 
     def submit(self, namespace: str, definition: Job, fire: datetime, reason: Reason) -> bool:
-        """Start a run of ``definition`` for ``fire`` on the pool, honouring overlap."""
+        """Start a run of ``definition`` for ``fire``, as its ``overlap`` policy says.
+
+        - ``skip`` (default): while a run of the job is in flight, the fire becomes a
+          ``skipped`` row and a warning event.
+        - ``queue``: the fire waits (a ``queued`` row) and starts when the run in flight
+          ends; at most one waits, a further fire is skipped.
+        - ``allow``: runs side by side, at most ``max_concurrent`` (when set); beyond
+          that the fire is skipped.
+        """
+        key = f"{namespace}/{definition.name}"
+        policy = definition.overlap
+        with self._guard:
+            busy = self._inflight[key]
+            verdict = "run"
+            if busy and policy is Overlap.SKIP:
+                verdict = "skip"
+            elif busy and policy is Overlap.QUEUE:
+                verdict = "skip" if key in self._waiting else "queue"
+            elif policy is Overlap.ALLOW and definition.max_concurrent and busy >= definition.max_concurrent:
+                verdict = "skip"
+            if verdict == "run":
+                self._inflight[key] += 1
+        if verdict == "skip":
+            why = {
+                Overlap.SKIP: "the previous run was still running (overlap: skip)",
+                Overlap.QUEUE: "a run was in flight and another already waiting (overlap: queue)",
+                Overlap.ALLOW: f"max_concurrent {definition.max_concurrent} runs were in flight (overlap: allow)",
+            }[policy]
+            self.log.warning("run skipped: previous run still in flight", job=definition.name,
+                             namespace=namespace, scheduled=fire.isoformat(), overlap=policy.value)
+            self._skip(namespace, definition, fire, why)
+            return False
+        if verdict == "queue":
+            run_id = self.ctx.store.claim_run(
+                namespace=namespace, job=definition.name, scheduled=fire, attempt=1, reason=reason.value,
+                host=self.ctx.settings.host, status=RunStatus.QUEUED,
+                message="waiting for the run in flight (overlap: queue)",
+            )
+            if run_id is None:
+                return False
+            with self._guard:
+                if self._inflight[key]:
+                    self._waiting[key] = _Waiting(run_id, definition, fire, reason)
+                    self.log.info("run queued", job=definition.name, namespace=namespace, run=run_id)
+                    return True
+                self._inflight[key] += 1  # the run in flight ended meanwhile
+            return self._start(key, namespace, definition, fire, reason, run_id)
+        return self._start(key, namespace, definition, fire, reason, None)
+
+    def submit_retry(self, namespace: str, definition: Job, fire: datetime, attempt: int) -> bool:
+        """Start attempt ``attempt`` of the fire at ``fire`` (a lost run's retry)."""
         key = f"{namespace}/{definition.name}"
         with self._guard:
-            busy = self._inflight[key] > 0
-            if not busy or definition.overlap is not Overlap.SKIP:
-                self._inflight[key] += 1
-        if busy and definition.overlap is Overlap.SKIP:
-            self.log.warning("run skipped: previous run still in flight", job=definition.name,
-                             namespace=namespace, scheduled=fire.isoformat(), overlap="skip")
-            self._skip(namespace, definition, fire, "the previous run was still running (overlap: skip)")
-            return False
+            self._inflight[key] += 1
+        return self._start(key, namespace, definition, fire, Reason.RETRY, None, attempt)
+
+    def _start(self, key: str, namespace: str, definition: Job, fire: datetime, reason: Reason,
+               run_id: int | None, attempt: int = 1) -> bool:
         assert self._pool is not None, "executor not started"
         try:
-            self._pool.submit(self._run, namespace, definition, fire, reason, key)
+            self._pool.submit(self._run, namespace, definition, fire, reason, key, run_id, attempt)
         except RuntimeError:  # pool shut down: we are stopping
-            with self._guard:
-                self._inflight[key] -= 1
+            self._release(key)
             return False
         return True
 
-    def _run(self, namespace: str, definition: Job, fire: datetime, reason: Reason, key: str) -> None:
+    def _run(self, namespace: str, definition: Job, fire: datetime, reason: Reason, key: str,
+             run_id: int | None, attempt: int = 1) -> None:
         try:
             if definition.jitter and self.ctx.shutdown.wait(random.uniform(0, definition.jitter)):
                 return
-            execute(self.ctx, namespace, definition, fire, reason)
+            if self._slots is not None:
+                while not self._slots.acquire(timeout=0.5):
+                    if self.ctx.shutdown.is_set():
+                        return
+            try:
+                execute(self.ctx, namespace, definition, fire, reason, attempt=attempt, run_id=run_id)
+            finally:
+                if self._slots is not None:
+                    self._slots.release()
         except Exception:
             self.log.exception("run failed inside supertask", job=definition.name, namespace=namespace)
         finally:
-            with self._guard:
-                self._inflight[key] -= 1
-                if self._inflight[key] <= 0:
-                    del self._inflight[key]
+            self._release(key)
+
+    def _release(self, key: str) -> None:
+        with self._guard:
+            self._inflight[key] -= 1
+            if self._inflight[key] <= 0:
+                del self._inflight[key]
+            waiting = self._waiting.pop(key, None)
+            if waiting is not None:
+                self._inflight[key] += 1
+        if waiting is not None:
+            ns = key.split("/", 1)[0]
+            if self.ctx.shutdown.is_set():
+                self.ctx.store.update_run(waiting.run_id, status=RunStatus.SKIPPED,
+                                          message="the scheduler stopped before this queued run could start")
+                self._release(key)
+                return
+            self._start(key, ns, waiting.definition, waiting.fire, waiting.reason, waiting.run_id)
 
     def _skip(self, namespace: str, definition: Job, fire: datetime, message: str) -> None:
         self.ctx.store.claim_run(

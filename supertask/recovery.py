@@ -1,0 +1,80 @@
+"""After a crash: runs left in flight become ``lost``, their orphans end, retries apply.
+
+When ``supertask run`` starts, the runs that this host's scheduler had ``running`` or
+``queued`` (it was killed, or the machine died) are marked ``lost`` with the time it
+noticed. Their process groups, if still alive, are **ended, not adopted**: a child
+whose output pipes died with the old scheduler cannot be supervised or logged, so it
+gets TERM, its ``kill_grace``, then KILL. A process counts as the run's only when its
+environment carries that run's ``SUPERTASK_RUN_ID`` (pids get reused). Then the job's
+retry policy applies: ``lost`` is in ``retry_on`` by default, so while attempts are
+left a new attempt of the same scheduled fire starts (reason ``retry``). The fire is
+never run twice under one attempt number: the run row is the claim.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+from typing import Any
+
+import psutil
+
+from supertask.errors import JobNotFound
+from supertask.log import get_logger
+from supertask.model import RunRecord
+
+
+def recover_lost_runs(service: Any) -> list[RunRecord]:
+    """Mark lost runs, end their orphans, and hand retries to the running executor."""
+    log = get_logger("supertask.scheduler")
+    lost = service.store.mark_lost(service.namespaces, service.settings.host)
+    for run in lost:
+        try:
+            job = service.store.get_job(run.namespace, run.job).job
+        except JobNotFound:
+            job = None
+        ended = end_orphans(run, job.kill_grace if job else 10.0)
+        log.warning("run lost", job=run.job, namespace=run.namespace, run=run.id, attempt=run.attempt,
+                    orphans_ended=ended, message="in flight when the scheduler last stopped")
+        if job is not None and "lost" in job.retry_on and run.attempt <= job.retries and run.scheduled:
+            log.info("retry scheduled", job=run.job, namespace=run.namespace, run=run.id,
+                     attempt=run.attempt + 1, delay=0)
+            service.executor.submit_retry(run.namespace, job, run.scheduled, run.attempt + 1)
+    return lost
+
+
+def end_orphans(run: RunRecord, grace: float) -> int:
+    """End the processes that still carry the run's id; return how many there were."""
+    mine = []
+    for proc in psutil.process_iter(["pid"]):
+        try:
+            if proc.environ().get("SUPERTASK_RUN_ID") == str(run.id) and \
+                    proc.environ().get("SUPERTASK_NAMESPACE") == run.namespace:
+                mine.append(proc)
+        except (psutil.Error, OSError):
+            continue
+    if not mine:
+        return 0
+    groups = set()
+    for proc in mine:
+        try:
+            groups.add(os.getpgid(proc.pid))
+        except OSError:
+            pass
+    for sig in (signal.SIGTERM, signal.SIGKILL):
+        for pgid in groups:
+            try:
+                os.killpg(pgid, sig)
+            except OSError:
+                pass
+        for proc in mine:
+            try:
+                proc.send_signal(sig)
+            except psutil.Error:
+                pass
+        if sig == signal.SIGTERM:
+            _gone, alive = psutil.wait_procs(mine, timeout=grace)
+            if not alive:
+                break
+            mine = alive
+    return len(groups) or len(mine)
