@@ -156,6 +156,9 @@ def _serve(settings: Settings, namespace: str, timetable: Timetable) -> int:
     service = Service(settings, store, [namespace], timetable=timetable,
                       components=build_components(settings, timetable))
     service.install_signal_handlers()
+    from supertask import reaper
+
+    reaper.start_if_pid1(service.stop_request.event)
     return service.serve()
 
 

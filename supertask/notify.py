@@ -57,11 +57,21 @@ def _cmd(command: str, run: dict[str, Any]) -> None:
         SUPERTASK_ATTEMPT=str(run.get("attempt")),
         SUPERTASK_LOG_TAIL=str(run.get("log_tail") or ""),
     )
-    proc = subprocess.run(["/bin/sh", "-c", command], env=env, stdin=subprocess.DEVNULL,
-                          capture_output=True, timeout=CMD_TIMEOUT, start_new_session=True)
+    from supertask import reaper
+
+    proc = reaper.spawn(["/bin/sh", "-c", command], env=env, stdin=subprocess.DEVNULL,
+                        stdout=subprocess.PIPE, stderr=subprocess.PIPE, start_new_session=True)
+    try:
+        _out, err = proc.communicate(timeout=CMD_TIMEOUT)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+        proc.communicate()
+        raise RuntimeError(f"still running after {CMD_TIMEOUT:g}s; killed") from None
+    finally:
+        reaper.release(proc.pid)
     if proc.returncode != 0:
-        err = proc.stderr.decode(errors="replace").strip().splitlines()
-        raise RuntimeError(f"exit code {proc.returncode}" + (f": {err[-1]}" if err else ""))
+        lines = err.decode(errors="replace").strip().splitlines()
+        raise RuntimeError(f"exit code {proc.returncode}" + (f": {lines[-1]}" if lines else ""))
 
 
 def _post(url: str, body: bytes | None, content_type: str = "application/json") -> None:

@@ -117,8 +117,10 @@ def run_process(
     background grandchild still holds its pipes, output is read for one more second and
     then left: the run ends with its main process (as cron's does).
     """
+    from supertask import reaper
+
     try:
-        proc = subprocess.Popen(
+        proc = reaper.spawn(
             command.argv,
             stdin=subprocess.DEVNULL,
             stdout=subprocess.PIPE,
@@ -191,6 +193,8 @@ def run_process(
         sel.close()
         for pipe in (proc.stdout, proc.stderr):
             pipe.close()
+        if proc.returncode is not None:
+            reaper.release(proc.pid)
     if ended_by is RunStatus.TIMED_OUT:
         return Outcome(ended_by, code, proc.pid, f"timed out after {timeout:g}s; process group ended")
     if ended_by is RunStatus.KILLED:

@@ -1,0 +1,74 @@
+"""Zombie reaping when supertask runs as PID 1 (in a container), like supercronic's.
+
+As PID 1, every orphan in the container becomes our child: a job's background
+process that outlives it would stay a zombie for ever unless we wait for it. The
+reaper thread waits for zombie children that supertask did not start itself; the
+ones it did start (:func:`spawn`) are waited for by their own code, so their exit
+codes stay theirs.
+"""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import threading
+from typing import Any
+
+import psutil
+
+from supertask.log import get_logger
+
+_lock = threading.Lock()
+_ours: set[int] = set()
+
+
+def spawn(*args: Any, **kwargs: Any) -> subprocess.Popen[Any]:
+    """``subprocess.Popen`` whose child the reaper leaves to its caller."""
+    with _lock:
+        proc = subprocess.Popen(*args, **kwargs)
+        _ours.add(proc.pid)
+    return proc
+
+
+def release(pid: int) -> None:
+    with _lock:
+        _ours.discard(pid)
+
+
+def reap_once() -> list[int]:
+    """Wait for zombie children not started through :func:`spawn`; return their pids."""
+    reaped = []
+    with _lock:
+        try:
+            children = psutil.Process().children()
+        except psutil.Error:
+            return reaped
+        for child in children:
+            if child.pid in _ours:
+                continue
+            try:
+                if child.status() != psutil.STATUS_ZOMBIE:
+                    continue
+                pid, _ = os.waitpid(child.pid, os.WNOHANG)
+            except (psutil.Error, ChildProcessError, OSError):
+                continue
+            if pid:
+                reaped.append(pid)
+    return reaped
+
+
+def start_if_pid1(stop: threading.Event, interval: float = 1.0, force: bool = False) -> threading.Thread | None:
+    """Start the reaper thread when this process is PID 1 (or ``force``)."""
+    if os.getpid() != 1 and not force:
+        return None
+    log = get_logger("supertask.reaper")
+
+    def loop() -> None:
+        while not stop.wait(interval):
+            for pid in reap_once():
+                log.debug("reaped orphan", pid=pid)
+
+    thread = threading.Thread(target=loop, name="supertask-reaper", daemon=True)
+    thread.start()
+    log.info("running as PID 1: reaping orphaned children")
+    return thread
