@@ -228,3 +228,32 @@ def print_log(store: Any, run_id: int, *, follow: bool) -> int:
                     sys.stdout.write(rest)
                 return 0
             time.sleep(0.2)
+
+
+# -- prune --------------------------------------------------------------------------------------
+
+
+def prune(store: Any, namespace: str | None, *, keep: int | None, max_age: float | None) -> dict[str, int]:
+    """Apply retention: ``keep``/``max_age`` for every job when given, else each job's
+    own ``history_keep``. Returns removed runs per namespace (log files go too)."""
+    import os
+
+    from supertask.runner import apply_retention
+
+    names = [namespace] if namespace else [n["name"] for n in store.list_namespaces()]
+    removed: dict[str, int] = {}
+    for ns in names:
+        count = 0
+        if keep is not None or max_age is not None:
+            paths = store.prune_runs(ns, None, keep=keep, max_age=max_age)
+            for path in paths:
+                try:
+                    os.unlink(path)
+                except OSError:
+                    pass
+            count = len(paths)
+        else:
+            for stored in store.list_jobs(ns):
+                count += apply_retention(store, ns, stored.job)
+        removed[ns] = count
+    return removed
