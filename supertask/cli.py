@@ -165,6 +165,9 @@ def next_(
         None, ["job", "when", "description", "next fires"],
         [(r["job"], r["when"], r["description"], "\n".join(r["fires"]) or "never") for r in rows],
     )
+    for r in rows:
+        for warning in r["warnings"]:
+            sys.stderr.write(f"warning: {r['job']}: {warning}\n")
 
 
 # -- the store ----------------------------------------------------------------------------------
@@ -188,10 +191,25 @@ def list_namespaces(store: StoreOpt = None, home: HomeOpt = None, as_json: JsonO
 
 
 @app.command("list-jobs")
-def list_jobs(namespace: NsOpt = None, store: StoreOpt = None, home: HomeOpt = None, as_json: JsonOpt = False) -> None:
-    """List jobs and their next fire, as the store has them."""
-    settings = _settings(store, home)
-    rows = [j.to_json() for j in _open_store(settings).list_jobs(namespace)]
+def list_jobs(
+    namespace: NsOpt = None,
+    store: StoreOpt = None,
+    home: HomeOpt = None,
+    connect: Annotated[str | None, _opt("connect", "--connect", metavar="unix:PATH|tcp://HOST:PORT")] = None,
+    token: Annotated[str | None, _opt("token", "--token")] = None,
+    live: Annotated[bool, typer.Option("--live/--no-live", help="Ask the running scheduler (next fire, paused, "
+                                       "running) when one answers; --no-live reads the store")] = True,
+    as_json: JsonOpt = False,
+) -> None:
+    """List jobs: live from the running scheduler when one answers, else as the store has them."""
+    rows = None
+    if live:
+        from supertask.cli_live import live_rows
+
+        rows = live_rows(connect, home, namespace, token)
+    if rows is None:
+        settings = _settings(store, home)
+        rows = [j.to_json() for j in _open_store(settings).list_jobs(namespace)]
     if as_json:
         from supertask.output import print_json
 
@@ -199,10 +217,13 @@ def list_jobs(namespace: NsOpt = None, store: StoreOpt = None, home: HomeOpt = N
         return
     from supertask.output import print_table, short_time
 
+    def state(r: dict) -> str:
+        text = "paused" if r["paused"] else ("yes" if r["enabled"] else "no")
+        return text + (" (running: " + ", ".join(map(str, r["running"])) + ")" if r.get("running") else "")
+
     print_table(None, ["namespace", "job", "when", "run", "enabled", "next fire"],
                 [(r["namespace"], r["name"], r["when"], r["run"] if isinstance(r["run"], str) else "; ".join(r["run"]),
-                  "paused" if r["paused"] else ("yes" if r["enabled"] else "no"), short_time(r["next_fire"]))
-                 for r in rows])
+                  state(r), short_time(r["next_fire"])) for r in rows])
 
 
 @app.command()
@@ -240,41 +261,18 @@ def logs(
     follow: Annotated[bool, typer.Option("--follow", "-f", help="Keep printing until the run ends")] = False,
     store: StoreOpt = None,
     home: HomeOpt = None,
+    connect: Annotated[str | None, _opt("connect", "--connect", metavar="unix:PATH|tcp://HOST:PORT")] = None,
+    token: Annotated[str | None, _opt("token", "--token")] = None,
 ) -> None:
     """Print a run's log: its stdout and stderr, time-stamped and interleaved."""
+    if connect:
+        from supertask.cli_live import remote_follow
+
+        raise typer.Exit(remote_follow(connect, home, token, run_id, follow=follow))
     from supertask import commands
 
     settings = _settings(store, home)
     raise typer.Exit(commands.print_log(_open_store(settings), run_id, follow=follow))
-
-
-@app.command()
-def prune(
-    namespace: NsOpt = None,
-    keep: Annotated[int | None, typer.Option("--keep", min=0, help="Keep this many runs per job (overrides history_keep)")] = None,
-    older_than: Annotated[str | None, typer.Option("--older-than", metavar="AGE", help="Drop runs older than AGE, e.g. 30d (overrides history_keep)")] = None,
-    store: StoreOpt = None,
-    home: HomeOpt = None,
-    as_json: JsonOpt = False,
-) -> None:
-    """Apply run retention now: each job's history_keep, or --keep / --older-than for all."""
-    from supertask import commands
-    from supertask.model import parse_duration
-
-    try:
-        age = parse_duration(older_than) if older_than else None
-    except ValueError as exc:
-        raise UsageError(f"--older-than: {exc}") from exc
-    settings = _settings(store, home)
-    removed = commands.prune(_open_store(settings), namespace, keep=keep, max_age=age)
-    if as_json:
-        from supertask.output import print_json
-
-        print_json(removed)
-        return
-    total = sum(removed.values())
-    typer.echo(f"removed {total} run{'s' if total != 1 else ''} and their logs"
-               + "".join(f"\n  {ns}: {n}" for ns, n in removed.items() if n))
 
 
 # Commands that live in their own modules register themselves on `app` when imported.

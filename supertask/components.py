@@ -8,8 +8,26 @@ from supertask.settings import Settings
 
 
 def build_components(settings: Settings, timetable: Timetable | None) -> list[Component]:
+    from supertask.control import ControlServer
+
     components: list[Component] = []
-    # control endpoint (Unix socket, and TCP with --listen): supertask.control
-    # timetable watcher (--watch): supertask.reload
+    # control endpoint: always a Unix socket per namespace, TCP too with --listen (docs/control.md)
+    components.append(ControlServer(settings))
+    # timetable watcher (--watch; SIGHUP reloads even with --no-watch): supertask.reload
+    if timetable is not None and timetable.source and _is_timetable_file(timetable.source):
+        from supertask.reload import TimetableWatcher
+
+        components.append(TimetableWatcher(timetable.source, watch=settings.watch))
     # Prometheus metrics (--metrics): supertask.metrics
+    if settings.metrics:
+        from supertask.metrics import Metrics
+
+        components.append(Metrics(settings.metrics))
     return components
+
+
+def _is_timetable_file(source: str) -> bool:
+    """A served YAML file (not a one-line job's "command line" nor a .py job)."""
+    from pathlib import Path
+
+    return not source.endswith(".py") and Path(source).is_file()

@@ -16,14 +16,15 @@ from dataclasses import dataclass
 from datetime import datetime, timezone
 from typing import Any, Protocol
 
+from supertask.errors import JobNotFound, SupertaskError, UsageError
 from supertask.executor import RunExecutor
-from supertask.jobstore import NamespaceJobStore
+from supertask.jobstore import NamespaceJobStore, job_id
 from supertask.log import get_logger
-from supertask.model import Job, Timetable
+from supertask.model import Job, Overlap, Reason, Timetable
 from supertask.runner import RunContext, relay_to_log
 from supertask.schedules import Schedule, parse_when
 from supertask.settings import Settings
-from supertask.store import Store, SyncReport
+from supertask.store import Store, StoredJob, SyncReport
 
 UTC = timezone.utc
 
@@ -83,10 +84,11 @@ class Service:
         self.log = get_logger("supertask.scheduler")
         self.ctx = RunContext(store=store, settings=settings, relay=relay_to_log)
         self.jobstore = NamespaceJobStore(store, self.namespaces, trigger_for)
-        self.executor = RunExecutor(self.ctx, self.jobstore, settings.max_workers)
+        self.executor = RunExecutor(self.ctx, self.jobstore, settings.max_workers, settings.max_concurrent)
         self.stop_request = StopRequest(threading.Event())
         self.started = time.time()
         self._scheduler: Any = None
+        self._edit_lock = threading.RLock()
 
     def _build(self) -> Any:
         from apscheduler.schedulers.background import BackgroundScheduler
@@ -113,13 +115,12 @@ class Service:
 
     def serve(self, until: Callable[[], bool] | None = None) -> int:
         """Fire jobs until a stop request (or ``until()`` is true); return the exit code."""
-        lost = self.store.mark_lost(self.namespaces, self.settings.host)
-        for run in lost:
-            self.log.warning("run lost", job=run.job, namespace=run.namespace, run=run.id,
-                             message="in flight when the scheduler last stopped")
+        from supertask.recovery import recover_lost_runs
+
         self._scheduler = self._build()
         try:
             self._scheduler.start()
+            recover_lost_runs(self)
             jobs = self.jobstore.get_all_jobs()
             nxt = self.jobstore.get_next_run_time()
             self.log.info("scheduler started", namespaces=self.namespaces, jobs=len(jobs),
@@ -154,6 +155,119 @@ class Service:
         if self._scheduler is not None and self._scheduler.running:
             self._scheduler.wakeup()
 
+    # -- live control (supertask.live calls these; each change goes to the store first,
+    # then into memory, then the scheduler is woken) ------------------------------------------
+
+    def _editing(self) -> Any:
+        """Serialise a live change with other changes and with APScheduler's processing
+        of due jobs (which holds its job-store lock from finding a job due to updating it)."""
+        return _Both(self._edit_lock, getattr(self._scheduler, "_jobstores_lock", None))
+
+    def served(self, namespace: str | None) -> str:
+        """The namespace a live command means: the one given (if served), else the only one."""
+        if namespace is None:
+            if len(self.namespaces) == 1:
+                return self.namespaces[0]
+            raise UsageError(f"this scheduler serves {', '.join(self.namespaces)}; pick one with --ns")
+        if namespace not in self.namespaces:
+            raise UsageError(f"this scheduler serves {', '.join(self.namespaces)}, not {namespace!r}")
+        return namespace
+
+    def put_job(self, namespace: str, job: Job) -> StoredJob:
+        """Add or replace one job live. Its next fire is computed from now when its
+        definition changed; a paused job stays paused."""
+        with self._editing():
+            self.jobstore.flush()
+            try:
+                paused = self.store.get_job(namespace, job.name).paused
+            except JobNotFound:
+                paused = False
+            self.store.sync(namespace, [job], first_fire, remove_missing=False)
+            if paused:
+                self.store.set_paused(namespace, job.name, True, None)
+            row = self.store.get_job(namespace, job.name)
+            self.jobstore.put(row)
+        self.wakeup()
+        return row
+
+    def set_job_paused(self, namespace: str, name: str, paused: bool) -> StoredJob:
+        """Pause (no fires; a run in flight goes on) or resume a job. A resumed job fires
+        next at its first fire time after now: fires missed while paused do not run."""
+        with self._editing():
+            self.jobstore.flush()
+            row = self.store.get_job(namespace, name)
+            nxt = None if paused or not row.job.enabled else first_fire(row.job)
+            self.store.set_paused(namespace, name, paused, nxt)
+            row = self.store.get_job(namespace, name)
+            self.jobstore.put(row)
+        self.wakeup()
+        return row
+
+    def remove_job(self, namespace: str, name: str) -> None:
+        """Delete a job from the store and the schedule; a run in flight goes on."""
+        with self._editing():
+            self.jobstore.flush()
+            self.store.delete_job(namespace, name)
+            self.jobstore.forget(namespace, name)
+        self.wakeup()
+
+    def trigger(self, namespace: str, name: str) -> datetime:
+        """Run a job now with reason ``manual``, whatever its schedule (paused or disabled
+        too); return the fire time that names the run. With ``overlap: skip`` a job whose
+        previous run is still in flight is refused (nothing recorded), as a fire would be."""
+        found = self.jobstore.definition(job_id(namespace, name))
+        if found is None:
+            raise JobNotFound(namespace, name)
+        definition = found[1]
+        if self.stop_request.event.is_set():
+            raise SupertaskError("the scheduler is stopping; it starts no new runs")
+        busy = self.ctx.active_for(namespace, name)
+        if busy and definition.overlap is Overlap.SKIP:
+            raise SupertaskError(f"job {name!r} is running (run {busy[0].run_id}) and has overlap: skip; "
+                                 "wait for it, kill it (`supertask jobs kill RUN_ID`) or set overlap: allow")
+        fire = datetime.now(UTC)
+        if not self.executor.submit(namespace, definition, fire, Reason.MANUAL):
+            raise SupertaskError(f"job {name!r} was not started: it is running, or the scheduler is stopping")
+        self.log.info("run triggered", job=name, namespace=namespace, scheduled=fire.isoformat())
+        return fire
+
+    def kill_run(self, run_id: int) -> dict[str, Any]:
+        """End a run in flight: its process group gets TERM, then KILL after ``kill_grace``."""
+        with self.ctx.lock:
+            run = self.ctx.active.get(run_id)
+            if run is not None:
+                run.kill.set()
+        if run is None:
+            raise SupertaskError(f"run {run_id} is not running in this scheduler; "
+                                 "`supertask status` lists the runs in flight")
+        self.log.info("run kill requested", run=run_id, job=run.job, namespace=run.namespace, pid=run.pid)
+        return {"run_id": run_id, "namespace": run.namespace, "job": run.job, "pid": run.pid}
+
+    @property
+    def paused(self) -> bool:
+        from apscheduler.schedulers.base import STATE_PAUSED
+
+        return self._scheduler is not None and self._scheduler.state == STATE_PAUSED
+
+    def pause_all(self, paused: bool) -> None:
+        """Hold (or release) all firing. Fires due while held are judged on release like
+        fires missed in downtime: within ``misfire_grace`` they run once, else skipped."""
+        if self._scheduler is None or not self._scheduler.running:
+            raise SupertaskError("the scheduler is not running")
+        if paused:
+            self._scheduler.pause()
+        else:
+            self._scheduler.resume()
+        self.log.info("firing paused" if paused else "firing resumed")
+
+    def stop(self, grace: float | None = None) -> None:
+        """A graceful stop, as SIGTERM: no new fires, runs get ``grace`` seconds, exit 0."""
+        if grace is not None:
+            self.settings = self.settings.with_(grace=grace)
+        if not self.stop_request.event.is_set():
+            self.log.info("stop requested", by="control", grace=self.settings.grace)
+            self.request_stop()
+
     def _shutdown(self) -> None:
         for component in reversed(self.components):
             try:
@@ -179,6 +293,21 @@ class Service:
         with self.ctx.lock:
             for run in self.ctx.active.values():
                 run.kill.set()
+
+
+class _Both:
+    """Hold two locks (the second may be None) as one context manager."""
+
+    def __init__(self, first: Any, second: Any):
+        self.locks = [lock for lock in (first, second) if lock is not None]
+
+    def __enter__(self) -> None:
+        for lock in self.locks:
+            lock.acquire()
+
+    def __exit__(self, *exc: Any) -> None:
+        for lock in reversed(self.locks):
+            lock.release()
 
 
 def _redacted(url: str) -> str:
