@@ -275,6 +275,35 @@ def logs(
     raise typer.Exit(commands.print_log(_open_store(settings), run_id, follow=follow))
 
 
+@app.command()
+def prune(
+    namespace: NsOpt = None,
+    keep: Annotated[int | None, typer.Option("--keep", min=0, help="Keep this many runs per job (overrides history_keep)")] = None,
+    older_than: Annotated[str | None, typer.Option("--older-than", metavar="AGE", help="Drop runs older than AGE, e.g. 30d (overrides history_keep)")] = None,
+    store: StoreOpt = None,
+    home: HomeOpt = None,
+    as_json: JsonOpt = False,
+) -> None:
+    """Apply run retention now: each job's history_keep, or --keep / --older-than for all."""
+    from supertask import commands
+    from supertask.model import parse_duration
+
+    try:
+        age = parse_duration(older_than) if older_than else None
+    except ValueError as exc:
+        raise UsageError(f"--older-than: {exc}") from exc
+    settings = _settings(store, home)
+    removed = commands.prune(_open_store(settings), namespace, keep=keep, max_age=age)
+    if as_json:
+        from supertask.output import print_json
+
+        print_json(removed)
+        return
+    total = sum(removed.values())
+    typer.echo(f"removed {total} run{'s' if total != 1 else ''} and their logs"
+               + "".join(f"\n  {ns}: {n}" for ns, n in removed.items() if n))
+
+
 # Commands that live in their own modules register themselves on `app` when imported.
 from supertask import cli_admin, cli_live  # noqa: E402,F401
 
