@@ -153,6 +153,7 @@ def _serve(settings: Settings, namespace: str, timetable: Timetable) -> int:
     report = sync_timetable(store, namespace, timetable, settings)
     log.info("timetable synced", namespace=namespace, source=timetable.source, added=len(report.added),
              changed=len(report.changed), removed=len(report.removed), unchanged=len(report.unchanged))
+    _fire_start_jobs(settings, store, namespace, timetable, log)
     service = Service(settings, store, [namespace], timetable=timetable,
                       components=build_components(settings, timetable))
     service.install_signal_handlers()
@@ -162,12 +163,27 @@ def _serve(settings: Settings, namespace: str, timetable: Timetable) -> int:
     return service.serve()
 
 
+def _fire_start_jobs(settings: Settings, store: Any, namespace: str, timetable: Timetable, log: Any) -> None:
+    """``@restart`` jobs fire at this start, ``@reboot`` ones when the machine booted
+    since the namespace's last start (supertask.reboot)."""
+    from supertask.reboot import boot_time, booted_since_last_start, start_jobs
+
+    boot = boot_time()
+    booted = booted_since_last_start(settings.home, namespace, boot)
+    due = start_jobs(timetable.jobs, booted=booted)
+    if due:
+        store.set_next_run_times(namespace, [(name, time.time()) for name in due])
+    log.info("start jobs", namespace=namespace, booted=booted, boot_time=datetime.fromtimestamp(boot, UTC).isoformat(),
+             due=due)
+
+
 # -- next ---------------------------------------------------------------------------------------
 
 
 def next_fires(path: Path, *, count: int, after: str | None) -> list[dict[str, Any]]:
-    """Each job's next ``count`` fire times after ``after`` (default now), described."""
-    from supertask.schedules import parse_when, upcoming
+    """Each job's next ``count`` fire times after ``after`` (default now), described,
+    with warnings: a schedule that never fires again, fires that DST moves."""
+    from supertask.schedules import START_KINDS, dst_notes, parse_when, upcoming
     from supertask.settings import Settings
     from supertask.timetable import default_namespace, read_timetable
 
@@ -179,6 +195,10 @@ def next_fires(path: Path, *, count: int, after: str | None) -> list[dict[str, A
     for job in timetable.jobs:
         schedule = parse_when(job.when, job.timezone)
         fires = upcoming(schedule, start.astimezone(schedule.timezone), count) if job.enabled else []
+        warnings = dst_notes(schedule, fires)
+        if job.enabled and not fires and schedule.kind not in START_KINDS:
+            warnings.insert(0, f"never fires after {start.isoformat(timespec='minutes')}"
+                            + ("; its time is past" if schedule.kind == "date" else ""))
         rows.append({
             "namespace": ns,
             "job": job.name,
@@ -186,6 +206,7 @@ def next_fires(path: Path, *, count: int, after: str | None) -> list[dict[str, A
             "timezone": str(schedule.timezone),
             "description": schedule.describe() + ("" if job.enabled else " (disabled)"),
             "fires": [f.isoformat() for f in fires],
+            "warnings": warnings,
         })
     return rows
 

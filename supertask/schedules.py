@@ -1,7 +1,7 @@
 """`when:` text -> APScheduler 3 triggers with cron's exact meaning.
 
 One class, :class:`Schedule`, is the trigger for every form of ``when:`` (cron,
-``@alias``, ``every DURATION``, an ISO date-time, ``once``/``now``, ``@reboot``).
+``@alias``, ``every DURATION``, an ISO date-time, ``once``/``now``, ``@reboot``, ``@restart``).
 Cron maths is croniter's, driven on *wall-clock* time (croniter run in UTC, which
 has no DST); this module owns only how wall-clock matches become instants, which
 is where cron's DST rules live. docs/schedules.md is the user-facing account.
@@ -35,6 +35,9 @@ UTC = dt_timezone.utc
 _TICK = timedelta(microseconds=1)
 _WEEK = timedelta(days=7)  # no zone changes its UTC offset twice within a week
 _STATE_VERSION = 1
+#: Kinds that fire when added and then only when the scheduler (re)starts them:
+#: ``@reboot`` after a boot, ``@restart`` at every start (supertask.reboot decides).
+START_KINDS = ("once", "reboot", "restart")
 
 ALIASES = {
     "@yearly": "0 0 1 1 *",
@@ -112,18 +115,18 @@ class Schedule(BaseTrigger):
             raise self._fail("it is empty", "'0 3 * * *', '@daily' or 'every 5m'")
         if low in ("once", "now"):
             self.kind = "once"
-        elif low == "@reboot":
-            self.kind = "reboot"
+        elif low in ("@reboot", "@restart"):
+            self.kind = low[1:]
         elif _EVERY_RE.match(text):
             self.kind = "interval"
             self._interval = _parse_every(self, text)
         elif low in ALIASES:
             self._parse_cron(ALIASES[low])
         elif low.startswith("@"):
-            close = difflib.get_close_matches(low, [*ALIASES, "@reboot", "@every"], 1, 0.6)
+            close = difflib.get_close_matches(low, [*ALIASES, "@reboot", "@restart", "@every"], 1, 0.6)
             raise self._fail(
                 f"unknown alias {text.split()[0]!r}; the aliases are "
-                + " ".join([*ALIASES, "@reboot", "@every DURATION"]),
+                + " ".join([*ALIASES, "@reboot", "@restart", "@every DURATION"]),
                 f"{close[0]!r}" if close else None,
             )
         elif re.match(r"^\d{4}-", text):
@@ -198,7 +201,7 @@ class Schedule(BaseTrigger):
     ) -> datetime | None:
         if now.tzinfo is None:
             now = now.replace(tzinfo=self.timezone)
-        if self.kind in ("once", "reboot"):
+        if self.kind in START_KINDS:
             return now.astimezone(self.timezone) if previous_fire_time is None else None
         if self.kind == "date":
             return self._run_date if previous_fire_time is None else None
@@ -262,6 +265,8 @@ class Schedule(BaseTrigger):
         if self.kind == "once":
             return "once, when the job is first synced or changed"
         if self.kind == "reboot":
+            return "once after each boot, when the scheduler starts"
+        if self.kind == "restart":
             return "at each scheduler start"
         if self.kind == "interval":
             return _describe_interval(self._interval)
@@ -335,7 +340,7 @@ def upcoming(schedule: Schedule, after: datetime, count: int) -> list[datetime]:
         after = after.replace(tzinfo=schedule.timezone)
     fires: list[datetime] = []
     fire = schedule.get_next_fire_time(None, after)
-    if schedule.kind in ("once", "reboot"):
+    if schedule.kind in START_KINDS:
         return [fire][:count] if fire is not None else []
     after_utc = after.astimezone(UTC)  # same-zone comparisons would ignore the DST fold
     while fire is not None and len(fires) < count:
@@ -343,6 +348,51 @@ def upcoming(schedule: Schedule, after: datetime, count: int) -> list[datetime]:
             fires.append(fire)
         fire = schedule.get_next_fire_time(fire, after)
     return fires
+
+
+def dst_notes(schedule: Schedule, fires: list[datetime]) -> list[str]:
+    """Where a daylight-saving change moves, drops or doubles one of ``fires`` (as
+    :func:`upcoming` lists them) against the plain wall-clock reading of the cron
+    expression; the rules are in the module docstring. Empty for other kinds."""
+    if schedule.kind != "cron" or not fires:
+        return []
+    notes: list[str] = []
+    zone = schedule.timezone
+    for before, fire in zip([None, *fires], fires, strict=False):
+        wall = fire.astimezone(zone).replace(tzinfo=None)
+        if not _matches(schedule, wall):
+            notes.append(f"{_stamp(fire)}: moved by DST; its wall-clock time does not exist that day "
+                         "(clocks go forward), so it fires right after the jump")
+        elif _ambiguous(zone, wall):
+            if schedule._wild:
+                notes.append(f"{_stamp(fire)}: in the hour DST repeats (clocks go back); "
+                             "this schedule fires in both passes")
+            else:
+                notes.append(f"{_stamp(fire)}: {wall:%H:%M} happens twice (clocks go back); "
+                             "it fires once, at the first")
+        if before is not None and schedule._wild:
+            wall_before = before.astimezone(zone).replace(tzinfo=None)
+            missed = schedule._wall_next(wall_before)
+            if missed is not None and missed < wall and not _exists(zone, missed):
+                notes.append(f"{missed:%Y-%m-%d %H:%M}: skipped; DST jumps over it (clocks go forward)")
+    return list(dict.fromkeys(notes))
+
+
+def _matches(schedule: Schedule, wall: datetime) -> bool:
+    found = schedule._wall_next(wall - _TICK)
+    return found == wall.replace(microsecond=0) if found is not None else False
+
+
+def _exists(zone: tzinfo, wall: datetime) -> bool:
+    return wall.replace(tzinfo=zone).astimezone(UTC).astimezone(zone).replace(tzinfo=None) == wall
+
+
+def _ambiguous(zone: tzinfo, wall: datetime) -> bool:
+    return wall.replace(tzinfo=zone, fold=0).utcoffset() != wall.replace(tzinfo=zone, fold=1).utcoffset() and _exists(zone, wall)
+
+
+def _stamp(fire: datetime) -> str:
+    return fire.strftime("%Y-%m-%d %H:%M %Z")
 
 
 # -- helpers -------------------------------------------------------------------

@@ -1,0 +1,122 @@
+"""Live reload: the served timetable file is watched (watchfiles) and re-read on
+SIGHUP; a good edit is synced at once, a broken one is logged and changes nothing.
+
+One worker thread does every reload, so reloads never overlap: the file watcher
+thread and the SIGHUP handler only queue a request. The folder is watched, not the
+file, because editors save by writing a new file and renaming it over the old one.
+A reload that reads the same jobs as the last good timetable changes nothing. A
+changed ``namespace:`` is refused: moving jobs to another namespace needs a restart.
+"""
+
+from __future__ import annotations
+
+import queue
+import signal
+import threading
+from pathlib import Path
+from typing import Any
+
+from supertask.errors import TimetableError
+from supertask.log import get_logger
+
+_STOP = "stop"
+
+
+class TimetableWatcher:
+    """A scheduler component (see supertask.scheduler.Component)."""
+
+    def __init__(self, path: str | Path, *, watch: bool = True, debounce_ms: int = 200):
+        self.path = Path(path).resolve()
+        self.watch = watch
+        self.debounce_ms = debounce_ms
+        self.log = get_logger("supertask.reload")
+        self._requests: queue.Queue[str] = queue.Queue()
+        self._stop = threading.Event()
+        self._threads: list[threading.Thread] = []
+        self._service: Any = None
+        self._previous_hup: Any = None
+
+    # -- Component ---------------------------------------------------------------------------
+
+    def start(self, service: Any) -> None:
+        self._service = service
+        worker = threading.Thread(target=self._work, name="supertask-reload", daemon=True)
+        worker.start()
+        self._threads.append(worker)
+        if self.watch:
+            watcher = threading.Thread(target=self._watch, name="supertask-watch", daemon=True)
+            watcher.start()
+            self._threads.append(watcher)
+        if threading.current_thread() is threading.main_thread():
+            self._previous_hup = signal.signal(signal.SIGHUP, self._on_hup)
+        self.log.info("watching timetable", source=str(self.path), watch=self.watch, sighup=True)
+
+    def stop(self) -> None:
+        self._stop.set()
+        self._requests.put(_STOP)
+        if self._previous_hup is not None and threading.current_thread() is threading.main_thread():
+            signal.signal(signal.SIGHUP, self._previous_hup)
+        for thread in self._threads:
+            thread.join(timeout=5)
+
+    # -- requests -------------------------------------------------------------------------------
+
+    def _on_hup(self, _signum: int, _frame: Any) -> None:
+        self._requests.put("SIGHUP")
+
+    def _watch(self) -> None:
+        import watchfiles
+
+        def ours(_change: Any, changed: str) -> bool:
+            return Path(changed).name == self.path.name
+
+        try:
+            for _changes in watchfiles.watch(
+                self.path.parent, watch_filter=ours, debounce=self.debounce_ms, stop_event=self._stop,
+                recursive=False, raise_interrupt=False, rust_timeout=500,
+            ):
+                self._requests.put("file changed")
+        except Exception:
+            self.log.exception("timetable watcher failed; SIGHUP still reloads", source=str(self.path))
+
+    def _work(self) -> None:
+        while True:
+            trigger = self._requests.get()
+            if trigger == _STOP or self._stop.is_set():
+                return
+            try:
+                self.reload(trigger)
+            except Exception:  # a bug here must not end reloading
+                self.log.exception("timetable reload crashed", source=str(self.path), trigger=trigger)
+
+    # -- the reload -----------------------------------------------------------------------------
+
+    def reload(self, trigger: str) -> bool:
+        """Read, validate and sync the file; True when a new timetable was applied."""
+        from supertask.timetable import read_timetable
+
+        service = self._service
+        if not self.path.exists():
+            self.log.error("timetable reload failed", source=str(self.path), trigger=trigger,
+                           problems=[f"{self.path}: no such file; keeping the last good timetable"])
+            return False
+        try:
+            timetable = read_timetable(self.path)
+        except TimetableError as exc:
+            self.log.error("timetable reload failed", source=str(self.path), trigger=trigger,
+                           problems=[str(p) for p in exc.problems],
+                           message="the scheduler goes on with the last good timetable")
+            return False
+        current = service.timetable
+        if current is not None and timetable.namespace != current.namespace:
+            self.log.error("timetable reload failed", source=str(self.path), trigger=trigger,
+                           problems=[f"namespace changed from {current.namespace!r} to {timetable.namespace!r}; "
+                                     "restart supertask to move to another namespace"])
+            return False
+        if current is not None and current.jobs == timetable.jobs:
+            self.log.info("timetable unchanged", source=str(self.path), trigger=trigger)
+            return False
+        report = service.resync(timetable)
+        self.log.info("timetable reloaded", source=str(self.path), trigger=trigger,
+                      added=sorted(report.added), changed=sorted(report.changed), removed=sorted(report.removed))
+        return True
