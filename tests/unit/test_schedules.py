@@ -373,7 +373,8 @@ def test_next_fire_is_cheap():
         ("2026-12-24T18:00:30", "once, at 2026-12-24 18:00:30 +01:00"),
         ("once", "once, when the job is first synced or changed"),
         ("now", "once, when the job is first synced or changed"),
-        ("@reboot", "at each scheduler start"),
+        ("@reboot", "once after each boot, when the scheduler starts"),
+        ("@restart", "at each scheduler start"),
     ],
 )
 def test_describe(when, text):
