@@ -47,11 +47,13 @@ def import_crontab(
     header = (f"Imported from {', '.join(s for s, _ in sources)} by `supertask import-crontab` on {stamp}.\n"
               "Each job keeps its cron schedule exactly; `supertask next` shows the coming fires.\n"
               "See docs/coming-from-cron.md for what differs from cron.")
+    for note in result.notes:
+        sys.stderr.write(f"note: {note}\n")
+    if not result.jobs:
+        raise UsageError(f"no jobs to import in {', '.join(s for s, _ in sources)}")
     text = render_timetable(result, header=header)
     load_timetable(text, "<import-crontab output>")  # a bug here must not hand out a broken timetable
     sys.stdout.write(text)
-    for note in result.notes:
-        sys.stderr.write(f"note: {note}\n")
     jobs = len(result.jobs)
     sys.stderr.write(f"imported {jobs} job{'s' if jobs != 1 else ''} from {len(sources)} crontab"
                      f"{'s' if len(sources) != 1 else ''}, {len(result.notes)} note{'s' if len(result.notes) != 1 else ''}\n")

@@ -6,7 +6,8 @@ server. What is measured, and where from:
 - ``supertask_runs_total{namespace,job,status}``: finished attempts (runner observers);
 - ``supertask_run_duration_seconds{namespace,job}``: histogram of attempt durations;
 - ``supertask_fire_lateness_seconds{namespace,job}``: histogram of start minus
-  scheduled time, for scheduled first attempts (retries and manual runs are not late);
+  scheduled time, for first attempts of scheduled and caught-up fires (retries and
+  manual runs are not late);
 - ``supertask_runs_in_flight{namespace,job}``: runs running now (read at scrape time);
 - ``supertask_last_success_timestamp_seconds{namespace,job}``: end of the last success;
 - ``supertask_up``: 1 while the scheduler serves; ``supertask_start_time_seconds``.
@@ -67,7 +68,7 @@ class Metrics:
         key = (facts["namespace"], facts["job"])
         self.runs.labels(*key, facts["status"]).inc()
         self.duration.labels(*key).observe(max(0.0, float(facts["duration"])))
-        if facts.get("reason") == "schedule" and facts.get("attempt") == 1:
+        if facts.get("reason") in ("schedule", "catch-up") and facts.get("attempt") == 1:
             self.lateness.labels(*key).observe(max(0.0, float(facts["started"]) - float(facts["scheduled"])))
         if facts["status"] == "succeeded":
             self.last_success.labels(*key).set(float(facts["started"]) + float(facts["duration"]))
