@@ -41,7 +41,6 @@ from rpyc.utils.factory import connect_stream
 from rpyc.utils.server import ThreadedServer
 
 from supertask.errors import NoScheduler, SupertaskError, UsageError
-from supertask.log import get_logger
 
 if TYPE_CHECKING:
     from supertask.live import LiveControl
@@ -69,6 +68,12 @@ _PLAIN = (str, int, float, bool, type(None))
 _quiet = logging.getLogger("supertask.control.rpyc")
 _quiet.setLevel(logging.CRITICAL + 1)  # rpyc logs every rejected peer; we log our own events
 _quiet.propagate = False
+
+
+def get_logger(name: str) -> Any:
+    from supertask.log import get_logger as _get
+
+    return _get(name)
 
 
 def control_dir(home: Path) -> Path:
