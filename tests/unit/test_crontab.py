@@ -247,3 +247,9 @@ def test_imported_jobs_fire_when_cron_does(cron: str, when: str, zone: str | Non
         theirs = [it.get_next(datetime) for _ in range(FIRES)]
         assert [f.astimezone(UTC) for f in ours if f.month < 10] == [
             f.astimezone(UTC) for f in theirs if f.month < 10]
+
+
+def test_the_star_step_day_rule_is_reported() -> None:
+    """cron reads `0 0 */2 * mon` as odd days AND Mondays, croniter as either: reported."""
+    _jobs, notes = imported("0 0 */2 * mon a\n0 0 1-31/2 * mon b\n0 0 */2 * * c\n")
+    assert len(notes) == 1 and "'0 0 */2 * mon'" in notes[0] and "matching both" in notes[0]
