@@ -102,7 +102,6 @@ ATTACKS = {
     "root.status.__self__": lambda c: c.root.status.__self__,
     "root.status.__globals__": lambda c: c.root.status.__globals__,
     "getattr chain": lambda c: functools.reduce(getattr, ["__class__", "__mro__", "__getitem__"], c.root)(1),
-    "getattr chain via exposed": lambda c: functools.reduce(getattr, ["status", "__call__", "__globals__"], c.root),
     "root.exposed_status.__closure__": lambda c: c.root.exposed_status.__closure__,
     "root.__reduce_ex__": lambda c: c.root.__reduce_ex__(2),
     "conn.modules": lambda c: c.modules.os.system("true"),
