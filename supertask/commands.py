@@ -102,7 +102,7 @@ def _run_once(settings: Settings, job: Job, namespace: str | None) -> int:
     ns = namespace or _cli_namespace(settings)
     store.ensure_namespace(ns, source="command line", host=settings.host, user=settings.user)
     store.sync(ns, [job], lambda _job: None, remove_missing=False)
-    ctx = RunContext(store=store, settings=settings, relay=plain_relay)
+    ctx = RunContext(store=store, settings=settings, relay=plain_relay, relay_capped=False)
     import signal
     import threading
 

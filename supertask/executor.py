@@ -96,12 +96,15 @@ class RunExecutor(BaseExecutor):
         if not timely:
             return
         fires = timely if definition.catch_up == "all" else timely[-1:]
-        for fire in fires:
-            reason = Reason.CATCH_UP if fire < self.started_at else Reason.SCHEDULE
-            self.submit(namespace, definition, fire, reason)
+        reasons = [Reason.CATCH_UP if fire < self.started_at else Reason.SCHEDULE for fire in fires]
+        self.submit(namespace, definition, fires[0], reasons[0], then=list(zip(fires[1:], reasons[1:], strict=True)))
 
-    def submit(self, namespace: str, definition: Job, fire: datetime, reason: Reason) -> bool:
-        """Start a run of ``definition`` for ``fire``, as its ``overlap`` policy says.
+    def submit(
+        self, namespace: str, definition: Job, fire: datetime, reason: Reason,
+        then: list[tuple[datetime, Reason]] | None = None,
+    ) -> bool:
+        """Start a run of ``definition`` for ``fire``, as its ``overlap`` policy says;
+        the fires in ``then`` (``catch_up: all``) run after it, one by one, oldest first.
 
         - ``skip`` (default): while a run of the job is in flight, the fire becomes a
           ``skipped`` row and a warning event.
@@ -148,7 +151,7 @@ class RunExecutor(BaseExecutor):
                     return True
                 self._inflight[key] += 1  # the run in flight ended meanwhile
             return self._start(key, namespace, definition, fire, reason, run_id)
-        return self._start(key, namespace, definition, fire, reason, None)
+        return self._start(key, namespace, definition, fire, reason, None, then=then)
 
     def submit_retry(self, namespace: str, definition: Job, fire: datetime, attempt: int) -> bool:
         """Start attempt ``attempt`` of the fire at ``fire`` (a lost run's retry)."""
@@ -158,29 +161,33 @@ class RunExecutor(BaseExecutor):
         return self._start(key, namespace, definition, fire, Reason.RETRY, None, attempt)
 
     def _start(self, key: str, namespace: str, definition: Job, fire: datetime, reason: Reason,
-               run_id: int | None, attempt: int = 1) -> bool:
+               run_id: int | None, attempt: int = 1, then: list[tuple[datetime, Reason]] | None = None) -> bool:
         assert self._pool is not None, "executor not started"
         try:
-            self._pool.submit(self._run, namespace, definition, fire, reason, key, run_id, attempt)
+            self._pool.submit(self._run, namespace, definition, fire, reason, key, run_id, attempt, then)
         except RuntimeError:  # pool shut down: we are stopping
             self._release(key)
             return False
         return True
 
     def _run(self, namespace: str, definition: Job, fire: datetime, reason: Reason, key: str,
-             run_id: int | None, attempt: int = 1) -> None:
+             run_id: int | None, attempt: int = 1, then: list[tuple[datetime, Reason]] | None = None) -> None:
         try:
             if definition.jitter and self.ctx.shutdown.wait(random.uniform(0, definition.jitter)):
                 return
-            if self._slots is not None:
-                while not self._slots.acquire(timeout=0.5):
-                    if self.ctx.shutdown.is_set():
-                        return
-            try:
-                execute(self.ctx, namespace, definition, fire, reason, attempt=attempt, run_id=run_id)
-            finally:
+            for fire_time, why in [(fire, reason), *(then or [])]:
+                if self.ctx.shutdown.is_set():
+                    return
                 if self._slots is not None:
-                    self._slots.release()
+                    while not self._slots.acquire(timeout=0.5):
+                        if self.ctx.shutdown.is_set():
+                            return
+                try:
+                    execute(self.ctx, namespace, definition, fire_time, why, attempt=attempt, run_id=run_id)
+                finally:
+                    if self._slots is not None:
+                        self._slots.release()
+                run_id, attempt = None, 1
         except Exception:
             self.log.exception("run failed inside supertask", job=definition.name, namespace=namespace)
         finally:

@@ -52,6 +52,7 @@ class RunContext:
     store: Store
     settings: Settings
     relay: Relay | None = None
+    relay_capped: bool = True  # relaying stops at log_max (the foreground one-shot relays all)
     shutdown: threading.Event = field(default_factory=threading.Event)
     active: dict[int, ActiveRun] = field(default_factory=dict)
     lock: threading.Lock = field(default_factory=threading.Lock)
@@ -181,7 +182,7 @@ def _sink(ctx: RunContext, active: ActiveRun, runlog: RunLog) -> Callable[[str, 
     def on_line(stream: str, line: str) -> None:
         kept = runlog.write(stream, line)
         if state["relaying"]:
-            if kept:
+            if kept or not ctx.relay_capped:
                 ctx.relay(active, stream, line)  # type: ignore[misc]
             else:
                 state["relaying"] = False
