@@ -1,0 +1,345 @@
+"""``make bench``: supertask side by side with its peers, in one run on this machine.
+
+    python bench/run.py            # the issue's sizes (~20-25 min here)
+    python bench/run.py --quick    # small sizes and short runs (< 3 min)
+    python bench/run.py --only lateness,startup   # some sections (others kept from the last run)
+    python bench/run.py --report   # rewrite docs/benchmarks.md from bench/results/results.json
+
+Results go to ``bench/results/results.json`` (git-ignored); ``bench/report.py``
+turns them into ``docs/benchmarks.md`` and ``docs/benchmarks/*.png``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import json
+import math
+import os
+import platform
+import shutil
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+from common import (  # noqa: E402
+    BENCH, ORIGINAL, PG_ADMIN, RESULTS, SUPERTASK, VENV_PY, Subject, analyse_fires, log,
+    original_timetable, supertask_timetable, time_command,
+)
+
+SECTIONS = ("lateness", "launch", "startup", "scale")
+SUBJECTS = ("limit", "supertask", "apscheduler", "original")
+
+
+@contextlib.contextmanager
+def pg_database():
+    """A PostgreSQL database of our own for this run, dropped afterwards; None if unreachable."""
+    try:
+        import psycopg
+    except ImportError:
+        yield None
+        return
+    name = f"supertask_bench_{os.getpid()}"
+    try:
+        admin = psycopg.connect(PG_ADMIN.replace("postgresql://", "postgresql://", 1), autocommit=True,
+                                connect_timeout=5)
+    except Exception as exc:  # no server here
+        log("PostgreSQL not reachable:", exc)
+        yield None
+        return
+    admin.execute(f'CREATE DATABASE "{name}"')
+    try:
+        yield PG_ADMIN.rsplit("/", 1)[0] + "/" + name
+    finally:
+        admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+        admin.close()
+
+
+def reset_pg(url: str) -> None:
+    import psycopg
+
+    with psycopg.connect(url, autocommit=True) as conn:
+        conn.execute("DROP SCHEMA public CASCADE")
+        conn.execute("CREATE SCHEMA public")
+
+
+# -- 1. fire lateness ---------------------------------------------------------------------------
+
+
+def spawn_subject(kind: str, jobs: int, out: Path, work: Path, pg: str | None,
+                  env: dict[str, str], timetable: Path | None = None) -> Subject | None:
+    if kind == "limit":
+        return Subject.spawn(kind, [str(VENV_PY), str(BENCH / "peers" / "limit.py"), str(jobs), str(out)])
+    if kind == "apscheduler":
+        return Subject.spawn(kind, [str(VENV_PY), str(BENCH / "peers" / "aps_peer.py"), "run", str(jobs),
+                                    str(out), str(work / "aps.sqlite")], cwd=str(BENCH / "peers"))
+    if kind == "original":
+        if not ORIGINAL.exists() or pg is None:
+            return None
+        reset_pg(pg)
+        tt = original_timetable(work / "original.json", firing=jobs, out=out)
+        return Subject.spawn(kind, [str(ORIGINAL), "--store-address", pg, "--pre-delete-jobs", "run", str(tt)],
+                             cwd=str(work))
+    if kind == "supertask":
+        tt = timetable or supertask_timetable(work / "supertask.yaml", firing=jobs, idle=0, out=out)
+        return Subject.spawn(kind, [str(SUPERTASK), "run", "--file", str(tt), "--log-level", "warning",
+                                    "--log-format", "json", "--no-watch"], env=env)
+    raise ValueError(kind)
+
+
+def measure_fires(subject: Subject, jobs: int, out: Path, duration: int, settle: float = 3.0) -> dict:
+    """Wait for the first fire, then measure the fires scheduled in a window of ``duration`` s."""
+    deadline = time.time() + 300
+    while not (out.exists() and out.stat().st_size) and time.time() < deadline:
+        if subject.proc.poll() is not None:
+            return {"error": f"exited {subject.proc.returncode}: {subject.tail()}"}
+        time.sleep(0.05)
+    if not out.exists():
+        return {"error": "no fire within 300 s: " + subject.tail()}
+    start = math.ceil(time.time()) + 2
+    end = start + duration
+    time.sleep(max(0.0, start - 0.5 - time.time()))
+    cpu0, rss0 = subject.cpu(), subject.rss_mb()
+    time.sleep(max(0.0, end - 0.5 - time.time()))
+    cpu1, rss1 = subject.cpu(), subject.rss_mb()
+    time.sleep(settle + 0.5)
+    result = analyse_fires(out, jobs=jobs, start=start, end=end)
+    result.update(cpu_pct=100 * (cpu1 - cpu0) / duration, rss_mb=max(rss0, rss1), duration=duration,
+                  runs_per_s=(result["fires"] - result["doubled"]) / duration)
+    return result
+
+
+def lateness(sizes: list[int], duration: int, pg: str | None) -> dict:
+    rows = []
+    for jobs in sizes:
+        for kind in SUBJECTS:
+            work = Path(tempfile.mkdtemp(prefix=f"bench-{kind}-"))
+            out = work / "fires.log"
+            env = dict(os.environ, SUPERTASK_HOME=str(work / "home"))
+            log(f"lateness: {kind} with {jobs} job(s) every second for {duration} s")
+            subject = spawn_subject(kind, jobs, out, work, pg, env)
+            if subject is None:
+                rows.append({"subject": kind, "jobs": jobs, "error": "not available (see docs)"})
+                continue
+            try:
+                result = measure_fires(subject, jobs, out, duration)
+            finally:
+                subject.stop()
+                shutil.rmtree(work, ignore_errors=True)
+            result.update(subject=kind, jobs=jobs)
+            log(f"  p50 {result.get('p50_ms', math.nan):.1f} ms p99 {result.get('p99_ms', math.nan):.1f} ms"
+                f" missed {result.get('missed')} doubled {result.get('doubled')} cpu {result.get('cpu_pct', 0):.0f}%"
+                + (f" ERROR {result['error']}" if "error" in result else ""))
+            rows.append(result)
+    return {"rows": rows, "duration": duration}
+
+
+# -- 2. launch overhead -------------------------------------------------------------------------
+
+
+def launch(runs: int) -> dict:
+    home = tempfile.mkdtemp(prefix="bench-launch-")
+    env = dict(os.environ, SUPERTASK_HOME=home)
+    rows = {
+        "sh -c true": time_command(["sh", "-c", "true"], runs=runs * 3),
+        "python -c pass": time_command([str(VENV_PY), "-c", "pass"], runs=runs),
+        "supertask run -- cmd:true": time_command([str(SUPERTASK), "run", "--log-level", "warning", "--",
+                                                   "cmd:true"], runs=runs, env=env),
+    }
+    shutil.rmtree(home, ignore_errors=True)
+    for k, v in rows.items():
+        log(f"launch: {k}: {v['median'] * 1000:.1f} ms")
+    return {"rows": rows}
+
+
+# -- 3. start-up --------------------------------------------------------------------------------
+
+
+def startup(runs: int, jobs: int) -> dict:
+    work = Path(tempfile.mkdtemp(prefix="bench-startup-"))
+    env = dict(os.environ, SUPERTASK_HOME=str(work / "home"))
+    tt = supertask_timetable(work / "supertask.yaml", firing=0, idle=jobs, out=None)
+    rows = {
+        "python -c pass": time_command([str(VENV_PY), "-c", "pass"], runs=runs),
+        "python -c 'import typer'": time_command([str(VENV_PY), "-c", "import typer"], runs=runs),
+        "python -c 'import apscheduler…, sqlalchemy'": time_command(
+            [str(VENV_PY), "-c", "import apscheduler.schedulers.background, sqlalchemy"], runs=runs),
+        "supertask --help": time_command([str(SUPERTASK), "--help"], runs=runs, env=env),
+        "supertask --version": time_command([str(SUPERTASK), "--version"], runs=runs, env=env),
+        f"supertask validate ({jobs} jobs)": time_command([str(SUPERTASK), "validate", str(tt)], runs=runs, env=env),
+    }
+    if ORIGINAL.exists():
+        rows["supertask==0.1.1 --help"] = time_command([str(ORIGINAL), "--help"], runs=max(3, runs // 2))
+    log(f"startup: scheduler with {jobs} jobs for list-jobs")
+    subject = Subject.spawn("supertask", [str(SUPERTASK), "run", "--file", str(tt), "--log-level", "info",
+                                          "--log-format", "json", "--no-watch"], env=env)
+    live = False
+    try:
+        if subject.wait_for("scheduler started", 300) is None:
+            rows["supertask list-jobs (running scheduler)"] = {"error": subject.tail()}
+        else:
+            time.sleep(1.0)
+            home = work / "home"
+            live = any(p.is_socket() for p in home.rglob("*")) if home.exists() else False
+            name = "supertask list-jobs --json, live" if live else "supertask list-jobs --json, store view"
+            rows[name] = time_command([str(SUPERTASK), "list-jobs", "--json"], runs=runs, env=env)
+            rows[name.replace(" --json", "")] = time_command([str(SUPERTASK), "list-jobs"], runs=runs,
+                                                             env=dict(env, COLUMNS="200"))
+    finally:
+        subject.stop()
+        shutil.rmtree(work, ignore_errors=True)
+    for k, v in rows.items():
+        if "median" in v:
+            log(f"startup: {k}: {v['median'] * 1000:.1f} ms (exit {v['exit']})")
+    return {"rows": rows, "jobs": jobs, "live_control": live}
+
+
+# -- 4. scale -----------------------------------------------------------------------------------
+
+
+def scale(sizes: list[int], pg: str | None, duration: int, aps_sizes: list[int], checkpoint=None) -> dict:
+    rows = []
+    stores: list[tuple[str, str | None]] = [("sqlite", None)]
+    if pg:
+        stores.append(("postgresql", pg))
+    late = None
+    for store_name, url in stores:
+        for jobs in sizes:
+            work = Path(tempfile.mkdtemp(prefix=f"bench-scale-{store_name}-"))
+            env = dict(os.environ, SUPERTASK_HOME=str(work / "home"))
+            if url:
+                reset_pg(url)
+                env["SUPERTASK_STORE"] = url
+            tt = supertask_timetable(work / "supertask.yaml", firing=0, idle=jobs, out=None)
+            row: dict = {"store": store_name, "jobs": jobs}
+            argv = [str(SUPERTASK), "run", "--file", str(tt), "--log-level", "info", "--log-format", "json",
+                    "--no-watch"]
+            log(f"scale: {store_name}, {jobs} jobs: first start (sync into an empty store)")
+            s = Subject.spawn("supertask", argv, env=env)
+            try:
+                row["synced_s"] = s.wait_for("timetable synced", 300)
+                row["first_started_s"] = s.wait_for("scheduler started", 300)
+                if row["first_started_s"] is None:
+                    row["error"] = "no `scheduler started` within 300 s of sync: " + s.tail(3)
+                if row["synced_s"] is None:
+                    row["error"] = "no `timetable synced` within 300 s: " + s.tail(3)
+            finally:
+                s.stop(60)
+            if "error" not in row:
+                log(f"scale: {store_name}, {jobs} jobs: restart with them stored, idle")
+                s = Subject.spawn("supertask", argv, env=env)
+                try:
+                    row["restart_synced_s"] = s.wait_for("timetable synced", 300)
+                    row["started_s"] = s.wait_for("scheduler started", 300)
+                    time.sleep(3)
+                    row["idle_rss_mb"] = s.rss_mb()
+                    c0 = s.cpu()
+                    time.sleep(3)
+                    row["idle_cpu_pct"] = 100 * (s.cpu() - c0) / 3
+                finally:
+                    s.stop(60)
+            t0 = time.perf_counter()
+            subprocess.run([str(SUPERTASK), "validate", str(tt)], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+            row["validate_s"] = time.perf_counter() - t0
+            log("  ", {k: (round(v, 2) if isinstance(v, float) else v) for k, v in row.items()})
+            rows.append(row)
+            if checkpoint:
+                checkpoint({"rows": rows, "lateness_stored": late, "apscheduler_add": []})
+            if store_name == "sqlite" and jobs == max(sizes) and "error" not in row:
+                firing = min(100, jobs)
+                log(f"scale: lateness with {jobs} stored jobs, {firing} firing each second")
+                out = work / "fires.log"
+                supertask_timetable(tt, firing=firing, idle=jobs - firing, out=out)
+                s = spawn_subject("supertask", firing, out, work, None, env, timetable=tt)
+                assert s is not None
+                try:
+                    late = measure_fires(s, firing, out, duration)
+                finally:
+                    s.stop(60)
+                late.update(stored=jobs, jobs=firing)
+                log(f"  p50 {late.get('p50_ms', math.nan):.1f} ms p99 {late.get('p99_ms', math.nan):.1f} ms "
+                    f"missed {late.get('missed')} doubled {late.get('doubled')}")
+            shutil.rmtree(work, ignore_errors=True)
+    aps = []
+    for jobs in aps_sizes:
+        work = Path(tempfile.mkdtemp(prefix="bench-aps-add-"))
+        log(f"scale: bare APScheduler add_job x {jobs} into SQLite")
+        t0 = time.perf_counter()
+        p = subprocess.run([str(VENV_PY), str(BENCH / "peers" / "aps_peer.py"), "add", str(jobs),
+                            str(work / "aps.sqlite")], cwd=str(BENCH / "peers"), capture_output=True, text=True)
+        total = time.perf_counter() - t0
+        added = float(p.stderr.split(" in ")[1].split()[0]) if " in " in p.stderr else math.nan
+        aps.append({"jobs": jobs, "add_s": added, "total_s": total})
+        log(f"  {added:.2f} s")
+        shutil.rmtree(work, ignore_errors=True)
+    return {"rows": rows, "lateness_stored": late, "apscheduler_add": aps}
+
+
+# -- main ---------------------------------------------------------------------------------------
+
+
+def machine() -> dict:
+    import psutil
+
+    cpu = ""
+    with contextlib.suppress(OSError):
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                cpu = line.split(":", 1)[1].strip()
+                break
+    versions = {}
+    for mod in ("apscheduler", "sqlalchemy", "typer"):
+        with contextlib.suppress(Exception):
+            versions[mod] = __import__(mod).__version__
+    sup = subprocess.run([str(SUPERTASK), "--version"], capture_output=True, text=True).stdout.strip()
+    return {"cpu": cpu, "cores": os.cpu_count(), "mem_gb": round(psutil.virtual_memory().total / 2**30, 1),
+            "python": platform.python_version(), "kernel": platform.release(), "versions": versions,
+            "supertask": sup, "loadavg": os.getloadavg(), "date": time.strftime("%Y-%m-%d %H:%M %Z"),
+            "original": "supertask==0.1.1" if ORIGINAL.exists() else "not installed"}
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--quick", action="store_true", help="small sizes and short runs")
+    ap.add_argument("--only", default=",".join(SECTIONS), help="comma-separated sections: " + ", ".join(SECTIONS))
+    ap.add_argument("--report", action="store_true", help="only rewrite the report from the last results")
+    args = ap.parse_args()
+    RESULTS.mkdir(parents=True, exist_ok=True)
+    path = RESULTS / ("results-quick.json" if args.quick else "results.json")
+    results = json.loads(path.read_text()) if path.exists() else {}
+    if not args.report:
+        only = [s.strip() for s in args.only.split(",") if s.strip()]
+        results["machine"] = machine()
+        results["mode"] = "quick" if args.quick else "full"
+        with pg_database() as pg:
+            if "lateness" in only:
+                sizes, duration = ([1, 100], 5) if args.quick else ([1, 100, 1000], 30)
+                results["lateness"] = lateness(sizes, duration, pg)
+                path.write_text(json.dumps(results, indent=1))
+            if "launch" in only:
+                results["launch"] = launch(5 if args.quick else 10)
+                path.write_text(json.dumps(results, indent=1))
+            if "startup" in only:
+                results["startup"] = startup(5 if args.quick else 10, 1000)
+                path.write_text(json.dumps(results, indent=1))
+            if "scale" in only:
+                def checkpoint(partial: dict) -> None:
+                    results["scale"] = partial
+                    path.write_text(json.dumps(results, indent=1))
+
+                if args.quick:
+                    results["scale"] = scale([1000], pg, 5, [500], checkpoint)
+                else:
+                    results["scale"] = scale([1000, 10000, 100000], pg, 30, [1000, 10000], checkpoint)
+                path.write_text(json.dumps(results, indent=1))
+    from report import write_report
+
+    write_report(results, quick=args.quick)
+
+
+if __name__ == "__main__":
+    main()
