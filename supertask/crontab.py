@@ -320,17 +320,22 @@ def _star_step_day_rule(when: str) -> bool:
     return (starred[0] and restricted[1]) or (starred[1] and restricted[0])
 
 
+def _env_of(job: dict[str, object]) -> dict[str, str]:
+    env = job.get("env")
+    return env if isinstance(env, dict) else {}
+
+
 def _hoist_defaults(result: Imported) -> None:
     """Settings every job shares move to ``defaults:`` (env entries one by one)."""
     jobs = result.jobs
     if len(jobs) < 2:
         return
-    envs = [job.get("env") or {} for job in jobs]
-    shared = {k: v for k, v in envs[0].items() if all(e.get(k) == v for e in envs[1:])}  # type: ignore[union-attr]
+    envs = [_env_of(job) for job in jobs]
+    shared = {k: v for k, v in envs[0].items() if all(e.get(k) == v for e in envs[1:])}
     if shared:
         result.defaults["env"] = shared
         for job in jobs:
-            rest = {k: v for k, v in (job.get("env") or {}).items() if k not in shared}  # type: ignore[union-attr]
+            rest = {k: v for k, v in _env_of(job).items() if k not in shared}
             if rest:
                 job["env"] = rest
             else:
