@@ -95,7 +95,8 @@ def execute(
             return None
         done_id, outcome = result
         retry = outcome.status.value in job.retry_on and attempt <= job.retries
-        record = ctx.store.get_run(done_id).to_json()
+        notifies = job.on_success or job.on_failure or job.on_retry
+        record = ctx.store.get_run(done_id).to_json() if notifies else {}
         if not retry:
             if outcome.status is RunStatus.SUCCEEDED:
                 notify.run_actions(job.on_success, record, event="success")
@@ -121,13 +122,14 @@ def _attempt(
     if run_id is None:
         run_id = ctx.store.claim_run(
             namespace=namespace, job=job.name, scheduled=scheduled, attempt=attempt,
-            reason=reason.value, host=settings.host,
+            reason=reason.value, host=settings.host, log_dir=settings.log_dir,
         )
         if run_id is None:
             log.info("fire already claimed", job=job.name, namespace=namespace, scheduled=scheduled.isoformat())
             return None
     else:  # a queued row taken up now
-        ctx.store.update_run(run_id, status=RunStatus.RUNNING, started=datetime.now(UTC))
+        ctx.store.update_run(run_id, status=RunStatus.RUNNING, started=datetime.now(UTC),
+                             log_path=str(settings.log_dir / namespace / job.name / f"{run_id}.log"))
     log_path = settings.log_dir / namespace / job.name / f"{run_id}.log"
     active = ActiveRun(run_id, namespace, job.name, attempt, time.time(), log_path=log_path)
     with ctx.lock:
@@ -140,7 +142,6 @@ def _attempt(
     runlog: RunLog | None = None
     try:
         runlog = RunLog(log_path, job.log_max, TAIL_LINES)
-        ctx.store.update_run(run_id, log_path=str(log_path))
         outcome = _run_steps(ctx, namespace, job, run_id, scheduled, active, _sink(ctx, active, runlog))
         if outcome.status is RunStatus.TIMED_OUT:
             outcome.message = f"timed out after {job.timeout:g}s; process group ended"
@@ -212,8 +213,7 @@ def _run_steps(
         return max(0.001, job.timeout - (time.monotonic() - started))
 
     def on_start(pid: int) -> None:
-        active.pid = pid
-        ctx.store.update_run(run_id, pid=pid)
+        active.pid = pid  # the row gets it when the run ends (crash recovery goes by environment)
 
     def launch(run: str) -> Outcome:
         launcher, target = launcher_for(run)

@@ -413,8 +413,13 @@ class Store:
         host: str,
         status: RunStatus = RunStatus.RUNNING,
         message: str | None = None,
+        log_dir: Any = None,
     ) -> int | None:
-        """Insert the run row that claims one fire. None: that fire was already claimed."""
+        """Insert the run row that claims one fire. None: that fire was already claimed.
+
+        With ``log_dir``, the row's ``log_path`` (``log_dir/NAMESPACE/JOB/ID.log``) is set
+        in the same transaction.
+        """
         now = datetime.now(UTC)
         values = dict(
             namespace=namespace,
@@ -431,7 +436,14 @@ class Store:
         try:
             with self._write() as conn:
                 result = conn.execute(runs_table.insert().values(**values))
-                return int(result.inserted_primary_key[0])
+                run_id = int(result.inserted_primary_key[0])
+                if log_dir is not None:
+                    conn.execute(
+                        runs_table.update()
+                        .where(runs_table.c.id == run_id)
+                        .values(log_path=str(log_dir / namespace / job / f"{run_id}.log"))
+                    )
+                return run_id
         except IntegrityError:
             return None
 
