@@ -11,6 +11,7 @@ import subprocess
 import threading
 import time
 from collections.abc import Iterator
+from datetime import datetime
 from pathlib import Path
 
 import psutil
@@ -211,10 +212,13 @@ def test_logs_follow_streams_a_running_job_over_the_endpoint(cli: Cli, sched: Sc
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE)
     assert proc.stdout is not None
     first = proc.stdout.readline()
+    first_seen = time.time()
     assert first.rstrip().endswith("stdout line 1")
-    assert cli.json("history", "lines")[0]["status"] == "running"  # seen while it runs
     rest = proc.stdout.read()
     assert proc.wait(20) == 0
+    run = cli.json("history", "lines")[0]
+    assert run["status"] == "succeeded"
+    assert first_seen < datetime.fromisoformat(run["finished"]).timestamp()  # streamed while it ran
     assert [line.split(" ", 2)[2] for line in rest.splitlines()] == ["line 2", "line 3", "line 4"]
 
 
