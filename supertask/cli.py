@@ -22,6 +22,9 @@ app = typer.Typer(
     no_args_is_help=True,
     add_completion=True,
     pretty_exceptions_enable=False,
+    # Plain click help: typer's rich help renderer imports rich, markdown-it and pygments
+    # (~200 ms, more than the rest of `--help`); see docs/benchmarks.md.
+    rich_markup_mode=None,
     context_settings={"help_option_names": ["-h", "--help"]},
 )
 
