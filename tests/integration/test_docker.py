@@ -4,6 +4,7 @@ in a subprocess, a locally built busybox image (no registry here), and the store
 from __future__ import annotations
 
 import os
+import shutil
 import subprocess
 import time
 import uuid
@@ -21,9 +22,8 @@ SETUP = Path(__file__).resolve().parents[3] / "shared" / "containers" / "setup-p
 IMAGE = "localhost/busybox"
 
 
-@pytest.fixture(scope="session")
-def podman_env() -> Iterator[dict[str, str]]:
-    """The variables setup-podman.sh exports (CONTAINERS_CONF, ...) plus SUPERTASK_DOCKER=podman."""
+def source_setup() -> dict[str, str]:
+    """The variables setup-podman.sh exports (CONTAINERS_CONF, ...); skips if it fails."""
     if not SETUP.exists():
         pytest.skip(f"containers: {SETUP} is missing (the shared/ folder beside the clone)")
     proc = subprocess.run(
@@ -33,11 +33,41 @@ def podman_env() -> Iterator[dict[str, str]]:
     if proc.returncode != 0:
         pytest.skip(f"containers: podman cannot be set up here: {proc.stderr.decode(errors='replace').strip()[-500:]}")
     exported = dict(item.split("=", 1) for item in proc.stdout.decode().split("\0") if "=" in item)
-    env = {k: v for k, v in exported.items() if os.environ.get(k) != v and not k.startswith("BASH")}
-    env.pop("_", None)
-    env.pop("SHLVL", None)
-    env["SUPERTASK_DOCKER"] = "podman"
-    yield env
+    skip = {"_", "SHLVL", "PWD", "OLDPWD"}
+    return {k: v for k, v in exported.items() if os.environ.get(k) != v and k not in skip and not k.startswith("BASH")}
+
+
+@pytest.fixture(scope="session")
+def podman_env() -> dict[str, str]:
+    """podman set up on the shared default folder, picked with SUPERTASK_DOCKER=podman."""
+    return {**source_setup(), "SUPERTASK_DOCKER": "podman"}
+
+
+@pytest.fixture(scope="module")
+def docker_api_env(podman_env: dict[str, str], tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, str]]:
+    """The docker CLI talking to podman's Docker API: a service of this module's own on the
+    shared storage (a second storage would share /run/libpod and its locks with the first)."""
+    if shutil.which("docker") is None:
+        pytest.skip("containers: no docker CLI on PATH")
+    folder = tmp_path_factory.mktemp("podman-api")
+    socket = folder / "podman.sock"
+    env = {**os.environ, **podman_env}
+    with open(folder / "service.log", "wb") as log:
+        service = subprocess.Popen(["podman", "system", "service", "--time=0", f"unix://{socket}"],
+                                   env=env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
+    try:
+        try:
+            wait_until(socket.exists, timeout=20, what="podman's API socket")
+        except AssertionError:
+            pytest.skip(f"containers: podman's API service did not start: {(folder / 'service.log').read_text()[-500:]}")
+        yield {**podman_env, "DOCKER_HOST": f"unix://{socket}", "SUPERTASK_DOCKER": "docker"}
+    finally:
+        service.terminate()
+        try:
+            service.wait(10)
+        except subprocess.TimeoutExpired:
+            service.kill()
+            service.wait(10)
 
 
 def podman(env: dict[str, str], *args: str) -> subprocess.CompletedProcess[str]:
@@ -99,35 +129,25 @@ def test_one_liner_relays_output_and_the_container_exit_code(dcli: Cli, podman_e
         assert not exists(podman_env, container_name(run["namespace"], run["job"], run["id"]))
 
 
-def test_job_env_reaches_the_container_and_the_host_env_does_not(dcli: Cli) -> None:
+def test_job_env_and_volumes_reach_the_container_and_the_host_env_does_not(dcli: Cli, tmp_path: Path) -> None:
+    (tmp_path / "abs").mkdir()
+    (dcli.cwd / "rel").mkdir()
     timetable(dcli, f"""
   - name: show-env
     when: once
     env: {{GREETING: hello world, TOKEN: s3cret}}
-    run: "docker:{IMAGE} -- env"
+    volumes: ["{tmp_path / 'abs'}:/abs", "./rel:/rel:rw"]
+    run: "docker:{IMAGE} -- sh -c 'env > /abs/env; echo relative > /rel/out; echo done'"
 """)
     run = run_once(dcli, "show-env", env={"HOST_ONLY": "leaked"})
     assert run["status"] == "succeeded", log_of(dcli, run)
-    seen = dict(line.split(" ", 2)[2].split("=", 1) for line in log_of(dcli, run).splitlines() if " stdout " in line)
+    assert log_of(dcli, run).split(" ", 2)[1:] == ["stdout", "done\n"]
+    seen = dict(line.split("=", 1) for line in (tmp_path / "abs" / "env").read_text().splitlines())
     assert seen["GREETING"] == "hello world" and seen["TOKEN"] == "s3cret"
     assert seen["SUPERTASK_RUN_ID"] == str(run["id"]) and seen["SUPERTASK_JOB"] == "show-env"
     assert seen["SUPERTASK_NAMESPACE"] == run["namespace"] and seen["SUPERTASK_SCHEDULED"] == run["scheduled"]
     assert "HOST_ONLY" not in seen and "SUPERTASK_HOME" not in seen and "CONTAINERS_CONF" not in seen
-
-
-def test_volumes_write_host_files(dcli: Cli, tmp_path: Path) -> None:
-    (tmp_path / "abs").mkdir()
-    (dcli.cwd / "rel").mkdir()
-    timetable(dcli, f"""
-  - name: writer
-    when: once
-    volumes: ["{tmp_path / 'abs'}:/abs", "./rel:/rel"]
-    run: "docker:{IMAGE} -- sh -c 'echo $SUPERTASK_JOB > /abs/out; echo relative > /rel/out'"
-""")
-    run = run_once(dcli, "writer")
-    assert run["status"] == "succeeded", log_of(dcli, run)
-    assert (tmp_path / "abs" / "out").read_text() == "writer\n"
-    assert (dcli.cwd / "rel" / "out").read_text() == "relative\n"
+    assert (dcli.cwd / "rel" / "out").read_text() == "relative\n"  # ./rel is the job's cwd's
 
 
 def test_timeout_stops_the_container_by_name(dcli: Cli, podman_env: dict[str, str]) -> None:
@@ -174,33 +194,48 @@ def test_shutdown_stops_a_running_container(dcli: Cli, podman_env: dict[str, str
     assert not exists(podman_env, name)
 
 
-@pytest.mark.parametrize("pull", ["never", "missing"])
-def test_a_missing_image_is_a_failed_run_with_the_reason_in_its_log(dcli: Cli, pull: str) -> None:
-    timetable(dcli, f"""
-  - {{name: no-image, when: once, pull: {pull}, run: "docker:localhost/no-such-image-{uuid.uuid4().hex[:6]} -- true"}}
-""")
-    run = run_once(dcli, "no-image")
-    assert run["status"] == "failed"
-    log = log_of(dcli, run)
-    reason = "image not known" if pull == "never" else "cannot pull"
-    assert reason in log and reason in run["message"], log
-
-
-def test_an_engine_that_is_down_or_missing_is_a_failed_run(dcli: Cli, tmp_path: Path) -> None:
+def test_missing_image_missing_cli_and_engine_down_are_failed_runs_with_the_reason(dcli: Cli, tmp_path: Path) -> None:
     dead = tmp_path / "dead.sock"
+    nothing = f"localhost/no-such-image-{uuid.uuid4().hex[:6]}"
     timetable(dcli, f"""
+  - {{name: image-never, when: once, run: "docker:{nothing} -- true"}}
+  - {{name: image-missing, when: once, pull: missing, run: "docker:{nothing} -- true"}}
   - {{name: no-cli, when: once, docker_cli: /nonexistent/docker, run: "docker:{IMAGE} -- true"}}
   - {{name: no-engine, when: once, pull: missing, docker_cli: "podman --remote --url unix://{dead}", run: "docker:{IMAGE} -- true"}}
 """)
+    jobs = ("image-never", "image-missing", "no-cli", "no-engine")
     sched = dcli.start()
     try:
-        for job in ("no-cli", "no-engine"):
+        for job in jobs:
             sched.wait_event("run finished", timeout=40, job=job)
     finally:
         assert sched.stop() == 0
     runs = {r["job"]: r for r in dcli.json("history")}
-    assert runs["no-cli"]["status"] == "failed" and runs["no-engine"]["status"] == "failed"
-    assert "'/nonexistent/docker' is not installed" in log_of(dcli, runs["no-cli"])
+    expected = {
+        "image-never": "image not known",
+        "image-missing": f"cannot pull {nothing}",
+        "no-cli": "'/nonexistent/docker' is not installed",
+        "no-engine": "cannot reach the container engine",
+    }
+    for job, reason in expected.items():
+        tail = runs[job]["log_tail"]  # the last lines of the run's log, kept with the run
+        assert runs[job]["status"] == "failed", tail
+        assert "supertask: docker: " in tail and reason in tail, tail
+        assert reason in runs[job]["message"]
     log = log_of(dcli, runs["no-engine"])
-    assert "cannot reach the container engine" in log and str(dead) in log, log
+    assert " stderr supertask: docker: cannot reach the container engine" in log and str(dead) in log, log
     assert "is the container engine running?" in runs["no-engine"]["message"]
+
+
+def test_docker_cli_through_podmans_api_keeps_the_exit_code(cli: Cli, docker_api_env: dict[str, str]) -> None:
+    """`docker run --rm` through podman's API says 0 here (podman issue 18889); supertask must not."""
+    cli.env.update(docker_api_env)
+    proc = cli("run", "--", f"docker:{IMAGE} -- sh -c 'echo run=$SUPERTASK_RUN_ID; exit 3'")
+    run = cli.json("history", "--limit", "1")[0]
+    assert proc.returncode == 3, proc.stderr
+    assert proc.stdout == f"run={run['id']}\n"
+    assert (run["status"], run["exit_code"]) == ("failed", 3)
+    name = container_name(run["namespace"], run["job"], run["id"])
+    gone = subprocess.run(["docker", "container", "inspect", name], env={**os.environ, **docker_api_env},
+                          capture_output=True, timeout=30)
+    assert gone.returncode != 0
