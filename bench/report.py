@@ -179,10 +179,10 @@ def lateness_section(late: dict) -> list[str]:
 def launch_section(results: dict) -> list[str]:
     rows = results["launch"]["rows"]
     sh = rows["sh -c true"]["median"]
-    lines = ["| command | median ms | min ms | runs | vs `sh -c true` |", "|---|---:|---:|---:|---:|"]
+    lines = ["| command | median ms | min ms | CPU ms | runs | vs `sh -c true` |", "|---|---:|---:|---:|---:|---:|"]
     for k, v in rows.items():
-        lines.append(f"| `{k}` | {v['median'] * 1000:.1f} | {v['min'] * 1000:.1f} | {v['runs']} | "
-                     f"+{(v['median'] - sh) * 1000:.0f} ms ({v['median'] / sh:.0f}×) |")
+        lines.append(f"| `{k}` | {v['median'] * 1000:.1f} | {v['min'] * 1000:.1f} | {ms(v.get('cpu', math.nan) * 1000)} | "
+                     f"{v['runs']} | +{(v['median'] - sh) * 1000:.0f} ms ({v['median'] / sh:.0f}×) |")
     extra = (rows["supertask run -- cmd:true"]["median"] - sh) * 1000
     lines += ["", "| target | measured | |", "|---|---|---|",
               f"| `supertask run -- cmd:true` under 120 ms more than `sh -c true` | +{extra:.0f} ms | {verdict(extra < 120)} |"]
@@ -203,12 +203,13 @@ def startup_section(st: dict) -> list[str]:
     lines = [f"Medians of {rows['python -c pass']['runs']} runs after a warm-up; the ratio is against bare "
              "`python -c pass` from the same run. `list-jobs` runs while a scheduler holding "
              f"{st['jobs']} jobs is up.", "",
-             "| command | median ms | min ms | vs bare python | exit |", "|---|---:|---:|---:|---:|"]
+             "| command | median ms | min ms | CPU ms | vs bare python | exit |", "|---|---:|---:|---:|---:|---:|"]
     for k, v in rows.items():
         if "median" not in v:
-            lines.append(f"| `{k}` | error | | |")
+            lines.append(f"| `{k}` | error | | | | |")
             continue
-        lines.append(f"| `{k}` | {v['median'] * 1000:.0f} | {v['min'] * 1000:.0f} | {v['median'] / py:.1f}× | {v['exit']} |")
+        lines.append(f"| `{k}` | {v['median'] * 1000:.0f} | {v['min'] * 1000:.0f} | {ms(v.get('cpu', math.nan) * 1000)} | "
+                     f"{v['median'] / py:.1f}× | {v['exit']} |")
     helpm = rows.get("supertask --help", {}).get("median")
     live_key = next((k for k in rows if k.startswith("supertask list-jobs --json")), None)
     live = rows.get(live_key, {}).get("median") if live_key else None
@@ -221,6 +222,16 @@ def startup_section(st: dict) -> list[str]:
                      f"the store view took {live * 1000:.0f} ms | {verdict(live < 0.2)} (store view) |"
                      if live else "| live `list-jobs` under 200 ms | pending | – |")
     lines += ["", "![start-up](benchmarks/startup.png)"]
+    return lines
+
+
+def imports_section(im: dict) -> list[str]:
+    lines = ["What a command pays before it does anything: each module's cumulative import time "
+             "(`python -X importtime -c 'import M'`, median), measured in the same run.", "",
+             "| module | import ms |", "|---|---:|"]
+    lines += [f"| `{k}` | {v['median'] * 1000:.0f} |" for k, v in im["rows"].items()]
+    lines += ["", f"An interpreter that imported what `supertask run` imports holds {im['rss_imported_mb']:.0f} MB "
+              f"RSS before it loads a single job (bare: {im['rss_bare_mb']:.0f} MB)."]
     return lines
 
 
@@ -336,7 +347,8 @@ def write_report(results: dict, *, quick: bool = False) -> Path:
         f"{m.get('cpu', '?')}, {m.get('cores')} cores, {m.get('mem_gb')} GB, Linux {m.get('kernel')}, "
         f"Python {m.get('python')}; {m.get('supertask')}, APScheduler {v.get('apscheduler')}, "
         f"SQLAlchemy {v.get('sqlalchemy')}, typer {v.get('typer')}; PostgreSQL on 127.0.0.1. "
-        f"Load average at the start {', '.join(f'{x:.1f}' for x in m.get('loadavg', []))}; run {m.get('date')} "
+        f"Load average (1, 5, 15 min) at the start {', '.join(f'{x:.1f}' for x in m.get('loadavg', []))}, at the end "
+        f"{', '.join(f'{x:.1f}' for x in m.get('loadavg_end', []))}; run {m.get('date')} "
         f"({results.get('mode')} mode).", "",
     ]
     if "lateness" in results:
@@ -347,6 +359,8 @@ def write_report(results: dict, *, quick: bool = False) -> Path:
     if "startup" in results:
         plot_startup(results["startup"]["rows"], PLOTS / "startup.png")
         lines += ["## 3. Start-up", ""] + startup_section(results["startup"]) + [""]
+    if "imports" in results:
+        lines += ["### What start-up is made of", ""] + imports_section(results["imports"]) + [""]
     if "scale" in results:
         lines += ["## 4. Scale", ""] + scale_section(results) + [""]
     plot_growth(results, PLOTS / "growth.png")

@@ -31,7 +31,7 @@ from common import (  # noqa: E402
     original_timetable, supertask_timetable, time_command,
 )
 
-SECTIONS = ("lateness", "launch", "startup", "scale")
+SECTIONS = ("lateness", "launch", "startup", "imports", "scale")
 SUBJECTS = ("limit", "supertask", "apscheduler", "original")
 
 
@@ -198,6 +198,38 @@ def startup(runs: int, jobs: int) -> dict:
     return {"rows": rows, "jobs": jobs, "live_control": live}
 
 
+# -- 3b. what start-up is made of -----------------------------------------------------------------
+
+IMPORTS = ("typer", "pydantic", "rich.console", "structlog", "yaml", "croniter", "psutil", "sqlalchemy",
+           "apscheduler.schedulers.background", "rpyc", "supertask.cli", "supertask.commands",
+           "supertask.store", "supertask.scheduler")
+
+
+def imports(runs: int) -> dict:
+    """``python -X importtime -c 'import M'``: M's own cumulative import time, median of ``runs``;
+    and the RSS of an interpreter that imported what ``supertask run`` imports."""
+    rows = {}
+    for mod in IMPORTS:
+        times = []
+        for _ in range(runs):
+            p = subprocess.run([str(VENV_PY), "-X", "importtime", "-c", f"import {mod}"], capture_output=True, text=True)
+            cum = [int(line.split("|")[1]) for line in p.stderr.splitlines()
+                   if line.startswith("import time:") and line.split("|")[2].strip() == mod]
+            if cum:
+                times.append(cum[-1] / 1e6)
+        rows[mod] = {"median": sorted(times)[len(times) // 2] if times else math.nan, "runs": len(times)}
+        log(f"imports: {mod}: {rows[mod]['median'] * 1000:.0f} ms")
+    code = ("import psutil; p = psutil.Process(); a = p.memory_info().rss\n"
+            "import supertask.cli, supertask.commands, supertask.scheduler, supertask.store\n"
+            "import json; print(json.dumps([a / 2**20, p.memory_info().rss / 2**20]))")
+    p = subprocess.run([str(VENV_PY), "-c", code], capture_output=True, text=True)
+    try:
+        bare, loaded = json.loads(p.stdout)
+    except ValueError:
+        bare = loaded = math.nan
+    return {"rows": rows, "rss_bare_mb": bare, "rss_imported_mb": loaded}
+
+
 # -- 4. scale -----------------------------------------------------------------------------------
 
 
@@ -326,6 +358,9 @@ def main() -> None:
             if "startup" in only:
                 results["startup"] = startup(5 if args.quick else 10, 1000)
                 path.write_text(json.dumps(results, indent=1))
+            if "imports" in only:
+                results["imports"] = imports(3 if args.quick else 7)
+                path.write_text(json.dumps(results, indent=1))
             if "scale" in only:
                 def checkpoint(partial: dict) -> None:
                     results["scale"] = partial
@@ -336,6 +371,8 @@ def main() -> None:
                 else:
                     results["scale"] = scale([1000, 10000, 100000], pg, 30, [1000, 10000], checkpoint)
                 path.write_text(json.dumps(results, indent=1))
+        results["machine"]["loadavg_end"] = os.getloadavg()
+        path.write_text(json.dumps(results, indent=1))
     from report import write_report
 
     write_report(results, quick=args.quick)
