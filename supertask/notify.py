@@ -59,18 +59,13 @@ def _cmd(command: str, run: dict[str, Any]) -> None:
     )
     from supertask import reaper
 
-    proc = reaper.spawn(["/bin/sh", "-c", command], env=env, stdin=subprocess.DEVNULL,
-                        stdout=subprocess.PIPE, stderr=subprocess.PIPE, start_new_session=True)
     try:
-        _out, err = proc.communicate(timeout=CMD_TIMEOUT)
+        proc = reaper.run(["/bin/sh", "-c", command], env=env, stdin=subprocess.DEVNULL,
+                          timeout=CMD_TIMEOUT, start_new_session=True)
     except subprocess.TimeoutExpired:
-        proc.kill()
-        proc.communicate()
         raise RuntimeError(f"still running after {CMD_TIMEOUT:g}s; killed") from None
-    finally:
-        reaper.release(proc.pid)
     if proc.returncode != 0:
-        lines = err.decode(errors="replace").strip().splitlines()
+        lines = proc.stderr.decode(errors="replace").strip().splitlines()
         raise RuntimeError(f"exit code {proc.returncode}" + (f": {lines[-1]}" if lines else ""))
 
 

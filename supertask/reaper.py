@@ -30,6 +30,20 @@ def spawn(*args: Any, **kwargs: Any) -> subprocess.Popen[Any]:
     return proc
 
 
+def run(argv: list[str], *, timeout: float | None = None, **kwargs: Any) -> subprocess.CompletedProcess[Any]:
+    """``subprocess.run`` with output captured, for a child the reaper leaves alone."""
+    proc = spawn(argv, stdout=subprocess.PIPE, stderr=subprocess.PIPE, **kwargs)
+    try:
+        out, err = proc.communicate(timeout=timeout)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+        proc.communicate()
+        raise
+    finally:
+        release(proc.pid)
+    return subprocess.CompletedProcess(argv, proc.returncode, out, err)
+
+
 def release(pid: int) -> None:
     with _lock:
         _ours.discard(pid)

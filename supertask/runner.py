@@ -143,7 +143,7 @@ def _attempt(
     try:
         runlog = RunLog(log_path, job.log_max, TAIL_LINES)
         outcome = _run_steps(ctx, namespace, job, run_id, scheduled, active, _sink(ctx, active, runlog))
-        if outcome.status is RunStatus.TIMED_OUT:
+        if outcome.status is RunStatus.TIMED_OUT and "container" not in (outcome.message or ""):
             outcome.message = f"timed out after {job.timeout:g}s; process group ended"
         if outcome.message:
             runlog.note(outcome.message)

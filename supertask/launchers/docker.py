@@ -30,6 +30,7 @@ import threading
 import time
 from pathlib import Path
 
+from supertask import reaper
 from supertask.launchers.base import Command, LaunchRequest, Outcome, run_process
 from supertask.model import RunStatus
 
@@ -237,9 +238,9 @@ class DockerRun:
     def _run(self, cli: list[str], args: list[str], request: LaunchRequest,
              timeout: float = ENGINE_TIMEOUT) -> subprocess.CompletedProcess[str]:
         try:
-            return subprocess.run(
+            return reaper.run(
                 [*cli, *args], env=request.env, cwd=request.job.cwd, stdin=subprocess.DEVNULL,
-                capture_output=True, text=True, timeout=timeout,
+                text=True, timeout=timeout,
                 start_new_session=True,  # a Ctrl-C meant for supertask must not cut `rm -f` short
             )
         except FileNotFoundError as exc:
