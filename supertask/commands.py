@@ -151,9 +151,9 @@ def _serve(settings: Settings, namespace: str, timetable: Timetable) -> int:
 
     store = Store.open(settings.store_url)
     report = sync_timetable(store, namespace, timetable, settings)
+    _fire_start_jobs(settings, store, namespace, timetable, log)
     log.info("timetable synced", namespace=namespace, source=timetable.source, added=len(report.added),
              changed=len(report.changed), removed=len(report.removed), unchanged=len(report.unchanged))
-    _fire_start_jobs(settings, store, namespace, timetable, log)
     service = Service(settings, store, [namespace], timetable=timetable,
                       components=build_components(settings, timetable))
     service.install_signal_handlers()

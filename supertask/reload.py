@@ -3,7 +3,9 @@ SIGHUP; a good edit is synced at once, a broken one is logged and changes nothin
 
 One worker thread does every reload, so reloads never overlap: the file watcher
 thread and the SIGHUP handler only queue a request. The folder is watched, not the
-file, because editors save by writing a new file and renaming it over the old one.
+file, because editors save by writing a new file and renaming it over the old one;
+every quiet second the file's stat is compared as well, so a change made before
+the inotify watch was in place is not missed.
 A reload that reads the same jobs as the last good timetable changes nothing. A
 changed ``namespace:`` is refused: moving jobs to another namespace needs a restart.
 """
@@ -35,6 +37,7 @@ class TimetableWatcher:
         self._threads: list[threading.Thread] = []
         self._service: Any = None
         self._previous_hup: Any = None
+        self._seen = _fingerprint(self.path)  # the file as the served timetable was read
 
     # -- Component ---------------------------------------------------------------------------
 
@@ -71,11 +74,16 @@ class TimetableWatcher:
             return Path(changed).name == self.path.name
 
         try:
-            for _changes in watchfiles.watch(
+            # each quiet second also compares the file's stat: a change made before the
+            # inotify watch was in place (right at start) is not missed
+            for changes in watchfiles.watch(
                 self.path.parent, watch_filter=ours, debounce=self.debounce_ms, stop_event=self._stop,
-                recursive=False, raise_interrupt=False, rust_timeout=500,
+                recursive=False, raise_interrupt=False, rust_timeout=1000, yield_on_timeout=True,
             ):
-                self._requests.put("file changed")
+                seen = _fingerprint(self.path)
+                if changes or seen != self._seen:
+                    self._seen = seen
+                    self._requests.put("file changed")
         except Exception:
             self.log.exception("timetable watcher failed; SIGHUP still reloads", source=str(self.path))
 
@@ -120,3 +128,11 @@ class TimetableWatcher:
         self.log.info("timetable reloaded", source=str(self.path), trigger=trigger,
                       added=sorted(report.added), changed=sorted(report.changed), removed=sorted(report.removed))
         return True
+
+
+def _fingerprint(path: Path) -> tuple[int, int, int] | None:
+    try:
+        st = path.stat()
+    except OSError:
+        return None
+    return (st.st_ino, st.st_size, st.st_mtime_ns)
