@@ -42,6 +42,7 @@ jobs:
   - {{name: fails, when: "@daily", run: "cmd:echo about to fail; exit 4"}}
   - {{name: sleeper, when: "@daily", run: "cmd:sleep 60"}}
   - {{name: lines, when: "@daily", run: "cmd:for i in 1 2 3 4; do echo line $i; sleep 0.4; done"}}
+  - {{name: slowlines, when: "@daily", run: "cmd:for i in 1 2 3 4; do echo line $i; sleep 2; done"}}
   - {{name: marker, when: "@daily", run: "cmd:echo $WHO >> {tmp_path / 'marker'}"}}
 """)
     sched = started(cli, "--listen", "127.0.0.1:0", "--grace", "2s", env={"SUPERTASK_TOKEN": TOKEN})
@@ -99,7 +100,7 @@ def test_status_shows_runs_in_flight_with_their_process_tree_and_host_telemetry(
     status = cli.json("status")
     assert status["version"] and status["uptime"] > 0 and status["pid"] == sched.proc.pid
     assert status["store"].startswith("sqlite:///") and status["namespaces"] == ["live"]
-    assert status["jobs"] == {"total": 5, "paused": 0, "running": 1}
+    assert status["jobs"] == {"total": 6, "paused": 0, "running": 1}
     assert run["run_id"] == run_id and run["job"] == "sleeper" and psutil.pid_exists(run["pid"])
     assert run["elapsed"] >= 0 and run["started"].endswith("+00:00")
     assert run["memory_rss"] > 0 and run["processes"] >= 1 and run["cpu_percent"] is not None
@@ -206,7 +207,7 @@ def test_kill_ends_the_run_process_group(cli: Cli, sched: Scheduler) -> None:
 
 
 def test_logs_follow_streams_a_running_job_over_the_endpoint(cli: Cli, sched: Scheduler) -> None:
-    run_id = cli.json("jobs", "trigger", "lines")["run_id"]
+    run_id = cli.json("jobs", "trigger", "slowlines")["run_id"]
     proc = subprocess.Popen([*SUPERTASK, "logs", str(run_id), "--follow", "--connect", tcp_of(sched)],
                             cwd=cli.cwd, env={**cli.env, "SUPERTASK_TOKEN": TOKEN}, text=True,
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE)
@@ -216,7 +217,7 @@ def test_logs_follow_streams_a_running_job_over_the_endpoint(cli: Cli, sched: Sc
     assert first.rstrip().endswith("stdout line 1")
     rest = proc.stdout.read()
     assert proc.wait(20) == 0
-    run = cli.json("history", "lines")[0]
+    run = cli.json("history", "slowlines")[0]
     assert run["status"] == "succeeded"
     assert first_seen < datetime.fromisoformat(run["finished"]).timestamp()  # streamed while it ran
     assert [line.split(" ", 2)[2] for line in rest.splitlines()] == ["line 2", "line 3", "line 4"]
