@@ -11,8 +11,11 @@ STAMP := $(VENV)/.synced
 $(UV):
 	$(PYTHON) -m pip install --quiet --user uv || $(PYTHON) -m pip install --quiet uv
 
+# Byte-compiled up front: where PYTHONDONTWRITEBYTECODE is set, every start would
+# otherwise compile sqlalchemy & co. again (seconds instead of milliseconds).
 $(STAMP): pyproject.toml uv.lock | $(UV)
-	$(UV) sync --quiet --frozen 2>/dev/null || $(UV) sync --quiet
+	$(UV) sync --quiet --frozen --compile-bytecode 2>/dev/null || $(UV) sync --quiet --compile-bytecode
+	$(VENV)/bin/python -m compileall -q supertask
 	@touch $(STAMP)
 
 setup: $(STAMP)
