@@ -143,19 +143,25 @@ def _serve_timetable(settings: Settings, file: str | None, namespace: str | None
 
 
 def _serve(settings: Settings, namespace: str, timetable: Timetable) -> int:
+    import signal
+    import threading
+
+    from supertask.components import build_components
     from supertask.scheduler import Service, sync_timetable
     from supertask.store import Store
 
     log = get_logger("supertask.scheduler")
-    from supertask.components import build_components
-
+    # from here on SIGINT/SIGTERM mean "stop", even before the service is up
+    early_stop = threading.Event()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        signal.signal(sig, lambda _signum, _frame: early_stop.set())
     store = Store.open(settings.store_url)
     report = sync_timetable(store, namespace, timetable, settings)
     _fire_start_jobs(settings, store, namespace, timetable, log)
     log.info("timetable synced", namespace=namespace, source=timetable.source, added=len(report.added),
              changed=len(report.changed), removed=len(report.removed), unchanged=len(report.unchanged))
     service = Service(settings, store, [namespace], timetable=timetable,
-                      components=build_components(settings, timetable))
+                      components=build_components(settings, timetable), stop_event=early_stop)
     service.install_signal_handlers()
     from supertask import reaper
 

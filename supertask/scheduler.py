@@ -75,6 +75,7 @@ class Service:
         *,
         timetable: Timetable | None = None,
         components: Iterable[Component] = (),
+        stop_event: threading.Event | None = None,
     ):
         self.settings = settings
         self.timetable = timetable  # the last good timetable, when serving one
@@ -85,7 +86,8 @@ class Service:
         self.ctx = RunContext(store=store, settings=settings, relay=relay_to_log)
         self.jobstore = NamespaceJobStore(store, self.namespaces, trigger_for)
         self.executor = RunExecutor(self.ctx, self.jobstore, settings.max_workers, settings.max_concurrent)
-        self.stop_request = StopRequest(threading.Event())
+        # a stop asked for before the service existed (a signal during start-up) holds
+        self.stop_request = StopRequest(stop_event or threading.Event())
         self.started = time.time()
         self._scheduler: Any = None
         self._edit_lock = threading.RLock()
