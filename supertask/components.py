@@ -3,16 +3,14 @@
 from __future__ import annotations
 
 from supertask.model import Timetable
-from supertask.scheduler import Component
+from supertask.scheduler import Component, Service
 from supertask.settings import Settings
 
 
 def build_components(settings: Settings, timetable: Timetable | None) -> list[Component]:
-    from supertask.control import ControlServer
-
     components: list[Component] = []
     # control endpoint: always a Unix socket per namespace, TCP too with --listen (docs/control.md)
-    components.append(ControlServer(settings))
+    components.append(_Control(settings))
     # timetable watcher (--watch; SIGHUP reloads even with --no-watch): supertask.reload
     if timetable is not None and timetable.source and _is_timetable_file(timetable.source):
         from supertask.reload import TimetableWatcher
@@ -31,3 +29,22 @@ def _is_timetable_file(source: str) -> bool:
     from pathlib import Path
 
     return not source.endswith(".py") and Path(source).is_file()
+
+
+class _Control:
+    """The control endpoint, imported (rpyc and all) only when the scheduler starts it:
+    nothing slows the start-up before the signal handlers are installed."""
+
+    def __init__(self, settings: Settings):
+        self.settings = settings
+        self.server: Component | None = None
+
+    def start(self, service: Service) -> None:
+        from supertask.control import ControlServer
+
+        self.server = ControlServer(self.settings)
+        self.server.start(service)
+
+    def stop(self) -> None:
+        if self.server is not None:
+            self.server.stop()
