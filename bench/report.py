@@ -45,7 +45,7 @@ def plot_lateness(late: dict, out: Path) -> None:
     sizes = sorted({r["jobs"] for r in late["rows"]})
     fig, axes = plt.subplots(1, len(sizes), figsize=(4.2 * len(sizes), 3.6), sharey=True)
     axes = axes if len(sizes) > 1 else [axes]
-    for ax, jobs in zip(axes, sizes):
+    for ax, jobs in zip(axes, sizes, strict=True):
         for r in late["rows"]:
             if r["jobs"] != jobs or not r.get("lateness_ms"):
                 continue
@@ -87,7 +87,7 @@ def plot_growth(results: dict, out: Path) -> None:
         pts = sorted((r["jobs"], r["p99_ms"]) for r in late if r["subject"] == kind and "p99_ms" in r
                      and not math.isnan(r["p99_ms"]))
         if pts:
-            ax.plot(*zip(*pts), marker="o", label=LABEL[kind], color=COLOR[kind])
+            ax.plot(*zip(*pts, strict=True), marker="o", label=LABEL[kind], color=COLOR[kind])
     ax.set(xscale="log", yscale="log", xlabel="jobs firing every second", ylabel="p99 lateness (ms)",
            title="fire lateness")
     ax.legend(fontsize=8)
@@ -99,10 +99,10 @@ def plot_growth(results: dict, out: Path) -> None:
                            ("validate_s", "validate (parse)")):
             pts = [(r["jobs"], r[key]) for r in rows if r.get(key)]
             if pts and not (key == "validate_s" and store != "sqlite"):
-                ax.plot(*zip(*pts), marker=marker, label=f"{label}, {store}" if key != "validate_s" else label)
+                ax.plot(*zip(*pts, strict=True), marker=marker, label=f"{label}, {store}" if key != "validate_s" else label)
     aps = [(r["jobs"], r["add_s"]) for r in scale.get("apscheduler_add", []) if not math.isnan(r["add_s"])]
     if aps:
-        ax.plot(*zip(*aps), marker="^", ls="--", color=COLOR["apscheduler"], label="bare APScheduler add_job, sqlite")
+        ax.plot(*zip(*aps, strict=True), marker="^", ls="--", color=COLOR["apscheduler"], label="bare APScheduler add_job, sqlite")
     ax.axhline(30, color="red", lw=0.8, ls=":")
     ax.axhline(5, color="red", lw=0.8, ls=":")
     ax.set(xscale="log", yscale="log", xlabel="jobs in the timetable", ylabel="seconds", title="sync and start")
@@ -111,7 +111,7 @@ def plot_growth(results: dict, out: Path) -> None:
     for store, marker in (("sqlite", "o"), ("postgresql", "s")):
         pts = [(r["jobs"], r["idle_rss_mb"]) for r in scale.get("rows", []) if r["store"] == store and r.get("idle_rss_mb")]
         if pts:
-            ax.plot(*zip(*pts), marker=marker, label=f"idle RSS, {store}")
+            ax.plot(*zip(*pts, strict=True), marker=marker, label=f"idle RSS, {store}")
     ax.scatter([1000, 100000], [60, 250], color="red", marker="_", s=200, label="target")
     ax.set(xscale="log", yscale="log", xlabel="jobs in the store", ylabel="MB", title="idle memory")
     ax.legend(fontsize=8)

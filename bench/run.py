@@ -27,8 +27,18 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from common import (  # noqa: E402
-    BENCH, ORIGINAL, PG_ADMIN, RESULTS, SUPERTASK, VENV_PY, Subject, analyse_fires, log,
-    original_timetable, supertask_timetable, time_command,
+    BENCH,
+    ORIGINAL,
+    PG_ADMIN,
+    RESULTS,
+    SUPERTASK,
+    VENV_PY,
+    Subject,
+    analyse_fires,
+    log,
+    original_timetable,
+    supertask_timetable,
+    time_command,
 )
 
 SECTIONS = ("lateness", "launch", "startup", "imports", "scale")
