@@ -102,7 +102,7 @@ def run(
     metrics: Annotated[str | None, _opt("metrics", "--metrics", metavar="HOST:PORT")] = None,
     watch: Annotated[bool, _opt("watch", "--watch/--no-watch")] = True,
     log_format: LogFormatOpt = "auto",
-    log_level: LogLevelOpt = "info",
+    log_level: Annotated[str | None, _opt("log_level", "--log-level")] = None,
 ) -> None:
     """Run the scheduler in the foreground, or one job once.
 
@@ -114,6 +114,9 @@ def run(
     from supertask.log import configure
     from supertask.model import parse_duration
 
+    once = (command or (file or "").endswith(".py")) and (when or "once") in ("once", "now")
+    # a one-shot run shows its command's output; supertask's own events only when asked
+    log_level = log_level or ("warning" if once else "info")
     configure(log_format, log_level)
     try:
         grace_s = parse_duration(grace)

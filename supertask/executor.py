@@ -7,6 +7,7 @@ owns the rules and records every decision as a run row.
 
 from __future__ import annotations
 
+import functools
 import random
 import threading
 from collections import Counter
@@ -211,11 +212,18 @@ class RunExecutor(BaseExecutor):
             self._start(key, ns, waiting.definition, waiting.fire, waiting.reason, waiting.run_id)
 
     def _skip(self, namespace: str, definition: Job, fire: datetime, message: str) -> None:
-        self.ctx.store.claim_run(
-            namespace=namespace, job=definition.name, scheduled=fire, attempt=1,
-            reason=Reason.SCHEDULE.value, host=self.ctx.settings.host,
+        """Record a skipped fire; written by the pool, so the scheduler thread keeps
+        dispatching while the store is busy."""
+        record = functools.partial(
+            self.ctx.store.claim_run, namespace=namespace, job=definition.name, scheduled=fire,
+            attempt=1, reason=Reason.SCHEDULE.value, host=self.ctx.settings.host,
             status=RunStatus.SKIPPED, message=message,
         )
+        try:
+            assert self._pool is not None
+            self._pool.submit(record)
+        except (RuntimeError, AssertionError):  # stopping: write it here
+            record()
 
     def in_flight(self) -> int:
         with self._guard:

@@ -20,10 +20,13 @@ from supertask.log import get_logger
 
 _lock = threading.Lock()
 _ours: set[int] = set()
+_active = False  # the lock only matters once the reaper runs (PID 1)
 
 
 def spawn(*args: Any, **kwargs: Any) -> subprocess.Popen[Any]:
     """``subprocess.Popen`` whose child the reaper leaves to its caller."""
+    if not _active:
+        return subprocess.Popen(*args, **kwargs)
     with _lock:
         proc = subprocess.Popen(*args, **kwargs)
         _ours.add(proc.pid)
@@ -45,6 +48,8 @@ def run(argv: list[str], *, timeout: float | None = None, **kwargs: Any) -> subp
 
 
 def release(pid: int) -> None:
+    if not _active:
+        return
     with _lock:
         _ours.discard(pid)
 
@@ -73,8 +78,10 @@ def reap_once() -> list[int]:
 
 def start_if_pid1(stop: threading.Event, interval: float = 1.0, force: bool = False) -> threading.Thread | None:
     """Start the reaper thread when this process is PID 1 (or ``force``)."""
+    global _active
     if os.getpid() != 1 and not force:
         return None
+    _active = True
     log = get_logger("supertask.reaper")
 
     def loop() -> None:

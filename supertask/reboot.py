@@ -51,7 +51,7 @@ def start_jobs(jobs: Iterable[Job], *, booted: bool) -> list[str]:
     when the machine ``booted`` since the last start."""
     due = []
     for job in jobs:
-        if not job.enabled:
+        if not job.enabled or not job.when.strip().startswith("@"):
             continue
         kind = parse_when(job.when, job.timezone).kind
         if kind == "restart" or (kind == "reboot" and booted):

@@ -21,26 +21,33 @@ import psutil
 
 from supertask.errors import JobNotFound
 from supertask.log import get_logger
-from supertask.model import RunRecord
+from supertask.model import Job, RunRecord
 
 
-def recover_lost_runs(service: Any) -> list[RunRecord]:
-    """Mark lost runs, end their orphans, and hand retries to the running executor."""
+def mark_lost_runs(service: Any) -> list[tuple[RunRecord, Job | None]]:
+    """Before the scheduler fires anything: mark lost runs and end their orphans."""
     log = get_logger("supertask.scheduler")
-    lost = service.store.mark_lost(service.namespaces, service.settings.host)
-    for run in lost:
+    lost = []
+    for run in service.store.mark_lost(service.namespaces, service.settings.host):
         try:
-            job = service.store.get_job(run.namespace, run.job).job
+            job: Job | None = service.store.get_job(run.namespace, run.job).job
         except JobNotFound:
             job = None
         ended = end_orphans(run, job.kill_grace if job else 10.0)
         log.warning("run lost", job=run.job, namespace=run.namespace, run=run.id, attempt=run.attempt,
                     orphans_ended=ended, message="in flight when the scheduler last stopped")
+        lost.append((run, job))
+    return lost
+
+
+def retry_lost_runs(service: Any, lost: list[tuple[RunRecord, Job | None]]) -> None:
+    """Once the executor runs: retry the lost runs whose policy says so."""
+    log = get_logger("supertask.scheduler")
+    for run, job in lost:
         if job is not None and "lost" in job.retry_on and run.attempt <= job.retries and run.scheduled:
             log.info("retry scheduled", job=run.job, namespace=run.namespace, run=run.id,
                      attempt=run.attempt + 1, delay=0)
             service.executor.submit_retry(run.namespace, job, run.scheduled, run.attempt + 1)
-    return lost
 
 
 def end_orphans(run: RunRecord, grace: float) -> int:

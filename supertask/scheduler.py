@@ -117,12 +117,13 @@ class Service:
 
     def serve(self, until: Callable[[], bool] | None = None) -> int:
         """Fire jobs until a stop request (or ``until()`` is true); return the exit code."""
-        from supertask.recovery import recover_lost_runs
+        from supertask.recovery import mark_lost_runs, retry_lost_runs
 
+        lost = mark_lost_runs(self)  # before anything fires: only dead runs are in flight
         self._scheduler = self._build()
         try:
             self._scheduler.start()
-            recover_lost_runs(self)
+            retry_lost_runs(self, lost)
             jobs = self.jobstore.get_all_jobs()
             nxt = self.jobstore.get_next_run_time()
             self.log.info("scheduler started", namespaces=self.namespaces, jobs=len(jobs),

@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import copy
 import difflib
+import functools
 import re
 from datetime import datetime, timedelta, tzinfo
 from datetime import timezone as dt_timezone
@@ -328,7 +329,19 @@ def resolve_timezone(name: str | None) -> ZoneInfo:
 
 
 def parse_when(when: str, timezone: str | tzinfo | None = None) -> Schedule:
-    """Read one ``when:`` text; raises ScheduleError saying what would be accepted."""
+    """Read one ``when:`` text; raises ScheduleError saying what would be accepted.
+
+    A Schedule holds no per-job state (each call works on a copy of its croniter), so
+    jobs that share a ``when:`` and zone share one: 10,000 jobs with one schedule parse
+    it once, and hold it once.
+    """
+    if timezone is None:  # the machine's zone, as of now (it is part of the cache key)
+        timezone = resolve_timezone(None)
+    return _parse_when_cached(when, timezone)
+
+
+@functools.lru_cache(maxsize=4096)
+def _parse_when_cached(when: str, timezone: str | tzinfo | None) -> Schedule:
     return Schedule(when, timezone)
 
 

@@ -18,7 +18,7 @@ DEFAULTS: dict[str, tuple[object, str]] = {
     "home": (None, "State folder; default $XDG_STATE_HOME/supertask or ~/.local/state/supertask"),
     "namespace": (None, "Namespace; default: the timetable's, else derived from host, user and file"),
     "log_format": ("auto", "console, json, or auto (console on a terminal, JSON lines otherwise)"),
-    "log_level": ("info", "debug, info, warning or error"),
+    "log_level": (None, "debug, info, warning or error; default info, warning for a one-shot run"),
     "grace": ("30s", "How long running jobs may finish on shutdown before their process groups end"),
     "max_workers": (256, "Threads for runs in flight (an upper bound on --max-concurrent)"),
     "max_concurrent": (None, "Most runs in flight at once across all jobs; default: no limit"),
