@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import sys
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, Any
 
 import typer
 
@@ -29,8 +29,11 @@ app = typer.Typer(
 )
 
 
-def _opt(option: str, *names: str, **kw: object) -> object:
-    return typer.Option(*names, envvar=env_name(option), show_envvar=True, help=help_for(option), **kw)
+def _opt(option: str, *names: str, **kw: Any) -> Any:
+    """An option with its SUPERTASK_* variable and help text from the settings table."""
+    # in Annotated[...] the first positional is the first flag, not a default
+    return typer.Option(*names, envvar=env_name(option), show_envvar=True,  # type: ignore[call-overload]
+                        help=help_for(option), **kw)
 
 
 StoreOpt = Annotated[str | None, _opt("store", "--store", metavar="URL")]

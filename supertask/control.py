@@ -210,7 +210,7 @@ class _Server(ThreadedServer):
 
     def close(self) -> None:
         if self.keep_clients:
-            self.clients = set()
+            self.clients: set[Any] = set()
         super().close()
 
 

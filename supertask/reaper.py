@@ -56,7 +56,7 @@ def release(pid: int) -> None:
 
 def reap_once() -> list[int]:
     """Wait for zombie children not started through :func:`spawn`; return their pids."""
-    reaped = []
+    reaped: list[int] = []
     with _lock:
         try:
             children = psutil.Process().children()

@@ -290,7 +290,7 @@ def _step_if(doc: Doc, node: Node) -> str:
 def _scalar_list(doc: Doc, node: Node, what: str) -> list[tuple[Node, str]]:
     """A list of texts, or one text standing for a list of one."""
     items = node.value if isinstance(node, SequenceNode) else [node]
-    out = []
+    out: list[tuple[Node, str]] = []
     for item in items:
         if not isinstance(item, ScalarNode) or item.tag.endswith(":null"):
             raise Bad(f"expected {what}, got {describe(item)}")
