@@ -71,9 +71,13 @@ class NamespaceJobStore(BaseJobStore):
         with self._lock:
             self.flush()
             for jid in [j for j, (ns, _) in self._defs.items() if ns in targets]:
-                self._forget(jid)
+                self._jobs.pop(jid, None)
+                self._defs.pop(jid, None)
+                self._next.pop(jid, None)
             for row in rows:
-                self._remember(row)
+                self._remember(row, index=False)
+            # one sort, not an insort per job (that is quadratic: minutes at 100,000 jobs)
+            self._order = sorted((ts, jid) for jid, ts in self._next.items())
         # the jobs live as long as the service: keep the cyclic collector from walking
         # them on every full collection (pauses that grow with the number of jobs)
         gc.collect()
@@ -88,7 +92,7 @@ class NamespaceJobStore(BaseJobStore):
             self._forget(job_id(row.namespace, row.job.name))
             self._remember(row)
 
-    def _remember(self, row: StoredJob) -> None:
+    def _remember(self, row: StoredJob, index: bool = True) -> None:
         jid = job_id(row.namespace, row.job.name)
         nrt = None if row.paused else row.next_run_time
         job = ApsJob.__new__(ApsJob)
@@ -113,7 +117,10 @@ class NamespaceJobStore(BaseJobStore):
         self._jobs[jid] = job
         self._defs[jid] = (row.namespace, row.job)
         if nrt is not None:
-            self._index(jid, nrt)
+            if index:
+                self._index(jid, nrt)
+            else:
+                self._next[jid] = nrt
 
     def _forget(self, jid: str) -> None:
         self._unindex(jid)

@@ -44,7 +44,16 @@ def sync_timetable(store: Store, namespace: str, timetable: Timetable, settings:
     """Make the namespace match the timetable: jobs added, changed and removed; the
     schedule state of unchanged jobs is kept (a restart neither loses nor doubles a fire)."""
     store.ensure_namespace(namespace, source=timetable.source, host=settings.host, user=settings.user)
-    return store.sync(namespace, timetable.jobs, first_fire)
+    now = datetime.now(UTC)
+    firsts: dict[tuple[str, str | None], float | None] = {}
+
+    def first(job: Job) -> float | None:  # jobs that share a schedule share their first fire
+        key = (job.when, job.timezone)
+        if key not in firsts:
+            firsts[key] = first_fire(job, now)
+        return firsts[key]
+
+    return store.sync(namespace, timetable.jobs, first)
 
 
 class Component(Protocol):

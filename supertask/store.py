@@ -25,7 +25,7 @@ from sqlalchemy.engine import Engine
 from sqlalchemy.exc import IntegrityError, SQLAlchemyError
 
 from supertask.errors import JobNotFound, RunNotFound, StoreError
-from supertask.model import JOB_FORMAT_VERSION, Job, RunRecord, RunStatus
+from supertask.model import JOB_FORMAT_VERSION, Job, RunRecord, RunStatus, digest
 
 #: Bumped when the tables change; a store with another version is refused.
 SCHEMA_VERSION = 1
@@ -310,14 +310,15 @@ class Store:
             }
             inserts = []
             for name, job in wanted.items():
-                fp = job.fingerprint()
+                text = job.definition()
+                fp = digest(text)
                 if existing.get(name) == fp:
                     unchanged.append(name)
                     continue
                 row = {
                     "namespace": namespace,
                     "name": name,
-                    "definition": json.dumps(job.to_dict(), sort_keys=True),
+                    "definition": text,
                     "format": JOB_FORMAT_VERSION,
                     "fingerprint": fp,
                     "paused": False,
