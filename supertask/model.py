@@ -101,7 +101,7 @@ def format_duration(seconds: float | None) -> str:
     return f"{int(seconds // 3600)}h{int(seconds % 3600 // 60):02d}m"
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class Step:
     """One step of a multi-step job, run in order within one run."""
 
@@ -113,7 +113,7 @@ class Step:
     continue_on_error: bool = False
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class Job:
     """One timetable entry, normalised. Durations are seconds; ``None`` means none."""
 
