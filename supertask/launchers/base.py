@@ -154,7 +154,7 @@ def run_process(
                 elif deadline is not None and now >= deadline:
                     ended_by = RunStatus.TIMED_OUT
                 if ended_by is not None:
-                    end_group(proc, kill_grace)
+                    end_group(proc, kill_grace, _run_key(command.env))
             if linger_until is None and proc.poll() is not None:
                 linger_until = now + 1.0
             if linger_until is not None and now >= linger_until:
@@ -185,10 +185,10 @@ def run_process(
             except subprocess.TimeoutExpired:
                 if ended_by is None and stop is not None and stop.is_set():
                     ended_by = RunStatus.KILLED
-                    end_group(proc, kill_grace)
+                    end_group(proc, kill_grace, _run_key(command.env))
                 elif ended_by is None and deadline is not None and time.monotonic() >= deadline:
                     ended_by = RunStatus.TIMED_OUT
-                    end_group(proc, kill_grace)
+                    end_group(proc, kill_grace, _run_key(command.env))
     finally:
         sel.close()
         for pipe in (proc.stdout, proc.stderr):
@@ -203,16 +203,28 @@ def run_process(
     return Outcome(status, code, proc.pid)
 
 
-def end_group(proc: subprocess.Popen[bytes], grace: float) -> None:
+def _run_key(env: dict[str, str]) -> tuple[str, str] | None:
+    run_id, namespace = env.get("SUPERTASK_RUN_ID"), env.get("SUPERTASK_NAMESPACE")
+    return (run_id, namespace) if run_id and namespace else None
+
+
+def end_group(
+    proc: subprocess.Popen[bytes], grace: float, run_key: tuple[str, str] | None = None
+) -> None:
     """TERM the child's process group and every descendant, wait ``grace``, then KILL.
 
     Descendants are collected with psutil first, so ones that started a session of
-    their own (double-forked daemons) are ended too.
+    their own are ended too; with ``run_id``, so are processes that left the tree
+    altogether (double-forked daemons, re-parented to init) but still carry the run's
+    ``SUPERTASK_RUN_ID`` and ``SUPERTASK_NAMESPACE`` in their environment.
     """
     try:
         family = [psutil.Process(proc.pid)] + psutil.Process(proc.pid).children(recursive=True)
     except psutil.Error:
         family = []
+    if run_key is not None:
+        known = {p.pid for p in family}
+        family += [p for p in _carrying(*run_key) if p.pid not in known]
     _signal_all(proc.pid, family, signal.SIGTERM)
     gone_by = time.monotonic() + grace
     while time.monotonic() < gone_by:
@@ -221,6 +233,22 @@ def end_group(proc: subprocess.Popen[bytes], grace: float) -> None:
             return
         time.sleep(0.05)
     _signal_all(proc.pid, family, signal.SIGKILL)
+
+
+def _carrying(run_id: str, namespace: str) -> list[psutil.Process]:
+    """Processes whose environment names the run."""
+    me = os.getpid()
+    found = []
+    for p in psutil.process_iter():
+        if p.pid == me:
+            continue
+        try:
+            env = p.environ()
+            if env.get("SUPERTASK_RUN_ID") == run_id and env.get("SUPERTASK_NAMESPACE") == namespace:
+                found.append(p)
+        except (psutil.Error, OSError):
+            continue
+    return found
 
 
 def _signal_all(pgid: int, family: list[psutil.Process], sig: int) -> None:

@@ -247,7 +247,7 @@ jobs:
   - name: slow
     when: once
     timeout: 0.5s
-    run: "cmd:sleep 300 & echo $! > {pidfile}; sleep 300"
+    run: "cmd:sleep 300 & echo $! > {pidfile}; (setsid sh -c 'echo $$ > {pidfile}.daemon; exec sleep 300' &); sleep 300"
 """)
     sched = cli.start()
     try:
@@ -256,8 +256,10 @@ jobs:
         assert sched.stop() == 0
     assert event["status"] == "timed-out"
     grandchild = int(pidfile.read_text())
-    wait_until(lambda: not psutil.pid_exists(grandchild) or psutil.Process(grandchild).status() == psutil.STATUS_ZOMBIE,
-               what="the grandchild to end")
+    daemon = int(Path(f"{pidfile}.daemon").read_text())  # left the group and the tree (setsid)
+    for pid in (grandchild, daemon):
+        wait_until(lambda pid=pid: not psutil.pid_exists(pid) or psutil.Process(pid).status() == psutil.STATUS_ZOMBIE,
+                   what=f"process {pid} to end")
     run = history(cli)[0]
     assert run["status"] == "timed-out" and "timed out after 0.5s" in run["message"]
 
