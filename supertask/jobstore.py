@@ -7,8 +7,10 @@ trigger made from ``when:`` by :mod:`supertask.schedules` (the same trigger
 ``supertask next`` shows). The jobs of the served namespaces are held in memory,
 ordered by next run time, so finding due jobs costs a bisect. Schedule changes from
 fires are written behind in one transaction per scheduler wake-up (APScheduler asks
-``get_next_run_time`` once at the end of each round); a crash in that sub-millisecond
-window cannot double a fire, since the run row claims it (see ``store``).
+``get_next_run_time`` once at the end of each round), by a flusher thread that waits
+``FLUSH_DELAY`` first so the runs just started claim their fires before it takes the
+store; a crash in that window cannot double a fire, since the run row claims it
+(see ``store``).
 """
 
 from __future__ import annotations
@@ -27,6 +29,8 @@ from supertask.model import Job
 from supertask.store import Store, StoredJob
 
 UTC = timezone.utc
+#: How long schedule-state writes wait after a round (the runs' claims go first).
+FLUSH_DELAY = 0.05
 #: What APScheduler records as the job's callable: a reference, resolved on import.
 FUNC_REF = "supertask.runner:execute"
 
@@ -63,6 +67,21 @@ class NamespaceJobStore(BaseJobStore):
     def start(self, scheduler: Any, alias: str) -> None:
         super().start(scheduler, alias)
         self.reload()
+        self._dirty = threading.Event()
+        self._stopping = threading.Event()
+        self._flusher = threading.Thread(target=self._flush_loop, name="supertask-flush", daemon=True)
+        self._flusher.start()
+
+    def _flush_loop(self) -> None:
+        while not self._stopping.is_set():
+            self._dirty.wait(1.0)
+            if not self._dirty.is_set() or self._stopping.wait(FLUSH_DELAY):
+                continue
+            self._dirty.clear()
+            try:
+                self.flush()
+            except Exception:  # the store is away: keep the changes, try again next round
+                self._logger.exception("writing schedule state failed; will retry")
 
     def reload(self, namespace: str | None = None) -> None:
         """(Re)read the served namespaces, or one of them, from the store."""
@@ -151,7 +170,12 @@ class NamespaceJobStore(BaseJobStore):
 
     def get_next_run_time(self) -> datetime | None:
         with self._lock:
-            self.flush()
+            if self._pending:
+                dirty = getattr(self, "_dirty", None)
+                if dirty is not None:
+                    dirty.set()
+                else:  # not started: write now
+                    self.flush()
             return from_ts(self._order[0][0]) if self._order else None
 
     def get_all_jobs(self) -> list[ApsJob]:
@@ -195,6 +219,11 @@ class NamespaceJobStore(BaseJobStore):
                 self._forget(jid)
 
     def shutdown(self) -> None:
+        stopping = getattr(self, "_stopping", None)
+        if stopping is not None:
+            stopping.set()
+            self._dirty.set()
+            self._flusher.join(5)
         self.flush()
 
     def forget(self, namespace: str, name: str) -> None:
@@ -215,5 +244,11 @@ class NamespaceJobStore(BaseJobStore):
         for jid, ts in pending.items():
             ns, _, name = jid.partition("/")
             by_ns.setdefault(ns, []).append((name, ts))
-        for ns, updates in by_ns.items():
-            self.store.set_next_run_times(ns, updates)
+        try:
+            for ns, updates in by_ns.items():
+                self.store.set_next_run_times(ns, updates)
+        except Exception:
+            with self._lock:  # keep what was not written, unless a newer value came since
+                for jid, ts in pending.items():
+                    self._pending.setdefault(jid, ts)
+            raise
