@@ -172,36 +172,15 @@ def _entry(
     return CronEntry(source, number, when, rest_text, user, tuple(env.items()), comment)
 
 
+_UNESCAPED_PERCENT = re.compile(r"(?<!\\)%")
+
+
 def split_percent(command: str) -> tuple[str, str | None]:
-    """Cron's ``%`` rule: (command, standard input or None). ``\\%`` is a literal ``%``;
-    other backslashes stay as they are."""
-    out: list[str] = []
-    i = 0
-    while i < len(command):
-        ch = command[i]
-        if ch == "\\" and command[i + 1 : i + 2] == "%":
-            out.append("%")
-            i += 2
-            continue
-        if ch == "%":
-            return "".join(out), _stdin_text(command[i + 1 :])
-        out.append(ch)
-        i += 1
-    return "".join(out), None
-
-
-def _stdin_text(rest: str) -> str:
-    out: list[str] = []
-    i = 0
-    while i < len(rest):
-        ch = rest[i]
-        if ch == "\\" and rest[i + 1 : i + 2] == "%":
-            out.append("%")
-            i += 2
-            continue
-        out.append("\n" if ch == "%" else ch)
-        i += 1
-    return "".join(out)
+    """Cron's ``%`` rule: (command, standard input or None). The first unescaped ``%``
+    ends the command, the others in the rest become newlines; ``\\%`` is a literal
+    ``%``; other backslashes stay as they are."""
+    parts = [part.replace("\\%", "%") for part in _UNESCAPED_PERCENT.split(command)]
+    return (parts[0], "\n".join(parts[1:])) if len(parts) > 1 else (parts[0], None)
 
 
 # -- to timetable jobs -------------------------------------------------------------------------
