@@ -41,7 +41,6 @@ HomeOpt = Annotated[str | None, _opt("home", "--home", metavar="DIR")]
 NsOpt = Annotated[str | None, _opt("namespace", "--ns", "--namespace", metavar="NS")]
 JsonOpt = Annotated[bool, typer.Option("--json", help="Print JSON for scripts")]
 LogFormatOpt = Annotated[str, _opt("log_format", "--log-format")]
-LogLevelOpt = Annotated[str, _opt("log_level", "--log-level")]
 
 
 def _version(value: bool) -> None:
