@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import json
 import threading
+import time
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from datetime import datetime
@@ -38,6 +39,8 @@ from supertask.tables import (  # noqa: F401  (re-exported: the schema's names)
     runs_table,
     short_error,
 )
+
+_SCHEMA_LOCK = 0x5E7A5C  # pg_advisory_xact_lock key for creating the schema
 
 
 @dataclass(frozen=True)
@@ -91,24 +94,60 @@ class Store:
             if str(path) and str(path) != ":memory:":
                 path.parent.mkdir(parents=True, exist_ok=True)
         store = cls(url)
-        try:
-            with store.engine.begin() as conn:
-                if create:
-                    metadata.create_all(conn)
+        version = store._schema_version()
+        if version is None and create:
+            version = store._create_schema()
+        if version is not None and version != SCHEMA_VERSION:
+            raise StoreError(
+                f"store {redact(url)} has schema version {version}, this supertask needs {SCHEMA_VERSION}; "
+                "use a supertask release that matches, or a new store"
+            )
+        return store
+
+    def _schema_version(self) -> int | None:
+        """The stored schema version; None when the tables are not there yet. A server
+        that does not answer is a StoreError at once (no waiting on a wrong URL)."""
+        deadline = time.monotonic() + 10
+        while True:
+            try:
+                conn = self.engine.connect()
+                break
+            except SQLAlchemyError as exc:  # SQLite's first PRAGMA may meet a creator's lock
+                if "locked" not in str(exc) or time.monotonic() > deadline:
+                    raise StoreError(f"cannot open store {redact(self.url)}: {short_error(exc)}") from exc
+                time.sleep(0.05)
+        with conn:
+            try:
                 row = conn.execute(
                     sa.select(meta_table.c.value).where(meta_table.c.key == "schema_version")
                 ).first()
-                if row is None:
-                    if create:
-                        conn.execute(meta_table.insert().values(key="schema_version", value=str(SCHEMA_VERSION)))
-                elif int(row[0]) != SCHEMA_VERSION:
-                    raise StoreError(
-                        f"store {redact(url)} has schema version {row[0]}, this supertask needs {SCHEMA_VERSION}; "
-                        "use a supertask release that matches, or a new store"
-                    )
-        except SQLAlchemyError as exc:
-            raise StoreError(f"cannot open store {redact(url)}: {short_error(exc)}") from exc
-        return store
+            except SQLAlchemyError:
+                return None  # no tables yet: Store.open creates them
+        return int(row[0]) if row is not None else None
+
+    def _create_schema(self) -> int:
+        """Create the tables and record the schema version; safe when several processes
+        open a new store at once (a scheduler and a `supertask history`, say). PostgreSQL
+        serialises them with an advisory lock; SQLite's loser sees "table already exists"
+        or "locked" and tries again, then finds the tables the winner made."""
+        deadline = time.monotonic() + 10
+        while True:
+            try:
+                with self.engine.begin() as conn:
+                    if self.dialect == "postgresql":
+                        conn.execute(sa.text("SELECT pg_advisory_xact_lock(:key)"), {"key": _SCHEMA_LOCK})
+                    metadata.create_all(conn)
+                    row = conn.execute(
+                        sa.select(meta_table.c.value).where(meta_table.c.key == "schema_version")
+                    ).first()
+                    if row is not None:
+                        return int(row[0])
+                    conn.execute(meta_table.insert().values(key="schema_version", value=str(SCHEMA_VERSION)))
+                    return SCHEMA_VERSION
+            except SQLAlchemyError as exc:
+                if time.monotonic() > deadline:
+                    raise StoreError(f"cannot open store {redact(self.url)}: {short_error(exc)}") from exc
+                time.sleep(0.05)
 
     def close(self) -> None:
         self.engine.dispose()

@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.conftest import Cli, wait_until
+from tests.conftest import SUPERTASK, Cli, wait_until
 
 
 def test_store_round_trip(store_cli: Cli, tmp_path: Path) -> None:
@@ -75,3 +75,31 @@ def test_default_store_lives_in_the_state_folder(cli: Cli) -> None:
     assert (cli.home / "supertask.db").is_file()
     log_files = list((cli.home / "logs").rglob("*.log"))
     assert len(log_files) == 1
+
+
+def test_processes_opening_a_new_store_at_once_all_succeed(store_cli: Cli) -> None:
+    """A scheduler and a `history` (or two of anything) meeting a store that does not
+    exist yet: both create the schema, neither fails ("table already exists")."""
+    import subprocess
+
+    for _ in range(3):
+        procs = [subprocess.Popen([*SUPERTASK, "history", "--json"], cwd=store_cli.cwd, env=store_cli.env,
+                                  stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True) for _ in range(4)]
+        results = [(p.wait(60), p.stderr.read() if p.stderr else "") for p in procs]
+        assert [code for code, _ in results] == [0, 0, 0, 0], results
+        store_cli.env["SUPERTASK_STORE"] = _fresh(store_cli.env["SUPERTASK_STORE"])
+
+
+def _fresh(url: str) -> str:
+    """The next new, empty store beside ``url``: a new SQLite file or a new PostgreSQL schema."""
+    import uuid
+
+    if url.startswith("sqlite:///"):
+        return f"sqlite:///{Path(url[len('sqlite:///'):]).with_name(f'store-{uuid.uuid4().hex[:6]}.db')}"
+    import psycopg
+
+    base, _, _options = url.partition("?")
+    schema = f"t_{uuid.uuid4().hex[:10]}"
+    with psycopg.connect(base, autocommit=True) as conn:
+        conn.execute(f"CREATE SCHEMA {schema}")
+    return f"{base}?options=-csearch_path%3D{schema}"
