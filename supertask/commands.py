@@ -95,10 +95,14 @@ def _cli_namespace(settings: Settings, job: Job | None = None) -> str:
 
 def _run_once(settings: Settings, job: Job, namespace: str | None) -> int:
     """Run one job now in the foreground, record it, return its exit code."""
+    from supertask.litestore import open_lite
     from supertask.runner import RunContext, execute, plain_relay
-    from supertask.store import Store
 
-    store = Store.open(settings.store_url)
+    store: Any = open_lite(settings.store_url)  # an existing SQLite store: no SQLAlchemy import
+    if store is None:
+        from supertask.store import Store
+
+        store = Store.open(settings.store_url)
     ns = namespace or _cli_namespace(settings)
     store.ensure_namespace(ns, source="command line", host=settings.host, user=settings.user)
     store.sync(ns, [job], lambda _job: None, remove_missing=False)

@@ -26,7 +26,10 @@ from apscheduler.job import Job as ApsJob
 from apscheduler.jobstores.base import BaseJobStore, ConflictingIdError, JobLookupError
 
 from supertask.model import Job
+from supertask.schedules import register_with_apscheduler
 from supertask.store import Store, StoredJob
+
+register_with_apscheduler()  # our Schedule is the trigger of every job this store holds
 
 UTC = timezone.utc
 #: How long schedule-state writes wait after a round (the runs' claims go first).

@@ -1,39 +1,112 @@
-"""structlog set-up, done once by the CLI: readable on a terminal, JSON lines otherwise."""
+"""structlog set-up, done once by the CLI: readable on a terminal, JSON lines otherwise.
+
+structlog itself is imported on the first event that passes the level, not before:
+``import structlog`` costs ~40 ms (its stdlib module imports asyncio) and ~70 ms more
+when rich is installed, which a one-shot ``supertask run -- cmd:true`` (logging at
+``warning``) never needs (docs/benchmarks.md). :func:`get_logger` hands out loggers
+that drop events below the configured level before anything is imported.
+"""
 
 from __future__ import annotations
 
 import logging
 import sys
-
-import structlog
+from typing import Any
 
 _LEVELS = {"debug": logging.DEBUG, "info": logging.INFO, "warning": logging.WARNING, "error": logging.ERROR}
+
+# What configure() asked for: (format, level) once called; applied on structlog's import.
+_wanted: tuple[str, int] | None = None
+_min_level = logging.NOTSET  # events below it are dropped at once
+_applied = False
 
 
 def configure(log_format: str = "auto", level: str = "info") -> None:
     """Route supertask's events to stderr. ``auto`` picks console on a TTY, JSON otherwise."""
+    global _wanted, _min_level, _applied
     if log_format == "auto":
         log_format = "console" if sys.stderr.isatty() else "json"
     numeric = _LEVELS.get(level.lower(), logging.INFO)
-    processors: list[structlog.typing.Processor] = [
-        structlog.contextvars.merge_contextvars,
-        structlog.processors.add_log_level,
-        structlog.processors.TimeStamper(fmt="iso", utc=True),
-    ]
-    if log_format == "json":
-        processors += [structlog.processors.format_exc_info, structlog.processors.JSONRenderer()]
-    else:
-        processors += [structlog.dev.ConsoleRenderer(colors=sys.stderr.isatty())]
-    structlog.configure(
-        processors=processors,
-        wrapper_class=structlog.make_filtering_bound_logger(numeric),
-        logger_factory=structlog.WriteLoggerFactory(file=sys.stderr),
-        cache_logger_on_first_use=False,
-    )
+    _wanted, _min_level, _applied = (log_format, numeric), numeric, False
+    if "structlog" in sys.modules:
+        _apply()
     # APScheduler logs through the stdlib: keep its chatter at warning and above.
     logging.basicConfig(level=logging.WARNING, stream=sys.stderr, format="%(levelname)s %(name)s: %(message)s")
     logging.getLogger("apscheduler").setLevel(logging.ERROR if numeric > logging.DEBUG else logging.DEBUG)
 
 
-def get_logger(name: str = "supertask") -> structlog.typing.FilteringBoundLogger:
-    return structlog.get_logger(name)
+def _apply() -> Any:
+    """Import structlog and give it the configuration asked for (once)."""
+    global _applied
+    structlog = _import_structlog()
+    if _wanted is not None and not _applied:
+        log_format, numeric = _wanted
+        processors: list[Any] = [
+            structlog.contextvars.merge_contextvars,
+            structlog.processors.add_log_level,
+            structlog.processors.TimeStamper(fmt="iso", utc=True),
+        ]
+        if log_format == "json":
+            processors += [structlog.processors.format_exc_info, structlog.processors.JSONRenderer()]
+        else:
+            processors += [structlog.dev.ConsoleRenderer(colors=sys.stderr.isatty())]
+        structlog.configure(
+            processors=processors,
+            wrapper_class=structlog.make_filtering_bound_logger(numeric),
+            logger_factory=structlog.WriteLoggerFactory(file=sys.stderr),
+            cache_logger_on_first_use=False,
+        )
+    _applied = True
+    return structlog
+
+
+def _import_structlog() -> Any:
+    """structlog without rich: ``structlog.dev`` imports rich (and pygments) when it is
+    installed, as typer installs it, for pretty tracebacks. Plain tracebacks serve a
+    scheduler's log as well."""
+    if "rich" in sys.modules or "structlog" in sys.modules:
+        import structlog
+
+        return structlog
+    sys.modules["rich"] = None  # type: ignore[assignment]  # `import rich` raises ImportError
+    try:
+        import structlog
+    finally:
+        del sys.modules["rich"]
+    return structlog
+
+
+class Logger:
+    """A named structlog logger that drops events below the level without importing it."""
+
+    __slots__ = ("_name", "_real")
+
+    def __init__(self, name: str):
+        self._name = name
+        self._real: Any = None
+
+    def _emit(self, method: str, level: int, event: str, kw: dict[str, Any]) -> Any:
+        if level < _min_level:
+            return None
+        if self._real is None or not _applied:
+            self._real = _apply().get_logger(self._name)
+        return getattr(self._real, method)(event, **kw)
+
+    def debug(self, event: str, **kw: Any) -> Any:
+        return self._emit("debug", logging.DEBUG, event, kw)
+
+    def info(self, event: str, **kw: Any) -> Any:
+        return self._emit("info", logging.INFO, event, kw)
+
+    def warning(self, event: str, **kw: Any) -> Any:
+        return self._emit("warning", logging.WARNING, event, kw)
+
+    def error(self, event: str, **kw: Any) -> Any:
+        return self._emit("error", logging.ERROR, event, kw)
+
+    def exception(self, event: str, **kw: Any) -> Any:
+        return self._emit("exception", logging.ERROR, event, kw)
+
+
+def get_logger(name: str = "supertask") -> Logger:
+    return Logger(name)

@@ -16,7 +16,6 @@ import json
 import os
 import subprocess
 import time
-import urllib.request
 from typing import Any
 
 from supertask.log import get_logger
@@ -73,6 +72,8 @@ def _post(url: str, body: bytes | None, content_type: str = "application/json") 
     last: Exception | None = None
     for attempt in range(WEBHOOK_TRIES):
         try:
+            import urllib.request  # ~20 ms: only when a webhook or ping is sent
+
             request = urllib.request.Request(url, data=body, method="POST" if body is not None else "GET",
                                              headers={"Content-Type": content_type, "User-Agent": "supertask"})
             with urllib.request.urlopen(request, timeout=WEBHOOK_TIMEOUT) as response:

@@ -14,8 +14,6 @@ import subprocess
 import threading
 from typing import Any
 
-import psutil
-
 from supertask.log import get_logger
 
 _lock = threading.Lock()
@@ -56,6 +54,8 @@ def release(pid: int) -> None:
 
 def reap_once() -> list[int]:
     """Wait for zombie children not started through :func:`spawn`; return their pids."""
+    import psutil
+
     reaped: list[int] = []
     with _lock:
         try:

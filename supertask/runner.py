@@ -15,6 +15,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from supertask import notify
 from supertask.launchers import LaunchRequest, Outcome, launcher_for
@@ -22,7 +23,10 @@ from supertask.log import get_logger
 from supertask.model import Job, Reason, RunStatus
 from supertask.runlog import RunLog
 from supertask.settings import Settings
-from supertask.store import Store
+
+if TYPE_CHECKING:  # the one-shot path records through a LiteStore, without SQLAlchemy
+    from supertask.litestore import LiteStore
+    from supertask.store import Store
 
 UTC = timezone.utc
 TAIL_LINES = 20
@@ -49,7 +53,7 @@ class ActiveRun:
 class RunContext:
     """Everything a run needs, passed in: no globals."""
 
-    store: Store
+    store: Store | LiteStore
     settings: Settings
     relay: Relay | None = None
     relay_capped: bool = True  # relaying stops at log_max (the foreground one-shot relays all)
@@ -278,7 +282,7 @@ def read_env_file(path: Path) -> dict[str, str]:
     return values
 
 
-def apply_retention(store: Store, namespace: str, job: Job) -> int:
+def apply_retention(store: Store | LiteStore, namespace: str, job: Job) -> int:
     """Drop the job's runs beyond ``history_keep`` (count or age) and their log files."""
     if job.history_keep_runs is None and job.history_keep_age is None:
         return 0

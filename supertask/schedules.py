@@ -25,10 +25,11 @@ import functools
 import re
 from datetime import datetime, timedelta, tzinfo
 from datetime import timezone as dt_timezone
+from typing import TYPE_CHECKING
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError, available_timezones
 
-from apscheduler.triggers.base import BaseTrigger
-from croniter import CroniterBadCronError, CroniterBadDateError, croniter
+if TYPE_CHECKING:
+    from croniter import croniter
 
 from supertask.errors import ScheduleError
 
@@ -80,8 +81,13 @@ _ISO_RE = re.compile(
 )
 
 
-class Schedule(BaseTrigger):
+class Schedule:
     """An APScheduler 3 trigger for one ``when:`` text in one time zone.
+
+    It is registered as a (virtual) ``BaseTrigger`` subclass by
+    :func:`register_with_apscheduler`, which the modules that drive APScheduler call:
+    importing APScheduler costs a one-shot run or ``next`` ~60 ms they do not need, and
+    croniter is imported only by cron schedules for the same reason.
 
     ``get_next_fire_time(None, now)`` gives the first fire at or after ``now``;
     ``get_next_fire_time(previous, now)`` the first fire strictly after
@@ -171,6 +177,8 @@ class Schedule(BaseTrigger):
         self._wild = fields[first].startswith("*") or fields[first + 1].startswith("*")
         expr = " ".join(fields)
         dom, dow = fields[first + 2], fields[first + 4]
+        from croniter import CroniterBadCronError, croniter
+
         try:
             if dow in ("*", "?"):  # croniter's strict check ignores the dom/dow OR rule
                 croniter.expand(expr, second_at_beginning=True, strict=True)
@@ -218,6 +226,8 @@ class Schedule(BaseTrigger):
 
     def _wall_next(self, wall: datetime) -> datetime | None:
         """The first wall-clock time strictly after ``wall`` (naive) that cron matches."""
+        from croniter import CroniterBadDateError  # imported already: self._cron is a croniter
+
         cron = copy.copy(self._cron)  # croniter keeps a cursor; a copy keeps threads apart
         try:
             found = cron.get_next(datetime, start_time=wall.replace(tzinfo=UTC))  # type: ignore[union-attr]
@@ -304,6 +314,15 @@ class Schedule(BaseTrigger):
         return f"<Schedule {self.kind} {self.when!r} in {self.timezone}>"
 
     __str__ = __repr__
+
+
+def register_with_apscheduler() -> None:
+    """Make :class:`Schedule` an APScheduler trigger: a virtual ``BaseTrigger`` subclass
+    (``BaseTrigger`` is an ABC whose only concrete method, ``_apply_jitter``, APScheduler
+    never calls; jitter is the executor's). Idempotent."""
+    from apscheduler.triggers.base import BaseTrigger
+
+    BaseTrigger.register(Schedule)
 
 
 def resolve_timezone(name: str | None) -> ZoneInfo:

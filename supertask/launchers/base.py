@@ -16,11 +16,12 @@ import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Protocol
-
-import psutil
+from typing import TYPE_CHECKING, Protocol
 
 from supertask.model import Job, RunStatus
+
+if TYPE_CHECKING:  # psutil is imported where a process tree is ended (~25 ms a start)
+    import psutil
 
 #: The ``run:`` kinds, in the order ``--help`` and error messages list them.
 KINDS = ("cmd", "exec", "python", "uv", "docker")
@@ -218,6 +219,8 @@ def end_group(
     altogether (double-forked daemons, re-parented to init) but still carry the run's
     ``SUPERTASK_RUN_ID`` and ``SUPERTASK_NAMESPACE`` in their environment.
     """
+    import psutil
+
     try:
         family = [psutil.Process(proc.pid)] + psutil.Process(proc.pid).children(recursive=True)
     except psutil.Error:
@@ -237,6 +240,8 @@ def end_group(
 
 def _carrying(run_id: str, namespace: str) -> list[psutil.Process]:
     """Processes whose environment names the run."""
+    import psutil
+
     me = os.getpid()
     found = []
     for p in psutil.process_iter():
@@ -252,6 +257,8 @@ def _carrying(run_id: str, namespace: str) -> list[psutil.Process]:
 
 
 def _signal_all(pgid: int, family: list[psutil.Process], sig: int) -> None:
+    import psutil
+
     try:
         os.killpg(pgid, sig)
     except (ProcessLookupError, PermissionError):
@@ -264,6 +271,8 @@ def _signal_all(pgid: int, family: list[psutil.Process], sig: int) -> None:
 
 
 def _alive(p: psutil.Process) -> bool:
+    import psutil
+
     try:
         return p.is_running() and p.status() != psutil.STATUS_ZOMBIE
     except psutil.Error:

@@ -6,6 +6,8 @@ import json
 import os
 import signal
 import sqlite3
+import subprocess
+import sys
 import time
 from pathlib import Path
 
@@ -364,3 +366,15 @@ def test_log_file_keeps_interleaved_stamped_streams(cli: Cli) -> None:
     text = Path(run["log_path"]).read_text().splitlines()
     assert [line.split(" ", 2)[1:] for line in text] == [["stdout", "out1"], ["stderr", "err1"], ["stdout", "out2"]]
     assert os.stat(run["log_path"]).st_size > 0
+
+
+def test_one_liner_on_an_existing_store_imports_no_sqlalchemy_nor_apscheduler(cli: Cli) -> None:
+    """The one-shot path's start-up (docs/benchmarks.md): with a SQLite store in place,
+    it records the run through the stdlib sqlite3 and leaves the heavy modules alone."""
+    assert cli("run", "--", "cmd:true").returncode == 0  # creates the store
+    proc = subprocess.run([sys.executable, "-X", "importtime", "-m", "supertask", "run", "--", "cmd:echo fast"],
+                          cwd=cli.cwd, env=cli.env, capture_output=True, text=True, timeout=60)
+    assert (proc.returncode, proc.stdout) == (0, "fast\n")
+    imported = {line.split("|")[-1].strip() for line in proc.stderr.splitlines() if line.startswith("import time")}
+    assert not {"sqlalchemy", "apscheduler", "rich", "croniter", "psutil"} & imported
+    assert [r["log_tail"] for r in history(cli)] == ["fast", ""]

@@ -1,0 +1,184 @@
+"""A one-shot run's store on the stdlib ``sqlite3``: the same tables, the few calls it makes.
+
+``supertask run -- cmd:true`` must cost little more than the command itself
+(docs/benchmarks.md). Importing SQLAlchemy alone takes ~200 ms, longer than the rest
+of the run, so when the store is an existing SQLite file with this schema version,
+the one-shot path records its run through this class instead of :class:`~supertask.store.Store`.
+It writes exactly what ``Store`` writes (the tables are :mod:`supertask.tables`; the
+values are stored the way SQLAlchemy's SQLite dialect stores them: naive UTC
+``YYYY-MM-DD HH:MM:SS.ffffff`` text, booleans as 0/1), so a later ``history`` or a
+scheduler cannot tell the two apart. A new store, another schema version or any other
+database goes through ``Store``. Calls it does not have (retention) open a ``Store``.
+"""
+
+from __future__ import annotations
+
+import sqlite3
+import threading
+from collections.abc import Callable, Sequence
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Any
+
+from supertask.model import JOB_FORMAT_VERSION, Job, RunRecord, RunStatus, digest
+
+UTC = timezone.utc
+SCHEMA_VERSION = 1  # supertask.tables.SCHEMA_VERSION; a unit test keeps the two equal
+_RUN_COLUMNS = ("id", "namespace", "job", "attempt", "reason", "scheduled", "started", "finished", "status",
+                "exit_code", "host", "pid", "log_path", "log_tail", "message")
+
+
+def open_lite(url: str) -> LiteStore | None:
+    """A LiteStore for ``sqlite:///FILE`` when FILE holds this schema version, else None."""
+    if not url.startswith("sqlite:///"):
+        return None
+    path = url[len("sqlite:///"):]
+    if "?" in path or not path or path == ":memory:" or not Path(path).is_file():
+        return None
+    try:
+        store = LiteStore(url, path)
+        row = store._conn.execute("SELECT value FROM supertask_meta WHERE key = 'schema_version'").fetchone()
+    except sqlite3.Error:
+        return None
+    if row is None or row[0] != str(SCHEMA_VERSION):
+        store.close()
+        return None
+    return store
+
+
+def _stamp(value: datetime | None) -> str | None:
+    if value is None:
+        return None
+    return value.astimezone(UTC).replace(tzinfo=None).isoformat(" ", "microseconds")
+
+
+def _parse(value: str | None) -> datetime | None:
+    return datetime.fromisoformat(value).replace(tzinfo=UTC) if value else None
+
+
+class LiteStore:
+    """The subset of :class:`~supertask.store.Store` that a one-shot run uses."""
+
+    def __init__(self, url: str, path: str):
+        self.url = url
+        self._conn = sqlite3.connect(path, timeout=30, isolation_level=None, check_same_thread=False)
+        self._conn.execute("PRAGMA journal_mode=WAL")
+        self._conn.execute("PRAGMA synchronous=NORMAL")
+        self._conn.execute("PRAGMA busy_timeout=30000")
+        self._lock = threading.Lock()
+
+    dialect = "sqlite"
+
+    def close(self) -> None:
+        self._conn.close()
+
+    def _write(self, statements: Callable[[sqlite3.Connection], Any]) -> Any:
+        with self._lock:
+            self._conn.execute("BEGIN IMMEDIATE")
+            try:
+                result = statements(self._conn)
+            except BaseException:
+                self._conn.execute("ROLLBACK")
+                raise
+            self._conn.execute("COMMIT")
+            return result
+
+    def ensure_namespace(self, name: str, *, source: str | None, host: str, user: str) -> None:
+        now = _stamp(datetime.now(UTC))
+
+        def write(conn: sqlite3.Connection) -> None:
+            cur = conn.execute('UPDATE supertask_namespaces SET source = ?, host = ?, "user" = ?, updated = ? '
+                               "WHERE name = ?", (source, host, user, now, name))
+            if not cur.rowcount:
+                conn.execute('INSERT INTO supertask_namespaces (name, source, host, "user", created, updated) '
+                             "VALUES (?, ?, ?, ?, ?, ?)", (name, source, host, user, now, now))
+
+        self._write(write)
+
+    def sync(self, namespace: str, jobs: Sequence[Job], first_fire: Any, *, remove_missing: bool = True) -> None:
+        """Add or change ``jobs`` in the namespace (a one-shot run never removes any)."""
+        if remove_missing:
+            raise NotImplementedError("a one-shot run keeps the namespace's other jobs")
+        now = _stamp(datetime.now(UTC))
+
+        def write(conn: sqlite3.Connection) -> None:
+            for job in jobs:
+                text = job.definition()
+                fp = digest(text)
+                row = conn.execute("SELECT fingerprint FROM supertask_jobs WHERE namespace = ? AND name = ?",
+                                   (namespace, job.name)).fetchone()
+                if row is not None and row[0] == fp:
+                    continue
+                values = (text, JOB_FORMAT_VERSION, fp, 0, first_fire(job) if job.enabled else None, now)
+                if row is None:
+                    conn.execute("INSERT INTO supertask_jobs (definition, format, fingerprint, paused, next_run_time, "
+                                 "updated, namespace, name) VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+                                 (*values, namespace, job.name))
+                else:
+                    conn.execute("UPDATE supertask_jobs SET definition = ?, format = ?, fingerprint = ?, paused = ?, "
+                                 "next_run_time = ?, updated = ? WHERE namespace = ? AND name = ?",
+                                 (*values, namespace, job.name))
+
+        self._write(write)
+
+    def claim_run(
+        self, *, namespace: str, job: str, scheduled: datetime, attempt: int, reason: str, host: str,
+        status: RunStatus = RunStatus.RUNNING, message: str | None = None, log_dir: Any = None,
+    ) -> int | None:
+        """As :meth:`Store.claim_run`: the row that claims one fire; None when it was taken."""
+        now = _stamp(datetime.now(UTC))
+        started = now if status is RunStatus.RUNNING else None
+        finished = now if status.finished else None
+
+        def write(conn: sqlite3.Connection) -> int:
+            cur = conn.execute(
+                "INSERT INTO supertask_runs (namespace, job, attempt, reason, scheduled, started, finished, status, "
+                "host, message) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                (namespace, job, attempt, reason, _stamp(scheduled), started, finished, status.value, host, message))
+            run_id = int(cur.lastrowid or 0)
+            if log_dir is not None:
+                conn.execute("UPDATE supertask_runs SET log_path = ? WHERE id = ?",
+                             (str(Path(log_dir) / namespace / job / f"{run_id}.log"), run_id))
+            return run_id
+
+        try:
+            return int(self._write(write))
+        except sqlite3.IntegrityError:
+            return None
+
+    def update_run(self, run_id: int, **values: Any) -> None:
+        if not values:
+            return
+        for key, value in values.items():
+            if key not in _RUN_COLUMNS or key == "id":
+                raise ValueError(f"no run column {key!r}")
+            if isinstance(value, RunStatus):
+                values[key] = value.value
+            elif isinstance(value, datetime):
+                values[key] = _stamp(value)
+        sets = ", ".join(f"{key} = ?" for key in values)
+        self._write(lambda conn: conn.execute(f"UPDATE supertask_runs SET {sets} WHERE id = ?",
+                                              (*values.values(), run_id)))
+
+    def get_run(self, run_id: int) -> RunRecord:
+        with self._lock:
+            row = self._conn.execute(f"SELECT {', '.join(_RUN_COLUMNS)} FROM supertask_runs WHERE id = ?",
+                                     (run_id,)).fetchone()
+        if row is None:
+            from supertask.errors import RunNotFound
+
+            raise RunNotFound(run_id)
+        data = dict(zip(_RUN_COLUMNS, row, strict=True))
+        for key in ("scheduled", "started", "finished"):
+            data[key] = _parse(data[key])
+        return RunRecord(**data)
+
+    def prune_runs(self, namespace: str, job: str | None, *, keep: int | None = None,
+                   max_age: float | None = None) -> list[str]:
+        from supertask.store import Store
+
+        store = Store.open(self.url)
+        try:
+            return store.prune_runs(namespace, job, keep=keep, max_age=max_age)
+        finally:
+            store.close()

@@ -1,0 +1,63 @@
+"""The one-shot store on stdlib sqlite3 writes exactly what the SQLAlchemy Store reads."""
+
+from __future__ import annotations
+
+from datetime import datetime, timedelta, timezone
+from pathlib import Path
+
+from supertask import litestore, tables
+from supertask.model import Job, RunStatus
+from supertask.store import Store
+
+UTC = timezone.utc
+
+
+def test_schema_versions_agree() -> None:
+    assert litestore.SCHEMA_VERSION == tables.SCHEMA_VERSION
+
+
+def test_only_an_existing_sqlite_store_of_this_version(tmp_path: Path) -> None:
+    url = f"sqlite:///{tmp_path / 'new.db'}"
+    assert litestore.open_lite(url) is None  # no file yet: Store creates the schema
+    assert litestore.open_lite("memory://") is None
+    assert litestore.open_lite("postgresql://x@127.0.0.1/db") is None
+    Store.open(url).close()
+    lite = litestore.open_lite(url)
+    assert lite is not None
+    lite.close()
+    (tmp_path / "other.db").write_bytes(b"not a database")
+    assert litestore.open_lite(f"sqlite:///{tmp_path / 'other.db'}") is None
+
+
+def test_rows_written_lite_read_back_by_store(tmp_path: Path) -> None:
+    url = f"sqlite:///{tmp_path / 's.db'}"
+    Store.open(url).close()
+    lite = litestore.open_lite(url)
+    assert lite is not None
+    job = Job(name="hello", when="once", run="cmd:echo hi")
+    lite.ensure_namespace("ns", source="command line", host="h", user="u")
+    lite.ensure_namespace("ns", source="command line", host="h2", user="u")
+    lite.sync("ns", [job], lambda _job: 12.5, remove_missing=False)
+    lite.sync("ns", [job], lambda _job: 99.0, remove_missing=False)  # unchanged: kept
+    scheduled = datetime(2026, 12, 1, 10, 0, 0, 123456, tzinfo=UTC)
+    run_id = lite.claim_run(namespace="ns", job="hello", scheduled=scheduled, attempt=1, reason="manual",
+                            host="h", log_dir=tmp_path / "logs")
+    assert run_id is not None
+    assert lite.claim_run(namespace="ns", job="hello", scheduled=scheduled, attempt=1, reason="manual",
+                          host="h") is None  # the fire is taken
+    finished = scheduled + timedelta(seconds=2)
+    lite.update_run(run_id, status=RunStatus.SUCCEEDED, exit_code=0, finished=finished, log_tail="hi")
+    lite.close()
+
+    store = Store.open(url)
+    [ns] = store.list_namespaces()
+    assert (ns["name"], ns["host"], ns["jobs"]) == ("ns", "h2", 1)
+    [stored] = store.list_jobs("ns")
+    assert stored.job == job and stored.next_run_time == 12.5 and not stored.paused
+    run = store.get_run(run_id)
+    assert (run.status, run.exit_code, run.scheduled, run.finished, run.log_tail) == (
+        "succeeded", 0, scheduled, finished, "hi")
+    assert run.log_path == str(tmp_path / "logs" / "ns" / "hello" / f"{run_id}.log")
+    assert run.started is not None and run.started.tzinfo is not None
+    lite2 = litestore.open_lite(url)
+    assert lite2 is not None and lite2.get_run(run_id) == run
