@@ -7,6 +7,7 @@ runner, and returns exit codes and plain data.
 from __future__ import annotations
 
 import hashlib
+import os
 import re
 import shlex
 import sys
@@ -138,18 +139,48 @@ def _serve_one(settings: Settings, job: Job, namespace: str | None, source: str 
 
 
 def _serve_timetable(settings: Settings, file: str | None, namespace: str | None) -> int:
+    """Serve a timetable file; an unchanged one is not read again (:mod:`supertask.syncmark`)."""
+    from supertask import syncmark
     from supertask.timetable import default_namespace, find_timetable, read_timetable
 
     path = Path(file) if file else find_timetable()
-    timetable = read_timetable(path)  # an invalid file stops here, before the store is touched
+    key = syncmark.key_for(path, settings.host, settings.user, namespace)
+    try:
+        raw: bytes | None = path.read_bytes()
+    except OSError:
+        raw = None  # read_timetable says what is wrong
+    store = _existing_store(settings.store_url) if raw is not None else None
+    mark = syncmark.valid_mark(store, key, raw) if store is not None and raw is not None else None
+    if mark is not None:
+        source = os.path.abspath(path)
+        return _serve(settings, mark.namespace, Timetable(jobs=(), namespace=mark.file_namespace, source=source),
+                      store=store, mark=mark)
+    timetable = read_timetable(path, raw)  # an invalid file stops here, before the store is changed
     ns = namespace or timetable.namespace or default_namespace(timetable.source, settings.host, settings.user)
-    return _serve(settings, ns, timetable)
+    return _serve(settings, ns, timetable, store=store, marking=(key, raw) if raw is not None else None)
 
 
-def _serve(settings: Settings, namespace: str, timetable: Timetable) -> int:
+def _existing_store(url: str) -> Any:
+    """The store, when it exists already (opened without creating anything), else None."""
+    from supertask.errors import StoreError
+    from supertask.store import Store
+
+    if url.startswith("memory:") or (url.startswith("sqlite:///") and not Path(url[len("sqlite:///"):]).is_file()):
+        return None
+    try:
+        return Store.open(url, create=False)
+    except StoreError:
+        return None  # opened (and reported) again below
+
+
+def _serve(settings: Settings, namespace: str, timetable: Timetable, *, store: Any = None,
+           mark: Any = None, marking: tuple[str, bytes] | None = None) -> int:
+    """Sync ``timetable`` (unless ``mark`` says the store holds it already) and serve
+    ``namespace`` until a stop; ``marking``: mark the synced file for the next start."""
     import signal
     import threading
 
+    from supertask import syncmark
     from supertask.components import build_components
     from supertask.scheduler import Service, sync_timetable
     from supertask.store import Store
@@ -159,11 +190,20 @@ def _serve(settings: Settings, namespace: str, timetable: Timetable) -> int:
     early_stop = threading.Event()
     for sig in (signal.SIGINT, signal.SIGTERM):
         signal.signal(sig, lambda _signum, _frame: early_stop.set())
-    store = Store.open(settings.store_url)
-    report = sync_timetable(store, namespace, timetable, settings)
-    _fire_start_jobs(settings, store, namespace, timetable, log)
-    log.info("timetable synced", namespace=namespace, source=timetable.source, added=len(report.added),
-             changed=len(report.changed), removed=len(report.removed), unchanged=len(report.unchanged))
+    if store is None or store.schema_missing:
+        store = Store.open(settings.store_url)
+    if mark is not None:
+        store.ensure_namespace(namespace, source=timetable.source, host=settings.host, user=settings.user)
+        _fire_start_jobs(settings, store, namespace, log, restart=mark.restart, reboot=mark.reboot)
+        log.info("timetable synced", namespace=namespace, source=timetable.source, unchanged="all",
+                 note="the file and the namespace are as at the last sync: not read again")
+    else:
+        report = sync_timetable(store, namespace, timetable, settings)
+        if marking is not None:
+            syncmark.record(store, marking[0], marking[1], namespace, timetable)
+        _fire_start_jobs(settings, store, namespace, log, jobs=timetable.jobs)
+        log.info("timetable synced", namespace=namespace, source=timetable.source, added=len(report.added),
+                 changed=len(report.changed), removed=len(report.removed), unchanged=len(report.unchanged))
     service = Service(settings, store, [namespace], timetable=timetable,
                       components=build_components(settings, timetable), stop_event=early_stop)
     service.install_signal_handlers()
@@ -173,14 +213,16 @@ def _serve(settings: Settings, namespace: str, timetable: Timetable) -> int:
     return service.serve()
 
 
-def _fire_start_jobs(settings: Settings, store: Any, namespace: str, timetable: Timetable, log: Any) -> None:
+def _fire_start_jobs(settings: Settings, store: Any, namespace: str, log: Any, *, jobs: Any = None,
+                     restart: tuple[str, ...] = (), reboot: tuple[str, ...] = ()) -> None:
     """``@restart`` jobs fire at this start, ``@reboot`` ones when the machine booted
-    since the namespace's last start (supertask.reboot)."""
+    since the namespace's last start (supertask.reboot). The jobs are ``jobs``, or
+    named by a sync mark (``restart``, ``reboot``)."""
     from supertask.reboot import boot_time, booted_since_last_start, start_jobs
 
     boot = boot_time()
     booted = booted_since_last_start(settings.home, namespace, boot)
-    due = start_jobs(timetable.jobs, booted=booted)
+    due = start_jobs(jobs, booted=booted) if jobs is not None else [*restart, *(reboot if booted else ())]
     if due:
         store.set_next_run_times(namespace, [(name, time.time()) for name in due])
     log.info("start jobs", namespace=namespace, booted=booted, boot_time=datetime.fromtimestamp(boot, UTC).isoformat(),

@@ -51,15 +51,23 @@ def from_ts(ts: float | None) -> datetime | None:
 
 
 class NamespaceJobStore(BaseJobStore):
-    """Serves the jobs of some namespaces of a :class:`Store` to one APScheduler."""
+    """Serves the jobs of some namespaces of a :class:`Store` to one APScheduler.
+
+    Held per job in memory: its id and next run time (and its place in the order).
+    Its definition (a :class:`Job`) and APScheduler ``Job`` are built the first time
+    the job is due or asked for, then kept: a store of 100,000 jobs that fire once a
+    year starts without parsing 100,000 definitions (docs/benchmarks.md), and the
+    jobs that do fire pay once.
+    """
 
     def __init__(self, store: Store, namespaces: Iterable[str], trigger_for: Callable[[Job], Any]):
         super().__init__()
         self.store = store
         self.namespaces = list(namespaces)
         self.trigger_for = trigger_for
-        self._jobs: dict[str, ApsJob] = {}
-        self._defs: dict[str, tuple[str, Job]] = {}
+        self._known: set[str] = set()  # every served job's id
+        self._jobs: dict[str, ApsJob] = {}  # built on demand
+        self._defs: dict[str, tuple[str, Job]] = {}  # read on demand
         self._order: list[tuple[float, str]] = []  # (next run ts, id), sorted
         self._next: dict[str, float] = {}
         self._pending: dict[str, float | None] = {}
@@ -87,17 +95,23 @@ class NamespaceJobStore(BaseJobStore):
                 self._logger.exception("writing schedule state failed; will retry")
 
     def reload(self, namespace: str | None = None) -> None:
-        """(Re)read the served namespaces, or one of them, from the store."""
+        """(Re)read the served namespaces, or one of them, from the store: ids and
+        next run times only; definitions are read again when next needed."""
         targets = [namespace] if namespace else self.namespaces
-        rows = [row for ns in targets for row in self.store.list_jobs(ns)]
+        states = [(ns, state) for ns in targets for state in self.store.job_states(ns)]
+        prefixes = tuple(f"{ns}/" for ns in targets)
         with self._lock:
             self.flush()
-            for jid in [j for j, (ns, _) in self._defs.items() if ns in targets]:
+            for jid in [j for j in self._known if j.startswith(prefixes)]:
+                self._known.discard(jid)
                 self._jobs.pop(jid, None)
                 self._defs.pop(jid, None)
                 self._next.pop(jid, None)
-            for row in rows:
-                self._remember(row, index=False)
+            for ns, (name, nrt, paused) in states:
+                jid = job_id(ns, name)
+                self._known.add(jid)
+                if nrt is not None and not paused:
+                    self._next[jid] = nrt
             # one sort, not an insort per job (that is quadratic: minutes at 100,000 jobs)
             self._order = sorted((ts, jid) for jid, ts in self._next.items())
         # the jobs live as long as the service: keep the cyclic collector from walking
@@ -105,47 +119,81 @@ class NamespaceJobStore(BaseJobStore):
         gc.collect()
         gc.freeze()
 
+    def __len__(self) -> int:
+        return len(self._known)
+
     def definition(self, jid: str) -> tuple[str, Job] | None:
+        """``(namespace, Job)`` of a served job, read from the store the first time."""
+        found = self._defs.get(jid)
+        if found is not None or jid not in self._known:
+            return found
+        self._read_definitions([jid])
         return self._defs.get(jid)
+
+    def _read_definitions(self, jids: Iterable[str]) -> None:
+        by_ns: dict[str, list[str]] = {}
+        for jid in jids:
+            ns, _, name = jid.partition("/")
+            by_ns.setdefault(ns, []).append(name)
+        for ns, names in by_ns.items():
+            rows = self.store.get_jobs(ns, names)
+            with self._lock:
+                for row in rows:
+                    jid = job_id(ns, row.job.name)
+                    if jid in self._known:
+                        self._defs.setdefault(jid, (ns, row.job))
+
+    def next_run_ts(self, jid: str) -> float | None:
+        return self._next.get(jid)
+
+    def ids(self) -> list[str]:
+        with self._lock:
+            return sorted(self._known)
 
     def put(self, row: StoredJob) -> None:
         """Take a job row that changed in the store (a live edit) into memory."""
-        with self._lock:
-            self._forget(job_id(row.namespace, row.job.name))
-            self._remember(row)
-
-    def _remember(self, row: StoredJob, index: bool = True) -> None:
         jid = job_id(row.namespace, row.job.name)
-        nrt = None if row.paused else row.next_run_time
+        with self._lock:
+            self._forget(jid)
+            self._known.add(jid)
+            self._defs[jid] = (row.namespace, row.job)
+            if row.next_run_time is not None and not row.paused:
+                self._index(jid, row.next_run_time)
+
+    def _aps(self, jid: str) -> ApsJob | None:
+        """The APScheduler ``Job`` of a served job, built on first use."""
+        job = self._jobs.get(jid)
+        if job is not None:
+            return job
+        found = self.definition(jid)
+        if found is None:
+            return None
+        namespace, definition = found
         job = ApsJob.__new__(ApsJob)
         job.__setstate__(
             {
                 "version": 1,
                 "id": jid,
                 "func": FUNC_REF,
-                "trigger": self.trigger_for(row.job),
+                "trigger": self.trigger_for(definition),
                 "executor": "default",
-                "args": (row.namespace, row.job.name),
+                "args": (namespace, definition.name),
                 "kwargs": {},
-                "name": row.job.name,
+                "name": definition.name,
                 "misfire_grace_time": None,  # decided by our executor, which records skips
                 "coalesce": False,  # ditto: it sees every missed fire and coalesces itself
                 "max_instances": 1 << 30,  # overlap is decided by our executor too
-                "next_run_time": from_ts(nrt),
+                "next_run_time": from_ts(self._next.get(jid)),
             }
         )
         job._scheduler = self._scheduler
         job._jobstore_alias = self._alias
         self._jobs[jid] = job
-        self._defs[jid] = (row.namespace, row.job)
-        if nrt is not None:
-            if index:
-                self._index(jid, nrt)
-            else:
-                self._next[jid] = nrt
+        return job
 
     def _forget(self, jid: str) -> None:
         self._unindex(jid)
+        self._known.discard(jid)
         self._jobs.pop(jid, None)
         self._defs.pop(jid, None)
 
@@ -164,12 +212,18 @@ class NamespaceJobStore(BaseJobStore):
     # -- the BaseJobStore interface -----------------------------------------------------------
 
     def lookup_job(self, job_id: str) -> ApsJob | None:
-        return self._jobs.get(job_id)
+        with self._lock:
+            return self._aps(job_id)
 
     def get_due_jobs(self, now: datetime) -> list[ApsJob]:
         with self._lock:
             end = bisect.bisect_right(self._order, (now.timestamp(), "\uffff"))
-            return [self._jobs[jid] for _, jid in self._order[:end]]
+            due = [jid for _, jid in self._order[:end]]
+            unread = [jid for jid in due if jid not in self._defs]
+            if unread:  # one query for the due jobs never read yet, not one each
+                self._read_definitions(unread)
+            jobs = [self._aps(jid) for jid in due]
+            return [job for job in jobs if job is not None]
 
     def get_next_run_time(self) -> datetime | None:
         with self._lock:
@@ -182,20 +236,24 @@ class NamespaceJobStore(BaseJobStore):
             return from_ts(self._order[0][0]) if self._order else None
 
     def get_all_jobs(self) -> list[ApsJob]:
+        """Every job, built (costly with many jobs: listings use :meth:`ids` instead)."""
         with self._lock:
-            jobs = [self._jobs[jid] for _, jid in self._order]
-            jobs += [j for jid, j in self._jobs.items() if jid not in self._next]
-            return jobs
+            ids = [jid for _, jid in self._order] + sorted(j for j in self._known if j not in self._next)
+            unread = [jid for jid in ids if jid not in self._defs]
+            if unread:
+                self._read_definitions(unread)
+            jobs = [self._aps(jid) for jid in ids]
+            return [job for job in jobs if job is not None]
 
     def add_job(self, job: ApsJob) -> None:
         with self._lock:
-            if job.id in self._jobs:
+            if job.id in self._known:
                 raise ConflictingIdError(job.id)
             raise NotImplementedError("add jobs through the store, then put() them here")
 
     def update_job(self, job: ApsJob) -> None:
         with self._lock:
-            if job.id not in self._jobs:
+            if job.id not in self._known:
                 raise JobLookupError(job.id)
             self._jobs[job.id] = job
             ts = to_ts(job.next_run_time)
@@ -210,15 +268,17 @@ class NamespaceJobStore(BaseJobStore):
         definition stays in the store with no next run time, so a later sync of an
         unchanged ``once`` job does not fire it again."""
         with self._lock:
-            if job_id not in self._jobs:
+            if job_id not in self._known:
                 raise JobLookupError(job_id)
             self._unindex(job_id)
-            self._jobs[job_id].next_run_time = None
+            job = self._jobs.get(job_id)
+            if job is not None:
+                job.next_run_time = None
             self._pending[job_id] = None
 
     def remove_all_jobs(self) -> None:
         with self._lock:
-            for jid in list(self._jobs):
+            for jid in list(self._known):
                 self._forget(jid)
 
     def shutdown(self) -> None:

@@ -40,8 +40,9 @@ def _iso(ts: float | None) -> str | None:
     return datetime.fromtimestamp(ts, UTC).isoformat() if ts is not None else None
 
 
-def _run_text(job: Job) -> str | list[str]:
-    return job.run if job.run else [s.run for s in job.steps]
+def _run_text_of(definition: dict[str, Any]) -> str | list[str]:
+    """:func:`_run_text` of a stored definition (``Job.to_dict``)."""
+    return definition.get("run") or [step.get("run") for step in definition.get("steps") or []]
 
 
 def parse_assignments(assignments: tuple[str, ...] | list[str]) -> dict[str, Any]:
@@ -135,28 +136,29 @@ class LiveControl:
 
     def list_jobs(self, namespace: str | None = None) -> list[dict[str, Any]]:
         """Every served job as the scheduler holds it: next fire, paused, runs in flight.
-        One pass over memory; no store query (after the first call)."""
+        Definitions come from the store (one query per namespace, read as plain dicts:
+        the scheduler keeps only the definitions of jobs that fired), the schedule state
+        from memory."""
         if namespace is not None:
             self.service.served(namespace)
         paused, running = self._paused_jobs(), self._running()
         jobstore = self.service.jobstore
+        known = set(jobstore.ids())
         rows = []
-        for aps in jobstore.get_all_jobs():
-            found = jobstore.definition(aps.id)
-            if found is None:
-                continue
-            ns, job = found
-            if namespace is not None and ns != namespace:
-                continue
-            nrt = aps.next_run_time
-            key = (ns, job.name)
-            rows.append({
-                "namespace": ns, "name": job.name, "when": job.when, "run": _run_text(job),
-                "description": job.description, "enabled": job.enabled,
-                "paused": key in paused and nrt is None, "timezone": job.timezone,
-                "next_fire": nrt.astimezone(UTC).isoformat() if nrt is not None else None,
-                "running": running.get(key, []),
-            })
+        for ns in [namespace] if namespace is not None else self.service.namespaces:
+            for name, job in self.service.store.definitions(ns):
+                jid = f"{ns}/{name}"
+                if jid not in known:
+                    continue
+                ts = jobstore.next_run_ts(jid)
+                key = (ns, name)
+                rows.append({
+                    "namespace": ns, "name": name, "when": job.get("when"), "run": _run_text_of(job),
+                    "description": job.get("description", ""), "enabled": job.get("enabled", True),
+                    "paused": key in paused and ts is None, "timezone": job.get("timezone"),
+                    "next_fire": datetime.fromtimestamp(ts, UTC).isoformat() if ts is not None else None,
+                    "running": running.get(key, []),
+                })
         rows.sort(key=lambda r: (r["namespace"], r["name"]))
         return rows
 

@@ -133,9 +133,8 @@ class Service:
         try:
             self._scheduler.start()
             retry_lost_runs(self, lost)
-            jobs = self.jobstore.get_all_jobs()
             nxt = self.jobstore.get_next_run_time()
-            self.log.info("scheduler started", namespaces=self.namespaces, jobs=len(jobs),
+            self.log.info("scheduler started", namespaces=self.namespaces, jobs=len(self.jobstore),
                           store=_redacted(self.store.url), next_fire=nxt.isoformat() if nxt else None)
             for component in self.components:
                 component.start(self)

@@ -81,6 +81,7 @@ class Store:
         self.url = url
         self.engine = make_engine(url)
         self._sqlite_lock = threading.Lock() if self.engine.dialect.name == "sqlite" else None
+        self.schema_missing = False  # opened with create=False where no tables are yet
 
     # -- set-up ---------------------------------------------------------------------------
 
@@ -97,6 +98,7 @@ class Store:
         version = store._schema_version()
         if version is None and create:
             version = store._create_schema()
+        store.schema_missing = version is None
         if version is not None and version != SCHEMA_VERSION:
             raise StoreError(
                 f"store {redact(url)} has schema version {version}, this supertask needs {SCHEMA_VERSION}; "
@@ -278,6 +280,32 @@ class Store:
             rows = conn.execute(query).mappings().all()
         return [_stored_job(r) for r in rows]
 
+    def get_jobs(self, namespace: str, names: Iterable[str]) -> list[StoredJob]:
+        """The named jobs of a namespace that exist (in no particular order)."""
+        out: list[StoredJob] = []
+        with self.engine.connect() as conn:
+            for chunk in _chunks(sorted(set(names)), 500):
+                rows = conn.execute(
+                    sa.select(jobs_table).where(jobs_table.c.namespace == namespace, jobs_table.c.name.in_(chunk))
+                ).mappings().all()
+                out += [_stored_job(r) for r in rows]
+        return out
+
+    def job_states(self, namespace: str) -> list[tuple[str, float | None, bool]]:
+        """``(name, next_run_time, paused)`` of every job of a namespace: what a scheduler
+        needs at start, without reading (or parsing) the definitions."""
+        query = sa.select(jobs_table.c.name, jobs_table.c.next_run_time, jobs_table.c.paused).where(
+            jobs_table.c.namespace == namespace)
+        with self.engine.connect() as conn:
+            return [(r[0], r[1], bool(r[2])) for r in conn.execute(query)]
+
+    def definitions(self, namespace: str) -> list[tuple[str, dict[str, Any]]]:
+        """``(name, definition as a dict)`` of every job of a namespace, for listings
+        (a dict is cheaper than a :class:`Job` when only a few keys are shown)."""
+        query = sa.select(jobs_table.c.name, jobs_table.c.definition).where(jobs_table.c.namespace == namespace)
+        with self.engine.connect() as conn:
+            return [(r[0], json.loads(r[1])) for r in conn.execute(query)]
+
     def get_job(self, namespace: str, name: str) -> StoredJob:
         with self.engine.connect() as conn:
             row = (
@@ -323,6 +351,28 @@ class Store:
             ).rowcount
         if not count:
             raise JobNotFound(namespace, name)
+
+    def generation(self, namespace: str) -> tuple[int, str | None]:
+        """``(number of jobs, newest job change)`` of a namespace: any job added, changed
+        or deleted changes it (schedule state written after fires does not)."""
+        query = sa.select(sa.func.count(), sa.func.max(jobs_table.c.updated)).where(
+            jobs_table.c.namespace == namespace)
+        with self.engine.connect() as conn:
+            count, newest = conn.execute(query).one()
+        if newest is None:
+            return int(count), None
+        return int(count), newest.isoformat() if isinstance(newest, datetime) else str(newest)
+
+    # -- meta: small named values -----------------------------------------------------------
+
+    def get_meta(self, key: str) -> str | None:
+        with self.engine.connect() as conn:
+            return conn.execute(sa.select(meta_table.c.value).where(meta_table.c.key == key)).scalar()
+
+    def set_meta(self, key: str, value: str) -> None:
+        with self._write() as conn:
+            if not conn.execute(meta_table.update().where(meta_table.c.key == key).values(value=value)).rowcount:
+                conn.execute(meta_table.insert().values(key=key, value=value))
 
     # -- runs ---------------------------------------------------------------------------------
 

@@ -236,14 +236,15 @@ def _load(doc: Doc) -> Timetable | None:
     return _load_native(doc, top)
 
 
-def read_timetable(path: str | Path) -> Timetable:
+def read_timetable(path: str | Path, raw: bytes | None = None) -> Timetable:
     """Read and load a timetable file; problems name the path as given.
 
     ``Timetable.source`` is the file's absolute path (the default namespace uses it).
+    ``raw``: the file's bytes, when the caller has read them already.
     """
     given = str(path)
     try:
-        text = Path(path).read_text(encoding="utf-8")
+        text = raw.decode("utf-8") if raw is not None else Path(path).read_text(encoding="utf-8")
     except FileNotFoundError:
         reason = "no such file; create it (`supertask init`) or pass another --file"
     except IsADirectoryError:

@@ -378,3 +378,36 @@ def test_one_liner_on_an_existing_store_imports_no_sqlalchemy_nor_apscheduler(cl
     imported = {line.split("|")[-1].strip() for line in proc.stderr.splitlines() if line.startswith("import time")}
     assert not {"sqlalchemy", "apscheduler", "rich", "croniter", "psutil"} & imported
     assert [r["log_tail"] for r in history(cli)] == ["fast", ""]
+
+
+def test_an_unchanged_timetable_is_not_read_again_at_a_restart(cli: Cli) -> None:
+    """supertask.syncmark: the same file and an untouched namespace skip the sync; any
+    change to either (or a missing env_file) reads and syncs the file in full."""
+    env_file = cli.cwd / "app.env"
+    env_file.write_text("A=1\n")
+    path = cli.cwd / "supertask.yaml"
+    path.write_text("namespace: marks\njobs:\n  - {name: a, when: every 1h, run: 'cmd:true', env_file: app.env}\n")
+
+    def synced() -> dict:
+        sched = cli.start()
+        try:
+            event = sched.wait_event("timetable synced")
+            sched.wait_event("scheduler started")
+        finally:
+            assert sched.stop() == 0
+        return event
+
+    first = synced()
+    assert first["added"] == 1
+    nxt = cli.json("list-jobs")[0]["next_fire"]
+    assert synced()["unchanged"] == "all"
+    assert cli.json("list-jobs")[0]["next_fire"] == nxt  # schedule state kept
+    path.write_text(path.read_text() + "  - {name: b, when: every 2h, run: 'cmd:true'}\n")
+    assert synced()["added"] == 1
+    assert synced()["unchanged"] == "all"
+    # a one-shot run in the namespace adds a job: the next start syncs, and the file wins
+    assert cli("run", "--ns", "marks", "--name", "stray", "--", "cmd:true").returncode == 0
+    assert synced()["removed"] == 1
+    env_file.unlink()
+    proc = cli("run", "--no-watch")
+    assert proc.returncode == 2 and "env_file" in proc.stderr and "does not exist" in proc.stderr
