@@ -3,7 +3,8 @@
 ``supertask run -- cmd:true`` must cost little more than the command itself
 (docs/benchmarks.md). Importing SQLAlchemy alone takes ~200 ms, longer than the rest
 of the run, so when the store is an existing SQLite file with this schema version,
-the one-shot path records its run through this class instead of :class:`~supertask.store.Store`.
+the one-shot path records its run through this class instead of :class:`~supertask.store.Store`,
+and a scheduler's ``Store`` on SQLite writes its run rows (the firing path) through it.
 It writes exactly what ``Store`` writes (the tables are :mod:`supertask.tables`; the
 values are stored the way SQLAlchemy's SQLite dialect stores them: naive UTC
 ``YYYY-MM-DD HH:MM:SS.ffffff`` text, booleans as 0/1), so a later ``history`` or a
@@ -59,13 +60,13 @@ def _parse(value: str | None) -> datetime | None:
 class LiteStore:
     """The subset of :class:`~supertask.store.Store` that a one-shot run uses."""
 
-    def __init__(self, url: str, path: str):
+    def __init__(self, url: str, path: str, lock: threading.Lock | None = None):
         self.url = url
         self._conn = sqlite3.connect(path, timeout=30, isolation_level=None, check_same_thread=False)
         self._conn.execute("PRAGMA journal_mode=WAL")
         self._conn.execute("PRAGMA synchronous=NORMAL")
         self._conn.execute("PRAGMA busy_timeout=30000")
-        self._lock = threading.Lock()
+        self._lock = lock or threading.Lock()  # a Store shares its own: one writer per process
 
     dialect = "sqlite"
 

@@ -82,6 +82,7 @@ class Store:
         self.engine = make_engine(url)
         self._sqlite_lock = threading.Lock() if self.engine.dialect.name == "sqlite" else None
         self.schema_missing = False  # opened with create=False where no tables are yet
+        self._fast: Any = None  # SQLite file: run rows through stdlib sqlite3 (see _runs)
 
     # -- set-up ---------------------------------------------------------------------------
 
@@ -152,6 +153,8 @@ class Store:
                 time.sleep(0.05)
 
     def close(self) -> None:
+        if self._fast:
+            self._fast.close()
         self.engine.dispose()
 
     @property
@@ -376,6 +379,22 @@ class Store:
 
     # -- runs ---------------------------------------------------------------------------------
 
+    def _runs(self) -> Any:
+        """Where run rows are written: on a SQLite file, a stdlib ``sqlite3`` connection
+        (:class:`~supertask.litestore.LiteStore`, same rows) under this store's write lock.
+        SQLAlchemy's per-statement work made each run's two commits the longest hold of
+        that lock: at 200 fires a second, half of the runs' time was spent queueing for
+        it (py-spy; docs/benchmarks.md). Other databases: None (SQLAlchemy)."""
+        if self._fast is None and self._sqlite_lock is not None and self.url.startswith("sqlite:///"):
+            from supertask.litestore import LiteStore
+
+            path = self.url[len("sqlite:///"):]
+            if path and "?" not in path and path != ":memory:":
+                self._fast = LiteStore(self.url, path, lock=self._sqlite_lock)
+            else:
+                self._fast = False
+        return self._fast or None
+
     def claim_run(
         self,
         *,
@@ -394,6 +413,10 @@ class Store:
         With ``log_dir``, the row's ``log_path`` (``log_dir/NAMESPACE/JOB/ID.log``) is set
         in the same transaction.
         """
+        fast = self._runs()
+        if fast is not None:
+            return fast.claim_run(namespace=namespace, job=job, scheduled=scheduled, attempt=attempt, reason=reason,
+                                  host=host, status=status, message=message, log_dir=log_dir)
         now = datetime.now(UTC)
         values = dict(
             namespace=namespace,
@@ -422,6 +445,10 @@ class Store:
             return None
 
     def update_run(self, run_id: int, **values: Any) -> None:
+        fast = self._runs()
+        if fast is not None:
+            fast.update_run(run_id, **values)
+            return
         if isinstance(values.get("status"), RunStatus):
             values["status"] = values["status"].value
         with self._write() as conn:
