@@ -229,12 +229,6 @@ def import_crontabs(crontabs: Iterable[Crontab], *, run_as: str) -> Imported:
                 result.skipped.append((len(result.jobs), f"{entry.source}:{entry.line}: {entry.when} {entry.command}"))
                 continue
             job = _job(entry, env, run_as, used, result.notes)
-            if _star_step_day_rule(entry.when):
-                result.notes.append(Note(entry.source, entry.line, (
-                    f"{entry.when!r}: a day field that starts with '*' but is not '*' (like */2) with the other "
-                    "day field restricted: cron fires only on days matching both, supertask on days matching either; "
-                    "keep one day field in when: and test the other in the command "
-                    "(e.g. [ $(($(date +%d) % 2)) = 1 ] && ...)")))
             if timezone:
                 job["timezone"] = timezone
             mailto = env.get("MAILTO")
@@ -284,19 +278,6 @@ def _job(entry: CronEntry, env: dict[str, str], run_as: str, used: set[str], not
         job["env"] = job_env
     job["_origin"] = f"{entry.source}:{entry.line}: {entry.when}{' ' + entry.user if entry.user else ''} {entry.command}"
     return job
-
-
-def _star_step_day_rule(when: str) -> bool:
-    """True for the one place vixie cron and croniter read the day rule apart: cron
-    treats a day field beginning with ``*`` (``*/2``) as unrestricted (AND), croniter
-    as restricted (OR)."""
-    fields = when.split()
-    if len(fields) != 5:
-        return False
-    dom, dow = fields[2], fields[4]
-    starred = [f.startswith("*") and f != "*" for f in (dom, dow)]
-    restricted = [not f.startswith("*") for f in (dom, dow)]
-    return (starred[0] and restricted[1]) or (starred[1] and restricted[0])
 
 
 def _env_of(job: dict[str, object]) -> dict[str, str]:

@@ -4,7 +4,11 @@ One class, :class:`Schedule`, is the trigger for every form of ``when:`` (cron,
 ``@alias``, ``every DURATION``, an ISO date-time, ``once``/``now``, ``@reboot``, ``@restart``).
 Cron maths is croniter's, driven on *wall-clock* time (croniter run in UTC, which
 has no DST); this module owns only how wall-clock matches become instants, which
-is where cron's DST rules live. docs/schedules.md is the user-facing account.
+is where cron's DST rules live, and cronie's day rule: when day-of-month and
+day-of-week are both restricted a day matching either fires, but a day field that
+*begins with* ``*`` (``*/2`` too) counts as unrestricted, so then a day must match
+both (``0 0 */2 * mon``: Mondays that fall on an odd date; croniter alone would
+read it as either). docs/schedules.md is the user-facing account.
 
 DST, as cronie (vixie cron) does it. A cron schedule is a *wildcard* schedule when
 its minute or hour field begins with ``*``, else a *fixed-time* schedule:
@@ -179,11 +183,14 @@ class Schedule:
         dom, dow = fields[first + 2], fields[first + 4]
         from croniter import CroniterBadCronError, croniter
 
+        # cronie's day rule: a day field that begins with '*' (``*/2`` too) leaves the
+        # other one alone (both must match); croniter would take ``*/2`` as restricted
+        day_or = not (dom.startswith("*") or dow.startswith("*"))
         try:
             if dow in ("*", "?"):  # croniter's strict check ignores the dom/dow OR rule
                 croniter.expand(expr, second_at_beginning=True, strict=True)
             self._cron = croniter(
-                expr, datetime(2000, 1, 1, tzinfo=UTC), day_or=True, second_at_beginning=True
+                expr, datetime(2000, 1, 1, tzinfo=UTC), day_or=day_or, second_at_beginning=True
             )
         except CroniterBadCronError as exc:
             if "can never occur" in str(exc):

@@ -1,7 +1,9 @@
 """`when:` text -> fire times. Table-driven: strings in, data out.
 
-croniter (day_or=True) is the oracle for cron's meaning on ordinary days; the DST
-days carry hand-written expectations (cronie's rules, see supertask/schedules.py).
+croniter (day_or=True) is the oracle for cron's meaning on ordinary days, with
+cronie's day rule: day_or=False when a day field begins with '*' (``*/2``), where
+cronie makes a day match both fields. The DST days carry hand-written expectations
+(cronie's rules, see supertask/schedules.py).
 """
 
 from __future__ import annotations
@@ -53,8 +55,10 @@ ORACLE_EXPRESSIONS = [
     # 0 and 7 are Sunday
     "0 0 * * 0", "0 0 * * 7", "0 0 * * 5-7", "0 0 * * 0-7", "0 12 * * 6,7", "0 0 * * */2",
     # day-of-month and day-of-week both restricted: either fires
-    "0 0 1 * mon", "0 0 13 * fri", "0 12 1,15 * sat", "0 12 10-12 * sun", "0 0 */10 * 3",
+    "0 0 1 * mon", "0 0 13 * fri", "0 12 1,15 * sat", "0 12 10-12 * sun", "0 0 1-31/10 * 3",
     "30 4 1-7 * mon", "0 0 31 * fri",
+    # a day field beginning with '*' is unrestricted to cronie: a day must match both
+    "0 0 */10 * 3", "0 0 */2 * mon", "0 0 1 * */2", "0 0 */3 * */2", "0 0 0 */2 * 1-5",
     # L, W and #
     "0 0 L * *", "0 18 L 2 *", "0 9 15W * *", "0 9 1W * *", "0 0 * * 5#3", "0 0 * * mon#1",
     "0 0 * * 1#2,5#4", "0 0 * * L5", "30 17 * * L0",
@@ -69,6 +73,15 @@ ORACLE_EXPRESSIONS = [
 # fmt: on
 ORACLE_ZONES = ["UTC", "Europe/Berlin", "America/New_York", "Australia/Sydney", "Asia/Kolkata"]
 ORACLE_STARTS = ["2026-01-14T10:17:23", "2026-06-30T23:59:00", "2027-08-01T00:00:00"]
+
+
+def cronie_day_or(expr: str) -> bool:
+    """cronie's day rule for croniter: OR unless a day field begins with '*'."""
+    fields = expr.split()
+    if len(fields) < 5:  # an @alias: no restricted day pair
+        return True
+    first = 0 if len(fields) == 5 else 1
+    return not (fields[first + 2].startswith("*") or fields[first + 4].startswith("*"))
 
 
 def transition_day(day: date, tz: ZoneInfo) -> bool:
@@ -88,7 +101,7 @@ def test_cron_matches_croniter_on_ordinary_days(expr):
         schedule = parse_when(expr, zone)
         for start_text in ORACLE_STARTS:
             start = datetime.fromisoformat(start_text).replace(tzinfo=tz)
-            oracle = croniter(expr, start, day_or=True, second_at_beginning=True)
+            oracle = croniter(expr, start, day_or=cronie_day_or(expr), second_at_beginning=True)
             expected = []
             while len(expected) < 20:
                 try:
@@ -131,6 +144,9 @@ def test_cron_matches_croniter_on_ordinary_days(expr):
                 "Fri 03-13 00:00",
             ],
         ),
+        # a day field beginning with '*' does not restrict (cronie): Mondays on odd dates
+        ("0 0 */2 * mon", "2026-01-01", ["Mon 01-05 00:00", "Mon 01-19 00:00", "Mon 02-09 00:00"]),
+        ("0 0 1-31/2 * mon", "2026-01-01", ["Sat 01-03 00:00", "Mon 01-05 00:00", "Wed 01-07 00:00"]),
         ("0 0 * * 5#3", "2026-01-01", ["Fri 01-16 00:00", "Fri 02-20 00:00", "Fri 03-20 00:00"]),
         ("0 0 * * 5L", "2026-01-01", ["Fri 01-30 00:00", "Fri 02-27 00:00", "Fri 03-27 00:00"]),
         ("0 0 * * friL", "2026-01-01", ["Fri 01-30 00:00", "Fri 02-27 00:00", "Fri 03-27 00:00"]),
