@@ -18,7 +18,8 @@ read a crontab (crontab(5)):
   the line;
 - in the command, the first unescaped ``%`` ends the command; the text after it
   is the command's standard input, with each further unescaped ``%`` a newline;
-  ``\\%`` is a literal ``%`` (the backslash goes).
+  ``\\%`` is a literal ``%`` (the backslash goes); cron ends a non-empty input
+  with a newline when it lacks one.
 
 Mapping: ``when:`` takes the five fields as written (supertask's cron *is* cron's,
 docs/schedules.md); the command becomes ``cmd:COMMAND`` (``sh -c``, as cron's
@@ -178,9 +179,13 @@ _UNESCAPED_PERCENT = re.compile(r"(?<!\\)%")
 def split_percent(command: str) -> tuple[str, str | None]:
     """Cron's ``%`` rule: (command, standard input or None). The first unescaped ``%``
     ends the command, the others in the rest become newlines; ``\\%`` is a literal
-    ``%``; other backslashes stay as they are."""
+    ``%``; other backslashes stay as they are. A non-empty input that does not end
+    in a newline gets one, as cron writes it (so ``read`` sees its last line)."""
     parts = [part.replace("\\%", "%") for part in _UNESCAPED_PERCENT.split(command)]
-    return (parts[0], "\n".join(parts[1:])) if len(parts) > 1 else (parts[0], None)
+    if len(parts) == 1:
+        return parts[0], None
+    stdin = "\n".join(parts[1:])
+    return parts[0], stdin + "\n" if stdin and not stdin.endswith("\n") else stdin
 
 
 # -- to timetable jobs -------------------------------------------------------------------------

@@ -80,7 +80,7 @@ def test_imported_jobs_run(cli: Cli, tmp_path: Path) -> None:
         sched.wait_event("run finished", status="succeeded")
     finally:
         assert sched.stop() == 0
-    assert out.read_text() == "line 1\nline%2hi\n"
+    assert out.read_text() == "line 1\nline%2\nhi\n"  # cron ends the input with a newline
 
 
 # -- @reboot and @restart ------------------------------------------------------------------------

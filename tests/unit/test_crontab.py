@@ -59,7 +59,7 @@ def fixture_tabs() -> list:
     ("mail -s x a@b%Hello,%%bye%", ("mail -s x a@b", "Hello,\n\nbye\n")),
     (r"date +\%Y-\%m-\%d", ("date +%Y-%m-%d", None)),
     (r"cat%100\% sure%", ("cat", "100% sure\n")),
-    (r"echo a\b%x\y", (r"echo a\b", r"x\y")),
+    (r"echo a\b%x\y", (r"echo a\b", "x\\y\n")),  # cron ends the input with a newline
     ("cmd%", ("cmd", "")),
 ])
 def test_percent_is_cron_stdin(command: str, expected: tuple) -> None:
@@ -210,7 +210,15 @@ def test_bash_and_stdin_together() -> None:
     (job,) = jobs.values()
     argv = shlex.split(job.run[len("exec:"):])
     assert argv[:2] == ["/bin/bash", "-c"]
-    assert subprocess.run(argv, capture_output=True, text=True).stdout == "a b\nc"
+    assert subprocess.run(argv, capture_output=True, text=True).stdout == "a b\nc\n"
+
+
+def test_stdin_last_line_is_read() -> None:
+    """cron ends the % input with a newline, so `read` gets the last line too."""
+    jobs, _ = imported("0 0 * * * while read -r l; do echo \"<$l>\"; done%one%two\n")
+    (job,) = jobs.values()
+    out = subprocess.run(["sh", "-c", job.run[len("cmd:"):]], capture_output=True, text=True).stdout
+    assert out == "<one>\n<two>\n"
 
 
 # -- fire times: every imported job fires when cron (croniter) would ------------------------------
