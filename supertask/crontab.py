@@ -33,7 +33,7 @@ from __future__ import annotations
 import re
 import shlex
 from collections.abc import Iterable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import PurePosixPath
 
 from supertask.errors import ScheduleError
@@ -77,6 +77,7 @@ class CronEntry:
     user: str | None = None  # the user column of a system crontab
     env: tuple[tuple[str, str], ...] = ()  # variables in effect at this line, in order
     comment: str = ""  # the comment block right above it
+    env_lines: tuple[tuple[str, int], ...] = ()  # the line that set each of env
 
     def env_dict(self) -> dict[str, str]:
         return dict(self.env)
@@ -99,6 +100,7 @@ def parse_crontab(text: str, source: str = "<stdin>", *, system: bool = False) -
     comments: list[tuple[int, str]] = []
     notes: list[Note] = []
     env: dict[str, str] = {}
+    env_lines: dict[str, int] = {}
     block: list[str] = []
     block_line = 0
 
@@ -121,6 +123,7 @@ def parse_crontab(text: str, source: str = "<stdin>", *, system: bool = False) -
         if env_match:
             name = env_match[1] if env_match[1] is not None else env_match[2] if env_match[2] is not None else env_match[3]
             env[name] = _unquote(env_match[4])
+            env_lines[name] = number
             flush_block()
             continue
         # a ruler or ASCII-art block (Debian's "Example of job definition") is no description
@@ -130,7 +133,7 @@ def parse_crontab(text: str, source: str = "<stdin>", *, system: bool = False) -
         block.clear()
         entry = _entry(line, number, source, system, env, comment, notes)
         if entry is not None:
-            entries.append(entry)
+            entries.append(replace(entry, env_lines=tuple(env_lines.items())))
         elif comment:
             comments.append((block_line, comment))
     flush_block()
@@ -239,7 +242,7 @@ def import_crontabs(crontabs: Iterable[Crontab], *, run_as: str) -> Imported:
             mailto = env.get("MAILTO")
             if mailto and mailto not in mailto_reported:
                 mailto_reported.add(mailto)
-                result.notes.append(Note(entry.source, entry.line, (
+                result.notes.append(Note(entry.source, dict(entry.env_lines).get("MAILTO", entry.line), (
                     f"MAILTO={mailto} is not carried over: supertask keeps each run's output in its log "
                     "(`supertask logs RUN_ID`) instead of mailing it; to be told of failures add e.g. "
                     f"on_failure: [\"cmd:supertask logs $SUPERTASK_RUN_ID | mail -s 'cron job failed' {mailto}\"]")))

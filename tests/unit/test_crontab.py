@@ -160,6 +160,11 @@ def test_shell_cron_tz_and_mailto() -> None:
     assert len(notes) == 1 and "MAILTO=me@example.com" in notes[0] and "on_failure" in notes[0]
 
 
+def test_the_mailto_note_names_the_mailto_line() -> None:
+    result = import_crontabs([parse_crontab("MAILTO=ops@example.com\n\n# x\n0 9 * * * a\n", "tab")], run_as="me")
+    assert [(n.line, n.message.split()[0]) for n in result.notes] == [(1, "MAILTO=ops@example.com")]
+
+
 def test_user_column_wrapped_for_root_reported_otherwise() -> None:
     text = "0 0 * * * www-data /srv/clean\n0 1 * * * root /srv/root-only\n"
     jobs, notes = imported(text, system=True, run_as="root")
