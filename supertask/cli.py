@@ -41,6 +41,8 @@ HomeOpt = Annotated[str | None, _opt("home", "--home", metavar="DIR")]
 NsOpt = Annotated[str | None, _opt("namespace", "--ns", "--namespace", metavar="NS")]
 JsonOpt = Annotated[bool, typer.Option("--json", help="Print JSON for scripts")]
 LogFormatOpt = Annotated[str, _opt("log_format", "--log-format")]
+LOG_FORMATS = ("auto", "console", "json")
+LOG_LEVELS = ("debug", "info", "warning", "error")
 
 
 def _version(value: bool) -> None:
@@ -119,6 +121,10 @@ def run(
     once = (command or (file or "").endswith(".py")) and (when or "once") in ("once", "now")
     # a one-shot run shows its command's output; supertask's own events only when asked
     log_level = log_level or ("warning" if once else "info")
+    if log_format not in LOG_FORMATS:
+        raise UsageError(f"--log-format: {log_format!r} is not a log format; use {', '.join(LOG_FORMATS)}")
+    if log_level.lower() not in LOG_LEVELS:
+        raise UsageError(f"--log-level: {log_level!r} is not a log level; use {', '.join(LOG_LEVELS)}")
     configure(log_format, log_level)
     try:
         grace_s = parse_duration(grace)

@@ -68,6 +68,19 @@ def test_bad_when_and_bad_arguments_exit_2(cli: Cli) -> None:
     assert cli("history", "--limit", "0").returncode == 2
 
 
+def test_log_format_and_level_are_checked_before_anything_runs(cli: Cli) -> None:
+    console = cli("run", "--log-format", "console", "--log-level", "info", "--", "cmd:echo hi")
+    assert console.returncode == 0 and "run finished" in console.stderr and not console.stderr.startswith("{")
+    as_json = cli("run", "--log-format", "json", "--log-level", "INFO", "--", "cmd:echo hi")
+    assert json.loads(as_json.stderr.splitlines()[-1])["event"] == "run finished"
+    bad_format = cli("run", "--log-format", "xml", "--", "cmd:echo never")
+    assert bad_format.returncode == 2 and "console, json" in bad_format.stderr
+    bad_level = cli("run", "--", "cmd:echo never", env={"SUPERTASK_LOG_LEVEL": "loud"})
+    assert bad_level.returncode == 2 and "debug, info, warning, error" in bad_level.stderr
+    assert "never" not in bad_format.stdout + bad_level.stdout
+    assert len(history(cli)) == 2
+
+
 def test_child_environment_cwd_env_file(cli: Cli, tmp_path: Path) -> None:
     envfile = write(tmp_path / "app.env", "# comment\nexport FROM_FILE='file value'\nSHARED=file\n")
     (tmp_path / "jobdir").mkdir()
