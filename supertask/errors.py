@@ -68,6 +68,10 @@ class StoreError(SupertaskError, RuntimeError):
 
 
 class JobNotFound(SupertaskError, LookupError):
+    """A job name the namespace does not have: an input error, like a wrong option."""
+
+    exit_code = 2
+
     def __init__(self, namespace: str, name: str):
         self.namespace, self.name = namespace, name
         super().__init__(
@@ -76,6 +80,10 @@ class JobNotFound(SupertaskError, LookupError):
 
 
 class RunNotFound(SupertaskError, LookupError):
+    """A run id the store does not have: an input error, like a wrong option."""
+
+    exit_code = 2
+
     def __init__(self, run_id: object):
         self.run_id = run_id
         super().__init__(f"no run {run_id!r}; `supertask history` lists runs and their ids")

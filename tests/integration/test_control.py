@@ -135,7 +135,7 @@ def test_trigger_runs_now_with_reason_manual_and_wait_exits_with_its_code(cli: C
     run = cli.json("history", "fails")[0]
     assert (run["reason"], run["status"], run["exit_code"]) == ("manual", "failed", 4)
     assert ok(cli("jobs", "trigger", "hourly", "--wait")).stdout.strip().endswith("stdout hourly")
-    assert cli("jobs", "trigger", "nosuch").returncode == 1
+    assert cli("jobs", "trigger", "nosuch").returncode == 2  # an unknown job is an input error
 
 
 def test_trigger_of_a_running_overlap_skip_job_is_refused(cli: Cli, sched: Scheduler) -> None:
@@ -154,7 +154,12 @@ def test_pause_resume_remove_persist_in_the_store(cli: Cli, sched: Scheduler) ->
     assert jobs_by_name(cli, "--no-live")["hourly"]["next_fire"] == row["next_fire"]
     assert cli.json("jobs", "remove", "marker")["removed"] is True
     assert "marker" not in jobs_by_name(cli) and "marker" not in jobs_by_name(cli, "--no-live")
-    assert cli("jobs", "remove", "marker").returncode == 1
+    gone = cli("jobs", "remove", "marker")
+    assert gone.returncode == 2 and "list-jobs" in gone.stderr
+    for args in (("pause", "marker"), ("resume", "marker"), ("reschedule", "marker", "--when", "@daily"),
+                 ("edit", "marker", "--set", "retries=1")):
+        assert cli("jobs", *args).returncode == 2, args
+    assert "marker" not in jobs_by_name(cli, "--no-live")
 
 
 def test_reschedule_edit_and_add_take_effect_at_once_and_persist(cli: Cli, sched: Scheduler, tmp_path: Path) -> None:

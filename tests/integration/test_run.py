@@ -52,6 +52,8 @@ def test_one_liner_prints_and_exits_with_the_command_code(cli: Cli) -> None:
     assert log.returncode == 0
     stamp, stream, text = log.stdout.strip().split(" ", 2)
     assert stream == "stdout" and text == "hello" and stamp.startswith("20")
+    unknown = cli("logs", "999999")
+    assert unknown.returncode == 2 and "supertask history" in unknown.stderr  # an input error
 
 
 def test_one_liner_words_after_double_dash_and_exec_python(cli: Cli) -> None:
