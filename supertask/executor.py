@@ -228,3 +228,8 @@ class RunExecutor(BaseExecutor):
     def in_flight(self) -> int:
         with self._guard:
             return sum(self._inflight.values())
+
+    def busy(self, namespace: str, name: str) -> int:
+        """Runs of one job in flight: running, or waiting between attempts to retry."""
+        with self._guard:
+            return self._inflight.get(f"{namespace}/{name}", 0)

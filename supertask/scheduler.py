@@ -236,6 +236,11 @@ class Service:
         if busy and definition.overlap is Overlap.SKIP:
             raise SupertaskError(f"job {name!r} is running (run {busy[0].run_id}) and has overlap: skip; "
                                  "wait for it, kill it (`supertask jobs kill RUN_ID`) or set overlap: allow")
+        if self.executor.busy(namespace, name) and definition.overlap is Overlap.SKIP:
+            # between attempts no process runs, but the fire is still in flight: a fire
+            # now would only be recorded as skipped
+            raise SupertaskError(f"job {name!r} is waiting to retry a failed run and has overlap: skip; "
+                                 "wait for the retry (`supertask history` shows it) or set overlap: allow")
         fire = datetime.now(UTC)
         if not self.executor.submit(namespace, definition, fire, Reason.MANUAL):
             raise SupertaskError(f"job {name!r} was not started: it is running, or the scheduler is stopping")

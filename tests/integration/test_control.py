@@ -144,6 +144,16 @@ def test_trigger_of_a_running_overlap_skip_job_is_refused(cli: Cli, sched: Sched
     assert proc.returncode == 1 and "overlap: skip" in proc.stderr
 
 
+def test_trigger_while_a_retry_waits_is_refused_and_records_nothing(cli: Cli, sched: Scheduler) -> None:
+    ok(cli("jobs", "add", "retrying", "--when", "@daily", "--set", "retries=1", "--set", "retry_delay=1m",
+           "--", "cmd:exit 1"))
+    cli.json("jobs", "trigger", "retrying")
+    sched.wait_event("retry scheduled", job="retrying")  # the first attempt failed; the retry waits a minute
+    proc = cli("jobs", "trigger", "retrying")
+    assert proc.returncode == 1 and "retry" in proc.stderr and "overlap: skip" in proc.stderr, proc.stderr
+    assert [r["status"] for r in cli.json("history", "retrying")] == ["failed"]
+
+
 def test_pause_resume_remove_persist_in_the_store(cli: Cli, sched: Scheduler) -> None:
     row = cli.json("jobs", "pause", "hourly")
     assert row["paused"] is True and row["next_fire"] is None
