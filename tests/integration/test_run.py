@@ -13,7 +13,7 @@ from pathlib import Path
 
 import psutil
 
-from tests.conftest import Cli, wait_until
+from tests.conftest import ROOT, Cli, wait_until
 
 
 def write(path: Path, text: str) -> Path:
@@ -361,6 +361,21 @@ print(tabulate.tabulate([["uv", 1]]).splitlines()[1].split()[0])
     proc = cli("run", "--file", str(script), timeout=300)
     assert proc.returncode == 0, proc.stderr
     assert proc.stdout.strip() == "uv"
+    assert cli("run", "--", "python:import tabulate").returncode == 1  # not in supertask's own env
+
+
+def test_uv_example_brings_its_own_dependency_from_any_folder(cli: Cli) -> None:
+    example = ROOT / "examples" / "uv.yaml"
+    assert cli("validate", str(example)).returncode == 0
+    sched = cli.start("--file", str(example), "--no-watch")  # cli.cwd is a temporary folder
+    try:
+        sched.wait_event("control ready")
+        proc = cli("jobs", "trigger", "weather-report", "--wait", timeout=300)
+    finally:
+        assert sched.stop() == 0
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    assert "weather-report" in proc.stdout and "--city Berlin" in proc.stdout
+    assert "tabulate" in (ROOT / "examples" / "scripts" / "weather_report.py").read_text()
     assert cli("run", "--", "python:import tabulate").returncode == 1  # not in supertask's own env
 
 
