@@ -72,6 +72,17 @@ def _open_store(settings):  # type: ignore[no-untyped-def]
     return Store.open(settings.store_url)
 
 
+def _known_namespace(st, namespace: str | None) -> None:  # type: ignore[no-untyped-def]
+    """A --ns the store does not have is a typo to report, not an empty listing."""
+    if namespace is None:
+        return
+    names = [r["name"] for r in st.list_namespaces()]
+    if namespace not in names:
+        known = f"it has {', '.join(names[:10])}{', ...' if len(names) > 10 else ''}" if names else "it has none yet"
+        raise UsageError(f"--ns: no namespace {namespace!r} in the store ({known}); "
+                         "`supertask list-namespaces` lists them")
+
+
 def _timetable_path(file: str | None) -> Path:
     from supertask.timetable import find_timetable
 
@@ -222,8 +233,9 @@ def list_jobs(
 
         rows = live_rows(connect, home, namespace, token)
     if rows is None:
-        settings = _settings(store, home)
-        rows = [j.to_json() for j in _open_store(settings).list_jobs(namespace)]
+        st = _open_store(_settings(store, home))
+        _known_namespace(st, namespace)
+        rows = [j.to_json() for j in st.list_jobs(namespace)]
     if as_json:
         from supertask.output import print_json
 
@@ -251,8 +263,9 @@ def history(
     as_json: JsonOpt = False,
 ) -> None:
     """List recorded runs, newest first."""
-    settings = _settings(store, home)
-    runs = _open_store(settings).history(namespace, job, failed=failed, limit=limit)
+    st = _open_store(_settings(store, home))
+    _known_namespace(st, namespace)
+    runs = st.history(namespace, job, failed=failed, limit=limit)
     if as_json:
         from supertask.output import print_json
 

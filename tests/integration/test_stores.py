@@ -33,6 +33,9 @@ jobs:
     assert jobs["daily"]["next_fire"].endswith("T00:00:00+00:00")
     for key in ("namespace", "name", "when", "run", "enabled", "next_fire"):
         assert key in jobs["tick"]
+    typo = store_cli("list-jobs", "--ns", "shraed")  # a typo is reported, not an empty list
+    assert typo.returncode == 2 and "'shraed'" in typo.stderr and "shared" in typo.stderr
+    assert store_cli("history", "--ns", "shraed").returncode == 2
     runs = store_cli.json("history", "tick", "--limit", "100")
     fired = out.read_text().split()
     assert len(runs) == len(fired) and len(set(fired)) == len(fired)
