@@ -20,7 +20,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from supertask import __version__
-from supertask.errors import JobNotFound, RunNotFound, SupertaskError, UsageError
+from supertask.errors import JobNotFound, RunNotFound, SupertaskError, TimetableError, UsageError
 from supertask.model import Job, RunStatus
 
 if TYPE_CHECKING:
@@ -94,7 +94,11 @@ def edited(job: Job | None, name: str, values: dict[str, Any]) -> Job:
     elif env_items is not None:
         values["env"] = {**(values.get("env") or {}), **env_items}
     entry.update(values)
-    loaded = load_timetable(json.dumps({"jobs": [entry]}, default=str), "--set").jobs[0]
+    try:
+        loaded = load_timetable(json.dumps({"jobs": [entry]}, default=str), "--set").jobs[0]
+    except TimetableError as exc:  # said as the command's keys, not as a line of a file
+        what = "; ".join(f"{p.path.removeprefix('jobs[0].') or 'job'}: {p.message}" for p in exc.problems)
+        raise UsageError(f"job {name!r} not {'added' if job is None else 'changed'}: {what}") from None
     if job is None:
         return loaded
     changes: dict[str, Any] = {}

@@ -176,7 +176,9 @@ def test_reschedule_edit_and_add_take_effect_at_once_and_persist(cli: Cli, sched
     row = cli.json("jobs", "reschedule", "hourly", "--when", "every 2h")
     assert row["when"] == "every 2h"
     assert jobs_by_name(cli, "--no-live")["hourly"]["when"] == "every 2h"
-    assert cli("jobs", "reschedule", "hourly", "--when", "every 5 mins").returncode == 2
+    bad_when = cli("jobs", "reschedule", "hourly", "--when", "every 5 mins")
+    assert bad_when.returncode == 2 and "job 'hourly' not changed: when: " in bad_when.stderr
+    assert "every 5m" in bad_when.stderr and "timetable" not in bad_when.stderr
 
     ok(cli("jobs", "edit", "marker", "--set", "env.WHO=edited", "--set", "retries=2", "--set", "timeout=30s"))
     ok(cli("jobs", "trigger", "marker", "--wait"))
