@@ -29,6 +29,15 @@ def error(message: str) -> None:
 
 
 def short_time(iso: str | None) -> str:
+    """``2026-12-02T03:00:00.5+01:00`` -> ``2026-12-02 03:00:00+01:00``: seconds kept, the
+    offset always (a whole-second time in Europe/Berlin must not read as UTC)."""
     if not iso:
         return "-"
-    return iso.replace("T", " ")[:19] + (iso[26:] if len(iso) > 26 and iso[26] in "+-" else "")
+    from datetime import datetime
+
+    try:
+        dt = datetime.fromisoformat(iso)
+    except ValueError:
+        return iso
+    offset = dt.strftime("%z")
+    return dt.strftime("%Y-%m-%d %H:%M:%S") + (f"{offset[:3]}:{offset[3:5]}" if offset else "")

@@ -389,6 +389,23 @@ def test_when_daily_one_liner_stays_in_the_foreground(cli: Cli) -> None:
     assert sched.stop() == 0
 
 
+def test_tables_show_the_offset_of_whole_second_times(cli: Cli) -> None:
+    write(cli.cwd / "supertask.yaml", """
+namespace: zones
+jobs:
+  - {name: berlin, when: "0 3 * * *", timezone: Europe/Berlin, run: "cmd:true"}
+""")
+    sched = cli.start("--no-watch")
+    try:
+        sched.wait_event("scheduler started")
+    finally:
+        assert sched.stop() == 0
+    fire = cli.json("list-jobs")[0]["next_fire"]  # 03:00 in Berlin, as UTC
+    assert fire[10:] in ("T02:00:00+00:00", "T01:00:00+00:00"), fire
+    table = cli("list-jobs", "--no-live").stdout
+    assert f"{fire[:10]} {fire[11:]}" in table, table  # not a bare 02:00:00 that reads as local time
+
+
 def test_log_file_keeps_interleaved_stamped_streams(cli: Cli) -> None:
     proc = cli("run", "--", "cmd:echo out1; sleep 0.1; echo err1 >&2; sleep 0.1; echo out2")
     assert proc.returncode == 0
