@@ -5,7 +5,8 @@ When ``supertask run`` starts, the runs that this host's scheduler had ``running
 noticed. Their process groups, if still alive, are **ended, not adopted**: a child
 whose output pipes died with the old scheduler cannot be supervised or logged, so it
 gets TERM, its ``kill_grace``, then KILL. A process counts as the run's only when its
-environment carries that run's ``SUPERTASK_RUN_ID`` (pids get reused). Then the job's
+environment carries that run's ``SUPERTASK_RUN_KEY`` (store, namespace and run id:
+pids get reused, and another store's scheduler may have a run with the same id). Then the job's
 retry policy applies: ``lost`` is in ``retry_on`` by default, so while attempts are
 left a new attempt of the same scheduled fire starts (reason ``retry``). The fire is
 never run twice under one attempt number: the run row is the claim.
@@ -33,7 +34,7 @@ def mark_lost_runs(service: Any) -> list[tuple[RunRecord, Job | None]]:
             job: Job | None = service.store.get_job(run.namespace, run.job).job
         except JobNotFound:
             job = None
-        ended = end_orphans(run, job.kill_grace if job else 10.0)
+        ended = end_orphans(run, job.kill_grace if job else 10.0, service.store.url)
         log.warning("run lost", job=run.job, namespace=run.namespace, run=run.id, attempt=run.attempt,
                     orphans_ended=ended, message="in flight when the scheduler last stopped")
         lost.append((run, job))
@@ -50,13 +51,15 @@ def retry_lost_runs(service: Any, lost: list[tuple[RunRecord, Job | None]]) -> N
             service.executor.submit_retry(run.namespace, job, run.scheduled, run.attempt + 1)
 
 
-def end_orphans(run: RunRecord, grace: float) -> int:
-    """End the processes that still carry the run's id; return how many there were."""
+def end_orphans(run: RunRecord, grace: float, store_url: str) -> int:
+    """End the processes that still carry the run's key; return how many there were."""
+    from supertask.runner import run_key
+
+    key = run_key(store_url, run.namespace, run.id)
     mine = []
     for proc in psutil.process_iter(["pid"]):
         try:
-            if proc.environ().get("SUPERTASK_RUN_ID") == str(run.id) and \
-                    proc.environ().get("SUPERTASK_NAMESPACE") == run.namespace:
+            if proc.environ().get("SUPERTASK_RUN_KEY") == key:
                 mine.append(proc)
         except (psutil.Error, OSError):
             continue

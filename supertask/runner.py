@@ -208,7 +208,7 @@ def _run_steps(
     succeeded), ``failure`` (one failed), ``always``. A failed step with
     ``continue_on_error`` does not count as a failure. The run's timeout covers all steps.
     """
-    env = build_env(namespace, job, run_id, scheduled)
+    env = build_env(namespace, job, run_id, scheduled, ctx.store.url)
     started = time.monotonic()
 
     def remaining() -> float | None:
@@ -244,7 +244,16 @@ def _run_steps(
     return failed or Outcome(RunStatus.SUCCEEDED, 0, last.pid)
 
 
-def build_env(namespace: str, job: Job, run_id: int, scheduled: datetime) -> dict[str, str]:
+def run_key(store_url: str, namespace: str, run_id: int) -> str:
+    """What marks a run's processes machine-wide (``SUPERTASK_RUN_KEY``): the store too,
+    so two schedulers on one machine with the same namespace and run ids (two users'
+    stores, two test runs) never end each other's processes."""
+    import hashlib
+
+    return f"{hashlib.sha256(store_url.encode()).hexdigest()[:12]}/{namespace}/{run_id}"
+
+
+def build_env(namespace: str, job: Job, run_id: int, scheduled: datetime, store_url: str = "") -> dict[str, str]:
     """The child's environment: ours, then ``env_file``, then ``env``, then the run's facts."""
     env = dict(os.environ)
     if job.env_file:
@@ -255,6 +264,7 @@ def build_env(namespace: str, job: Job, run_id: int, scheduled: datetime) -> dic
         SUPERTASK_JOB=job.name,
         SUPERTASK_NAMESPACE=namespace,
         SUPERTASK_SCHEDULED=scheduled.isoformat(),
+        SUPERTASK_RUN_KEY=run_key(store_url, namespace, run_id),
     )
     return env
 

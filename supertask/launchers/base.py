@@ -204,20 +204,19 @@ def run_process(
     return Outcome(status, code, proc.pid)
 
 
-def _run_key(env: dict[str, str]) -> tuple[str, str] | None:
-    run_id, namespace = env.get("SUPERTASK_RUN_ID"), env.get("SUPERTASK_NAMESPACE")
-    return (run_id, namespace) if run_id and namespace else None
+def _run_key(env: dict[str, str]) -> str | None:
+    return env.get("SUPERTASK_RUN_KEY") or None
 
 
 def end_group(
-    proc: subprocess.Popen[bytes], grace: float, run_key: tuple[str, str] | None = None
+    proc: subprocess.Popen[bytes], grace: float, run_key: str | None = None
 ) -> None:
     """TERM the child's process group and every descendant, wait ``grace``, then KILL.
 
     Descendants are collected with psutil first, so ones that started a session of
     their own are ended too; with ``run_id``, so are processes that left the tree
     altogether (double-forked daemons, re-parented to init) but still carry the run's
-    ``SUPERTASK_RUN_ID`` and ``SUPERTASK_NAMESPACE`` in their environment.
+    ``SUPERTASK_RUN_KEY`` (store, namespace and run id) in their environment.
     """
     import psutil
 
@@ -227,7 +226,7 @@ def end_group(
         family = []
     if run_key is not None:
         known = {p.pid for p in family}
-        family += [p for p in _carrying(*run_key) if p.pid not in known]
+        family += [p for p in _carrying(run_key) if p.pid not in known]
     _signal_all(proc.pid, family, signal.SIGTERM)
     gone_by = time.monotonic() + grace
     while time.monotonic() < gone_by:
@@ -238,7 +237,7 @@ def end_group(
     _signal_all(proc.pid, family, signal.SIGKILL)
 
 
-def _carrying(run_id: str, namespace: str) -> list[psutil.Process]:
+def _carrying(run_key: str) -> list[psutil.Process]:
     """Processes whose environment names the run."""
     import psutil
 
@@ -249,7 +248,7 @@ def _carrying(run_id: str, namespace: str) -> list[psutil.Process]:
             continue
         try:
             env = p.environ()
-            if env.get("SUPERTASK_RUN_ID") == run_id and env.get("SUPERTASK_NAMESPACE") == namespace:
+            if env.get("SUPERTASK_RUN_KEY") == run_key:
                 found.append(p)
         except (psutil.Error, OSError):
             continue
