@@ -1,3 +1,3 @@
-from supertask.cli import main
+from supertask.entry import main
 
 main()

@@ -14,7 +14,7 @@ import typer
 
 from supertask import __version__
 from supertask.errors import SupertaskError, UsageError
-from supertask.settings import env_name, help_for
+from supertask.settings import LOG_FORMATS, LOG_LEVELS, env_name, help_for
 
 app = typer.Typer(
     name="supertask",
@@ -41,8 +41,6 @@ HomeOpt = Annotated[str | None, _opt("home", "--home", metavar="DIR")]
 NsOpt = Annotated[str | None, _opt("namespace", "--ns", "--namespace", metavar="NS")]
 JsonOpt = Annotated[bool, typer.Option("--json", help="Print JSON for scripts")]
 LogFormatOpt = Annotated[str, _opt("log_format", "--log-format")]
-LOG_FORMATS = ("auto", "console", "json")
-LOG_LEVELS = ("debug", "info", "warning", "error")
 
 
 def _version(value: bool) -> None:

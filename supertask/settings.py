@@ -30,6 +30,10 @@ DEFAULTS: dict[str, tuple[object, str]] = {
 }
 
 
+LOG_FORMATS = ("auto", "console", "json")
+LOG_LEVELS = ("debug", "info", "warning", "error")
+
+
 def env_name(option: str) -> str:
     return "SUPERTASK_" + option.upper().replace("-", "_")
 

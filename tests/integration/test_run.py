@@ -415,7 +415,7 @@ def test_log_file_keeps_interleaved_stamped_streams(cli: Cli) -> None:
     assert os.stat(run["log_path"]).st_size > 0
 
 
-def test_one_liner_on_an_existing_store_imports_no_sqlalchemy_nor_apscheduler(cli: Cli) -> None:
+def test_one_liner_on_an_existing_store_imports_no_sqlalchemy_nor_typer(cli: Cli) -> None:
     """The one-shot path's start-up (docs/benchmarks.md): with a SQLite store in place,
     it records the run through the stdlib sqlite3 and leaves the heavy modules alone."""
     assert cli("run", "--", "cmd:true").returncode == 0  # creates the store
@@ -423,7 +423,7 @@ def test_one_liner_on_an_existing_store_imports_no_sqlalchemy_nor_apscheduler(cl
                           cwd=cli.cwd, env=cli.env, capture_output=True, text=True, timeout=60)
     assert (proc.returncode, proc.stdout) == (0, "fast\n")
     imported = {line.split("|")[-1].strip() for line in proc.stderr.splitlines() if line.startswith("import time")}
-    assert not {"sqlalchemy", "apscheduler", "rich", "croniter", "psutil"} & imported
+    assert not {"sqlalchemy", "apscheduler", "rich", "croniter", "psutil", "typer"} & imported
     assert [r["log_tail"] for r in history(cli)] == ["fast", ""]
 
 
@@ -458,3 +458,28 @@ def test_an_unchanged_timetable_is_not_read_again_at_a_restart(cli: Cli) -> None
     env_file.unlink()
     proc = cli("run", "--no-watch")
     assert proc.returncode == 2 and "env_file" in proc.stderr and "does not exist" in proc.stderr
+
+
+def test_a_timeout_ends_only_its_own_runs_not_another_stores(cli: Cli, tmp_path: Path) -> None:
+    """Two schedulers on one machine, different stores, the same namespace and run ids:
+    one's timeout must not end the other's run (SUPERTASK_RUN_KEY names the store)."""
+    other = Cli(tmp_path / "home-b", None, tmp_path / "work-b")
+    other.cwd.mkdir()
+    for c, timeout in ((cli, "timeout: 1s"), (other, "timeout: 1h")):
+        (c.cwd / "supertask.yaml").write_text(
+            f"namespace: same\njobs:\n  - {{name: long, when: once, run: 'cmd:sleep 60', {timeout}}}\n")
+    b = other.start("--grace", "1s")
+    try:
+        b.wait_event("run started", job="long")
+        pid = wait_until(lambda: [r["pid"] for r in other.json("status")["runs"] if r["pid"]], what="b's pid")[0]
+        a = cli.start()
+        try:
+            a.wait_event("run finished", job="long", timeout=30)
+        finally:
+            assert a.stop() == 0
+        assert history(cli)[0]["status"] == "timed-out"
+        [run_b] = history(other)
+        assert (run_b["id"], run_b["status"]) == (1, "running")
+        assert psutil.pid_exists(pid) and psutil.Process(pid).status() != psutil.STATUS_ZOMBIE
+    finally:
+        assert b.stop() == 0

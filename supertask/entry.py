@@ -1,0 +1,94 @@
+"""The console script. ``supertask run [OPTIONS] -- KIND:TARGET`` (a one-shot run) and
+``supertask --version`` skip typer; everything else goes to :mod:`supertask.cli`.
+
+Importing typer and building its click commands is ~70 ms, most of what a one-shot
+``supertask run -- cmd:true`` costs beyond the command itself (docs/benchmarks.md;
+the target is 120 ms). This path takes only the options a one-shot run has
+(``--name``, ``--store``, ``--home``, ``--ns``/``--namespace``, ``--log-format``,
+``--log-level``, ``--when once|now``, as ``--opt VALUE`` or ``--opt=VALUE``), reads
+the same ``SUPERTASK_*`` variables, and calls the same :func:`supertask.commands.run`.
+Anything else, including a value it would have to reject, goes through typer, which
+gives the usual help and error messages.
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+
+_VALUED = {"--name": "name", "--store": "store", "--home": "home", "--ns": "namespace", "--namespace": "namespace",
+           "--log-format": "log_format", "--log-level": "log_level", "--when": "when"}
+# set in the environment, these go through typer, which checks them as it always does
+_SCHEDULER_ONLY = ("file", "grace", "max_workers", "max_concurrent", "listen", "token", "metrics", "watch")
+
+
+def one_shot_args(argv: list[str]) -> tuple[dict[str, str], list[str]] | None:
+    """The options and command of ``run [OPTIONS] -- KIND:TARGET ...``, or None when
+    ``argv`` is anything else (or the environment sets an option of a scheduler)."""
+    from supertask.settings import LOG_FORMATS, LOG_LEVELS, env_name
+
+    if len(argv) < 3 or argv[0] != "run" or "--" not in argv:
+        return None
+    split = argv.index("--")
+    command = argv[split + 1:]
+    if not command:
+        return None
+    opts: dict[str, str] = {}
+    words = iter(argv[1:split])
+    for word in words:
+        flag, eq, value = word.partition("=")
+        key = _VALUED.get(flag)
+        if key is None or key in opts:
+            return None
+        if not eq:
+            value = next(words, "")
+            if not value or value.startswith("-"):
+                return None
+        opts[key] = value
+    for key in ("namespace", "log_format", "log_level", "when"):
+        if key not in opts and os.environ.get(env_name(key)):
+            opts[key] = os.environ[env_name(key)]
+    if any(os.environ.get(env_name(key)) for key in _SCHEDULER_ONLY) or opts.get("when", "once") not in ("once", "now"):
+        return None
+    if opts.get("log_format", "auto") not in LOG_FORMATS or opts.get("log_level", "warning").lower() not in LOG_LEVELS:
+        return None
+    return opts, command
+
+
+def main() -> None:
+    argv = sys.argv[1:]
+    if argv in (["--version"], ["-V"]):
+        from supertask import __version__
+
+        print(f"supertask {__version__}")
+        return
+    parsed = one_shot_args(argv)
+    if parsed is None:
+        from supertask.cli import main as cli_main
+
+        cli_main()
+        return
+    from supertask.errors import SupertaskError
+
+    try:
+        sys.exit(_run_once(*parsed))
+    except SupertaskError as exc:
+        from supertask.output import error
+
+        error(str(exc))
+        sys.exit(exc.exit_code)
+    except KeyboardInterrupt:
+        sys.exit(130)
+
+
+def _run_once(opts: dict[str, str], command: list[str]) -> int:
+    from supertask import commands
+    from supertask.log import configure
+    from supertask.settings import Settings
+
+    log_format, log_level = opts.get("log_format", "auto"), opts.get("log_level", "warning")
+    configure(log_format, log_level)
+    settings = Settings.build(home=opts.get("home"), store=opts.get("store"), log_format=log_format,
+                              log_level=log_level)
+    return commands.run(settings, command=command, file=None, when=opts.get("when"),
+                        name=opts.get("name"), namespace=opts.get("namespace"))

@@ -1,0 +1,51 @@
+"""The console script's one-shot path: which command lines skip typer."""
+
+from __future__ import annotations
+
+import pytest
+
+from supertask.entry import one_shot_args
+
+
+@pytest.mark.parametrize(
+    ("argv", "expected"),
+    [
+        (["run", "--", "cmd:echo", "hi"], ({}, ["cmd:echo", "hi"])),
+        (["run", "--name", "n", "--ns=x", "--", "cmd:true"], ({"name": "n", "namespace": "x"}, ["cmd:true"])),
+        (["run", "--when", "once", "--log-level", "info", "--", "exec:true"],
+         ({"when": "once", "log_level": "info"}, ["exec:true"])),
+        (["run", "--", "cmd:true", "--name", "x"], ({}, ["cmd:true", "--name", "x"])),  # after --: the command's
+    ],
+)
+def test_one_shot_command_lines(argv: list[str], expected: tuple, monkeypatch: pytest.MonkeyPatch) -> None:
+    for name in ("SUPERTASK_NAMESPACE", "SUPERTASK_LOG_FORMAT", "SUPERTASK_LOG_LEVEL", "SUPERTASK_WHEN",
+                 "SUPERTASK_FILE", "SUPERTASK_GRACE"):
+        monkeypatch.delenv(name, raising=False)
+    assert one_shot_args(argv) == expected
+
+
+@pytest.mark.parametrize(
+    "argv",
+    [
+        ["run"],  # a timetable
+        ["run", "--"],  # nothing after --: typer decides
+        ["run", "--file", "t.yaml", "--", "cmd:true"],  # not a one-shot option
+        ["run", "--when", "@daily", "--", "cmd:true"],  # scheduled: stays in the foreground
+        ["run", "--log-level", "loud", "--", "cmd:true"],  # typer reports the bad value
+        ["run", "--name", "--", "cmd:true"],  # --name without a value
+        ["run", "--name", "a", "--name", "b", "--", "cmd:true"],
+        ["history", "--", "x"],
+        ["run", "--help", "--", "cmd:true"],
+    ],
+)
+def test_everything_else_goes_through_typer(argv: list[str], monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.delenv("SUPERTASK_WHEN", raising=False)
+    assert one_shot_args(argv) is None
+
+
+def test_scheduler_settings_in_the_environment_go_through_typer(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("SUPERTASK_GRACE", "bogus")  # typer checks it, as for any run
+    assert one_shot_args(["run", "--", "cmd:true"]) is None
+    monkeypatch.delenv("SUPERTASK_GRACE")
+    monkeypatch.setenv("SUPERTASK_WHEN", "@hourly")
+    assert one_shot_args(["run", "--", "cmd:true"]) is None
