@@ -25,6 +25,10 @@ if TYPE_CHECKING:  # psutil is imported where a process tree is ended (~25 ms a 
 
 #: The ``run:`` kinds, in the order ``--help`` and error messages list them.
 KINDS = ("cmd", "exec", "python", "uv", "docker")
+#: A line longer than this (output without newlines: a ``\r`` progress bar, binary
+#: data) is relayed in pieces of this size, as journald splits at ``LineMax``, so a
+#: pending line never holds more than this in the scheduler's memory.
+MAX_LINE = 64 * 1024
 
 
 @dataclass(frozen=True)
@@ -116,7 +120,9 @@ def run_process(
     Status is ``succeeded`` on exit 0, ``failed`` otherwise, ``timed-out`` when the
     timeout ended it, ``killed`` when ``stop`` was set. When the main child exits but a
     background grandchild still holds its pipes, output is read for one more second and
-    then left: the run ends with its main process (as cron's does).
+    then left: the run ends with its main process (as cron's does). A line longer than
+    :data:`MAX_LINE` bytes is handed on in pieces of that size, so output without
+    newlines neither grows memory nor stalls the reading.
     """
     from supertask import reaper
 
@@ -173,9 +179,14 @@ def run_process(
                     sel.unregister(key.fileobj)
                     continue
                 data = buffers[stream] + chunk
-                *lines, buffers[stream] = data.split(b"\n")
+                *lines, rest = data.split(b"\n")
                 for raw in lines:
-                    on_line(stream, raw.decode("utf-8", "replace").rstrip("\r"))
+                    for start in range(0, max(len(raw), 1), MAX_LINE):
+                        on_line(stream, raw[start:start + MAX_LINE].decode("utf-8", "replace").rstrip("\r"))
+                while len(rest) >= MAX_LINE:
+                    on_line(stream, rest[:MAX_LINE].decode("utf-8", "replace"))
+                    rest = rest[MAX_LINE:]
+                buffers[stream] = rest
         for stream, rest in buffers.items():
             if rest:
                 on_line(stream, rest.decode("utf-8", "replace"))

@@ -210,6 +210,28 @@ jobs:
     assert any(e["event"].startswith("output over log_max") for e in sched.events())
 
 
+def test_output_without_newlines_is_split_and_capped(cli: Cli) -> None:
+    timetable(cli, r"""
+namespace: blob
+jobs:
+  - name: no-newline
+    when: once
+    log_max: 256k
+    timeout: 60s
+    run: "cmd:printf START; head -c 20000000 /dev/zero | tr '\\0' x; printf END"
+""")
+    sched = cli.start()
+    try:
+        event = sched.wait_event("run finished", job="no-newline", timeout=60)
+    finally:
+        assert sched.stop() == 0
+    assert event["status"] == "succeeded"
+    lines = Path(runs(cli)[0]["log_path"]).read_text().splitlines()
+    assert lines[0].split(" ", 2)[2].startswith("STARTxxx") and lines[-1].endswith("xxxEND")
+    assert "left out" in "\n".join(lines)
+    assert max(len(line) for line in lines) < 65 * 1024  # relayed in pieces of 64 KiB at most
+
+
 def test_history_keep_and_prune(cli: Cli) -> None:
     timetable(cli, """
 namespace: keep
