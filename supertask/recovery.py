@@ -8,18 +8,23 @@ gets TERM, its ``kill_grace``, then KILL. A process counts as the run's only whe
 environment carries that run's ``SUPERTASK_RUN_KEY`` (store, namespace and run id:
 pids get reused, and another store's scheduler may have a run with the same id). Then the job's
 retry policy applies: ``lost`` is in ``retry_on`` by default, so while attempts are
-left a new attempt of the same scheduled fire starts (reason ``retry``). The fire is
-never run twice under one attempt number: the run row is the claim.
+left a new attempt of the same scheduled fire starts (reason ``retry``). A lost run that
+is not retried was the fire's last attempt: its ``on_failure`` actions and its ``ping``
+``/fail`` go out (off the start-up path), with the last lines its log file got as the
+tail. The fire is never run twice under one attempt number: the run row is the claim.
 """
 
 from __future__ import annotations
 
 import os
 import signal
+import threading
+from pathlib import Path
 from typing import Any
 
 import psutil
 
+from supertask import notify
 from supertask.errors import JobNotFound
 from supertask.log import get_logger
 from supertask.model import Job, RunRecord
@@ -42,13 +47,43 @@ def mark_lost_runs(service: Any) -> list[tuple[RunRecord, Job | None]]:
 
 
 def retry_lost_runs(service: Any, lost: list[tuple[RunRecord, Job | None]]) -> None:
-    """Once the executor runs: retry the lost runs whose policy says so."""
+    """Once the executor runs: retry the lost runs whose policy says so; for the
+    others, the last attempt failed: send their ``on_failure`` actions and fail pings."""
     log = get_logger("supertask.scheduler")
+    final: list[tuple[RunRecord, Job]] = []
     for run, job in lost:
-        if job is not None and "lost" in job.retry_on and run.attempt <= job.retries and run.scheduled:
+        if job is None:
+            continue
+        if "lost" in job.retry_on and run.attempt <= job.retries and run.scheduled:
             log.info("retry scheduled", job=run.job, namespace=run.namespace, run=run.id,
                      attempt=run.attempt + 1, delay=0)
             service.executor.submit_retry(run.namespace, job, run.scheduled, run.attempt + 1)
+        elif job.on_failure or job.ping:
+            final.append((run, job))
+    if final:
+        threading.Thread(target=_notify_lost, args=(service.store, final), name="supertask-lost-notify",
+                         daemon=True).start()
+
+
+def _notify_lost(store: Any, final: list[tuple[RunRecord, Job]]) -> None:
+    for run, job in final:
+        record = store.get_run(run.id).to_json()
+        record["log_tail"] = record.get("log_tail") or _log_tail(record.get("log_path"))
+        notify.run_actions(job.on_failure, record, event="failure")
+        notify.ping(job.ping, "fail", record)
+
+
+def _log_tail(path: str | None, lines: int = 20) -> str:
+    """The text of the last ``lines`` lines of a run's log file (stamp and stream cut off)."""
+    if not path:
+        return ""
+    try:
+        with open(Path(path), "rb") as f:
+            f.seek(max(0, f.seek(0, os.SEEK_END) - 16384))
+            raw = f.read().decode("utf-8", "replace").splitlines()[-lines:]
+    except OSError:
+        return ""
+    return "\n".join(line.split(" ", 2)[2] if line.count(" ") >= 2 else line for line in raw)
 
 
 def end_orphans(run: RunRecord, grace: float, store_url: str) -> int:

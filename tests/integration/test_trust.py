@@ -185,6 +185,35 @@ jobs:
                what="the orphan to be ended")
 
 
+def test_a_lost_run_without_retries_left_sends_on_failure_and_the_fail_ping(cli: Cli, tmp_path: Path) -> None:
+    server = ThreadingHTTPServer(("127.0.0.1", 0), _Hooks)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    base = f"http://127.0.0.1:{server.server_address[1]}"
+    facts, pidfile = tmp_path / "facts", tmp_path / "sleeper.pid"
+    timetable(cli, f"""
+namespace: lostnote
+jobs:
+  - name: dies
+    when: once
+    ping: {base}/lost
+    on_failure: ["cmd:echo $SUPERTASK_RUN_ID $SUPERTASK_STATUS $SUPERTASK_LOG_TAIL >> {facts}"]
+    run: "cmd:echo working; sleep 300 & echo $! > {pidfile}; wait"
+""")
+    sched = cli.start()
+    wait_until(lambda: pidfile.exists() and pidfile.read_text().strip(), what="the job to start")
+    os.kill(sched.proc.pid, signal.SIGKILL)
+    sched.proc.wait(10)
+    sched = cli.start()
+    try:
+        wait_until(lambda: facts.exists() and facts.read_text().strip(), what="the on_failure hook")
+        wait_until(lambda: any(p == "/lost/fail" for _, p, _ in _Hooks.received), what="the fail ping")
+    finally:
+        assert sched.stop() == 0
+        server.shutdown()
+    assert facts.read_text().split() == ["1", "lost", "working"]
+    assert [r["status"] for r in runs(cli)] == ["lost"]
+
+
 def test_huge_output_is_capped_head_and_tail(cli: Cli) -> None:
     timetable(cli, """
 namespace: loud
