@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import difflib
 import re
+import shlex
 import textwrap
 from collections.abc import Callable, Mapping
 from pathlib import Path
@@ -183,6 +184,10 @@ def normalise_run(value: str) -> str:
     ``dockr``, ``pyhton``) or a common stand-in (``sh``, ``bash``, ``shell``, ``py``,
     ``podman``...). Then it is an error: a typo must not turn into a shell command
     that fails at 3 a.m. Write ``cmd:`` explicitly to run such text in a shell.
+
+    ``exec:``, ``uv:`` and ``docker:`` targets are split as a shell splits them when
+    they run, so one that cannot be split (an unclosed quote) is an error here, as is
+    a ``docker:`` target without an image.
     """
     m = _KIND_RE.match(value.strip())
     if not m:
@@ -195,6 +200,14 @@ def normalise_run(value: str) -> str:
         target = textwrap.dedent(target).strip("\n") if kind == "python" else target.strip()
         if not target.strip():
             raise ValueError(f"nothing to run after '{kind}:'; e.g. {_EXAMPLES[kind]}")
+        if kind in ("exec", "uv", "docker"):
+            try:
+                words = shlex.split(target)
+            except ValueError as err:
+                raise ValueError(f"cannot split '{kind}:{target}' into words ({str(err).lower()}); "
+                                 "check its quotes") from None
+            if kind == "docker" and words[:1] == ["--"]:
+                raise ValueError(f"no image before '--'; e.g. {_EXAMPLES[kind]}")
         return f"{kind}:{target}"
     guess = _KIND_LOOKALIKES.get(kind) or next(
         iter(difflib.get_close_matches(kind, RUN_KINDS, n=1, cutoff=0.6)), None

@@ -267,6 +267,11 @@ def test_run_kinds(given, stored):
         ("podman:alpine", "unknown run kind 'podman'; did you mean 'docker:'?"),
         ("cmd:", "nothing to run after 'cmd:'"),
         ("  ", "empty command"),
+        ("docker:busybox -- sh -c 'echo hi", "cannot split 'docker:busybox -- sh -c 'echo hi' into words "
+         "(no closing quotation); check its quotes"),
+        ('exec:echo "hi', "(no closing quotation); check its quotes"),
+        ("uv:'report.py", "(no closing quotation); check its quotes"),
+        ("docker:-- echo hi", "no image before '--'; e.g. docker:busybox -- echo hello"),
     ],
 )
 def test_bad_run_kinds(given, message):
