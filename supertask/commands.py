@@ -190,6 +190,7 @@ def _serve(settings: Settings, namespace: str, timetable: Timetable, *, store: A
     early_stop = threading.Event()
     for sig in (signal.SIGINT, signal.SIGTERM):
         signal.signal(sig, lambda _signum, _frame: early_stop.set())
+    up_since = datetime.now(UTC)  # fires due before this were missed while we were down
     if store is None or store.schema_missing:
         store = Store.open(settings.store_url)
     if mark is not None:
@@ -205,7 +206,8 @@ def _serve(settings: Settings, namespace: str, timetable: Timetable, *, store: A
         log.info("timetable synced", namespace=namespace, source=timetable.source, added=len(report.added),
                  changed=len(report.changed), removed=len(report.removed), unchanged=len(report.unchanged))
     service = Service(settings, store, [namespace], timetable=timetable,
-                      components=build_components(settings, timetable), stop_event=early_stop)
+                      components=build_components(settings, timetable), stop_event=early_stop,
+                      up_since=up_since)
     service.install_signal_handlers()
     from supertask import reaper
 

@@ -39,13 +39,16 @@ class _Waiting:
 class RunExecutor(BaseExecutor):
     def __init__(
         self, ctx: RunContext, jobstore: NamespaceJobStore, max_workers: int = 256,
-        max_concurrent: int | None = None,
+        max_concurrent: int | None = None, up_since: datetime | None = None,
     ):
         super().__init__()
         self.ctx = ctx
         self.jobstore = jobstore
         self.max_workers = max_workers
-        self.started_at = datetime.now(UTC)
+        # when this scheduler came up, before it synced its timetable: fires due before
+        # it were missed while it was down (catch-up); ones due later are on schedule
+        self._up_since = up_since
+        self.started_at = up_since or datetime.now(UTC)
         self._pool: ThreadPoolExecutor | None = None
         self._inflight: Counter[str] = Counter()
         self._waiting: dict[str, _Waiting] = {}
@@ -56,7 +59,7 @@ class RunExecutor(BaseExecutor):
 
     def start(self, scheduler: Any, alias: str) -> None:
         super().start(scheduler, alias)
-        self.started_at = datetime.now(UTC)
+        self.started_at = self._up_since or datetime.now(UTC)
         self._pool = ThreadPoolExecutor(self.max_workers, thread_name_prefix="supertask-run")
 
     def shutdown(self, wait: bool = True) -> None:
@@ -73,8 +76,10 @@ class RunExecutor(BaseExecutor):
         busy) do not run; they become one ``skipped`` run row naming how many were
         missed and when. Of the fires within the grace, ``catch_up: latest`` (the
         default) runs only the latest (they are coalesced); ``catch_up: all`` runs each,
-        oldest first. A fire due before this scheduler started runs with reason
-        ``catch-up``, else ``schedule``.
+        oldest first. A fire due before this scheduler came up (while it was down) runs
+        with reason ``catch-up``, else ``schedule``: a ``once``, ``@restart`` or
+        ``@reboot`` job firing at start-up, or a fire due while the timetable was being
+        synced, is on schedule.
         """
         found = self.jobstore.definition(job.id)
         if found is None:

@@ -85,6 +85,7 @@ class Service:
         timetable: Timetable | None = None,
         components: Iterable[Component] = (),
         stop_event: threading.Event | None = None,
+        up_since: datetime | None = None,
     ):
         self.settings = settings
         self.timetable = timetable  # the last good timetable, when serving one
@@ -94,7 +95,8 @@ class Service:
         self.log = get_logger("supertask.scheduler")
         self.ctx = RunContext(store=store, settings=settings, relay=relay_to_log)
         self.jobstore = NamespaceJobStore(store, self.namespaces, trigger_for)
-        self.executor = RunExecutor(self.ctx, self.jobstore, settings.max_workers, settings.max_concurrent)
+        self.executor = RunExecutor(self.ctx, self.jobstore, settings.max_workers, settings.max_concurrent,
+                                    up_since=up_since)
         # a stop asked for before the service existed (a signal during start-up) holds
         self.stop_request = StopRequest(stop_event or threading.Event())
         self.started = time.time()
