@@ -207,7 +207,7 @@ class DockerRun:
             code = attached.exit_code  # the container never ran: the CLI said why on stderr
         if ended_by:
             status = ended_by[0]
-            message = (f"timed out after {request.timeout:g}s; container {name} stopped"
+            message = (f"timed out after {_timeout(request):g}s; container {name} stopped"
                        if status is RunStatus.TIMED_OUT else f"ended on request; container {name} stopped")
             return Outcome(status, code, attached.pid, message)
         if code == 0:
@@ -259,8 +259,13 @@ def _ended_early(request: LaunchRequest, deadline: float | None) -> Outcome | No
     if request.stop is not None and request.stop.is_set():
         return Outcome(RunStatus.KILLED, None, None, "ended on request before the container started")
     if deadline is not None and time.monotonic() >= deadline:
-        return Outcome(RunStatus.TIMED_OUT, None, None, f"timed out after {request.timeout:g}s before the container started")
+        return Outcome(RunStatus.TIMED_OUT, None, None, f"timed out after {_timeout(request):g}s before the container started")
     return None
+
+
+def _timeout(request: LaunchRequest) -> float:
+    """The job's ``timeout`` as the user wrote it (``request.timeout`` is what was left of it)."""
+    return request.job.timeout or request.timeout or 0.0
 
 
 def _cli_name(cli: list[str]) -> str:

@@ -178,6 +178,7 @@ def test_timeout_stops_the_container_by_name(dcli: Cli, podman_env: dict[str, st
     assert podman(podman_env, "ps", "-a", "--filter", f"name={name}", "--format", "{{.Names}}").stdout.strip() == ""
     run = dcli.json("history", "--limit", "1")[0]
     assert run["status"] == "timed-out"
+    assert run["message"] == f"timed out after 1.5s; container {name} stopped"  # the job's timeout, as written
     assert f"stopping container {name}" in log_of(dcli, run)
 
 
