@@ -6,7 +6,8 @@ noticed. Their process groups, if still alive, are **ended, not adopted**: a chi
 whose output pipes died with the old scheduler cannot be supervised or logged, so it
 gets TERM, its ``kill_grace``, then KILL. A process counts as the run's only when its
 environment carries that run's ``SUPERTASK_RUN_KEY`` (store, namespace and run id:
-pids get reused, and another store's scheduler may have a run with the same id). Then the job's
+pids get reused, and another store's scheduler may have a run with the same id). A
+``docker:`` run's container is stopped and removed by name first, as a timeout would. Then the job's
 retry policy applies: ``lost`` is in ``retry_on`` by default, so while attempts are
 left a new attempt of the same scheduled fire starts (reason ``retry``). A lost run that
 is not retried was the fire's last attempt: its ``on_failure`` actions and its ``ping``
@@ -26,6 +27,7 @@ import psutil
 
 from supertask import notify
 from supertask.errors import JobNotFound
+from supertask.launchers.docker import end_lost_container
 from supertask.log import get_logger
 from supertask.model import Job, RunRecord
 
@@ -39,11 +41,17 @@ def mark_lost_runs(service: Any) -> list[tuple[RunRecord, Job | None]]:
             job: Job | None = service.store.get_job(run.namespace, run.job).job
         except JobNotFound:
             job = None
+        container = job is not None and _uses_docker(job) and end_lost_container(job, run.namespace, run.id)
         ended = end_orphans(run, job.kill_grace if job else 10.0, service.store.url)
         log.warning("run lost", job=run.job, namespace=run.namespace, run=run.id, attempt=run.attempt,
-                    orphans_ended=ended, message="in flight when the scheduler last stopped")
+                    orphans_ended=ended, container_removed=bool(container),
+                    message="in flight when the scheduler last stopped")
         lost.append((run, job))
     return lost
+
+
+def _uses_docker(job: Job) -> bool:
+    return any(run.startswith("docker:") for run in [job.run or "", *(step.run for step in job.steps)])
 
 
 def retry_lost_runs(service: Any, lost: list[tuple[RunRecord, Job | None]]) -> None:

@@ -10,7 +10,7 @@ and a killed CLI leaves its container running. So:
 4. ``wait NAME``: the exit code of the container, not of the CLI;
 5. ``rm -f NAME``, always (``finally``).
 
-A timeout or a stop request ends the container by name (``stop --time GRACE NAME``:
+A timeout, a stop request or (at the next start) a crash of the scheduler ends the container by name (``stop --time GRACE NAME``:
 TERM to its init, then KILL after ``kill_grace``); the attached CLI then ends by
 itself. ``--init`` makes a main process that ignores TERM (a plain ``sleep``) stop.
 
@@ -32,7 +32,7 @@ from pathlib import Path
 
 from supertask import reaper
 from supertask.launchers.base import Command, LaunchRequest, Outcome, run_process
-from supertask.model import RunStatus
+from supertask.model import Job, RunStatus
 
 #: The run's facts that reach a container besides the job's own ``env``.
 RUN_VARS = ("SUPERTASK_RUN_ID", "SUPERTASK_JOB", "SUPERTASK_NAMESPACE", "SUPERTASK_SCHEDULED")
@@ -252,6 +252,27 @@ class DockerRun:
         except subprocess.TimeoutExpired as exc:
             raise DockerError(f"docker: `{_cli_name(cli)} {args[0]}` did not answer within "
                               f"{timeout:g}s; is the container engine hung?") from exc
+
+
+def end_lost_container(job: Job, namespace: str, run_id: int) -> bool:
+    """After a crash: stop (``kill_grace``) and remove a lost run's container by name.
+
+    Its CLI died with the old scheduler, so nothing else would ever ``rm`` it. True
+    when the engine had such a container; an engine that is down or a container that
+    is gone already is not an error here.
+    """
+    text = job.docker_cli or job.env.get("SUPERTASK_DOCKER") or os.environ.get("SUPERTASK_DOCKER")
+    cli = shlex.split(str(text or "docker")) or ["docker"]
+    name = container_name(namespace, job.name, run_id)
+    grace = max(0, math.ceil(job.kill_grace))
+    try:
+        stop = reaper.run([*cli, "stop", "--time", str(grace), name], stdin=subprocess.DEVNULL, text=True,
+                          timeout=grace + ENGINE_TIMEOUT, start_new_session=True)
+        removed = reaper.run([*cli, "rm", "-f", name], stdin=subprocess.DEVNULL, text=True,
+                             timeout=ENGINE_TIMEOUT, start_new_session=True)
+    except (OSError, subprocess.TimeoutExpired):
+        return False
+    return stop.returncode == 0 or (removed.returncode == 0 and name in removed.stdout)
 
 
 def _ended_early(request: LaunchRequest, deadline: float | None) -> Outcome | None:

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import os
 import shutil
+import signal
 import subprocess
 import time
 import uuid
@@ -195,6 +196,27 @@ def test_shutdown_stops_a_running_container(dcli: Cli, podman_env: dict[str, str
     assert time.monotonic() - t0 < 15
     assert dcli.json("history", "--limit", "1")[0]["status"] == "killed"
     assert not exists(podman_env, name)
+
+
+def test_kill_9_of_the_scheduler_then_a_restart_removes_the_lost_runs_container(dcli: Cli, podman_env: dict[str, str]) -> None:
+    ns = timetable(dcli, f"""
+  - {{name: orphaned, when: once, kill_grace: 1s, run: "docker:{IMAGE} -- sleep 300"}}
+""")
+    sched = dcli.start()
+    started = sched.wait_event("run started", job="orphaned")
+    name = container_name(ns, "orphaned", started["run"])
+    wait_until(lambda: podman(podman_env, "ps", "--filter", f"name={name}", "--format", "{{.Names}}").stdout.strip(),
+               what=f"container {name} running")
+    os.kill(sched.proc.pid, signal.SIGKILL)
+    sched.proc.wait(10)
+    sched = dcli.start()
+    try:
+        lost = sched.wait_event("run lost", job="orphaned", timeout=40)
+    finally:
+        assert sched.stop() == 0
+    assert lost["container_removed"] is True
+    assert not exists(podman_env, name)
+    assert dcli.json("history", "--limit", "1")[0]["status"] == "lost"
 
 
 def test_missing_image_missing_cli_and_engine_down_are_failed_runs_with_the_reason(dcli: Cli, tmp_path: Path) -> None:
