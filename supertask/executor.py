@@ -53,8 +53,8 @@ class RunExecutor(BaseExecutor):
         self._inflight: Counter[str] = Counter()
         self._waiting: dict[str, _Waiting] = {}
         self._guard = threading.Lock()
-        # the global cap: runs beyond it wait (in order) for a slot
-        self._slots = threading.BoundedSemaphore(max_concurrent) if max_concurrent else None
+        # the global cap: attempts beyond it wait (in order) for a slot (runner.execute)
+        ctx.slots = threading.BoundedSemaphore(max_concurrent) if max_concurrent else None
         self.log = get_logger("supertask.scheduler")
 
     def start(self, scheduler: Any, alias: str) -> None:
@@ -184,15 +184,7 @@ class RunExecutor(BaseExecutor):
             for fire_time, why in [(fire, reason), *(then or [])]:
                 if self.ctx.shutdown.is_set():
                     return
-                if self._slots is not None:
-                    while not self._slots.acquire(timeout=0.5):
-                        if self.ctx.shutdown.is_set():
-                            return
-                try:
-                    execute(self.ctx, namespace, definition, fire_time, why, attempt=attempt, run_id=run_id)
-                finally:
-                    if self._slots is not None:
-                        self._slots.release()
+                execute(self.ctx, namespace, definition, fire_time, why, attempt=attempt, run_id=run_id)
                 run_id, attempt = None, 1
         except Exception:
             self.log.exception("run failed inside supertask", job=definition.name, namespace=namespace)

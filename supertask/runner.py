@@ -62,6 +62,8 @@ class RunContext:
     lock: threading.Lock = field(default_factory=threading.Lock)
     # called with each finished attempt's facts (metrics and the like)
     observers: list[Callable[[dict[str, object]], None]] = field(default_factory=list)
+    # the global cap (--max-concurrent): each attempt holds a slot while it runs
+    slots: threading.BoundedSemaphore | None = None
 
     def active_for(self, namespace: str, job: str) -> list[ActiveRun]:
         with self.lock:
@@ -91,10 +93,21 @@ def execute(
     :func:`retry_delay`, as a new run row (its own log) with reason ``retry`` and the
     same scheduled time. ``on_retry`` actions fire when a retry is planned; the last
     attempt fires ``on_success`` or ``on_failure``. A shutdown cancels pending retries.
+
+    With ``--max-concurrent`` (``ctx.slots``) each attempt waits for a slot and holds it
+    while it runs, not while it waits for its retry or sends its notifications: a job
+    backing off does not hold up the rest of the scheduler. A shutdown while waiting for
+    a slot starts nothing (None).
     """
     log = get_logger("supertask.run")
     while True:
-        result = _attempt(ctx, namespace, job, scheduled, reason, attempt, run_id)
+        if not _take_slot(ctx):
+            return None
+        try:
+            result = _attempt(ctx, namespace, job, scheduled, reason, attempt, run_id)
+        finally:
+            if ctx.slots is not None:
+                ctx.slots.release()
         if result is None:
             return None
         done_id, outcome = result
@@ -115,6 +128,16 @@ def execute(
         if ctx.shutdown.wait(delay):
             return result
         attempt, reason, run_id = attempt + 1, Reason.RETRY, None
+
+
+def _take_slot(ctx: RunContext) -> bool:
+    """Wait for a ``--max-concurrent`` slot (in order); False when the scheduler stops first."""
+    if ctx.slots is None:
+        return True
+    while not ctx.slots.acquire(timeout=0.5):
+        if ctx.shutdown.is_set():
+            return False
+    return True
 
 
 def _attempt(

@@ -127,6 +127,22 @@ jobs:
     assert deepest == 1
 
 
+def test_a_job_waiting_for_its_retry_holds_no_max_concurrent_slot(cli: Cli) -> None:
+    timetable(cli, """
+namespace: backoff
+jobs:
+  - {name: a-fails, when: once, retries: 1, retry_delay: 30s, run: "cmd:exit 1"}
+  - {name: b-quick, when: once, run: "cmd:true"}
+""")
+    sched = cli.start("--max-concurrent", "1", "--grace", "1s")
+    try:
+        wait_until(lambda: any(r["job"] == "b-quick" and r["status"] == "succeeded" for r in runs(cli)),
+                   timeout=20, what="b-quick to run while a-fails waits 30s for its retry")
+    finally:
+        assert sched.stop() == 0
+    assert [r["attempt"] for r in runs(cli) if r["job"] == "a-fails"] == [1]  # the retry is still waiting
+
+
 def _set_next_run(cli: Cli, namespace: str, job: str, when: float) -> None:
     with sqlite3.connect(cli.home / "supertask.db") as db:
         db.execute("UPDATE supertask_jobs SET next_run_time=? WHERE namespace=? AND name=?", (when, namespace, job))
