@@ -294,12 +294,14 @@ class Service:
                 self.log.exception("component failed to stop", component=type(component).__name__)
         if self._scheduler is not None and self._scheduler.running:
             self._scheduler.shutdown(wait=False)  # no new fires
+        # nor new attempts: pending retries, jitter and slot waits give up now; only
+        # attempts already running get the grace period
+        self.ctx.shutdown.set()
         deadline = time.monotonic() + self.settings.grace
         if self.executor.in_flight():
             self.log.info("waiting for running jobs", runs=self.executor.in_flight(), grace=self.settings.grace)
         while self.executor.in_flight() and time.monotonic() < deadline and self.stop_request.count < 2:
             time.sleep(0.05)
-        self.ctx.shutdown.set()  # pending retries and jitter waits give up
         if self.executor.in_flight():
             self.log.warning("grace period over: ending running jobs", runs=self.executor.in_flight())
             self._end_runs()

@@ -143,6 +143,21 @@ jobs:
     assert [r["attempt"] for r in runs(cli) if r["job"] == "a-fails"] == [1]  # the retry is still waiting
 
 
+def test_a_stop_cancels_a_pending_retry_at_once(cli: Cli) -> None:
+    timetable(cli, """
+namespace: stopping
+jobs:
+  - {name: backs-off, when: once, retries: 3, retry_delay: 1h, run: "cmd:exit 1"}
+""")
+    sched = cli.start("--grace", "20s")
+    sched.wait_event("retry scheduled", job="backs-off")
+    t0 = time.monotonic()
+    assert sched.stop() == 0
+    assert time.monotonic() - t0 < 10  # no run is running: nothing to give the 20 s grace to
+    assert [r["attempt"] for r in runs(cli)] == [1]
+    assert not any(e["event"].startswith("grace period over") for e in sched.events())
+
+
 def _set_next_run(cli: Cli, namespace: str, job: str, when: float) -> None:
     with sqlite3.connect(cli.home / "supertask.db") as db:
         db.execute("UPDATE supertask_jobs SET next_run_time=? WHERE namespace=? AND name=?", (when, namespace, job))
