@@ -97,10 +97,12 @@ def _duration(doc: Doc, node: Node) -> float:
         raise Bad(str(err)) from None
 
 
-def _optional_duration(doc: Doc, node: Node) -> float | None:
+def _timeout(doc: Doc, node: Node) -> float | None:
+    """``null``, and ``0`` as systemd's ``TimeoutSec=0`` means it, are no timeout (a
+    zero timeout would end every run the moment it starts)."""
     if isinstance(node, ScalarNode) and node.tag.endswith(":null"):
         return None
-    return _duration(doc, node)
+    return _duration(doc, node) or None
 
 
 def _retries(doc: Doc, node: Node) -> int:
@@ -433,7 +435,7 @@ _CONVERTERS: dict[str, Callable[[Doc, Node], Any]] = {
         "" if node.tag.endswith(":null") else text(doc, node, "a description").strip()
     ),
     "enabled": _bool,
-    "timeout": _optional_duration,
+    "timeout": _timeout,
     "retries": _retries,
     "retry_delay": _duration,
     "retry_backoff": _bool,

@@ -148,6 +148,20 @@ def test_minimal_job_gets_model_defaults():
     assert job.timezone is None and job.timeout is None and job.overlap is Overlap.SKIP
 
 
+def test_timeout_zero_or_null_is_none_and_overrides_a_default():
+    tt = load(
+        """
+        defaults: {timeout: 1h}
+        jobs:
+          - {name: a, when: "@daily", run: "cmd:true", timeout: 0}
+          - {name: b, when: "@daily", run: "cmd:true", timeout: 0s}
+          - {name: c, when: "@daily", run: "cmd:true", timeout: null}
+          - {name: d, when: "@daily", run: "cmd:true"}
+        """
+    )
+    assert [j.timeout for j in tt.jobs] == [None, None, None, 3600.0]
+
+
 def test_defaults_apply_and_jobs_override():
     tt = load(
         """
