@@ -173,6 +173,8 @@ def _job(
             entries["steps"][0], join(path, "steps"), "give either run: or steps:, not both"
         )
 
+    _check_docker_keys(doc, entries, path, merged)
+
     if isinstance(merged.get("when"), str):
         where, wpath = (
             (entries["when"][1], join(path, "when"))
@@ -192,6 +194,29 @@ def _job(
     if "history_keep" in merged:
         merged["history_keep_runs"], merged["history_keep_age"] = merged.pop("history_keep")
     return name, Job(**merged, source_line=item.start_mark.line + 1)
+
+
+#: Keys only a ``docker:`` run uses; on a job of its own that runs none, they would do nothing.
+DOCKER_ONLY_KEYS = ("volumes", "network", "pull", "cpus", "memory", "docker_cli")
+
+
+def _check_docker_keys(
+    doc: Doc, entries: dict[str, tuple[Node, Node]], path: str, merged: Mapping[str, Any]
+) -> None:
+    """A container setting (``memory:``, ``volumes:`` ...) given on a job that runs no
+    ``docker:`` is an error: it would silently not apply. From ``defaults:`` they are
+    fine (they reach the docker: jobs among others)."""
+    steps = merged.get("steps")
+    runs = [merged.get("run")] + [getattr(step, "run", None) for step in (steps if isinstance(steps, tuple) else ())]
+    texts = [r for r in runs if isinstance(r, str)]
+    if not texts or any(r.startswith("docker:") for r in texts):
+        return
+    kind = texts[0].split(":", 1)[0]
+    for key in DOCKER_ONLY_KEYS:
+        if key in entries:
+            doc.problem(entries[key][0], join(path, key),
+                        f"{key} applies to docker: runs only and this job runs {kind}:; remove it, or run "
+                        "the job as docker:IMAGE -- COMMAND")
 
 
 # --- public -----------------------------------------------------------------------------

@@ -565,6 +565,12 @@ JOB = '  - name: a\n    when: "@daily"\n    run: "cmd:true"\n'
         ("jobs:\n" + JOB + JOB, 5, "jobs[1].name", "job name 'a' is used twice (lines 2 and 5"),
         ("tasks: []\n", 1, "tasks", "got an empty list"),
         ("jobs:\n" + JOB + "tasks: []\n", 5, "tasks", "belong to the original supertask's format"),
+        (
+            "jobs:\n" + JOB + "    memory: 512m\n",
+            5,
+            "jobs[0].memory",
+            "memory applies to docker: runs only and this job runs cmd:; remove it, or run the job as docker:",
+        ),
     ],
 )
 def test_problem(text, line, path, message):
@@ -573,6 +579,23 @@ def test_problem(text, line, path, message):
     (p,) = got
     assert (p.file, p.line, p.path) == ("timetable.yaml", line, path)
     assert message in p.message
+
+
+def test_container_settings_from_defaults_or_on_a_docker_step_are_fine():
+    tt = load(
+        """
+        defaults: {memory: 256m, pull: never}
+        jobs:
+          - {name: a, when: "@daily", run: "cmd:true"}
+          - name: b
+            when: "@daily"
+            volumes: ["/srv:/srv"]
+            steps:
+              - {name: prep, run: "cmd:true"}
+              - {name: box, run: "docker:busybox -- true"}
+        """
+    )
+    assert [(j.memory, j.volumes) for j in tt.jobs] == [("256m", ()), ("256m", ("/srv:/srv",))]
 
 
 def test_misspelt_key_is_not_also_reported_missing():
