@@ -8,14 +8,23 @@ backoff) or ``apprise:URL`` (Slack, Discord, e-mail ... through the optional app
 library). ``ping: URL`` sends healthchecks.io-style pings: ``URL/start`` when a run
 starts, ``URL`` on success, ``URL/fail`` on failure. A failing notification is
 logged and never fails the run.
+
+In the scheduler they go out through an :class:`Outbox`: in order, on a thread of
+their own, so an endpoint that is slow or hangs (10 s × 3 tries per webhook) never
+delays a run, keeps it "in flight" for ``overlap``, or holds a ``--max-concurrent``
+slot. At a stop, what is still queued gets up to ``--grace`` to go out. Without an
+outbox (a one-shot ``supertask run -- ...``) they are sent before the command exits.
 """
 
 from __future__ import annotations
 
 import json
 import os
+import queue
 import subprocess
+import threading
 import time
+from collections.abc import Callable
 from typing import Any
 
 from supertask.log import get_logger
@@ -25,8 +34,47 @@ WEBHOOK_TRIES = 3
 CMD_TIMEOUT = 60.0
 
 
-def run_actions(actions: tuple[str, ...], run: dict[str, Any], *, event: str) -> None:
+class Outbox:
+    """Notifications sent in order on one thread of their own (started when first used)."""
+
+    def __init__(self) -> None:
+        self._queue: queue.SimpleQueue[tuple[Callable[..., None], tuple[Any, ...], dict[str, Any]] | None] = (
+            queue.SimpleQueue())
+        self._thread: threading.Thread | None = None
+        self._lock = threading.Lock()
+
+    def put(self, fn: Callable[..., None], *args: Any, **kwargs: Any) -> None:
+        with self._lock:
+            if self._thread is None:
+                self._thread = threading.Thread(target=self._loop, name="supertask-notify", daemon=True)
+                self._thread.start()
+        self._queue.put((fn, args, kwargs))
+
+    def _loop(self) -> None:
+        while (item := self._queue.get()) is not None:
+            fn, args, kwargs = item
+            try:
+                fn(*args, **kwargs)
+            except Exception:  # the senders log their own failures; this is a bug's last stop
+                get_logger("supertask.notify").exception("notification crashed")
+
+    def close(self, timeout: float) -> bool:
+        """Let what is queued go out, for at most ``timeout`` seconds; False if some did not."""
+        with self._lock:
+            thread, self._thread = self._thread, None
+        if thread is None:
+            return True
+        self._queue.put(None)
+        thread.join(timeout)
+        return not thread.is_alive()
+
+
+def run_actions(actions: tuple[str, ...], run: dict[str, Any], *, event: str, outbox: Outbox | None = None) -> None:
     """Fire each action with the run's facts; log (never raise) what goes wrong."""
+    if outbox is not None:
+        if actions:
+            outbox.put(run_actions, actions, run, event=event)
+        return
     log = get_logger("supertask.notify")
     for action in actions:
         kind, _, target = action.partition(":")
@@ -105,9 +153,12 @@ def _apprise(url: str, run: dict[str, Any]) -> None:
         raise RuntimeError("apprise could not deliver the notification")
 
 
-def ping(url: str | None, what: str, run: dict[str, Any]) -> None:
+def ping(url: str | None, what: str, run: dict[str, Any], outbox: Outbox | None = None) -> None:
     """healthchecks.io style: ``start`` -> URL/start, ``success`` -> URL, ``fail`` -> URL/fail."""
     if not url:
+        return
+    if outbox is not None:
+        outbox.put(ping, url, what, run)
         return
     target = url.rstrip("/") + {"start": "/start", "success": "", "fail": "/fail"}[what]
     try:

@@ -11,15 +11,14 @@ pids get reused, and another store's scheduler may have a run with the same id).
 retry policy applies: ``lost`` is in ``retry_on`` by default, so while attempts are
 left a new attempt of the same scheduled fire starts (reason ``retry``). A lost run that
 is not retried was the fire's last attempt: its ``on_failure`` actions and its ``ping``
-``/fail`` go out (off the start-up path), with the last lines its log file got as the
-tail. The fire is never run twice under one attempt number: the run row is the claim.
+``/fail`` go out (through the scheduler's outbox, off the start-up path), with the last
+lines its log file got as the tail. The fire is never run twice under one attempt number: the run row is the claim.
 """
 
 from __future__ import annotations
 
 import os
 import signal
-import threading
 from pathlib import Path
 from typing import Any
 
@@ -58,7 +57,6 @@ def retry_lost_runs(service: Any, lost: list[tuple[RunRecord, Job | None]]) -> N
     """Once the executor runs: retry the lost runs whose policy says so; for the
     others, the last attempt failed: send their ``on_failure`` actions and fail pings."""
     log = get_logger("supertask.scheduler")
-    final: list[tuple[RunRecord, Job]] = []
     for run, job in lost:
         if job is None:
             continue
@@ -67,18 +65,10 @@ def retry_lost_runs(service: Any, lost: list[tuple[RunRecord, Job | None]]) -> N
                      attempt=run.attempt + 1, delay=0)
             service.executor.submit_retry(run.namespace, job, run.scheduled, run.attempt + 1)
         elif job.on_failure or job.ping:
-            final.append((run, job))
-    if final:
-        threading.Thread(target=_notify_lost, args=(service.store, final), name="supertask-lost-notify",
-                         daemon=True).start()
-
-
-def _notify_lost(store: Any, final: list[tuple[RunRecord, Job]]) -> None:
-    for run, job in final:
-        record = store.get_run(run.id).to_json()
-        record["log_tail"] = record.get("log_tail") or _log_tail(record.get("log_path"))
-        notify.run_actions(job.on_failure, record, event="failure")
-        notify.ping(job.ping, "fail", record)
+            record = service.store.get_run(run.id).to_json()
+            record["log_tail"] = record.get("log_tail") or _log_tail(record.get("log_path"))
+            notify.run_actions(job.on_failure, record, event="failure", outbox=service.ctx.outbox)
+            notify.ping(job.ping, "fail", record, service.ctx.outbox)
 
 
 def _log_tail(path: str | None, lines: int = 20) -> str:

@@ -64,6 +64,8 @@ class RunContext:
     observers: list[Callable[[dict[str, object]], None]] = field(default_factory=list)
     # the global cap (--max-concurrent): each attempt holds a slot while it runs
     slots: threading.BoundedSemaphore | None = None
+    # where notifications queue up (the scheduler's); None: sent there and then (one-shot)
+    outbox: notify.Outbox | None = None
 
     def active_for(self, namespace: str, job: str) -> list[ActiveRun]:
         with self.lock:
@@ -116,15 +118,15 @@ def execute(
         record = ctx.store.get_run(done_id).to_json() if notifies else {}
         if not retry:
             if outcome.status is RunStatus.SUCCEEDED:
-                notify.run_actions(job.on_success, record, event="success")
+                notify.run_actions(job.on_success, record, event="success", outbox=ctx.outbox)
             elif outcome.status is not RunStatus.SKIPPED:
-                notify.run_actions(job.on_failure, record, event="failure")
+                notify.run_actions(job.on_failure, record, event="failure", outbox=ctx.outbox)
             apply_retention(ctx.store, namespace, job)
             return result
         delay = retry_delay(job, attempt)
         log.info("retry scheduled", job=job.name, namespace=namespace, run=done_id, attempt=attempt + 1,
                  delay=delay)
-        notify.run_actions(job.on_retry, record, event="retry")
+        notify.run_actions(job.on_retry, record, event="retry", outbox=ctx.outbox)
         if ctx.shutdown.wait(delay):
             return result
         attempt, reason, run_id = attempt + 1, Reason.RETRY, None
@@ -164,7 +166,7 @@ def _attempt(
     log.info("run started", job=job.name, namespace=namespace, run=run_id, attempt=attempt,
              reason=reason.value, scheduled=scheduled.isoformat())
     facts = {"job": job.name, "namespace": namespace, "id": run_id, "attempt": attempt}
-    notify.ping(job.ping, "start", facts)
+    notify.ping(job.ping, "start", facts, ctx.outbox)
     outcome = Outcome(RunStatus.FAILED, None, None, "not started")
     runlog: RunLog | None = None
     try:
@@ -191,7 +193,7 @@ def _attempt(
     event("run finished", job=job.name, namespace=namespace, run=run_id, status=outcome.status.value,
           exit_code=outcome.exit_code, duration=round(duration, 3))
     notify.ping(job.ping, "success" if outcome.status is RunStatus.SUCCEEDED else "fail",
-                {**facts, "log_tail": runlog.tail_text if runlog else ""})
+                {**facts, "log_tail": runlog.tail_text if runlog else ""}, ctx.outbox)
     observed = {"namespace": namespace, "job": job.name, "run": run_id, "attempt": attempt, "reason": reason.value,
                 "status": outcome.status.value, "exit_code": outcome.exit_code,
                 "duration": duration, "scheduled": scheduled.timestamp(), "started": active.started}

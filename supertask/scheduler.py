@@ -16,6 +16,7 @@ from dataclasses import dataclass
 from datetime import datetime, timezone
 from typing import Any, Protocol
 
+from supertask import notify
 from supertask.errors import JobNotFound, SupertaskError, UsageError
 from supertask.executor import RunExecutor
 from supertask.jobstore import NamespaceJobStore, job_id
@@ -93,7 +94,7 @@ class Service:
         self.store = store
         self.namespaces = list(namespaces)
         self.log = get_logger("supertask.scheduler")
-        self.ctx = RunContext(store=store, settings=settings, relay=relay_to_log)
+        self.ctx = RunContext(store=store, settings=settings, relay=relay_to_log, outbox=notify.Outbox())
         self.jobstore = NamespaceJobStore(store, self.namespaces, trigger_for)
         self.executor = RunExecutor(self.ctx, self.jobstore, settings.max_workers, settings.max_concurrent,
                                     up_since=up_since)
@@ -306,6 +307,8 @@ class Service:
             self.log.warning("grace period over: ending running jobs", runs=self.executor.in_flight())
             self._end_runs()
         self.executor.shutdown(wait=True)
+        if self.ctx.outbox is not None and not self.ctx.outbox.close(timeout=self.settings.grace):
+            self.log.warning("notifications still queued after the grace period were not sent")
         self.jobstore.flush()
         self.log.info("scheduler stopped")
 

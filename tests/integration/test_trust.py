@@ -7,6 +7,7 @@ import json
 import os
 import shutil
 import signal
+import socket
 import sqlite3
 import subprocess
 import sys
@@ -368,6 +369,31 @@ jobs:
     pings = [p for _, p, _ in _Hooks.received if p.startswith("/ping")]
     assert pings.count("/ping/start") == 2 and pings.count("/ping/fail") == 2
     assert all(r["status"] in ("failed", "succeeded") for r in runs(cli))  # a failing hook fails no run
+
+
+def test_a_hanging_webhook_neither_delays_runs_nor_makes_the_next_fire_overlap(cli: Cli) -> None:
+    silent = socket.socket()
+    silent.bind(("127.0.0.1", 0))
+    silent.listen(64)  # connections are taken, never answered: each try waits its 10 s timeout
+    try:
+        timetable(cli, f"""
+namespace: hanging
+jobs:
+  - name: every-second
+    when: "* * * * * *"
+    ping: http://127.0.0.1:{silent.getsockname()[1]}/ping
+    on_failure: [{{webhook: "http://127.0.0.1:{silent.getsockname()[1]}/hook"}}]
+    run: "cmd:exit 1"
+""")
+        sched = cli.start("--grace", "0.5s")
+        try:
+            wait_until(lambda: len([r for r in runs(cli) if r["status"] == "failed"]) >= 4, what="four failed runs")
+        finally:
+            assert sched.stop() == 0
+    finally:
+        silent.close()
+    assert not [r for r in runs(cli) if r["status"] == "skipped"]  # no fire waited on a notification
+    assert any(e["event"] == "notifications still queued after the grace period were not sent" for e in sched.events())
 
 
 @pytest.mark.skipif(not shutil.which("unshare") or os.geteuid() != 0, reason="needs root and unshare for a PID namespace")
