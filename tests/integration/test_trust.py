@@ -231,7 +231,8 @@ jobs:
     run: "cmd:echo working; sleep 300 & echo $! > {pidfile}; wait"
 """)
     sched = cli.start()
-    wait_until(lambda: pidfile.exists() and pidfile.read_text().strip(), what="the job to start")
+    log = cli.home / "logs" / "lostnote" / "dies" / "1.log"
+    wait_until(lambda: log.exists() and "working" in log.read_text(), what="the job's first line in its log")
     os.kill(sched.proc.pid, signal.SIGKILL)
     sched.proc.wait(10)
     sched = cli.start()
