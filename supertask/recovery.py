@@ -6,8 +6,8 @@ noticed. Their process groups, if still alive, are **ended, not adopted**: a chi
 whose output pipes died with the old scheduler cannot be supervised or logged, so it
 gets TERM, its ``kill_grace``, then KILL. A process counts as the run's only when its
 environment carries that run's ``SUPERTASK_RUN_KEY`` (store, namespace and run id:
-pids get reused, and another store's scheduler may have a run with the same id). A
-``docker:`` run's container is stopped and removed by name first, as a timeout would. Then the job's
+pids get reused, and another store's scheduler may have a run with the same id). A ``docker:``
+run's container is stopped and removed by name first, as a timeout would. Then the job's
 retry policy applies: ``lost`` is in ``retry_on`` by default, so while attempts are
 left a new attempt of the same scheduled fire starts (reason ``retry``). A lost run that
 is not retried was the fire's last attempt: its ``on_failure`` actions and its ``ping``
@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import os
 import signal
+import time
 from pathlib import Path
 from typing import Any
 
@@ -32,21 +33,27 @@ from supertask.model import Job, RunRecord
 
 
 def mark_lost_runs(service: Any) -> list[tuple[RunRecord, Job | None]]:
-    """Before the scheduler fires anything: mark lost runs and end their orphans."""
+    """Before the scheduler fires anything: mark lost runs and end their orphans.
+
+    The orphans of all lost runs are ended together (one TERM to all, then each run's
+    ``kill_grace``), so a crash with many runs in flight does not hold up the start for
+    the sum of their grace periods.
+    """
     log = get_logger("supertask.scheduler")
-    lost = []
+    lost: list[tuple[RunRecord, Job | None, bool]] = []
     for run in service.store.mark_lost(service.namespaces, service.settings.host):
         try:
             job: Job | None = service.store.get_job(run.namespace, run.job).job
         except JobNotFound:
             job = None
         container = job is not None and _uses_docker(job) and end_lost_container(job, run.namespace, run.id)
-        ended = end_orphans(run, job.kill_grace if job else 10.0, service.store.url)
+        lost.append((run, job, bool(container)))
+    ended = end_orphans([(run, job.kill_grace if job else 10.0) for run, job, _ in lost], service.store.url)
+    for run, _job, container in lost:
         log.warning("run lost", job=run.job, namespace=run.namespace, run=run.id, attempt=run.attempt,
-                    orphans_ended=ended, container_removed=bool(container),
+                    orphans_ended=ended.get(run.id, 0), container_removed=container,
                     message="in flight when the scheduler last stopped")
-        lost.append((run, job))
-    return lost
+    return [(run, job) for run, job, _ in lost]
 
 
 def _uses_docker(job: Job) -> bool:
@@ -84,40 +91,63 @@ def _log_tail(path: str | None, lines: int = 20) -> str:
     return "\n".join(line.split(" ", 2)[2] if line.count(" ") >= 2 else line for line in raw)
 
 
-def end_orphans(run: RunRecord, grace: float, store_url: str) -> int:
-    """End the processes that still carry the run's key; return how many there were."""
+def end_orphans(runs: list[tuple[RunRecord, float]], store_url: str) -> dict[int, int]:
+    """End the processes that still carry these runs' keys: TERM to each one and its
+    process group, all at once; KILL to what of a run is left after its grace.
+    Return, per run id, how many process groups (or processes) there were."""
     from supertask.runner import run_key
 
-    key = run_key(store_url, run.namespace, run.id)
-    mine = []
-    for proc in psutil.process_iter(["pid"]):
+    wanted = {run_key(store_url, run.namespace, run.id): (run.id, grace) for run, grace in runs}
+    mine: dict[int, list[psutil.Process]] = {}
+    for proc in psutil.process_iter():
         try:
-            if proc.environ().get("SUPERTASK_RUN_KEY") == key:
-                mine.append(proc)
+            env = proc.environ()
         except (psutil.Error, OSError):
             continue
-    if not mine:
-        return 0
-    groups = set()
-    for proc in mine:
-        try:
-            groups.add(os.getpgid(proc.pid))
-        except OSError:
-            pass
-    for sig in (signal.SIGTERM, signal.SIGKILL):
-        for pgid in groups:
+        found = wanted.get(env.get("SUPERTASK_RUN_KEY", ""))
+        if found is not None:
+            mine.setdefault(found[0], []).append(proc)
+    graces = dict(wanted.values())
+    groups: dict[int, set[int]] = {}
+    for run_id, procs in mine.items():
+        groups[run_id] = set()
+        for proc in procs:
             try:
-                os.killpg(pgid, sig)
+                groups[run_id].add(os.getpgid(proc.pid))
             except OSError:
                 pass
-        for proc in mine:
-            try:
-                proc.send_signal(sig)
-            except psutil.Error:
-                pass
-        if sig == signal.SIGTERM:
-            _gone, alive = psutil.wait_procs(mine, timeout=grace)
+        _signal(groups[run_id], procs, signal.SIGTERM)
+    started, pending = time.monotonic(), dict(mine)
+    while pending:
+        for run_id, procs in list(pending.items()):
+            alive = [p for p in procs if _alive(p)]
             if not alive:
-                break
-            mine = alive
-    return len(groups) or len(mine)
+                del pending[run_id]
+            elif time.monotonic() - started >= graces[run_id]:
+                _signal(groups[run_id], alive, signal.SIGKILL)
+                del pending[run_id]
+            else:
+                pending[run_id] = alive
+        if pending:
+            time.sleep(0.05)
+    return {run_id: len(groups[run_id]) or len(procs) for run_id, procs in mine.items()}
+
+
+def _signal(groups: set[int], procs: list[psutil.Process], sig: int) -> None:
+    for pgid in groups:
+        try:
+            os.killpg(pgid, sig)
+        except OSError:
+            pass
+    for proc in procs:
+        try:
+            proc.send_signal(sig)
+        except psutil.Error:
+            pass
+
+
+def _alive(proc: psutil.Process) -> bool:
+    try:
+        return proc.is_running() and proc.status() != psutil.STATUS_ZOMBIE
+    except psutil.Error:
+        return False

@@ -246,6 +246,41 @@ jobs:
     assert [r["status"] for r in runs(cli)] == ["lost"]
 
 
+def test_orphans_of_several_lost_runs_are_ended_together(cli: Cli, tmp_path: Path) -> None:
+    timetable(cli, f"""
+namespace: manylost
+defaults: {{when: once, kill_grace: 3s, run: "cmd:trap '' TERM; touch {tmp_path}/$SUPERTASK_JOB; sleep 300 & wait"}}
+jobs:
+  - {{name: one}}
+  - {{name: two}}
+""")
+    sched = cli.start()
+    wait_until(lambda: (tmp_path / "one").exists() and (tmp_path / "two").exists(), what="both jobs to start")
+    os.kill(sched.proc.pid, signal.SIGKILL)
+    sched.proc.wait(10)
+    sched = cli.start()
+    try:
+        wait_until(lambda: len([e for e in sched.events() if e["event"] == "run lost"]) == 2, what="two lost runs")
+    finally:
+        assert sched.stop() == 0
+    stamps = [ts(e["timestamp"]) for e in sched.events() if e["event"] == "run lost"]
+    assert max(stamps) - min(stamps) < 1.5  # one grace for both, not one after the other
+    assert all(e["orphans_ended"] == 1 for e in sched.events() if e["event"] == "run lost")
+    assert not _carrying_namespace("manylost")
+
+
+def _carrying_namespace(namespace: str) -> list[psutil.Process]:
+    """Live processes whose environment names the namespace."""
+    found = []
+    for p in psutil.process_iter():
+        try:
+            if p.environ().get("SUPERTASK_NAMESPACE") == namespace and p.status() != psutil.STATUS_ZOMBIE:
+                found.append(p)
+        except psutil.Error:
+            continue
+    return found
+
+
 def test_huge_output_is_capped_head_and_tail(cli: Cli) -> None:
     timetable(cli, """
 namespace: loud
