@@ -35,7 +35,13 @@ lint: $(STAMP)
 	$(VENV)/bin/ruff check supertask tests
 	$(VENV)/bin/mypy supertask
 
-bench: $(STAMP)
+# The original supertask from PyPI, a peer in the benchmarks: its own venv, never a dependency.
+ORIGINAL := bench/venv-supertask-0.1.1/bin/supertask
+$(ORIGINAL): | $(UV)
+	$(UV) venv -q --python $(PYTHON) bench/venv-supertask-0.1.1
+	$(UV) pip install -q --python bench/venv-supertask-0.1.1/bin/python "supertask==0.1.1" "psycopg[binary]"
+
+bench: $(STAMP) $(ORIGINAL)
 	$(VENV)/bin/python bench/run.py
 
 clean:
