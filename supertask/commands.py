@@ -16,7 +16,7 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
-from supertask.errors import ScheduleError, SupertaskError, TimetableError, UsageError
+from supertask.errors import ScheduleError, SupertaskError, UsageError
 from supertask.log import get_logger
 from supertask.model import Job, Reason, RunStatus, Timetable
 from supertask.settings import Settings
@@ -60,8 +60,11 @@ def _join_command(words: list[str]) -> str:
 
 
 def _one_liner(run_text: str, when: str | None, name: str | None) -> Job:
+    """The job of a one-line ``run -- KIND:TARGET``: the same ``Job`` a timetable entry
+    ``{name, when, run}`` gives, checked without YAML (a one-shot run never needs it)."""
+    from supertask.model import NAME_RE
+    from supertask.runtext import normalise_run
     from supertask.schedules import parse_when
-    from supertask.timetable import load_timetable
 
     when = when or "once"
     try:
@@ -71,18 +74,13 @@ def _one_liner(run_text: str, when: str | None, name: str | None) -> Job:
     if name is None:
         target = run_text.split(":", 1)[1] if re.match(r"^[a-z]+:", run_text) else run_text
         name = re.sub(r"[^A-Za-z0-9_.-]+", "-", target).strip("-.")[:40].strip("-.") or "job"
+    elif not NAME_RE.match(name):
+        raise UsageError(f"--name {name!r}: a job name is letters, digits, '_', '.' and '-'; e.g. --name nightly-dump")
     try:
-        tt = load_timetable(_yaml_one(name, when, run_text), "<command line>")
-    except TimetableError as exc:
-        raise UsageError("; ".join(p.message for p in exc.problems)) from exc
-    return tt.jobs[0]
-
-
-def _yaml_one(name: str, when: str, run_text: str) -> str:
-    import json
-
-    # JSON is YAML: quoting is exact whatever the command holds
-    return json.dumps({"jobs": [{"name": name, "when": when, "run": run_text}]})
+        run = normalise_run(run_text)
+    except ValueError as exc:
+        raise UsageError(str(exc)) from exc
+    return Job(name=name, when=when, run=run)
 
 
 def _cli_namespace(settings: Settings, job: Job | None = None) -> str:

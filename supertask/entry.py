@@ -1,4 +1,5 @@
-"""The console script. ``supertask run [OPTIONS] -- KIND:TARGET`` (a one-shot run) and
+"""The console script. ``supertask run [OPTIONS] -- KIND:TARGET`` (a one-shot run),
+``supertask list-jobs --json [--ns NS]`` answered by a running scheduler and
 ``supertask --version`` skip typer; everything else goes to :mod:`supertask.cli`.
 
 Importing typer and building its click commands is ~70 ms, most of what a one-shot
@@ -8,7 +9,8 @@ the target is 120 ms). This path takes only the options a one-shot run has
 ``--log-level``, ``--when once|now``, as ``--opt VALUE`` or ``--opt=VALUE``), reads
 the same ``SUPERTASK_*`` variables, and calls the same :func:`supertask.commands.run`.
 Anything else, including a value it would have to reject, goes through typer, which
-gives the usual help and error messages.
+gives the usual help and error messages. A live ``list-jobs --json`` that finds no
+scheduler (or any error) is left to typer too, which then reads the store.
 """
 
 from __future__ import annotations
@@ -62,6 +64,8 @@ def main() -> None:
 
         print(f"supertask {__version__}")
         return
+    if _live_list_jobs(argv):
+        return
     parsed = one_shot_args(argv)
     if parsed is None:
         from supertask.cli import main as cli_main
@@ -92,3 +96,30 @@ def _run_once(opts: dict[str, str], command: list[str]) -> int:
                               log_level=log_level)
     return commands.run(settings, command=command, file=None, when=opts.get("when"),
                         name=opts.get("name"), namespace=opts.get("namespace"))
+
+
+def _live_list_jobs(argv: list[str]) -> bool:
+    """``list-jobs --json [--ns NS]`` from the running scheduler: True when printed."""
+    from supertask.settings import env_name
+
+    if not argv or argv[0] != "list-jobs" or "--json" not in argv:
+        return False
+    rest = [a for a in argv[1:] if a != "--json"]
+    namespace = os.environ.get(env_name("namespace")) or None
+    if len(rest) == 2 and rest[0] in ("--ns", "--namespace") and not rest[1].startswith("-"):
+        namespace = rest[1]
+    elif rest:
+        return False
+    try:
+        from supertask.control import connect
+        from supertask.settings import state_home
+
+        with connect(os.environ.get(env_name("connect")) or None, home=state_home(None), namespace=namespace,
+                     token=os.environ.get(env_name("token")) or None) as client:
+            rows = client.call("list_jobs", namespace)
+    except Exception:  # no scheduler, or an error typer's path reports as usual
+        return False
+    from supertask.output import print_json
+
+    print_json(rows)
+    return True

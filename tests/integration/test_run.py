@@ -423,7 +423,7 @@ def test_one_liner_on_an_existing_store_imports_no_sqlalchemy_nor_typer(cli: Cli
                           cwd=cli.cwd, env=cli.env, capture_output=True, text=True, timeout=60)
     assert (proc.returncode, proc.stdout) == (0, "fast\n")
     imported = {line.split("|")[-1].strip() for line in proc.stderr.splitlines() if line.startswith("import time")}
-    assert not {"sqlalchemy", "apscheduler", "rich", "croniter", "psutil", "typer"} & imported
+    assert not {"sqlalchemy", "apscheduler", "rich", "croniter", "psutil", "typer", "yaml"} & imported
     assert [r["log_tail"] for r in history(cli)] == ["fast", ""]
 
 

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import re
+
 import pytest
 
 from supertask.entry import one_shot_args
@@ -49,3 +51,33 @@ def test_scheduler_settings_in_the_environment_go_through_typer(monkeypatch: pyt
     monkeypatch.delenv("SUPERTASK_GRACE")
     monkeypatch.setenv("SUPERTASK_WHEN", "@hourly")
     assert one_shot_args(["run", "--", "cmd:true"]) is None
+
+
+@pytest.mark.parametrize("run", ["cmd:echo hi", "echo plain", "exec:printf %s-%s a b", "python:print(1)",
+                                 "uv:job.py --since 1h", "docker:busybox -- echo hi", "http://x.example/y"])
+@pytest.mark.parametrize("when", [None, "@daily", "every 5m"])
+def test_a_one_liner_is_the_job_its_timetable_entry_would_be(run: str, when: str | None) -> None:
+    """commands._one_liner skips YAML; the job (and so its stored definition) is the same."""
+    import json
+
+    from supertask.commands import _one_liner
+    from supertask.timetable import load_timetable
+
+    entry = {"name": "n", "when": when or "once", "run": run}
+    expected = load_timetable(json.dumps({"jobs": [entry]}), "<test>").jobs[0]
+    job = _one_liner(run, when, "n")
+    assert job == expected and job.definition() == expected.definition()
+
+
+@pytest.mark.parametrize(("run", "name", "says"), [
+    ("dockr:busybox", "n", "did you mean 'docker:'"),
+    ("exec:echo 'open", "n", "check its quotes"),
+    ("cmd:true", "bad name!", "--name 'bad name!'"),
+    ("cmd:", "n", "nothing to run after 'cmd:'"),
+])
+def test_bad_one_liners_are_usage_errors(run: str, name: str, says: str) -> None:
+    from supertask.commands import _one_liner
+    from supertask.errors import UsageError
+
+    with pytest.raises(UsageError, match=re.escape(says)):
+        _one_liner(run, None, name)

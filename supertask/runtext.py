@@ -1,0 +1,75 @@
+"""``run:`` text: what kind of launcher a command names, checked without YAML.
+
+Shared by the timetable reader and the one-shot command line (which does not import
+YAML: ~25 ms of its start, docs/benchmarks.md).
+"""
+
+from __future__ import annotations
+
+import difflib
+import re
+import shlex
+import textwrap
+
+RUN_KINDS = ("cmd", "exec", "python", "uv", "docker")
+
+# Leading words that look like a run kind but are none: an error, not a shell command.
+_KIND_LOOKALIKES = {
+    "sh": "cmd", "bash": "cmd", "shell": "cmd", "zsh": "cmd", "command": "cmd", "run": "cmd",
+    "execute": "exec", "exe": "exec", "py": "python", "python3": "python", "script": "uv",
+    "uvx": "uv", "container": "docker", "podman": "docker", "image": "docker", "oci": "docker",
+}  # fmt: skip
+_KIND_RE = re.compile(r"^([a-z][a-z0-9_-]*):(.*)\Z", re.DOTALL)
+
+
+def normalise_run(value: str) -> str:
+    """``"echo hi"`` -> ``"cmd:echo hi"``; a known ``KIND:`` is kept; raises ValueError.
+
+    The rule for text without a known kind: it is a ``cmd:``, unless its leading word
+    (``^[a-z][a-z0-9_-]*:``, not followed by ``//``) is close to a kind (difflib, e.g.
+    ``dockr``, ``pyhton``) or a common stand-in (``sh``, ``bash``, ``shell``, ``py``,
+    ``podman``...). Then it is an error: a typo must not turn into a shell command
+    that fails at 3 a.m. Write ``cmd:`` explicitly to run such text in a shell.
+
+    ``exec:``, ``uv:`` and ``docker:`` targets are split as a shell splits them when
+    they run, so one that cannot be split (an unclosed quote) is an error here, as is
+    a ``docker:`` target without an image.
+    """
+    m = _KIND_RE.match(value.strip())
+    if not m:
+        target = value.strip()
+        if not target:
+            raise ValueError('empty command; write e.g. run: "cmd:echo hello"')
+        return f"cmd:{target}"
+    kind, target = m.group(1), m.group(2)
+    if kind in RUN_KINDS:
+        target = textwrap.dedent(target).strip("\n") if kind == "python" else target.strip()
+        if not target.strip():
+            raise ValueError(f"nothing to run after '{kind}:'; e.g. {_EXAMPLES[kind]}")
+        if kind in ("exec", "uv", "docker"):
+            try:
+                words = shlex.split(target)
+            except ValueError as err:
+                raise ValueError(f"cannot split '{kind}:{target}' into words ({str(err).lower()}); "
+                                 "check its quotes") from None
+            if kind == "docker" and words[:1] == ["--"]:
+                raise ValueError(f"no image before '--'; e.g. {_EXAMPLES[kind]}")
+        return f"{kind}:{target}"
+    guess = _KIND_LOOKALIKES.get(kind) or next(
+        iter(difflib.get_close_matches(kind, RUN_KINDS, n=1, cutoff=0.6)), None
+    )
+    if guess and not target.startswith("//"):
+        raise ValueError(
+            f"unknown run kind '{kind}'; did you mean '{guess}:'? Use one of {', '.join(RUN_KINDS)}"
+            f" (write 'cmd:{value.strip()}' to run this text in a shell)"
+        )
+    return f"cmd:{value.strip()}"
+
+
+_EXAMPLES = {
+    "cmd": "cmd:echo hello",
+    "exec": "exec:/usr/bin/backup --all",
+    "python": "python:print('hello')",
+    "uv": "uv:scripts/report.py",
+    "docker": "docker:busybox -- echo hello",
+}
