@@ -6,12 +6,16 @@ thread and the SIGHUP handler only queue a request. The folder is watched, not t
 file, because editors save by writing a new file and renaming it over the old one;
 every quiet second the file's stat is compared as well, so a change made before
 the inotify watch was in place is not missed.
-A reload that reads the same jobs as the last good timetable changes nothing. A
+A reload of the same bytes as the last good timetable changes nothing ("timetable
+unchanged"); other bytes are synced, which a file naming the same jobs leaves as it
+was (also "timetable unchanged"), but which reverts live edits of the jobs it names,
+as a restart does. The scheduler keeps no parsed copy of the file's jobs. A
 changed ``namespace:`` is refused: moving jobs to another namespace needs a restart.
 """
 
 from __future__ import annotations
 
+import hashlib
 import queue
 import signal
 import threading
@@ -38,6 +42,7 @@ class TimetableWatcher:
         self._service: Any = None
         self._previous_hup: Any = None
         self._seen = _fingerprint(self.path)  # the file as the served timetable was read
+        self._served = _digest(self.path)  # its bytes: the same bytes again change nothing
 
     # -- Component ---------------------------------------------------------------------------
 
@@ -109,7 +114,14 @@ class TimetableWatcher:
                            problems=[f"{self.path}: no such file; keeping the last good timetable"])
             return False
         try:
-            timetable = read_timetable(self.path)
+            raw = self.path.read_bytes()
+        except OSError:
+            raw = None  # read_timetable reports it
+        if raw is not None and hashlib.sha256(raw).hexdigest() == self._served:
+            self.log.info("timetable unchanged", source=str(self.path), trigger=trigger)
+            return False
+        try:
+            timetable = read_timetable(self.path, raw)
         except TimetableError as exc:
             self.log.error("timetable reload failed", source=str(self.path), trigger=trigger,
                            problems=[str(p) for p in exc.problems],
@@ -121,13 +133,21 @@ class TimetableWatcher:
                            problems=[f"namespace changed from {current.namespace!r} to {timetable.namespace!r}; "
                                      "restart supertask to move to another namespace"])
             return False
-        if current is not None and current.jobs == timetable.jobs:
+        report = service.resync(timetable)  # a file that names the same jobs changes nothing
+        self._served = hashlib.sha256(raw).hexdigest() if raw is not None else None
+        if not (report.added or report.changed or report.removed):
             self.log.info("timetable unchanged", source=str(self.path), trigger=trigger)
             return False
-        report = service.resync(timetable)
         self.log.info("timetable reloaded", source=str(self.path), trigger=trigger,
                       added=sorted(report.added), changed=sorted(report.changed), removed=sorted(report.removed))
         return True
+
+
+def _digest(path: Path) -> str | None:
+    try:
+        return hashlib.sha256(path.read_bytes()).hexdigest()
+    except OSError:
+        return None
 
 
 def _fingerprint(path: Path) -> tuple[int, int, int] | None:
