@@ -27,6 +27,7 @@ import psutil
 
 from supertask import notify
 from supertask.errors import JobNotFound
+from supertask.launchers.base import is_alive, signal_all
 from supertask.launchers.docker import end_lost_container
 from supertask.log import get_logger
 from supertask.model import Job, RunRecord
@@ -116,38 +117,18 @@ def end_orphans(runs: list[tuple[RunRecord, float]], store_url: str) -> dict[int
                 groups[run_id].add(os.getpgid(proc.pid))
             except OSError:
                 pass
-        _signal(groups[run_id], procs, signal.SIGTERM)
+        signal_all(groups[run_id], procs, signal.SIGTERM)
     started, pending = time.monotonic(), dict(mine)
     while pending:
         for run_id, procs in list(pending.items()):
-            alive = [p for p in procs if _alive(p)]
+            alive = [p for p in procs if is_alive(p)]
             if not alive:
                 del pending[run_id]
             elif time.monotonic() - started >= graces[run_id]:
-                _signal(groups[run_id], alive, signal.SIGKILL)
+                signal_all(groups[run_id], alive, signal.SIGKILL)
                 del pending[run_id]
             else:
                 pending[run_id] = alive
         if pending:
             time.sleep(0.05)
     return {run_id: len(groups[run_id]) or len(procs) for run_id, procs in mine.items()}
-
-
-def _signal(groups: set[int], procs: list[psutil.Process], sig: int) -> None:
-    for pgid in groups:
-        try:
-            os.killpg(pgid, sig)
-        except OSError:
-            pass
-    for proc in procs:
-        try:
-            proc.send_signal(sig)
-        except psutil.Error:
-            pass
-
-
-def _alive(proc: psutil.Process) -> bool:
-    try:
-        return proc.is_running() and proc.status() != psutil.STATUS_ZOMBIE
-    except psutil.Error:
-        return False

@@ -14,7 +14,7 @@ import signal
 import subprocess
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Protocol
 
@@ -238,14 +238,14 @@ def end_group(
     if run_key is not None:
         known = {p.pid for p in family}
         family += [p for p in _carrying(run_key) if p.pid not in known]
-    _signal_all(proc.pid, family, signal.SIGTERM)
+    signal_all([proc.pid], family, signal.SIGTERM)
     gone_by = time.monotonic() + grace
     while time.monotonic() < gone_by:
-        alive = [p for p in family if _alive(p)]
+        alive = [p for p in family if is_alive(p)]
         if proc.poll() is not None and not alive and not _group_alive(proc.pid):
             return
         time.sleep(0.05)
-    _signal_all(proc.pid, family, signal.SIGKILL)
+    signal_all([proc.pid], family, signal.SIGKILL)
 
 
 def _carrying(run_key: str) -> list[psutil.Process]:
@@ -266,13 +266,15 @@ def _carrying(run_key: str) -> list[psutil.Process]:
     return found
 
 
-def _signal_all(pgid: int, family: list[psutil.Process], sig: int) -> None:
+def signal_all(pgids: Iterable[int], family: list[psutil.Process], sig: int) -> None:
+    """``sig`` to each process group and to each process (gone ones are skipped)."""
     import psutil
 
-    try:
-        os.killpg(pgid, sig)
-    except (ProcessLookupError, PermissionError):
-        pass
+    for pgid in pgids:
+        try:
+            os.killpg(pgid, sig)
+        except OSError:
+            pass
     for p in family:
         try:
             p.send_signal(sig)
@@ -280,7 +282,7 @@ def _signal_all(pgid: int, family: list[psutil.Process], sig: int) -> None:
             pass
 
 
-def _alive(p: psutil.Process) -> bool:
+def is_alive(p: psutil.Process) -> bool:
     import psutil
 
     try:
