@@ -161,9 +161,11 @@ def _serve_timetable(settings: Settings, file: str | None, namespace: str | None
 def _existing_store(url: str) -> Any:
     """The store, when it exists already (opened without creating anything), else None."""
     from supertask.errors import StoreError
+    from supertask.litestore import sqlite_file
     from supertask.store import Store
 
-    if url.startswith("memory:") or (url.startswith("sqlite:///") and not Path(url[len("sqlite:///"):]).is_file()):
+    path = sqlite_file(url)
+    if url.startswith("memory:") or (path is not None and not Path(path).is_file()):
         return None
     try:
         return Store.open(url, create=False)

@@ -146,9 +146,9 @@ class NamespaceJobStore(BaseJobStore):
     def next_run_ts(self, jid: str) -> float | None:
         return self._next.get(jid)
 
-    def ids(self) -> list[str]:
+    def ids(self) -> set[str]:
         with self._lock:
-            return sorted(self._known)
+            return set(self._known)
 
     def put(self, row: StoredJob) -> None:
         """Take a job row that changed in the store (a live edit) into memory."""

@@ -29,12 +29,18 @@ _RUN_COLUMNS = ("id", "namespace", "job", "attempt", "reason", "scheduled", "sta
                 "exit_code", "host", "pid", "log_path", "log_tail", "message")
 
 
-def open_lite(url: str) -> LiteStore | None:
-    """A LiteStore for ``sqlite:///FILE`` when FILE holds this schema version, else None."""
+def sqlite_file(url: str) -> str | None:
+    """FILE of a plain ``sqlite:///FILE`` URL (no query, not in memory), else None."""
     if not url.startswith("sqlite:///"):
         return None
     path = url[len("sqlite:///"):]
-    if "?" in path or not path or path == ":memory:" or not Path(path).is_file():
+    return None if "?" in path or not path or path == ":memory:" else path
+
+
+def open_lite(url: str) -> LiteStore | None:
+    """A LiteStore for ``sqlite:///FILE`` when FILE holds this schema version, else None."""
+    path = sqlite_file(url)
+    if path is None or not Path(path).is_file():
         return None
     try:
         store = LiteStore(url, path)

@@ -41,7 +41,8 @@ def _iso(ts: float | None) -> str | None:
 
 
 def _run_text_of(definition: dict[str, Any]) -> str | list[str]:
-    """:func:`_run_text` of a stored definition (``Job.to_dict``)."""
+    """What ``list-jobs`` shows as ``run`` for a stored definition (``Job.to_dict``):
+    its ``run``, else the ``run`` of each step."""
     return definition.get("run") or [step.get("run") for step in definition.get("steps") or []]
 
 
@@ -147,7 +148,7 @@ class LiveControl:
             self.service.served(namespace)
         paused, running = self._paused_jobs(), self._running()
         jobstore = self.service.jobstore
-        known = set(jobstore.ids())
+        known = jobstore.ids()
         rows = []
         for ns in [namespace] if namespace is not None else self.service.namespaces:
             for name, job in self.service.store.definitions(ns):

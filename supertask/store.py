@@ -19,12 +19,14 @@ import time
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from datetime import datetime
+from pathlib import Path
 from typing import Any
 
 import sqlalchemy as sa
 from sqlalchemy.exc import IntegrityError, SQLAlchemyError
 
 from supertask.errors import JobNotFound, RunNotFound, StoreError
+from supertask.litestore import LiteStore, sqlite_file
 from supertask.model import JOB_FORMAT_VERSION, Job, RunRecord, RunStatus, digest
 from supertask.tables import (  # noqa: F401  (re-exported: the schema's names)
     SCHEMA_VERSION,
@@ -89,12 +91,9 @@ class Store:
     @classmethod
     def open(cls, url: str, *, create: bool = True) -> Store:
         """Open (and by default create) the store; refuse one with another schema version."""
-        if url.startswith("sqlite:///") and create:
-            from pathlib import Path
-
-            path = Path(url[len("sqlite:///") :])
-            if str(path) and str(path) != ":memory:":
-                path.parent.mkdir(parents=True, exist_ok=True)
+        path = sqlite_file(url)
+        if path is not None and create:
+            Path(path).parent.mkdir(parents=True, exist_ok=True)
         store = cls(url)
         version = store._schema_version()
         if version is None and create:
@@ -385,14 +384,11 @@ class Store:
         SQLAlchemy's per-statement work made each run's two commits the longest hold of
         that lock: at 200 fires a second, half of the runs' time was spent queueing for
         it (py-spy; docs/benchmarks.md). Other databases: None (SQLAlchemy)."""
-        if self._fast is None and self._sqlite_lock is not None and self.url.startswith("sqlite:///"):
-            from supertask.litestore import LiteStore
-
-            path = self.url[len("sqlite:///"):]
-            if path and "?" not in path and path != ":memory:":
-                self._fast = LiteStore(self.url, path, lock=self._sqlite_lock)
-            else:
-                self._fast = False
+        if self._fast is None and self._sqlite_lock is not None:
+            with self._sqlite_lock:  # one connection, whichever thread asks first
+                if self._fast is None:
+                    path = sqlite_file(self.url)
+                    self._fast = LiteStore(self.url, path, lock=self._sqlite_lock) if path else False
         return self._fast or None
 
     def claim_run(
