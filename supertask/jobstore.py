@@ -72,6 +72,9 @@ class NamespaceJobStore(BaseJobStore):
         self._next: dict[str, float] = {}
         self._pending: dict[str, float | None] = {}
         self._lock = threading.RLock()
+        #: blocks while the scheduler is starting a round's children (the executor's):
+        #: the write-behind waits for it rather than take turns with those starts
+        self.quiet: Callable[[], object] = lambda: None
 
     # -- loading ------------------------------------------------------------------------------
 
@@ -88,6 +91,7 @@ class NamespaceJobStore(BaseJobStore):
             self._dirty.wait(1.0)
             if not self._dirty.is_set() or self._stopping.wait(FLUSH_DELAY):
                 continue
+            self.quiet()
             self._dirty.clear()
             try:
                 self.flush()

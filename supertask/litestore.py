@@ -153,6 +153,35 @@ class LiteStore:
         except sqlite3.IntegrityError:
             return None
 
+    def claim_runs(self, claims: Sequence[dict[str, Any]]) -> list[int | None]:
+        """:meth:`claim_run` of each of ``claims`` (its keyword arguments), all in one
+        transaction: a fire already claimed gets None, the rest their run ids."""
+        now = _stamp(datetime.now(UTC))
+
+        def write(conn: sqlite3.Connection) -> list[int | None]:
+            ids: list[int | None] = []
+            for claim in claims:
+                status = claim.get("status", RunStatus.RUNNING)
+                try:  # a failed statement leaves SQLite's transaction as it was
+                    cur = conn.execute(
+                        "INSERT INTO supertask_runs (namespace, job, attempt, reason, scheduled, started, finished, "
+                        "status, host, message) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                        (claim["namespace"], claim["job"], claim["attempt"], claim["reason"],
+                         _stamp(claim["scheduled"]), now if status is RunStatus.RUNNING else None,
+                         now if status.finished else None, status.value, claim["host"], claim.get("message")))
+                except sqlite3.IntegrityError:
+                    ids.append(None)
+                    continue
+                run_id = int(cur.lastrowid or 0)
+                if claim.get("log_dir") is not None:
+                    conn.execute("UPDATE supertask_runs SET log_path = ? WHERE id = ?",
+                                 (str(Path(claim["log_dir"]) / claim["namespace"] / claim["job"] / f"{run_id}.log"),
+                                  run_id))
+                ids.append(run_id)
+            return ids
+
+        return list(self._write(write))
+
     def update_run(self, run_id: int, **values: Any) -> None:
         if not values:
             return

@@ -9,16 +9,18 @@ from __future__ import annotations
 
 import os
 import shlex
+import signal
+import subprocess
 import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from supertask import notify
-from supertask.launchers import LaunchRequest, Outcome, launcher_for
+from supertask.launchers import ArgvLauncher, LaunchRequest, Outcome, launcher_for
 from supertask.log import get_logger
 from supertask.model import Job, Reason, RunStatus
 from supertask.runlog import RunLog
@@ -87,8 +89,10 @@ def execute(
     reason: Reason = Reason.SCHEDULE,
     attempt: int = 1,
     run_id: int | None = None,
+    begun: Begun | None = None,
 ) -> tuple[int, Outcome] | None:
     """Run ``job`` for the fire at ``scheduled``; retry per its policy. None: fire taken.
+    ``begun``: the first attempt, claimed and started by :func:`begin`.
 
     Retries: an attempt whose status is in ``retry_on`` (default failed, timed-out,
     lost) is followed, while attempts <= 1 + ``retries``, by another after
@@ -103,12 +107,12 @@ def execute(
     """
     log = get_logger("supertask.run")
     while True:
-        if not _take_slot(ctx):
+        if begun is None and not _take_slot(ctx):
             return None
         try:
-            result = _attempt(ctx, namespace, job, scheduled, reason, attempt, run_id)
+            result = _attempt(ctx, namespace, job, scheduled, reason, attempt, run_id, begun)
         finally:
-            if ctx.slots is not None:
+            if ctx.slots is not None and begun is None:
                 ctx.slots.release()
         if result is None:
             return None
@@ -129,7 +133,7 @@ def execute(
         notify.run_actions(job.on_retry, record, event="retry", outbox=ctx.outbox)
         if ctx.shutdown.wait(delay):
             return result
-        attempt, reason, run_id = attempt + 1, Reason.RETRY, None
+        attempt, reason, run_id, begun = attempt + 1, Reason.RETRY, None, None
 
 
 def _take_slot(ctx: RunContext) -> bool:
@@ -142,36 +146,102 @@ def _take_slot(ctx: RunContext) -> bool:
     return True
 
 
-def _attempt(
-    ctx: RunContext, namespace: str, job: Job, scheduled: datetime, reason: Reason, attempt: int,
-    run_id: int | None = None,
-) -> tuple[int, Outcome] | None:
-    log = get_logger("supertask.run")
-    settings = ctx.settings
-    if run_id is None:
-        run_id = ctx.store.claim_run(
-            namespace=namespace, job=job.name, scheduled=scheduled, attempt=attempt,
-            reason=reason.value, host=settings.host, log_dir=settings.log_dir,
-        )
-        if run_id is None:
-            log.info("fire already claimed", job=job.name, namespace=namespace, scheduled=scheduled.isoformat())
-            return None
-    else:  # a queued row taken up now
-        ctx.store.update_run(run_id, status=RunStatus.RUNNING, started=datetime.now(UTC),
-                             log_path=str(settings.log_dir / namespace / job.name / f"{run_id}.log"))
-    log_path = settings.log_dir / namespace / job.name / f"{run_id}.log"
+@dataclass
+class Begun:
+    """An attempt whose row is claimed and whose run is under way: what :func:`begin`
+    prepared (its environment and, for a plain command, its started child)."""
+
+    run_id: int
+    active: ActiveRun
+    clock: float  # time.monotonic() at the start: the timeout counts from here
+    env: dict[str, str] | None = None
+    started: subprocess.Popen[bytes] | OSError | None = None
+
+
+def _open(ctx: RunContext, namespace: str, job: Job, scheduled: datetime, reason: Reason, attempt: int,
+          run_id: int) -> Begun:
+    """Register the claimed attempt as in flight and announce it."""
+    log_path = ctx.settings.log_dir / namespace / job.name / f"{run_id}.log"
     active = ActiveRun(run_id, namespace, job.name, attempt, time.time(), log_path=log_path)
     with ctx.lock:
         ctx.active[run_id] = active
-    log.info("run started", job=job.name, namespace=namespace, run=run_id, attempt=attempt,
-             reason=reason.value, scheduled=scheduled.isoformat())
+    get_logger("supertask.run").info("run started", job=job.name, namespace=namespace, run=run_id,
+                                     attempt=attempt, reason=reason.value, scheduled=scheduled.isoformat())
+    notify.ping(job.ping, "start", {"job": job.name, "namespace": namespace, "id": run_id, "attempt": attempt},
+                ctx.outbox)
+    return Begun(run_id, active, time.monotonic())
+
+
+def begin(ctx: RunContext, namespace: str, job: Job, scheduled: datetime, reason: Reason, attempt: int,
+          run_id: int) -> Begun:
+    """Start attempt ``attempt`` of a fire whose row ``run_id`` was just claimed, as far
+    as its child's start; :func:`execute` with ``begun`` carries it to the end.
+
+    The scheduler calls this for each fire of a round, one after another in one thread
+    (then hands each to a pool thread): a hundred threads each starting their own child
+    at once wait on each other for the interpreter lock, and every child starts late,
+    where one after another the first starts at once (docs/benchmarks.md). Only a
+    ``run:`` of a command (not a container, not steps) has its child started here;
+    anything that goes wrong is left for :func:`execute` to meet and record as usual.
+    The log file is made by the pool thread (creating a file costs as much as
+    starting the child); the child's output waits in its pipe until then.
+    """
+    begun = _open(ctx, namespace, job, scheduled, reason, attempt, run_id)
+    if job.run is None:
+        return begun
+    try:
+        begun.env = build_env(namespace, job, run_id, scheduled, ctx.store.url)
+        launcher, target = launcher_for(job.run)
+        if isinstance(launcher, ArgvLauncher):
+            begun.started = launcher.start(_request(job, namespace, run_id, begun.env, target))
+            if isinstance(begun.started, subprocess.Popen):
+                begun.active.pid = begun.started.pid
+    except Exception:  # met again, and recorded, by execute()
+        pass
+    return begun
+
+
+def _request(job: Job, namespace: str, run_id: int, env: dict[str, str], target: str,
+             on_line: Callable[[str, str], None] | None = None, **more: Any) -> LaunchRequest:
+    return LaunchRequest(target=target, job=job, namespace=namespace, run_id=run_id, env=env,
+                         on_line=on_line or _ignore, kill_grace=job.kill_grace, **more)
+
+
+def _ignore(stream: str, line: str) -> None:
+    pass
+
+
+def _attempt(
+    ctx: RunContext, namespace: str, job: Job, scheduled: datetime, reason: Reason, attempt: int,
+    run_id: int | None = None, begun: Begun | None = None,
+) -> tuple[int, Outcome] | None:
+    log = get_logger("supertask.run")
+    settings = ctx.settings
+    if begun is None:
+        if run_id is None:
+            run_id = ctx.store.claim_run(
+                namespace=namespace, job=job.name, scheduled=scheduled, attempt=attempt,
+                reason=reason.value, host=settings.host, log_dir=settings.log_dir,
+            )
+            if run_id is None:
+                log.info("fire already claimed", job=job.name, namespace=namespace,
+                         scheduled=scheduled.isoformat())
+                return None
+        else:  # a queued row taken up now
+            ctx.store.update_run(run_id, status=RunStatus.RUNNING, started=datetime.now(UTC),
+                                 log_path=str(settings.log_dir / namespace / job.name / f"{run_id}.log"))
+        begun = _open(ctx, namespace, job, scheduled, reason, attempt, run_id)
+    run_id, active = begun.run_id, begun.active
     facts = {"job": job.name, "namespace": namespace, "id": run_id, "attempt": attempt}
-    notify.ping(job.ping, "start", facts, ctx.outbox)
     outcome = Outcome(RunStatus.FAILED, None, None, "not started")
     runlog: RunLog | None = None
     try:
-        runlog = RunLog(log_path, job.log_max, TAIL_LINES)
-        outcome = _run_steps(ctx, namespace, job, run_id, scheduled, active, _sink(ctx, active, runlog))
+        try:
+            runlog = RunLog(active.log_path, job.log_max, TAIL_LINES)  # type: ignore[arg-type]
+        except Exception:  # a child begin() started must not outlive its unrecordable run
+            _abandon(begun.started)
+            raise
+        outcome = _run_steps(ctx, namespace, job, scheduled, begun, _sink(ctx, active, runlog))
         if outcome.status is RunStatus.TIMED_OUT and "container" not in (outcome.message or ""):
             outcome.message = f"timed out after {job.timeout:g}s; process group ended"
         if outcome.message:
@@ -205,6 +275,14 @@ def _attempt(
     return run_id, outcome
 
 
+def _abandon(started: subprocess.Popen[bytes] | OSError | None) -> None:
+    if isinstance(started, subprocess.Popen):
+        from supertask.launchers.base import signal_all
+
+        signal_all([started.pid], [], signal.SIGKILL)
+        started.communicate()
+
+
 def _sink(ctx: RunContext, active: ActiveRun, runlog: RunLog) -> Callable[[str, str], None]:
     """Each output line goes to the log file and, until ``log_max`` is reached, to the relay."""
     state = {"relaying": ctx.relay is not None}
@@ -224,8 +302,8 @@ def _sink(ctx: RunContext, active: ActiveRun, runlog: RunLog) -> Callable[[str, 
 
 
 def _run_steps(
-    ctx: RunContext, namespace: str, job: Job, run_id: int, scheduled: datetime,
-    active: ActiveRun, sink: Callable[[str, str], None],
+    ctx: RunContext, namespace: str, job: Job, scheduled: datetime, begun: Begun,
+    sink: Callable[[str, str], None],
 ) -> Outcome:
     """Run ``job.run``, or its ``steps`` in order within the one run.
 
@@ -233,23 +311,22 @@ def _run_steps(
     succeeded), ``failure`` (one failed), ``always``. A failed step with
     ``continue_on_error`` does not count as a failure. The run's timeout covers all steps.
     """
-    env = build_env(namespace, job, run_id, scheduled, ctx.store.url)
-    started = time.monotonic()
+    run_id, active = begun.run_id, begun.active
+    env = begun.env if begun.env is not None else build_env(namespace, job, run_id, scheduled, ctx.store.url)
 
     def remaining() -> float | None:
         if job.timeout is None:
             return None
-        return max(0.001, job.timeout - (time.monotonic() - started))
+        return max(0.001, job.timeout - (time.monotonic() - begun.clock))
 
     def on_start(pid: int) -> None:
         active.pid = pid  # the row gets it when the run ends (crash recovery goes by environment)
 
     def launch(run: str) -> Outcome:
         launcher, target = launcher_for(run)
-        return launcher.launch(LaunchRequest(
-            target=target, job=job, namespace=namespace, run_id=run_id, env=env, on_line=sink,
-            timeout=remaining(), kill_grace=job.kill_grace, stop=active.kill, on_start=on_start,
-        ))
+        started, begun.started = begun.started, None  # a child begin() started is the first one
+        return launcher.launch(_request(job, namespace, run_id, env, target, on_line=sink, timeout=remaining(),
+                                        stop=active.kill, on_start=on_start, started=started))
 
     if job.run is not None:
         return launch(job.run)

@@ -104,6 +104,7 @@ class Service:
         self.jobstore = NamespaceJobStore(store, self.namespaces, trigger_for)
         self.executor = RunExecutor(self.ctx, self.jobstore, settings.max_workers, settings.max_concurrent,
                                     up_since=up_since)
+        self.jobstore.quiet = self.executor.wait_launched
         # a stop asked for before the service existed (a signal during start-up) holds
         self.stop_request = StopRequest(stop_event or threading.Event())
         self.started = time.time()
@@ -113,7 +114,23 @@ class Service:
     def _build(self) -> Any:
         from apscheduler.schedulers.background import BackgroundScheduler
 
-        return BackgroundScheduler(
+        executor = self.executor
+
+        class RoundScheduler(BackgroundScheduler):  # type: ignore[misc]
+            """Each round's due fires are started together when the round has been
+            decided (``RunExecutor.launch_round``)."""
+
+            def _process_jobs(self) -> float | None:
+                executor.collect_round()
+                try:
+                    wait: float | None = super()._process_jobs()
+                finally:
+                    began = time.monotonic()
+                    executor.launch_round()
+                # the wait was reckoned before the launches: take their time off it
+                return None if wait is None else max(0.0, wait - (time.monotonic() - began))
+
+        return RoundScheduler(
             jobstores={"default": self.jobstore},
             executors={"default": self.executor},
             timezone=UTC,

@@ -29,7 +29,7 @@ import functools
 import re
 from datetime import datetime, timedelta, tzinfo
 from datetime import timezone as dt_timezone
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError, available_timezones
 
 if TYPE_CHECKING:
@@ -83,6 +83,14 @@ _PART_RE = re.compile(r"(\d+(?:\.\d*)?|\.\d+)\s*([a-z]*)\s*", re.IGNORECASE)
 _ISO_RE = re.compile(
     r"^\d{4}-\d\d-\d\d(?:[T ]\d\d:\d\d(?::\d\d(?:\.\d+)?)?)?(?:Z|[+-]\d\d:?\d\d)?$"
 )
+
+
+#: Cron fires computed lately, shared by all schedules: ``(when, zone, after) -> next``.
+#: A round asks each due job for its next fire two or three times, and jobs often
+#: share an expression (100 jobs ``* * * * * *``: one computation, not 300).
+_NEXT: dict[tuple[str, tzinfo, datetime], datetime | None] = {}
+_NEXT_SIZE = 4096
+_UNKNOWN: Any = object()
 
 
 class Schedule:
@@ -228,7 +236,13 @@ class Schedule:
             after = now.astimezone(UTC) - _TICK  # at or after now
         else:
             after = previous_fire_time.astimezone(UTC)
-        found = self._next_wild(after) if self._wild else self._next_fixed(after)
+        key = (self.when, self.timezone, after)
+        found = _NEXT.get(key, _UNKNOWN)
+        if found is _UNKNOWN:
+            found = self._next_wild(after) if self._wild else self._next_fixed(after)
+            if len(_NEXT) >= _NEXT_SIZE:
+                _NEXT.clear()
+            _NEXT[key] = found
         return found.astimezone(self.timezone) if found is not None else None
 
     def _wall_next(self, wall: datetime) -> datetime | None:

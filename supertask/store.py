@@ -440,6 +440,41 @@ class Store:
         except IntegrityError:
             return None
 
+    def claim_runs(self, claims: Sequence[dict[str, Any]]) -> list[int | None]:
+        """:meth:`claim_run` for each of ``claims`` (its keyword arguments); None for a
+        fire already claimed. On SQLite and PostgreSQL all in one transaction (the
+        scheduler claims a round's fires at once)."""
+        fast = self._runs()
+        if fast is not None:
+            return list(fast.claim_runs(claims))
+        if self.engine.dialect.name != "postgresql":
+            return [self.claim_run(**claim) for claim in claims]
+        from sqlalchemy.dialects.postgresql import insert
+
+        now = datetime.now(UTC)
+        ids: list[int | None] = []
+        with self._write() as conn:
+            for claim in claims:
+                status = claim.get("status", RunStatus.RUNNING)
+                values = dict(
+                    namespace=claim["namespace"], job=claim["job"], scheduled=claim["scheduled"],
+                    attempt=claim["attempt"], reason=claim["reason"], status=status.value, host=claim["host"],
+                    message=claim.get("message"), started=now if status is RunStatus.RUNNING else None,
+                    finished=now if status.finished else None,
+                )
+                found = conn.execute(
+                    insert(runs_table).values(**values).on_conflict_do_nothing().returning(runs_table.c.id)
+                ).first()
+                if found is None:
+                    ids.append(None)
+                    continue
+                run_id = int(found[0])
+                if claim.get("log_dir") is not None:
+                    conn.execute(runs_table.update().where(runs_table.c.id == run_id).values(
+                        log_path=str(claim["log_dir"] / claim["namespace"] / claim["job"] / f"{run_id}.log")))
+                ids.append(run_id)
+        return ids
+
     def update_run(self, run_id: int, **values: Any) -> None:
         fast = self._runs()
         if fast is not None:

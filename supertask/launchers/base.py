@@ -63,6 +63,9 @@ class LaunchRequest:
     kill_grace: float = 10.0
     stop: threading.Event | None = None
     on_start: Callable[[int], None] | None = None
+    #: the child, already started by the scheduler's dispatch of a round
+    #: (:meth:`ArgvLauncher.start`), or why it could not start; None: start it here
+    started: subprocess.Popen[bytes] | OSError | None = None
 
 
 class Launcher(Protocol):
@@ -80,11 +83,16 @@ class ArgvLauncher:
     def argv(self, target: str) -> list[str]:
         raise NotImplementedError
 
+    def start(self, request: LaunchRequest) -> subprocess.Popen[bytes] | OSError:
+        """Only start the child (the scheduler starts a round's children one after
+        another this way, then hands each to :meth:`launch` with ``started``)."""
+        return start_process(Command(self.argv(request.target), request.env, request.job.cwd))
+
     def launch(self, request: LaunchRequest) -> Outcome:
         command = Command(self.argv(request.target), request.env, request.job.cwd)
         return run_process(
             command, request.on_line, timeout=request.timeout, kill_grace=request.kill_grace,
-            stop=request.stop, on_start=request.on_start,
+            stop=request.stop, on_start=request.on_start, started=request.started,
         )
 
 
@@ -105,29 +113,12 @@ def launcher_for(run: str) -> tuple[Launcher, str]:
     return table["cmd"], run
 
 
-
-def run_process(
-    command: Command,
-    on_line: LineSink,
-    *,
-    timeout: float | None = None,
-    kill_grace: float = 10.0,
-    stop: threading.Event | None = None,
-    on_start: Callable[[int], None] | None = None,
-) -> Outcome:
-    """Run ``command`` to the end, relaying output; honour ``timeout`` and ``stop``.
-
-    Status is ``succeeded`` on exit 0, ``failed`` otherwise, ``timed-out`` when the
-    timeout ended it, ``killed`` when ``stop`` was set. When the main child exits but a
-    background grandchild still holds its pipes, output is read for one more second and
-    then left: the run ends with its main process (as cron's does). A line longer than
-    :data:`MAX_LINE` bytes is handed on in pieces of that size, so output without
-    newlines neither grows memory nor stalls the reading.
-    """
+def start_process(command: Command) -> subprocess.Popen[bytes] | OSError:
+    """Start ``command`` in a session of its own with its output on pipes (or say why not)."""
     from supertask import reaper
 
     try:
-        proc = reaper.spawn(
+        return reaper.spawn(
             command.argv,
             stdin=subprocess.DEVNULL,
             stdout=subprocess.PIPE,
@@ -138,6 +129,34 @@ def run_process(
             close_fds=True,
         )
     except OSError as exc:
+        return exc
+
+
+def run_process(
+    command: Command,
+    on_line: LineSink,
+    *,
+    timeout: float | None = None,
+    kill_grace: float = 10.0,
+    stop: threading.Event | None = None,
+    on_start: Callable[[int], None] | None = None,
+    started: subprocess.Popen[bytes] | OSError | None = None,
+) -> Outcome:
+    """Run ``command`` to the end, relaying output; honour ``timeout`` and ``stop``.
+
+    Status is ``succeeded`` on exit 0, ``failed`` otherwise, ``timed-out`` when the
+    timeout ended it, ``killed`` when ``stop`` was set. When the main child exits but a
+    background grandchild still holds its pipes, output is read for one more second and
+    then left: the run ends with its main process (as cron's does). A line longer than
+    :data:`MAX_LINE` bytes is handed on in pieces of that size, so output without
+    newlines neither grows memory nor stalls the reading. ``started``: the child,
+    already started by :func:`start_process` (its timeout counts from now).
+    """
+    from supertask import reaper
+
+    proc = start_process(command) if started is None else started
+    if isinstance(proc, OSError):
+        exc = proc
         on_line("stderr", f"supertask: cannot start {command.argv[0]!r}: {exc.strerror or exc}")
         return Outcome(RunStatus.FAILED, 127, None, f"cannot start {command.argv[0]!r}: {exc}")
     if on_start is not None:
