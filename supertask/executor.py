@@ -10,6 +10,7 @@ from __future__ import annotations
 import functools
 import random
 import threading
+import time
 from collections import Counter
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
@@ -21,7 +22,7 @@ from apscheduler.executors.base import BaseExecutor
 from supertask.jobstore import NamespaceJobStore
 from supertask.log import get_logger
 from supertask.model import Job, Overlap, Reason, RunStatus
-from supertask.runner import Begun, RunContext, begin, execute
+from supertask.runner import Begun, RunContext, execute, prepare
 
 UTC = timezone.utc
 
@@ -139,6 +140,10 @@ class RunExecutor(BaseExecutor):
                 verdict = "skip"
             if verdict == "run":
                 self._inflight[key] += 1
+        if verdict != "run" and self._round_thread == threading.get_ident() and fire.timestamp() > time.time():
+            # decided ahead of its time (rounds.LEAD): the run in flight may end before
+            # it, so the fire is decided again at its time, as it would have been
+            return self._start_later(namespace, definition, fire, reason, then)
         if verdict == "skip":
             why = {
                 Overlap.SKIP: "the previous run was still running (overlap: skip)",
@@ -165,6 +170,19 @@ class RunExecutor(BaseExecutor):
                 self._inflight[key] += 1  # the run in flight ended meanwhile
             return self._start(key, namespace, definition, fire, reason, run_id)
         return self._start(key, namespace, definition, fire, reason, None, then=then)
+
+    def _start_later(self, namespace: str, definition: Job, fire: datetime, reason: Reason,
+                     then: list[tuple[datetime, Reason]] | None) -> bool:
+        def at_its_time() -> None:
+            if not self.ctx.shutdown.wait(max(0.0, fire.timestamp() - time.time())):
+                self.submit(namespace, definition, fire, reason, then=then)
+
+        try:
+            assert self._pool is not None
+            self._pool.submit(at_its_time)
+        except RuntimeError:  # stopping
+            return False
+        return True
 
     def submit_retry(self, namespace: str, definition: Job, fire: datetime, attempt: int) -> bool:
         """Start attempt ``attempt`` of the fire at ``fire`` (a lost run's retry)."""
@@ -197,23 +215,24 @@ class RunExecutor(BaseExecutor):
         started in one go (a ``run:`` command, no jitter, no global cap) are kept."""
         self._round_thread = threading.get_ident()
 
-    def launch_round(self) -> None:
+    def launch_round(self) -> float | None:
         """Start the fires of the round: their rows claimed in one transaction, then
         their children started one after another here, then each handed to a pool
-        thread that follows it to the end (:func:`supertask.runner.begin`). A round of
+        thread that follows it to the end (:func:`supertask.runner.prepare`). A round of
         100 fires costs one commit, not 100 commits contending for the store, and the
-        first child starts first (docs/benchmarks.md)."""
+        first child starts first (docs/benchmarks.md). Returns when (``time.monotonic()``)
+        the round was ready to start its first child, None for an empty round."""
         self._round_thread = None
         fires, self._round = self._round, []
         if not fires:
-            return
+            return None
         self._launched.clear()
         try:
-            self._launch(fires)
+            return self._launch(fires)
         finally:
             self._launched.set()
 
-    def _launch(self, fires: list[tuple[str, str, Job, datetime, Reason, list[tuple[datetime, Reason]] | None]]) -> None:
+    def _launch(self, fires: list[tuple[str, str, Job, datetime, Reason, list[tuple[datetime, Reason]] | None]]) -> float:
         settings = self.ctx.settings
         try:
             ids = self.ctx.store.claim_runs([
@@ -226,18 +245,28 @@ class RunExecutor(BaseExecutor):
             ids = [None] * len(fires)
             for key, ns, definition, fire, reason, then in fires:
                 self._submit_run(key, ns, definition, fire, reason, None, then, None)
-            return
-        started = []
+            return time.monotonic()
+        ready = []
         for (key, ns, definition, fire, reason, then), run_id in zip(fires, ids, strict=True):
             if run_id is None:
                 self.log.info("fire already claimed", job=definition.name, namespace=ns, scheduled=fire.isoformat())
                 self._release(key)
                 continue
-            started.append((key, ns, definition, fire, reason, run_id, then,
-                            begin(self.ctx, ns, definition, fire, reason, 1, run_id)))
+            ready.append((key, ns, definition, fire, reason, run_id, then,
+                          prepare(self.ctx, ns, definition, fire, 1, run_id)))
+        prepared = time.monotonic()
+        for _, _, _, fire, _, _, _, begun in ready:
+            early = fire.timestamp() - time.time()  # the round is decided ahead (rounds.LEAD)
+            if early > 0:
+                time.sleep(early)
+            try:
+                begun.start()
+            except Exception:  # the pool thread starts it the usual way, and meets what failed
+                begun.command, begun.started = None, None
         # handed on only now: a pool thread woken per child would take turns with the starts
-        for key, ns, definition, fire, reason, run_id, then, begun in started:
+        for key, ns, definition, fire, reason, run_id, then, begun in ready:
             self._submit_run(key, ns, definition, fire, reason, run_id, then, begun)
+        return prepared
 
     def _submit_run(self, key: str, namespace: str, definition: Job, fire: datetime, reason: Reason,
                     run_id: int | None, then: list[tuple[datetime, Reason]] | None, begun: Begun | None) -> None:
@@ -257,6 +286,9 @@ class RunExecutor(BaseExecutor):
         try:
             if begun is not None:
                 self._launched.wait(60)
+            early = fire.timestamp() - time.time()  # decided ahead of its time (rounds.LEAD)
+            if early > 0 and self.ctx.shutdown.wait(early):
+                return
             if definition.jitter and self.ctx.shutdown.wait(random.uniform(0, definition.jitter)):
                 return
             for fire_time, why in [(fire, reason), *(then or [])]:

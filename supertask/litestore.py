@@ -59,6 +59,12 @@ def _stamp(value: datetime | None) -> str | None:
     return value.astimezone(UTC).replace(tzinfo=None).isoformat(" ", "microseconds")
 
 
+def _started(now: str | None, scheduled: datetime) -> str | None:
+    """``now``, or the fire's time when that is still to come."""
+    at = _stamp(scheduled)
+    return at if at is not None and now is not None and at > now else now
+
+
 def _parse(value: str | None) -> datetime | None:
     return datetime.fromisoformat(value).replace(tzinfo=UTC) if value else None
 
@@ -155,7 +161,9 @@ class LiteStore:
 
     def claim_runs(self, claims: Sequence[dict[str, Any]]) -> list[int | None]:
         """:meth:`claim_run` of each of ``claims`` (its keyword arguments), all in one
-        transaction: a fire already claimed gets None, the rest their run ids."""
+        transaction: a fire already claimed gets None, the rest their run ids. A fire
+        claimed ahead of its time (the scheduler decides a round early) is recorded as
+        started at its time, when its child starts."""
         now = _stamp(datetime.now(UTC))
 
         def write(conn: sqlite3.Connection) -> list[int | None]:
@@ -167,7 +175,7 @@ class LiteStore:
                         "INSERT INTO supertask_runs (namespace, job, attempt, reason, scheduled, started, finished, "
                         "status, host, message) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
                         (claim["namespace"], claim["job"], claim["attempt"], claim["reason"],
-                         _stamp(claim["scheduled"]), now if status is RunStatus.RUNNING else None,
+                         _stamp(claim["scheduled"]), _started(now, claim["scheduled"]) if status is RunStatus.RUNNING else None,
                          now if status.finished else None, status.value, claim["host"], claim.get("message")))
                 except sqlite3.IntegrityError:
                     ids.append(None)

@@ -20,7 +20,8 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from supertask import notify
-from supertask.launchers import ArgvLauncher, LaunchRequest, Outcome, launcher_for
+from supertask.launchers import ArgvLauncher, Command, LaunchRequest, Outcome, launcher_for
+from supertask.launchers.base import start_process
 from supertask.log import get_logger
 from supertask.model import Job, Reason, RunStatus
 from supertask.runlog import RunLog
@@ -92,7 +93,7 @@ def execute(
     begun: Begun | None = None,
 ) -> tuple[int, Outcome] | None:
     """Run ``job`` for the fire at ``scheduled``; retry per its policy. None: fire taken.
-    ``begun``: the first attempt, claimed and started by :func:`begin`.
+    ``begun``: the first attempt, claimed and started by the scheduler (:func:`prepare`).
 
     Retries: an attempt whose status is in ``retry_on`` (default failed, timed-out,
     lost) is followed, while attempts <= 1 + ``retries``, by another after
@@ -148,54 +149,64 @@ def _take_slot(ctx: RunContext) -> bool:
 
 @dataclass
 class Begun:
-    """An attempt whose row is claimed and whose run is under way: what :func:`begin`
-    prepared (its environment and, for a plain command, its started child)."""
+    """An attempt whose row is claimed: what :func:`prepare` made ready (its
+    environment and, for a plain command, the command line), then its started child."""
 
     run_id: int
     active: ActiveRun
     clock: float  # time.monotonic() at the start: the timeout counts from here
     env: dict[str, str] | None = None
+    command: Command | None = None
     started: subprocess.Popen[bytes] | OSError | None = None
 
+    def start(self) -> None:
+        """Start the prepared child, now (the scheduler calls this at the fire's time)."""
+        self.clock, self.active.started = time.monotonic(), time.time()
+        if self.command is not None:
+            self.started = start_process(self.command)
+            if isinstance(self.started, subprocess.Popen):
+                self.active.pid = self.started.pid
 
-def _open(ctx: RunContext, namespace: str, job: Job, scheduled: datetime, reason: Reason, attempt: int,
-          run_id: int) -> Begun:
-    """Register the claimed attempt as in flight and announce it."""
+
+def _register(ctx: RunContext, namespace: str, job: Job, attempt: int, run_id: int) -> Begun:
+    """Register the claimed attempt as in flight (``kill``, ``list-runs``, a stop find it)."""
     log_path = ctx.settings.log_dir / namespace / job.name / f"{run_id}.log"
     active = ActiveRun(run_id, namespace, job.name, attempt, time.time(), log_path=log_path)
     with ctx.lock:
         ctx.active[run_id] = active
+    return Begun(run_id, active, time.monotonic())
+
+
+def _announce(ctx: RunContext, namespace: str, job: Job, scheduled: datetime, reason: Reason, attempt: int,
+              run_id: int) -> None:
     get_logger("supertask.run").info("run started", job=job.name, namespace=namespace, run=run_id,
                                      attempt=attempt, reason=reason.value, scheduled=scheduled.isoformat())
     notify.ping(job.ping, "start", {"job": job.name, "namespace": namespace, "id": run_id, "attempt": attempt},
                 ctx.outbox)
-    return Begun(run_id, active, time.monotonic())
 
 
-def begin(ctx: RunContext, namespace: str, job: Job, scheduled: datetime, reason: Reason, attempt: int,
-          run_id: int) -> Begun:
-    """Start attempt ``attempt`` of a fire whose row ``run_id`` was just claimed, as far
-    as its child's start; :func:`execute` with ``begun`` carries it to the end.
+def prepare(ctx: RunContext, namespace: str, job: Job, scheduled: datetime, attempt: int, run_id: int) -> Begun:
+    """Make attempt ``attempt`` of a fire whose row ``run_id`` is claimed ready to
+    start (:meth:`Begun.start`); :func:`execute` with ``begun`` carries it to the end.
 
-    The scheduler calls this for each fire of a round, one after another in one thread
-    (then hands each to a pool thread): a hundred threads each starting their own child
-    at once wait on each other for the interpreter lock, and every child starts late,
-    where one after another the first starts at once (docs/benchmarks.md). Only a
-    ``run:`` of a command (not a container, not steps) has its child started here;
-    anything that goes wrong is left for :func:`execute` to meet and record as usual.
-    The log file is made by the pool thread (creating a file costs as much as
-    starting the child); the child's output waits in its pipe until then.
+    The scheduler prepares a round's fires ahead of their time and starts their
+    children one after another in one thread, then hands each to a pool thread: a
+    hundred threads each starting their own child at once wait on each other for the
+    interpreter lock and every child starts late, where one after another the first
+    starts at once (docs/benchmarks.md). Only a ``run:`` of a command (not a
+    container, not steps) is started so; anything that goes wrong here is left for
+    :func:`execute` to meet and record as usual. The "run started" event, the start
+    ping and the log file (creating a file costs as much as starting the child) are
+    the pool thread's; the child's output waits in its pipe until then.
     """
-    begun = _open(ctx, namespace, job, scheduled, reason, attempt, run_id)
+    begun = _register(ctx, namespace, job, attempt, run_id)
     if job.run is None:
         return begun
     try:
         begun.env = build_env(namespace, job, run_id, scheduled, ctx.store.url)
         launcher, target = launcher_for(job.run)
         if isinstance(launcher, ArgvLauncher):
-            begun.started = launcher.start(_request(job, namespace, run_id, begun.env, target))
-            if isinstance(begun.started, subprocess.Popen):
-                begun.active.pid = begun.started.pid
+            begun.command = Command(launcher.argv(target), begun.env, job.cwd)
     except Exception:  # met again, and recorded, by execute()
         pass
     return begun
@@ -230,7 +241,8 @@ def _attempt(
         else:  # a queued row taken up now
             ctx.store.update_run(run_id, status=RunStatus.RUNNING, started=datetime.now(UTC),
                                  log_path=str(settings.log_dir / namespace / job.name / f"{run_id}.log"))
-        begun = _open(ctx, namespace, job, scheduled, reason, attempt, run_id)
+        begun = _register(ctx, namespace, job, attempt, run_id)
+    _announce(ctx, namespace, job, scheduled, reason, attempt, begun.run_id)
     run_id, active = begun.run_id, begun.active
     facts = {"job": job.name, "namespace": namespace, "id": run_id, "attempt": attempt}
     outcome = Outcome(RunStatus.FAILED, None, None, "not started")
@@ -238,7 +250,7 @@ def _attempt(
     try:
         try:
             runlog = RunLog(active.log_path, job.log_max, TAIL_LINES)  # type: ignore[arg-type]
-        except Exception:  # a child begin() started must not outlive its unrecordable run
+        except Exception:  # a child started ahead must not outlive its unrecordable run
             _abandon(begun.started)
             raise
         outcome = _run_steps(ctx, namespace, job, scheduled, begun, _sink(ctx, active, runlog))
@@ -324,7 +336,7 @@ def _run_steps(
 
     def launch(run: str) -> Outcome:
         launcher, target = launcher_for(run)
-        started, begun.started = begun.started, None  # a child begin() started is the first one
+        started, begun.started = begun.started, None  # a child the round started is the first one
         return launcher.launch(_request(job, namespace, run_id, env, target, on_line=sink, timeout=remaining(),
                                         stop=active.kill, on_start=on_start, started=started))
 

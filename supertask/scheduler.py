@@ -112,25 +112,10 @@ class Service:
         self._edit_lock = threading.RLock()
 
     def _build(self) -> Any:
-        from apscheduler.schedulers.background import BackgroundScheduler
-
-        executor = self.executor
-
-        class RoundScheduler(BackgroundScheduler):  # type: ignore[misc]
-            """Each round's due fires are started together when the round has been
-            decided (``RunExecutor.launch_round``)."""
-
-            def _process_jobs(self) -> float | None:
-                executor.collect_round()
-                try:
-                    wait: float | None = super()._process_jobs()
-                finally:
-                    began = time.monotonic()
-                    executor.launch_round()
-                # the wait was reckoned before the launches: take their time off it
-                return None if wait is None else max(0.0, wait - (time.monotonic() - began))
+        from supertask.rounds import RoundScheduler
 
         return RoundScheduler(
+            self.executor,
             jobstores={"default": self.jobstore},
             executors={"default": self.executor},
             timezone=UTC,

@@ -459,7 +459,8 @@ class Store:
                 values = dict(
                     namespace=claim["namespace"], job=claim["job"], scheduled=claim["scheduled"],
                     attempt=claim["attempt"], reason=claim["reason"], status=status.value, host=claim["host"],
-                    message=claim.get("message"), started=now if status is RunStatus.RUNNING else None,
+                    message=claim.get("message"),
+                    started=max(now, claim["scheduled"]) if status is RunStatus.RUNNING else None,
                     finished=now if status.finished else None,
                 )
                 found = conn.execute(

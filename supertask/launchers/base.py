@@ -63,8 +63,8 @@ class LaunchRequest:
     kill_grace: float = 10.0
     stop: threading.Event | None = None
     on_start: Callable[[int], None] | None = None
-    #: the child, already started by the scheduler's dispatch of a round
-    #: (:meth:`ArgvLauncher.start`), or why it could not start; None: start it here
+    #: the child, already started by the scheduler's round (:func:`start_process`),
+    #: or why it could not start; None: start it here
     started: subprocess.Popen[bytes] | OSError | None = None
 
 
@@ -82,11 +82,6 @@ class ArgvLauncher:
 
     def argv(self, target: str) -> list[str]:
         raise NotImplementedError
-
-    def start(self, request: LaunchRequest) -> subprocess.Popen[bytes] | OSError:
-        """Only start the child (the scheduler starts a round's children one after
-        another this way, then hands each to :meth:`launch` with ``started``)."""
-        return start_process(Command(self.argv(request.target), request.env, request.job.cwd))
 
     def launch(self, request: LaunchRequest) -> Outcome:
         command = Command(self.argv(request.target), request.env, request.job.cwd)

@@ -106,3 +106,62 @@ def _fresh(url: str) -> str:
     with psycopg.connect(base, autocommit=True) as conn:
         conn.execute(f"CREATE SCHEMA {schema}")
     return f"{base}?options=-csearch_path%3D{schema}"
+
+
+def test_a_round_of_fires_one_row_each_none_before_its_time(store_cli: Cli, tmp_path: Path) -> None:
+    """Twenty jobs due each second: the scheduler claims a round's fires together and
+    starts their children one after another. Every fire runs once, none before its
+    time, each with its own row (started no earlier than scheduled) and its own log."""
+    from datetime import datetime
+
+    out = tmp_path / "fires"
+    jobs = "".join(
+        f"""
+  - name: j{i}
+    when: "* * * * * *"
+    run: "cmd:echo \\"$SUPERTASK_RUN_ID $SUPERTASK_SCHEDULED $(date +%s.%N)\\" >> {out}"
+""" for i in range(20))
+    (store_cli.cwd / "supertask.yaml").write_text(f"namespace: round\njobs:{jobs}")
+    sched = store_cli.start()
+    try:
+        wait_until(lambda: out.exists() and len(out.read_text().splitlines()) >= 60, timeout=30, what="60 fires")
+    finally:
+        assert sched.stop() == 0
+    fires = [line.split() for line in out.read_text().splitlines()]
+    rows = {r["id"]: r for r in store_cli.json("history", "--limit", "1000")}
+    assert len({run_id for run_id, _, _ in fires}) == len(fires)  # one child per run
+    for run_id, scheduled, at in fires:
+        due = datetime.fromisoformat(scheduled).timestamp()
+        assert 0 <= float(at) - due < 1.0, (scheduled, at)
+        row = rows[int(run_id)]
+        assert row["status"] == "succeeded" and row["scheduled"] == scheduled
+        assert datetime.fromisoformat(row["started"]).timestamp() >= due - 0.001
+        assert Path(row["log_path"]).is_file()
+    fired = [(r["job"], r["scheduled"]) for r in rows.values() if r["status"] != "skipped"]
+    assert len(fired) == len(set(fired))  # no fire twice
+    seconds = {s for _, s, _ in fires}
+    assert len(fires) >= 20 * (len(seconds) - 2)  # rounds are whole (first/last may be cut)
+
+
+def test_claiming_a_round_at_once_takes_each_fire_once(store_url: str, tmp_path: Path) -> None:
+    """``Store.claim_runs`` (the scheduler's claim of a round): one row per fire, None
+    for a fire already claimed, a fire ahead of its time started at its time."""
+    from datetime import datetime, timedelta, timezone
+
+    from supertask.store import Store
+
+    store = Store.open(store_url)
+    try:
+        now = datetime.now(timezone.utc).replace(microsecond=0)
+        ahead = now + timedelta(seconds=30)
+        claim = dict(namespace="ns", attempt=1, reason="schedule", host="h", log_dir=tmp_path / "logs")
+        taken = store.claim_run(job="a", scheduled=now, **claim)
+        ids = store.claim_runs([dict(job="a", scheduled=now, **claim), dict(job="b", scheduled=now, **claim),
+                                dict(job="c", scheduled=ahead, **claim)])
+        assert taken is not None and ids[0] is None and None not in ids[1:]
+        b, c = store.get_run(ids[1]), store.get_run(ids[2])  # type: ignore[arg-type]
+        assert (b.job, b.status, b.log_path) == ("b", "running", str(tmp_path / "logs" / "ns" / "b" / f"{ids[1]}.log"))
+        assert c.started == ahead and b.started is not None and b.started < ahead
+        assert len(store.history("ns", limit=10)) == 3
+    finally:
+        store.close()
