@@ -17,6 +17,7 @@ from __future__ import annotations
 import sqlite3
 import threading
 from collections.abc import Callable, Sequence
+from dataclasses import dataclass
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
@@ -69,6 +70,14 @@ def _parse(value: str | None) -> datetime | None:
     return datetime.fromisoformat(value).replace(tzinfo=UTC) if value else None
 
 
+@dataclass
+class _Grouped:
+    sql: str
+    params: tuple[Any, ...]
+    done: bool = False
+    error: Exception | None = None
+
+
 class LiteStore:
     """The subset of :class:`~supertask.store.Store` that a one-shot run uses."""
 
@@ -79,6 +88,8 @@ class LiteStore:
         self._conn.execute("PRAGMA synchronous=NORMAL")
         self._conn.execute("PRAGMA busy_timeout=30000")
         self._lock = lock or threading.Lock()  # a Store shares its own: one writer per process
+        self._queue: list[_Grouped] = []  # statements waiting for a group commit (_grouped)
+        self._queue_lock = threading.Lock()
 
     dialect = "sqlite"
 
@@ -201,8 +212,50 @@ class LiteStore:
             elif isinstance(value, datetime):
                 values[key] = _stamp(value)
         sets = ", ".join(f"{key} = ?" for key in values)
-        self._write(lambda conn: conn.execute(f"UPDATE supertask_runs SET {sets} WHERE id = ?",
-                                              (*values.values(), run_id)))
+        self._grouped(f"UPDATE supertask_runs SET {sets} WHERE id = ?", (*values.values(), run_id))
+
+    def _grouped(self, sql: str, params: tuple[Any, ...]) -> None:
+        """Run one statement in a transaction shared with the statements other threads
+        are waiting to run (group commit): whichever thread takes the write lock commits
+        everything queued by then, and each caller returns once its statement is
+        committed. At a few hundred runs ending a second, one commit each kept the runs
+        queueing for the lock (py-spy: nine tenths of their time; docs/benchmarks.md)."""
+        item = _Grouped(sql, params)
+        with self._queue_lock:
+            self._queue.append(item)
+        with self._lock:
+            if item.done:
+                return self._result(item)
+            with self._queue_lock:
+                batch, self._queue = self._queue, []
+            if item not in batch:  # taken by a group that was interrupted
+                batch.append(item)
+            try:
+                self._transaction(batch)
+            except Exception:  # each on its own, so one bad statement fails only its caller
+                for each in batch:
+                    try:
+                        self._transaction([each])
+                    except Exception as exc:
+                        each.error = exc
+            for each in batch:
+                each.done = True
+        return self._result(item)
+
+    def _transaction(self, batch: list[_Grouped]) -> None:
+        self._conn.execute("BEGIN IMMEDIATE")
+        try:
+            for each in batch:
+                self._conn.execute(each.sql, each.params)
+        except BaseException:
+            self._conn.execute("ROLLBACK")
+            raise
+        self._conn.execute("COMMIT")
+
+    @staticmethod
+    def _result(item: _Grouped) -> None:
+        if item.error is not None:
+            raise item.error
 
     def get_run(self, run_id: int) -> RunRecord:
         with self._lock:

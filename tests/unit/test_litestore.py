@@ -61,3 +61,40 @@ def test_rows_written_lite_read_back_by_store(tmp_path: Path) -> None:
     assert run.started is not None and run.started.tzinfo is not None
     lite2 = litestore.open_lite(url)
     assert lite2 is not None and lite2.get_run(run_id) == run
+
+
+def test_run_updates_from_many_threads_are_each_committed(tmp_path: Path) -> None:
+    """Run rows' updates share commits (group commit); each caller's is committed when
+    it returns, and a failing statement fails only its own caller."""
+    import sqlite3
+    import threading
+
+    import pytest
+
+    url = f"sqlite:///{tmp_path / 's.db'}"
+    Store.open(url).close()
+    lite = litestore.open_lite(url)
+    assert lite is not None
+    base = datetime(2026, 12, 1, 10, 0, tzinfo=UTC)
+    ids = lite.claim_runs([dict(namespace="ns", job=f"j{i}", scheduled=base, attempt=1, reason="schedule", host="h")
+                           for i in range(200)])
+    assert None not in ids
+
+    def finish(chunk: list[int | None]) -> None:
+        for run_id in chunk:
+            lite.update_run(run_id, status=RunStatus.SUCCEEDED, exit_code=run_id % 7)  # type: ignore[arg-type]
+
+    threads = [threading.Thread(target=finish, args=(ids[i::8],)) for i in range(8)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    with pytest.raises(sqlite3.OperationalError):
+        lite._grouped("UPDATE no_such_table SET x = 1", ())
+    lite.update_run(ids[0], message="after a failed one")  # type: ignore[arg-type]
+    lite.close()
+    store = Store.open(url)
+    runs = {r.id: r for r in store.history("ns", limit=500)}
+    assert all((runs[i].status, runs[i].exit_code) == ("succeeded", i % 7) for i in ids)  # type: ignore[index,operator]
+    assert runs[ids[0]].message == "after a failed one"  # type: ignore[index]
+    store.close()
