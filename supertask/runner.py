@@ -22,7 +22,7 @@ from typing import TYPE_CHECKING, Any
 from supertask import notify
 from supertask.launchers import ArgvLauncher, LaunchRequest, Outcome, launcher_for
 from supertask.log import get_logger
-from supertask.model import Job, Reason, RunStatus
+from supertask.model import Job, Reason, RunStatus, sha256_hex
 from supertask.runlog import RunLog
 from supertask.settings import Settings
 
@@ -350,9 +350,7 @@ def run_key(store_url: str, namespace: str, run_id: int) -> str:
     """What marks a run's processes machine-wide (``SUPERTASK_RUN_KEY``): the store too,
     so two schedulers on one machine with the same namespace and run ids (two users'
     stores, two test runs) never end each other's processes."""
-    import hashlib
-
-    return f"{hashlib.sha256(store_url.encode()).hexdigest()[:12]}/{namespace}/{run_id}"
+    return f"{sha256_hex(store_url.encode())[:12]}/{namespace}/{run_id}"
 
 
 def build_env(namespace: str, job: Job, run_id: int, scheduled: datetime, store_url: str = "") -> dict[str, str]:
