@@ -13,12 +13,15 @@ import sys
 import time
 from datetime import datetime, timezone
 from pathlib import Path
-from typing import Any
 
 from supertask.errors import ScheduleError, SupertaskError, UsageError
 from supertask.log import get_logger
 from supertask.model import Job, Reason, RunStatus, Timetable, sha256_hex
 from supertask.settings import Settings
+
+TYPE_CHECKING = False  # typing.TYPE_CHECKING, without importing typing (~2 ms of a one-shot run)
+if TYPE_CHECKING:
+    from typing import Any
 
 UTC = timezone.utc
 

@@ -10,7 +10,10 @@ that drop events below the configured level before anything is imported.
 from __future__ import annotations
 
 import sys
-from typing import Any
+
+TYPE_CHECKING = False  # typing.TYPE_CHECKING, without importing typing (~2 ms of a one-shot run)
+if TYPE_CHECKING:
+    from typing import Any
 
 # the stdlib's level numbers (logging.DEBUG ...): importing logging is ~3 ms of a one-shot run
 DEBUG, INFO, WARNING, ERROR = 10, 20, 30, 40

@@ -426,7 +426,7 @@ def test_one_liner_on_an_existing_store_imports_no_sqlalchemy_nor_typer(cli: Cli
     assert not {"sqlalchemy", "apscheduler", "rich", "croniter", "psutil", "typer", "yaml"} & imported
     # nor the stdlib modules it does without: the machine's zone for `once`, OpenSSL for a
     # few digests, logging, socket for the host name
-    assert not {"zoneinfo", "tzlocal", "hashlib", "logging", "socket", "getpass", "difflib", "shutil"} & imported
+    assert not {"zoneinfo", "tzlocal", "hashlib", "logging", "socket", "getpass", "difflib", "shutil", "typing"} & imported
     assert [r["log_tail"] for r in history(cli)] == ["fast", ""]
     assert not (cli.home / "supertask.db-wal").exists()  # the store was closed: its WAL checkpointed
 

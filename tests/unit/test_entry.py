@@ -102,7 +102,7 @@ def test_host_and_user_are_what_socket_and_getpass_say(monkeypatch: pytest.Monke
     assert current_user() == getpass.getuser() == "u0"
 
 
-@pytest.mark.parametrize("data", [b"", b"abc", "host|user".encode(), bytes(range(256)) * 100])
+@pytest.mark.parametrize("data", [b"", b"abc", b"host|user", bytes(range(256)) * 100])
 def test_sha256_hex_is_hashlibs(data: bytes) -> None:
     import hashlib
 
