@@ -15,6 +15,7 @@ scheduler (or any error) is left to typer too, which then reads the store.
 
 from __future__ import annotations
 
+import gc
 import os
 import sys
 
@@ -66,12 +67,15 @@ def main() -> None:
         return
     if _live_list_jobs(argv):
         return
+    gc.disable()  # until the one-shot run's modules are in: see _load_one_shot()
     parsed = one_shot_args(argv)
     if parsed is None:
+        gc.enable()
         from supertask.cli import main as cli_main
 
         cli_main()
         return
+    _load_one_shot()
     from supertask.errors import SupertaskError
 
     try:
@@ -85,13 +89,26 @@ def main() -> None:
         sys.exit(130)
 
 
+def _load_one_shot() -> None:
+    """Import what a one-shot run uses with the cyclic garbage collector off, then
+    freeze it. Importing creates only objects that live until exit (modules, classes,
+    functions); the collector would walk them again and again while they come in and
+    once more at exit: ~8 ms of a ~50 ms run, measured. Frozen, they are
+    out of its sight; what the run allocates afterwards is collected as usual."""
+    from supertask import commands, litestore, runner  # noqa: F401
+    from supertask.launchers import docker, python, shell, uv  # noqa: F401  (launcher_for's table)
+
+    gc.freeze()
+    gc.enable()
+
+
 def _run_once(opts: dict[str, str], command: list[str]) -> int:
     from supertask import commands
     from supertask.log import configure
     from supertask.settings import Settings
 
     log_format, log_level = opts.get("log_format", "auto"), opts.get("log_level", "warning")
-    configure(log_format, log_level)
+    configure(log_format, log_level, stdlib=False)  # nothing here logs through the stdlib's logging
     settings = Settings.build(home=opts.get("home"), store=opts.get("store"), log_format=log_format,
                               log_level=log_level)
     return commands.run(settings, command=command, file=None, when=opts.get("when"),
@@ -100,10 +117,10 @@ def _run_once(opts: dict[str, str], command: list[str]) -> int:
 
 def _live_list_jobs(argv: list[str]) -> bool:
     """``list-jobs --json [--ns NS]`` from the running scheduler: True when printed."""
-    from supertask.settings import env_name
-
     if not argv or argv[0] != "list-jobs" or "--json" not in argv:
         return False
+    from supertask.settings import env_name
+
     rest = [a for a in argv[1:] if a != "--json"]
     namespace = os.environ.get(env_name("namespace")) or None
     if len(rest) == 2 and rest[0] in ("--ns", "--namespace") and not rest[1].startswith("-"):

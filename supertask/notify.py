@@ -25,9 +25,12 @@ import subprocess
 import threading
 import time
 from collections.abc import Callable
-from typing import Any
 
 from supertask.log import get_logger
+
+TYPE_CHECKING = False  # typing.TYPE_CHECKING, without importing typing (~2 ms of a one-shot run)
+if TYPE_CHECKING:
+    from typing import Any
 
 WEBHOOK_TIMEOUT = 10.0
 WEBHOOK_TRIES = 3

@@ -12,9 +12,12 @@ from __future__ import annotations
 import os
 import subprocess
 import threading
-from typing import Any
 
 from supertask.log import get_logger
+
+TYPE_CHECKING = False  # typing.TYPE_CHECKING, without importing typing (~2 ms of a one-shot run)
+if TYPE_CHECKING:
+    from typing import Any
 
 _lock = threading.Lock()
 _ours: set[int] = set()

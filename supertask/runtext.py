@@ -6,10 +6,8 @@ YAML: ~25 ms of its start, docs/benchmarks.md).
 
 from __future__ import annotations
 
-import difflib
 import re
 import shlex
-import textwrap
 
 RUN_KINDS = ("cmd", "exec", "python", "uv", "docker")
 
@@ -43,7 +41,12 @@ def normalise_run(value: str) -> str:
         return f"cmd:{target}"
     kind, target = m.group(1), m.group(2)
     if kind in RUN_KINDS:
-        target = textwrap.dedent(target).strip("\n") if kind == "python" else target.strip()
+        if kind == "python":
+            import textwrap
+
+            target = textwrap.dedent(target).strip("\n")
+        else:
+            target = target.strip()
         if not target.strip():
             raise ValueError(f"nothing to run after '{kind}:'; e.g. {_EXAMPLES[kind]}")
         if kind in ("exec", "uv", "docker"):
@@ -55,6 +58,8 @@ def normalise_run(value: str) -> str:
             if kind == "docker" and words[:1] == ["--"]:
                 raise ValueError(f"no image before '--'; e.g. {_EXAMPLES[kind]}")
         return f"{kind}:{target}"
+    import difflib  # only for text that names no known kind (~1 ms a start)
+
     guess = _KIND_LOOKALIKES.get(kind) or next(
         iter(difflib.get_close_matches(kind, RUN_KINDS, n=1, cutoff=0.6)), None
     )

@@ -6,9 +6,7 @@ Precedence: command-line flag, then the ``SUPERTASK_<OPTION>`` environment varia
 
 from __future__ import annotations
 
-import getpass
 import os
-import socket
 from dataclasses import dataclass, replace
 from pathlib import Path
 
@@ -58,10 +56,28 @@ def state_home(explicit: str | os.PathLike[str] | None = None) -> Path:
     return base / "supertask"
 
 
+def host_name() -> str:
+    """The machine's name, as ``socket.gethostname()`` gives it (on POSIX both are
+    uname's node name; importing socket is ~4 ms of a one-shot run)."""
+    if hasattr(os, "uname"):
+        return os.uname().nodename
+    import socket
+
+    return socket.gethostname()
+
+
 def current_user() -> str:
+    """The login name, as ``getpass.getuser()`` finds it: $LOGNAME, $USER, $LNAME,
+    $USERNAME, then the password database; the uid when there is no entry."""
+    for name in ("LOGNAME", "USER", "LNAME", "USERNAME"):
+        user = os.environ.get(name)
+        if user:
+            return user
     try:
-        return getpass.getuser()
-    except Exception:  # no passwd entry (containers with odd uids)
+        import pwd
+
+        return pwd.getpwuid(os.getuid())[0]
+    except Exception:  # no passwd entry (containers with odd uids), or no pwd module
         return str(os.getuid())
 
 
@@ -79,7 +95,7 @@ class Settings:
     connect: str | None = None
     metrics: str | None = None
     watch: bool = True
-    host: str = socket.gethostname()
+    host: str = host_name()
     user: str = current_user()
 
     @property

@@ -4,7 +4,6 @@ dependencies, so each job brings its own dependencies and none reach supertask's
 from __future__ import annotations
 
 import shlex
-import shutil
 
 from supertask.launchers.base import ArgvLauncher
 
@@ -16,6 +15,8 @@ def uv_binary() -> str:
 
         return find_uv_bin()
     except Exception:
+        import shutil  # ~1 ms: launcher_for() imports this module for every run
+
         found = shutil.which("uv")
         if found:
             return found

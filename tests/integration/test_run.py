@@ -424,7 +424,11 @@ def test_one_liner_on_an_existing_store_imports_no_sqlalchemy_nor_typer(cli: Cli
     assert (proc.returncode, proc.stdout) == (0, "fast\n")
     imported = {line.split("|")[-1].strip() for line in proc.stderr.splitlines() if line.startswith("import time")}
     assert not {"sqlalchemy", "apscheduler", "rich", "croniter", "psutil", "typer", "yaml"} & imported
+    # nor the stdlib modules it does without: the machine's zone for `once`, OpenSSL for a
+    # few digests, logging, socket for the host name
+    assert not {"zoneinfo", "tzlocal", "hashlib", "logging", "socket", "getpass", "difflib", "shutil", "typing"} & imported
     assert [r["log_tail"] for r in history(cli)] == ["fast", ""]
+    assert not (cli.home / "supertask.db-wal").exists()  # the store was closed: its WAL checkpointed
 
 
 def test_an_unchanged_timetable_is_not_read_again_at_a_restart(cli: Cli) -> None:

@@ -81,3 +81,31 @@ def test_bad_one_liners_are_usage_errors(run: str, name: str, says: str) -> None
 
     with pytest.raises(UsageError, match=re.escape(says)):
         _one_liner(run, None, name)
+
+
+def test_host_and_user_are_what_socket_and_getpass_say(monkeypatch: pytest.MonkeyPatch) -> None:
+    """settings.host_name / current_user stand in for socket.gethostname() and
+    getpass.getuser() (the one-shot path imports neither)."""
+    import getpass
+    import socket
+
+    from supertask.settings import current_user, host_name
+
+    assert host_name() == socket.gethostname()
+    for name in ("LOGNAME", "USER", "LNAME", "USERNAME"):
+        monkeypatch.delenv(name, raising=False)
+    assert current_user() == getpass.getuser()  # from the password database
+    monkeypatch.setenv("USER", "u1")
+    monkeypatch.setenv("LNAME", "u2")
+    assert current_user() == getpass.getuser() == "u1"
+    monkeypatch.setenv("LOGNAME", "u0")
+    assert current_user() == getpass.getuser() == "u0"
+
+
+@pytest.mark.parametrize("data", [b"", b"abc", b"host|user", bytes(range(256)) * 100])
+def test_sha256_hex_is_hashlibs(data: bytes) -> None:
+    import hashlib
+
+    from supertask.model import sha256_hex
+
+    assert sha256_hex(data) == hashlib.sha256(data).hexdigest()
