@@ -115,6 +115,8 @@ def _help_is_the_snapshot() -> bool:
     the program after ``sys.argv[0]`` (``python -m supertask`` is another name) and wraps
     help at ``min(shutil.get_terminal_size().columns, 80) - 2``, which this reads as
     shutil does (COLUMNS, else the terminal of stdout, else 80) without importing shutil."""
+    if sys.stdout is None or sys.stderr is None:  # closed: click's echo prints nothing
+        return False
     main = sys.modules.get("__main__")
     if getattr(main, "__package__", None) not in (None, "") or os.path.basename(sys.argv[0]) != "supertask":
         return False
