@@ -5,7 +5,7 @@ UV := $(shell command -v uv 2>/dev/null || echo $(HOME)/.local/bin/uv)
 VENV := .venv
 STAMP := $(VENV)/.synced
 
-.PHONY: run test test-unit test-integration lint bench setup clean
+.PHONY: run test test-unit test-integration lint bench setup clean help-snapshot
 
 # uv first (from PyPI, no other network needed), then the locked environment.
 $(UV):
@@ -30,6 +30,11 @@ test: $(STAMP)
 
 test-unit: $(STAMP)
 	$(VENV)/bin/pytest -q tests/unit
+
+## supertask/helptext.py: the `supertask --help` printed without typer, again from typer
+## (after changing a command's name or summary; tests/unit/test_entry.py says when).
+help-snapshot: $(STAMP)
+	$(VENV)/bin/python -m supertask.helptext
 
 lint: $(STAMP)
 	$(VENV)/bin/ruff check supertask tests

@@ -239,15 +239,9 @@ def list_jobs(
 
         print_json(rows)
         return
-    from supertask.output import print_table, short_time
+    from supertask.output import print_jobs
 
-    def state(r: dict) -> str:
-        text = "paused" if r["paused"] else ("yes" if r["enabled"] else "no")
-        return text + (" (running: " + ", ".join(map(str, r["running"])) + ")" if r.get("running") else "")
-
-    print_table(None, ["namespace", "job", "when", "run", "enabled", "next fire"],
-                [(r["namespace"], r["name"], r["when"], r["run"] if isinstance(r["run"], str) else "; ".join(r["run"]),
-                  state(r), short_time(r["next_fire"])) for r in rows])
+    print_jobs(rows)
 
 
 @app.command()

@@ -22,12 +22,9 @@ RPyC refuses, and its class holds only the exposed methods.
 
 from __future__ import annotations
 
-import hashlib
-import hmac
 import json
 import logging
 import os
-import secrets
 import socket
 import struct
 import threading
@@ -83,6 +80,8 @@ def control_dir(home: Path) -> Path:
 def socket_path(home: Path, namespace: str) -> Path:
     path = control_dir(home) / f"{namespace}.sock"
     if len(str(path)) > MAX_SOCKET_PATH:
+        import hashlib  # here: with hmac and secrets, ~3 ms of a client's start (OpenSSL's hashes)
+
         path = control_dir(home) / f"ns-{hashlib.sha256(namespace.encode()).hexdigest()[:16]}.sock"
     return path
 
@@ -109,6 +108,8 @@ def load_or_make_token(home: Path) -> tuple[str, Path]:
         if token:
             return token, path
         fd = os.open(path, os.O_WRONLY | os.O_TRUNC)
+    import secrets
+
     with os.fdopen(fd, "w") as fh:
         token = secrets.token_urlsafe(32)
         fh.write(token + "\n")
@@ -230,6 +231,8 @@ def _token_authenticator(token: str) -> Any:
         except OSError:
             line = b""
         given = line[len(TOKEN_PREFIX):].strip() if line.startswith(TOKEN_PREFIX) else b""
+        import hmac
+
         if not given or not hmac.compare_digest(given, expected):
             try:
                 peer = sock.getpeername()

@@ -1,16 +1,20 @@
 """The console script. ``supertask run [OPTIONS] -- KIND:TARGET`` (a one-shot run),
-``supertask list-jobs --json [--ns NS]`` answered by a running scheduler and
-``supertask --version`` skip typer; everything else goes to :mod:`supertask.cli`.
+``supertask list-jobs [--json] [--ns NS]`` answered by a running scheduler,
+``supertask --help`` and ``supertask --version`` skip typer; everything else goes to
+:mod:`supertask.cli`.
 
-Importing typer and building its click commands is ~70 ms, most of what a one-shot
-``supertask run -- cmd:true`` costs beyond the command itself (docs/benchmarks.md;
-the target is 120 ms). This path takes only the options a one-shot run has
+Importing typer and building its click commands is 60-110 ms, most of what a one-shot
+``supertask run -- cmd:true`` or ``supertask --help`` costs (docs/benchmarks.md; the
+target is 120 ms). The one-shot path takes only the options a one-shot run has
 (``--name``, ``--store``, ``--home``, ``--ns``/``--namespace``, ``--log-format``,
 ``--log-level``, ``--when once|now``, as ``--opt VALUE`` or ``--opt=VALUE``), reads
 the same ``SUPERTASK_*`` variables, and calls the same :func:`supertask.commands.run`.
 Anything else, including a value it would have to reject, goes through typer, which
-gives the usual help and error messages. A live ``list-jobs --json`` that finds no
-scheduler (or any error) is left to typer too, which then reads the store.
+gives the usual help and error messages. A live ``list-jobs`` that finds no scheduler
+(or any error) is left to typer too, which then reads the store. ``--help``, ``-h`` and
+a bare ``supertask`` print :data:`supertask.helptext.TOP`, typer's own text, when typer
+would print exactly that: the program is called ``supertask``, help is 80 columns wide
+and no shell completion is asked for.
 """
 
 from __future__ import annotations
@@ -65,6 +69,14 @@ def main() -> None:
 
         print(f"supertask {__version__}")
         return
+    if argv in ([], ["--help"], ["-h"]) and _help_is_the_snapshot():
+        from supertask.helptext import TOP
+
+        if argv:
+            sys.stdout.write(TOP)
+            return
+        sys.stderr.write(TOP)  # typer's no_args_is_help: the help on stderr, exit 2
+        sys.exit(2)
     if _live_list_jobs(argv):
         return
     gc.disable()  # until the one-shot run's modules are in: see _load_one_shot()
@@ -115,9 +127,34 @@ def _run_once(opts: dict[str, str], command: list[str]) -> int:
                         name=opts.get("name"), namespace=opts.get("namespace"))
 
 
+def _help_is_the_snapshot() -> bool:
+    """Whether typer's top-level help would be :data:`supertask.helptext.TOP`: click names
+    the program after ``sys.argv[0]`` (``python -m supertask`` is another name) and wraps
+    help at ``min(shutil.get_terminal_size().columns, 80) - 2``, which this reads as
+    shutil does (COLUMNS, else the terminal of stdout, else 80) without importing shutil."""
+    if sys.stdout is None or sys.stderr is None:  # closed: click's echo prints nothing
+        return False
+    main = sys.modules.get("__main__")
+    if getattr(main, "__package__", None) not in (None, "") or os.path.basename(sys.argv[0]) != "supertask":
+        return False
+    if os.environ.get("_SUPERTASK_COMPLETE"):
+        return False
+    try:
+        columns = int(os.environ["COLUMNS"])
+    except (KeyError, ValueError):
+        columns = 0
+    if columns <= 0:
+        try:
+            columns = os.get_terminal_size(sys.__stdout__.fileno()).columns  # type: ignore[union-attr]
+        except (AttributeError, ValueError, OSError):
+            columns = 0
+        columns = columns or 80
+    return columns >= 80
+
+
 def _live_list_jobs(argv: list[str]) -> bool:
-    """``list-jobs --json [--ns NS]`` from the running scheduler: True when printed."""
-    if not argv or argv[0] != "list-jobs" or "--json" not in argv:
+    """``list-jobs [--json] [--ns NS]`` from the running scheduler: True when printed."""
+    if not argv or argv[0] != "list-jobs":
         return False
     from supertask.settings import env_name
 
@@ -136,7 +173,12 @@ def _live_list_jobs(argv: list[str]) -> bool:
             rows = client.call("list_jobs", namespace)
     except Exception:  # no scheduler, or an error typer's path reports as usual
         return False
-    from supertask.output import print_json
+    if "--json" in argv:
+        from supertask.output import print_json
 
-    print_json(rows)
+        print_json(rows)
+    else:
+        from supertask.output import print_jobs
+
+        print_jobs(rows)
     return True

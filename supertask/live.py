@@ -150,6 +150,7 @@ class LiveControl:
         jobstore = self.service.jobstore
         known = jobstore.ids()
         rows = []
+        fire_times: dict[float, str] = {}  # 1,000 jobs often share a few next fire times
         for ns in [namespace] if namespace is not None else self.service.namespaces:
             for name, job in self.service.store.definitions(ns):
                 jid = f"{ns}/{name}"
@@ -161,7 +162,7 @@ class LiveControl:
                     "namespace": ns, "name": name, "when": job.get("when"), "run": _run_text_of(job),
                     "description": job.get("description", ""), "enabled": job.get("enabled", True),
                     "paused": key in paused and ts is None, "timezone": job.get("timezone"),
-                    "next_fire": datetime.fromtimestamp(ts, UTC).isoformat() if ts is not None else None,
+                    "next_fire": None if ts is None else fire_times.get(ts) or fire_times.setdefault(ts, datetime.fromtimestamp(ts, UTC).isoformat()),
                     "running": running.get(key, []),
                 })
         rows.sort(key=lambda r: (r["namespace"], r["name"]))

@@ -165,3 +165,32 @@ def test_claiming_a_round_at_once_takes_each_fire_once(store_url: str, tmp_path:
         assert len(store.history("ns", limit=10)) == 3
     finally:
         store.close()
+
+
+def test_listing_fields_are_those_of_the_stored_definitions(store_url: str, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Store.definitions picks a listing's keys out with the database's JSON functions;
+    they must be what parsing the whole definition gives."""
+    from supertask.store import LISTED, Store
+    from supertask.timetable import load_timetable
+
+    tt = load_timetable("""
+jobs:
+  - {name: plain, when: "0 0 1 1 *", run: "cmd:true"}
+  - {name: steps, when: "@daily", steps: [{name: a, run: "cmd:echo a"}, {name: b, run: "exec:true"}]}
+  - {name: off, when: every 5m, run: "cmd:echo 'quoted' \\"and\\" [bracketed]", enabled: false}
+  - {name: zoned, when: "30 2 * * *", timezone: Europe/Berlin, run: "cmd:true", description: "caf\u00e9 \u2013 nightly"}
+""", "<test>")
+    st = Store.open(store_url)
+    try:
+        st.ensure_namespace("ns", source=None, host="h", user="u")
+        st.sync("ns", tt.jobs, lambda job: None)
+        got = dict(st.definitions("ns"))
+        for job in tt.jobs:
+            full = job.to_dict()
+            assert got[job.name] == {k: full[k] for k in LISTED if full.get(k) is not None}, job.name
+        assert got["off"]["enabled"] is False and got["plain"]["enabled"] is True
+        assert [s["run"] for s in got["steps"]["steps"]] == ["cmd:echo a", "exec:true"]
+        monkeypatch.setattr(st.engine.dialect, "name", "other")  # a database without JSON functions
+        assert dict(st.definitions("ns")) == got
+    finally:
+        st.close()

@@ -109,3 +109,51 @@ def test_sha256_hex_is_hashlibs(data: bytes) -> None:
     from supertask.model import sha256_hex
 
     assert sha256_hex(data) == hashlib.sha256(data).hexdigest()
+
+
+# -- supertask --help without typer ---------------------------------------------------------------
+
+
+def test_the_help_snapshot_is_what_typer_prints() -> None:
+    """supertask.helptext.TOP is printed for `supertask --help`; it must be typer's text."""
+    from supertask.helptext import TOP, typer_help
+
+    code, out, err = typer_help()
+    assert (code, err) == (0, "")
+    assert out == TOP, "supertask --help changed: run `make help-snapshot` and commit supertask/helptext.py"
+    assert typer_help(columns=200)[1] == TOP  # click caps help at 80 columns: any wider terminal is the same
+
+
+@pytest.mark.parametrize(("argv0", "env", "expected"), [
+    ("/usr/bin/supertask", {}, True),
+    ("/usr/bin/supertask", {"COLUMNS": "80"}, True),
+    ("/usr/bin/supertask", {"COLUMNS": "250"}, True),
+    ("/usr/bin/supertask", {"COLUMNS": "79"}, False),  # click wraps narrower
+    ("/usr/bin/supertask", {"COLUMNS": "x"}, True),  # not a number: the pipe's 80, as shutil reads it
+    ("/usr/bin/st", {}, False),  # typer names the program after argv[0]
+    ("/usr/bin/supertask", {"_SUPERTASK_COMPLETE": "bash_complete"}, False),  # shell completion
+])
+def test_help_is_the_snapshot_only_where_typer_prints_it(argv0: str, env: dict[str, str], expected: bool,
+                                                          monkeypatch: pytest.MonkeyPatch) -> None:
+    import sys
+
+    from supertask.entry import _help_is_the_snapshot
+
+    monkeypatch.delenv("COLUMNS", raising=False)
+    monkeypatch.delenv("_SUPERTASK_COMPLETE", raising=False)
+    for name, value in env.items():
+        monkeypatch.setenv(name, value)
+    monkeypatch.setattr(sys, "argv", [argv0, "--help"])
+    monkeypatch.setattr(sys.modules["__main__"], "__package__", None, raising=False)
+    monkeypatch.setattr(sys, "__stdout__", None)  # no terminal: shutil's fallback of 80 columns
+    assert _help_is_the_snapshot() is expected
+
+
+def test_python_dash_m_is_another_program_name(monkeypatch: pytest.MonkeyPatch) -> None:
+    import sys
+
+    from supertask.entry import _help_is_the_snapshot
+
+    monkeypatch.setattr(sys, "argv", ["/x/supertask/__main__.py", "--help"])
+    monkeypatch.setattr(sys.modules["__main__"], "__package__", "supertask", raising=False)
+    assert _help_is_the_snapshot() is False
