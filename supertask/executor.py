@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import functools
 import random
-import subprocess
 import threading
 import time
 from collections import Counter
@@ -62,9 +61,6 @@ class RunExecutor(BaseExecutor):
         # for it, so the starting goes on without them taking turns at the interpreter
         self._launched = threading.Event()
         self._launched.set()
-        # the child a round last started per job (overlap: skip of a job whose child has
-        # exited while its thread still writes down the outcome does not skip)
-        self._children: dict[str, subprocess.Popen[bytes]] = {}
         # the global cap: attempts beyond it wait (in order) for a slot (runner.execute)
         ctx.slots = threading.BoundedSemaphore(max_concurrent) if max_concurrent else None
         self.log = get_logger("supertask.scheduler")
@@ -135,8 +131,6 @@ class RunExecutor(BaseExecutor):
         policy = definition.overlap
         with self._guard:
             busy = self._inflight[key]
-            if busy == 1 and policy is Overlap.SKIP and not definition.retries and self._ended(key):
-                busy = 0  # its child has exited; its thread is only writing down how it ended
             verdict = "run"
             if busy and policy is Overlap.SKIP:
                 verdict = "skip"
@@ -261,7 +255,7 @@ class RunExecutor(BaseExecutor):
             ready.append((key, ns, definition, fire, reason, run_id, then,
                           prepare(self.ctx, ns, definition, fire, 1, run_id)))
         prepared = time.monotonic()
-        for key, _, _, fire, _, _, _, begun in ready:
+        for _, _, _, fire, _, _, _, begun in ready:
             early = fire.timestamp() - time.time()  # the round is decided ahead (rounds.LEAD)
             if early > 0:
                 time.sleep(early)
@@ -269,9 +263,6 @@ class RunExecutor(BaseExecutor):
                 begun.start()
             except Exception:  # the pool thread starts it the usual way, and meets what failed
                 begun.command, begun.started = None, None
-            if isinstance(begun.started, subprocess.Popen):
-                with self._guard:
-                    self._children[key] = begun.started
         # handed on only now: a pool thread woken per child would take turns with the starts
         for key, ns, definition, fire, reason, run_id, then, begun in ready:
             self._submit_run(key, ns, definition, fire, reason, run_id, then, begun)
@@ -310,17 +301,11 @@ class RunExecutor(BaseExecutor):
         finally:
             self._release(key)
 
-    def _ended(self, key: str) -> bool:
-        """Whether the child the last round started for ``key`` has exited."""
-        child = self._children.get(key)
-        return child is not None and child.poll() is not None
-
     def _release(self, key: str) -> None:
         with self._guard:
             self._inflight[key] -= 1
             if self._inflight[key] <= 0:
                 del self._inflight[key]
-                self._children.pop(key, None)
             waiting = self._waiting.pop(key, None)
             if waiting is not None:
                 self._inflight[key] += 1
