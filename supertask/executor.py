@@ -27,6 +27,10 @@ from supertask.runner import Begun, RunContext, execute, prepare
 UTC = timezone.utc
 
 
+#: A fire of a round: (key, namespace, job, fire time, reason, the catch-up fires after it).
+_Fire = tuple[str, str, Job, datetime, Reason, list[tuple[datetime, Reason]] | None]
+
+
 @dataclass
 class _Waiting:
     """A fire held back by ``overlap: queue``: its row exists with status ``queued``."""
@@ -55,10 +59,10 @@ class RunExecutor(BaseExecutor):
         self._waiting: dict[str, _Waiting] = {}
         self._guard = threading.Lock()
         # the fires of the scheduler's round being dispatched (see launch_round)
-        self._round: list[tuple[str, str, Job, datetime, Reason, list[tuple[datetime, Reason]] | None]] = []
+        self._round: list[_Fire] = []
         self._round_thread: int | None = None
-        # clear while a round's children are being started: their pool threads wait
-        # for it, so the starting goes on without them taking turns at the interpreter
+        # clear while a round's children are being started: the schedule write-behind
+        # waits for it (wait_launched) rather than take turns at the interpreter with them
         self._launched = threading.Event()
         self._launched.set()
         # the global cap: attempts beyond it wait (in order) for a slot (runner.execute)
@@ -232,7 +236,7 @@ class RunExecutor(BaseExecutor):
         finally:
             self._launched.set()
 
-    def _launch(self, fires: list[tuple[str, str, Job, datetime, Reason, list[tuple[datetime, Reason]] | None]]) -> float:
+    def _launch(self, fires: list[_Fire]) -> float:
         settings = self.ctx.settings
         try:
             ids = self.ctx.store.claim_runs([
@@ -242,7 +246,6 @@ class RunExecutor(BaseExecutor):
             ])
         except Exception:  # the store is away: each fire meets it alone (and is recorded as failing)
             self.log.exception("claiming the round's fires failed; claiming them one by one")
-            ids = [None] * len(fires)
             for key, ns, definition, fire, reason, then in fires:
                 self._submit_run(key, ns, definition, fire, reason, None, then, None)
             return time.monotonic()
@@ -284,8 +287,6 @@ class RunExecutor(BaseExecutor):
              run_id: int | None, attempt: int = 1, then: list[tuple[datetime, Reason]] | None = None,
              begun: Begun | None = None) -> None:
         try:
-            if begun is not None:
-                self._launched.wait(60)
             early = fire.timestamp() - time.time()  # decided ahead of its time (rounds.LEAD)
             if early > 0 and self.ctx.shutdown.wait(early):
                 return

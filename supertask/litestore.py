@@ -153,25 +153,9 @@ class LiteStore:
         status: RunStatus = RunStatus.RUNNING, message: str | None = None, log_dir: Any = None,
     ) -> int | None:
         """As :meth:`Store.claim_run`: the row that claims one fire; None when it was taken."""
-        now = _stamp(datetime.now(UTC))
-        started = now if status is RunStatus.RUNNING else None
-        finished = now if status.finished else None
-
-        def write(conn: sqlite3.Connection) -> int:
-            cur = conn.execute(
-                "INSERT INTO supertask_runs (namespace, job, attempt, reason, scheduled, started, finished, status, "
-                "host, message) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
-                (namespace, job, attempt, reason, _stamp(scheduled), started, finished, status.value, host, message))
-            run_id = int(cur.lastrowid or 0)
-            if log_dir is not None:
-                conn.execute("UPDATE supertask_runs SET log_path = ? WHERE id = ?",
-                             (str(Path(log_dir) / namespace / job / f"{run_id}.log"), run_id))
-            return run_id
-
-        try:
-            return int(self._write(write))
-        except sqlite3.IntegrityError:
-            return None
+        return self.claim_runs([dict(namespace=namespace, job=job, scheduled=scheduled, attempt=attempt,
+                                     reason=reason, host=host, status=status, message=message,
+                                     log_dir=log_dir)])[0]
 
     def claim_runs(self, claims: Sequence[dict[str, Any]]) -> list[int | None]:
         """:meth:`claim_run` of each of ``claims`` (its keyword arguments), all in one

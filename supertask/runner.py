@@ -28,7 +28,6 @@ from supertask.settings import Settings
 
 TYPE_CHECKING = False  # typing.TYPE_CHECKING, without importing typing (~2 ms of a one-shot run)
 if TYPE_CHECKING:  # the one-shot path records through a LiteStore, without SQLAlchemy
-    from typing import Any
 
     from supertask.litestore import LiteStore
     from supertask.store import Store
@@ -214,16 +213,6 @@ def prepare(ctx: RunContext, namespace: str, job: Job, scheduled: datetime, atte
     return begun
 
 
-def _request(job: Job, namespace: str, run_id: int, env: dict[str, str], target: str,
-             on_line: Callable[[str, str], None] | None = None, **more: Any) -> LaunchRequest:
-    return LaunchRequest(target=target, job=job, namespace=namespace, run_id=run_id, env=env,
-                         on_line=on_line or _ignore, kill_grace=job.kill_grace, **more)
-
-
-def _ignore(stream: str, line: str) -> None:
-    pass
-
-
 def _attempt(
     ctx: RunContext, namespace: str, job: Job, scheduled: datetime, reason: Reason, attempt: int,
     run_id: int | None = None, begun: Begun | None = None,
@@ -339,8 +328,10 @@ def _run_steps(
     def launch(run: str) -> Outcome:
         launcher, target = launcher_for(run)
         started, begun.started = begun.started, None  # a child the round started is the first one
-        return launcher.launch(_request(job, namespace, run_id, env, target, on_line=sink, timeout=remaining(),
-                                        stop=active.kill, on_start=on_start, started=started))
+        return launcher.launch(LaunchRequest(
+            target=target, job=job, namespace=namespace, run_id=run_id, env=env, on_line=sink,
+            timeout=remaining(), kill_grace=job.kill_grace, stop=active.kill, on_start=on_start, started=started,
+        ))
 
     if job.run is not None:
         return launch(job.run)

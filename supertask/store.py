@@ -446,49 +446,20 @@ class Store:
         With ``log_dir``, the row's ``log_path`` (``log_dir/NAMESPACE/JOB/ID.log``) is set
         in the same transaction.
         """
-        fast = self._runs()
-        if fast is not None:
-            return fast.claim_run(namespace=namespace, job=job, scheduled=scheduled, attempt=attempt, reason=reason,
-                                  host=host, status=status, message=message, log_dir=log_dir)
-        now = datetime.now(UTC)
-        values = dict(
-            namespace=namespace,
-            job=job,
-            scheduled=scheduled,
-            attempt=attempt,
-            reason=reason,
-            status=status.value,
-            host=host,
-            message=message,
-            started=now if status is RunStatus.RUNNING else None,
-            finished=now if status.finished else None,
-        )
-        try:
-            with self._write() as conn:
-                result = conn.execute(runs_table.insert().values(**values))
-                run_id = int(result.inserted_primary_key[0])
-                if log_dir is not None:
-                    conn.execute(
-                        runs_table.update()
-                        .where(runs_table.c.id == run_id)
-                        .values(log_path=str(log_dir / namespace / job / f"{run_id}.log"))
-                    )
-                return run_id
-        except IntegrityError:
-            return None
+        return self.claim_runs([dict(namespace=namespace, job=job, scheduled=scheduled, attempt=attempt,
+                                     reason=reason, host=host, status=status, message=message,
+                                     log_dir=log_dir)])[0]
 
     def claim_runs(self, claims: Sequence[dict[str, Any]]) -> list[int | None]:
-        """:meth:`claim_run` for each of ``claims`` (its keyword arguments); None for a
-        fire already claimed. On SQLite and PostgreSQL all in one transaction (the
-        scheduler claims a round's fires at once)."""
+        """:meth:`claim_run` for each of ``claims`` (its keyword arguments), all in one
+        transaction (the scheduler claims a round's fires at once); None for a fire
+        already claimed. A fire claimed ahead of its time is recorded as started at
+        its time, when its child starts."""
         fast = self._runs()
         if fast is not None:
             return list(fast.claim_runs(claims))
-        if self.engine.dialect.name != "postgresql":
-            return [self.claim_run(**claim) for claim in claims]
-        from sqlalchemy.dialects.postgresql import insert
-
         now = datetime.now(UTC)
+        postgres = self.engine.dialect.name == "postgresql"
         ids: list[int | None] = []
         with self._write() as conn:
             for claim in claims:
@@ -500,18 +471,28 @@ class Store:
                     started=max(now, claim["scheduled"]) if status is RunStatus.RUNNING else None,
                     finished=now if status.finished else None,
                 )
-                found = conn.execute(
-                    insert(runs_table).values(**values).on_conflict_do_nothing().returning(runs_table.c.id)
-                ).first()
-                if found is None:
-                    ids.append(None)
-                    continue
-                run_id = int(found[0])
-                if claim.get("log_dir") is not None:
+                run_id = self._insert_run(conn, values, postgres)
+                if run_id is not None and claim.get("log_dir") is not None:
                     conn.execute(runs_table.update().where(runs_table.c.id == run_id).values(
-                        log_path=str(claim["log_dir"] / claim["namespace"] / claim["job"] / f"{run_id}.log")))
+                        log_path=str(Path(claim["log_dir"]) / claim["namespace"] / claim["job"] / f"{run_id}.log")))
                 ids.append(run_id)
         return ids
+
+    @staticmethod
+    def _insert_run(conn: sa.Connection, values: dict[str, Any], postgres: bool) -> int | None:
+        """Insert one run row within the transaction; None when its fire is taken."""
+        if postgres:  # a failed statement would abort PostgreSQL's whole transaction
+            from sqlalchemy.dialects.postgresql import insert
+
+            found = conn.execute(
+                insert(runs_table).values(**values).on_conflict_do_nothing().returning(runs_table.c.id)).first()
+            return None if found is None else int(found[0])
+        try:
+            with conn.begin_nested():
+                key = conn.execute(runs_table.insert().values(**values)).inserted_primary_key
+                return int(key[0])  # type: ignore[index]
+        except IntegrityError:
+            return None
 
     def update_run(self, run_id: int, **values: Any) -> None:
         fast = self._runs()
