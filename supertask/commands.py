@@ -299,10 +299,19 @@ def print_log(store: Any, run_id: int, *, follow: bool) -> int:
         if record.status in (RunStatus.SKIPPED.value, RunStatus.LOST.value):
             sys.stdout.write(f"run {run_id} has no log: it was {record.status} ({record.message})\n")
             return 0
+        if RunStatus(record.status).finished:  # the run printed nothing: no file was made
+            return 0
         raise SupertaskError(f"run {run_id} has no log file recorded")
     path = Path(record.log_path)
-    if not path.exists():
-        raise SupertaskError(f"the log of run {run_id} ({path}) is gone; it was kept on host {record.host}")
+    while not path.exists():  # a running run's log appears with its first line
+        if RunStatus(record.status).finished:
+            raise SupertaskError(f"the log of run {run_id} ({path}) is gone; it was kept on host {record.host}")
+        if not follow:
+            return 0
+        time.sleep(0.2)
+        record = store.get_run(run_id)
+        if record.log_path is None:  # it ended without printing anything
+            return 0
     with open(path, encoding="utf-8", errors="replace") as fh:
         while True:
             chunk = fh.read()

@@ -8,7 +8,9 @@ owns the rules and records every decision as a run row.
 from __future__ import annotations
 
 import functools
+import os
 import random
+import subprocess
 import threading
 import time
 from collections import Counter
@@ -19,6 +21,7 @@ from typing import Any
 
 from apscheduler.executors.base import BaseExecutor
 
+from supertask import runner
 from supertask.jobstore import NamespaceJobStore
 from supertask.log import get_logger
 from supertask.model import Job, Overlap, Reason, RunStatus
@@ -27,8 +30,29 @@ from supertask.runner import Begun, RunContext, execute, prepare
 UTC = timezone.utc
 
 
-#: A fire of a round: (key, namespace, job, fire time, reason, the catch-up fires after it).
-_Fire = tuple[str, str, Job, datetime, Reason, list[tuple[datetime, Reason]] | None]
+#: A fire of a round: (key, namespace, job, fire time, reason, the catch-up fires after
+#: it, the child of the job's run in flight that must have exited by the fire's start).
+_Fire = tuple[str, str, Job, datetime, Reason, list[tuple[datetime, Reason]] | None,
+              "subprocess.Popen[bytes] | None"]
+#: A fire of a round decided again at its time: (namespace, job, fire time, reason, the catch-up fires after it).
+_Again = tuple[str, Job, datetime, Reason, list[tuple[datetime, Reason]] | None]
+
+
+SKIPPED = {
+    Overlap.SKIP: "the previous run was still running (overlap: skip)",
+    Overlap.QUEUE: "a run was in flight and another already waiting (overlap: queue)",
+    Overlap.ALLOW: "max_concurrent {max_concurrent} runs were in flight (overlap: allow)",
+}
+
+
+def _exited(child: subprocess.Popen[bytes]) -> bool:
+    """Whether ``child`` has exited, without reaping it (its follower does)."""
+    if child.returncode is not None:
+        return True
+    try:
+        return os.waitid(os.P_PID, child.pid, os.WEXITED | os.WNOHANG | os.WNOWAIT) is not None
+    except ChildProcessError:  # reaped meanwhile
+        return True
 
 
 @dataclass
@@ -55,11 +79,25 @@ class RunExecutor(BaseExecutor):
         self._up_since = up_since
         self.started_at = up_since or datetime.now(UTC)
         self._pool: ThreadPoolExecutor | None = None
+        # the round's children are followed by one thread, their ends written down by
+        # another (runner.follow); None: each by a pool thread of its own (no pidfds)
+        self._follower: Any = None
+        self._finisher: runner.Finisher | None = None
         self._inflight: Counter[str] = Counter()
         self._waiting: dict[str, _Waiting] = {}
         self._guard = threading.Lock()
         # the fires of the scheduler's round being dispatched (see launch_round)
         self._round: list[_Fire] = []
+        # the child of each job's followed run in flight, when nothing follows it (no
+        # retry, no queued fire): a fire of the job finds it busy only while it runs
+        self._children: dict[str, subprocess.Popen[bytes]] = {}
+        # how many of each job's runs in flight are such runs: while they are all its
+        # runs in flight, only the newest child can still run (each started after the
+        # one before had exited)
+        self._following: Counter[str] = Counter()
+        # fires of the round decided ahead while their job was busy: decided again at
+        # their time, after the round's other children have started (_launch_again)
+        self._recheck: list[_Again] = []
         self._round_thread: int | None = None
         # clear while a round's children are being started: the schedule write-behind
         # waits for it (wait_launched) rather than take turns at the interpreter with them
@@ -73,8 +111,17 @@ class RunExecutor(BaseExecutor):
         super().start(scheduler, alias)
         self.started_at = self._up_since or datetime.now(UTC)
         self._pool = ThreadPoolExecutor(self.max_workers, thread_name_prefix="supertask-run")
+        from supertask import follow
+
+        if follow.available() and self._follower is None:
+            self._follower = follow.Follower()
+            self._finisher = runner.Finisher(self.ctx)
 
     def shutdown(self, wait: bool = True) -> None:
+        """No new runs; with ``wait``, wait for the runs in flight to be written down."""
+        if wait and self._follower is not None:
+            self._follower.close()
+            self._finisher.close()  # type: ignore[union-attr]
         if self._pool is not None:
             self._pool.shutdown(wait=wait, cancel_futures=not wait)
 
@@ -142,18 +189,27 @@ class RunExecutor(BaseExecutor):
                 verdict = "skip" if key in self._waiting else "queue"
             elif policy is Overlap.ALLOW and definition.max_concurrent and busy >= definition.max_concurrent:
                 verdict = "skip"
+            after = None
+            if (verdict == "skip" and policy is Overlap.SKIP and self._round_thread == threading.get_ident()
+                    and busy == self._following[key] and key in self._children and self._roundable(definition)):
+                # every run of the job in flight is one the follower carries, each started
+                # after the one before it had exited: only the newest child can still run,
+                # and whether it does is seen at the fire's start (_launch)
+                after, verdict = self._children[key], "run"
             if verdict == "run":
                 self._inflight[key] += 1
+        if after is not None:
+            self._round.append((key, namespace, definition, fire, reason, then, after))
+            return True
         if verdict != "run" and self._round_thread == threading.get_ident() and fire.timestamp() > time.time():
             # decided ahead of its time (rounds.LEAD): the run in flight may end before
             # it, so the fire is decided again at its time, as it would have been
+            if self._roundable(definition):
+                self._recheck.append((namespace, definition, fire, reason, then))
+                return True
             return self._start_later(namespace, definition, fire, reason, then)
         if verdict == "skip":
-            why = {
-                Overlap.SKIP: "the previous run was still running (overlap: skip)",
-                Overlap.QUEUE: "a run was in flight and another already waiting (overlap: queue)",
-                Overlap.ALLOW: f"max_concurrent {definition.max_concurrent} runs were in flight (overlap: allow)",
-            }[policy]
+            why = SKIPPED[policy].format(max_concurrent=definition.max_concurrent)
             self.log.warning("run skipped: previous run still in flight", job=definition.name,
                              namespace=namespace, scheduled=fire.isoformat(), overlap=policy.value)
             self._skip(namespace, definition, fire, why)
@@ -198,10 +254,9 @@ class RunExecutor(BaseExecutor):
     def _start(self, key: str, namespace: str, definition: Job, fire: datetime, reason: Reason,
                run_id: int | None, attempt: int = 1, then: list[tuple[datetime, Reason]] | None = None) -> bool:
         assert self._pool is not None, "executor not started"
-        if (self._round_thread == threading.get_ident() and run_id is None and attempt == 1
-                and definition.run is not None and not definition.run.startswith("docker:")
-                and not definition.jitter and self.ctx.slots is None):
-            self._round.append((key, namespace, definition, fire, reason, then))
+        if self._round_thread == threading.get_ident() and run_id is None and attempt == 1 \
+                and self._roundable(definition):
+            self._round.append((key, namespace, definition, fire, reason, then, None))
             return True
         try:
             self._pool.submit(self._run, namespace, definition, fire, reason, key, run_id, attempt, then)
@@ -209,6 +264,12 @@ class RunExecutor(BaseExecutor):
             self._release(key)
             return False
         return True
+
+    def _roundable(self, definition: Job) -> bool:
+        """Whether a fire of the job can be started with the round's (a ``run:``
+        command: not a container, not steps; no jitter, no global cap)."""
+        return (definition.run is not None and not definition.run.startswith("docker:")
+                and not definition.jitter and self.ctx.slots is None)
 
     def wait_launched(self, timeout: float = 60.0) -> bool:
         """Wait until no round's children are being started."""
@@ -228,13 +289,38 @@ class RunExecutor(BaseExecutor):
         the round was ready to start its first child, None for an empty round."""
         self._round_thread = None
         fires, self._round = self._round, []
-        if not fires:
+        again, self._recheck = self._recheck, []
+        if not fires and not again:
             return None
         self._launched.clear()
         try:
-            return self._launch(fires)
+            ready = self._launch(fires) if fires else time.monotonic()
+            if again:
+                self._launch_again(again)
+            return ready
         finally:
             self._launched.set()
+
+    def _launch_again(self, again: list[_Again]) -> None:
+        """The fires decided ahead while their job was busy, decided again at their
+        time (after the round's other children have started, so the runs before them
+        have had longest to end); those that can run now are started as a round too."""
+        by_time: dict[datetime, list[_Again]] = {}
+        for item in again:
+            by_time.setdefault(item[2], []).append(item)
+        for at in sorted(by_time):
+            early = at.timestamp() - time.time()
+            if early > 0:
+                time.sleep(early)
+            self._round_thread = threading.get_ident()
+            try:
+                for namespace, definition, fire, reason, then in by_time[at]:
+                    self.submit(namespace, definition, fire, reason, then)
+            finally:
+                self._round_thread = None
+            fires, self._round = self._round, []
+            if fires:
+                self._launch(fires)
 
     def _launch(self, fires: list[_Fire]) -> float:
         settings = self.ctx.settings
@@ -242,34 +328,112 @@ class RunExecutor(BaseExecutor):
             ids = self.ctx.store.claim_runs([
                 dict(namespace=ns, job=definition.name, scheduled=fire, attempt=1, reason=reason.value,
                      host=settings.host, log_dir=settings.log_dir)
-                for _, ns, definition, fire, reason, _ in fires
+                for _, ns, definition, fire, reason, _, _ in fires
             ])
         except Exception:  # the store is away: each fire meets it alone (and is recorded as failing)
             self.log.exception("claiming the round's fires failed; claiming them one by one")
-            for key, ns, definition, fire, reason, then in fires:
+            for key, ns, definition, fire, reason, then, after in fires:
+                if after is not None and not _exited(after):
+                    self._release(key)
+                    self._skip(ns, definition, fire, SKIPPED[Overlap.SKIP])
+                    continue
                 self._submit_run(key, ns, definition, fire, reason, None, then, None)
             return time.monotonic()
         ready = []
-        for (key, ns, definition, fire, reason, then), run_id in zip(fires, ids, strict=True):
+        for (key, ns, definition, fire, reason, then, after), run_id in zip(fires, ids, strict=True):
             if run_id is None:
                 self.log.info("fire already claimed", job=definition.name, namespace=ns, scheduled=fire.isoformat())
                 self._release(key)
                 continue
             ready.append((key, ns, definition, fire, reason, run_id, then,
-                          prepare(self.ctx, ns, definition, fire, 1, run_id)))
+                          prepare(self.ctx, ns, definition, fire, 1, run_id), after))
         prepared = time.monotonic()
-        for _, _, _, fire, _, _, _, begun in ready:
+        skipped = []
+        for item in ready:
+            fire, begun, after = item[3], item[7], item[8]
             early = fire.timestamp() - time.time()  # the round is decided ahead (rounds.LEAD)
             if early > 0:
                 time.sleep(early)
+            if after is not None and not _exited(after):
+                skipped.append(item)  # the job's run in flight still runs: overlap: skip
+                continue
             try:
                 begun.start()
             except Exception:  # the pool thread starts it the usual way, and meets what failed
                 begun.command, begun.started = None, None
-        # handed on only now: a pool thread woken per child would take turns with the starts
-        for key, ns, definition, fire, reason, run_id, then, begun in ready:
+        if skipped:
+            self._skip_claimed(skipped)
+            gone = {id(item) for item in skipped}
+            ready = [item for item in ready if id(item) not in gone]
+        # handed on only now: a thread woken per child would take turns with the starts
+        for key, ns, definition, fire, reason, run_id, then, begun, _ in ready:
+            if self._follower is not None and isinstance(begun.started, subprocess.Popen):
+                if not then and not definition.retries:
+                    with self._guard:
+                        self._children[key] = begun.started
+                        self._following[key] += 1
+                done = functools.partial(self._followed, key, ns, definition, fire, then)
+                try:
+                    runner.follow(self.ctx, self._follower, self._finisher, ns, definition, fire, reason,  # type: ignore[arg-type]
+                                  begun, done)
+                    continue
+                except RuntimeError:  # the follower is stopping: a thread of its own follows it
+                    pass
             self._submit_run(key, ns, definition, fire, reason, run_id, then, begun)
         return prepared
+
+    def _followed(self, key: str, namespace: str, definition: Job, fire: datetime,
+                  then: list[tuple[datetime, Reason]] | None, run_id: int, outcome: runner.Outcome) -> None:
+        """A followed run is written down: a pool thread carries on with its retries,
+        notifications and the fires queued behind it, if it has any."""
+        if not then and not definition.retries:
+            with self._guard:
+                if (child := self._children.get(key)) is not None and child.pid == outcome.pid:
+                    del self._children[key]
+                self._following[key] -= 1
+                if self._following[key] <= 0:
+                    del self._following[key]
+        if not then and not runner.needs_after(definition, outcome):
+            self._release(key)
+            return
+        args = (key, namespace, definition, fire, then, run_id, outcome)
+        try:
+            assert self._pool is not None
+            self._pool.submit(self._carry_on, *args)
+        except RuntimeError:  # the pool is shutting down
+            threading.Thread(target=self._carry_on, args=args, daemon=True).start()
+
+    def _carry_on(self, key: str, namespace: str, definition: Job, fire: datetime,
+                  then: list[tuple[datetime, Reason]] | None, run_id: int, outcome: runner.Outcome) -> None:
+        try:
+            runner.resume(self.ctx, namespace, definition, fire, 1, (run_id, outcome))
+            for fire_time, why in then or []:
+                if self.ctx.shutdown.is_set():
+                    return
+                execute(self.ctx, namespace, definition, fire_time, why)
+        except Exception:
+            self.log.exception("run failed inside supertask", job=definition.name, namespace=namespace)
+        finally:
+            self._release(key)
+
+    def _skip_claimed(self, items: list[tuple[Any, ...]]) -> None:
+        """Fires claimed with the round whose job's run still ran at their start:
+        their rows become ``skipped`` (written by the pool, after the round's starts)."""
+        now = datetime.now(UTC)
+        rows = []
+        for key, ns, definition, fire, _, run_id, _, _, _ in items:
+            with self.ctx.lock:
+                self.ctx.active.pop(run_id, None)
+            self._release(key)
+            self.log.warning("run skipped: previous run still in flight", job=definition.name,
+                             namespace=ns, scheduled=fire.isoformat(), overlap=Overlap.SKIP.value)
+            rows.append((run_id, dict(status=RunStatus.SKIPPED, started=None, finished=now, log_path=None,
+                                      message=SKIPPED[Overlap.SKIP])))
+        try:
+            assert self._pool is not None
+            self._pool.submit(self.ctx.store.update_runs, rows)
+        except (RuntimeError, AssertionError):  # stopping: write them here
+            self.ctx.store.update_runs(rows)
 
     def _submit_run(self, key: str, namespace: str, definition: Job, fire: datetime, reason: Reason,
                     run_id: int | None, then: list[tuple[datetime, Reason]] | None, begun: Begun | None) -> None:

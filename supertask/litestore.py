@@ -73,7 +73,7 @@ def _parse(value: str | None) -> datetime | None:
     return datetime.fromisoformat(value).replace(tzinfo=UTC) if value else None
 
 
-@dataclass
+@dataclass(eq=False)
 class _Grouped:
     sql: str
     params: tuple[Any, ...]
@@ -189,34 +189,44 @@ class LiteStore:
         return list(self._write(write))
 
     def update_run(self, run_id: int, **values: Any) -> None:
-        if not values:
-            return
+        if values:
+            self._grouped([self._update(run_id, values)])
+
+    def update_runs(self, rows: Sequence[tuple[int, dict[str, Any]]]) -> None:
+        """:meth:`update_run` of each ``(run_id, values)``, all in one transaction."""
+        items = [self._update(run_id, values) for run_id, values in rows if values]
+        if items:
+            self._grouped(items)
+
+    @staticmethod
+    def _update(run_id: int, values: dict[str, Any]) -> _Grouped:
+        params = []
         for key, value in values.items():
             if key not in _RUN_COLUMNS or key == "id":
                 raise ValueError(f"no run column {key!r}")
             if isinstance(value, RunStatus):
-                values[key] = value.value
+                value = value.value
             elif isinstance(value, datetime):
-                values[key] = _stamp(value)
+                value = _stamp(value)
+            params.append(value)
         sets = ", ".join(f"{key} = ?" for key in values)
-        self._grouped(f"UPDATE supertask_runs SET {sets} WHERE id = ?", (*values.values(), run_id))
+        return _Grouped(f"UPDATE supertask_runs SET {sets} WHERE id = ?", (*params, run_id))
 
-    def _grouped(self, sql: str, params: tuple[Any, ...]) -> None:
-        """Run one statement in a transaction shared with the statements other threads
+    def _grouped(self, items: list[_Grouped]) -> None:
+        """Run statements in a transaction shared with the statements other threads
         are waiting to run (group commit): whichever thread takes the write lock commits
-        everything queued by then, and each caller returns once its statement is
+        everything queued by then, and each caller returns once its statements are
         committed. At a few hundred runs ending a second, one commit each kept the runs
         queueing for the lock (py-spy: nine tenths of their time; docs/benchmarks.md)."""
-        item = _Grouped(sql, params)
         with self._queue_lock:
-            self._queue.append(item)
+            self._queue.extend(items)
         with self._lock:
-            if item.done:
-                return self._result(item)
+            if all(item.done for item in items):
+                return self._result(items)
             with self._queue_lock:
                 batch, self._queue = self._queue, []
-            if item not in batch:  # taken by a group that was interrupted
-                batch.append(item)
+            taken = {id(each) for each in batch}  # some may have been taken by a group that was interrupted
+            batch.extend(item for item in items if not item.done and id(item) not in taken)
             try:
                 self._transaction(batch)
             except Exception:  # each on its own, so one bad statement fails only its caller
@@ -227,7 +237,7 @@ class LiteStore:
                         each.error = exc
             for each in batch:
                 each.done = True
-        return self._result(item)
+        return self._result(items)
 
     def _transaction(self, batch: list[_Grouped]) -> None:
         self._conn.execute("BEGIN IMMEDIATE")
@@ -240,9 +250,10 @@ class LiteStore:
         self._conn.execute("COMMIT")
 
     @staticmethod
-    def _result(item: _Grouped) -> None:
-        if item.error is not None:
-            raise item.error
+    def _result(items: list[_Grouped]) -> None:
+        for item in items:
+            if item.error is not None:
+                raise item.error
 
     def get_run(self, run_id: int) -> RunRecord:
         with self._lock:

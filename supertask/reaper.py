@@ -24,12 +24,12 @@ _ours: set[int] = set()
 _active = False  # the lock only matters once the reaper runs (PID 1)
 
 
-def spawn(*args: Any, **kwargs: Any) -> subprocess.Popen[Any]:
-    """``subprocess.Popen`` whose child the reaper leaves to its caller."""
+def spawn(*args: Any, popen: Any = subprocess.Popen, **kwargs: Any) -> subprocess.Popen[Any]:
+    """``subprocess.Popen`` (or ``popen``, a subclass) whose child the reaper leaves to its caller."""
     if not _active:
-        return subprocess.Popen(*args, **kwargs)
+        return popen(*args, **kwargs)
     with _lock:
-        proc = subprocess.Popen(*args, **kwargs)
+        proc = popen(*args, **kwargs)
         _ours.add(proc.pid)
     return proc
 

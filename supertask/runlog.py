@@ -14,6 +14,10 @@ from collections import deque
 from datetime import datetime, timezone
 from pathlib import Path
 
+TYPE_CHECKING = False  # typing.TYPE_CHECKING, without importing typing (a one-shot run's start-up)
+if TYPE_CHECKING:
+    from typing import TextIO
+
 UTC = timezone.utc
 _STAMP_LEN = len("2026-01-01T00:00:00.000+00:00")
 
@@ -34,11 +38,27 @@ class _Clock:
         return self._text
 
 
-class RunLog:
-    def __init__(self, path: Path, limit: int, tail_lines: int = 20):
+def _open(path: Path) -> TextIO:
+    """The log file, opened to append; its folder made first if it is not there (a
+    ``mkdir`` for every run, when the folder is there already, cost a tenth of the
+    scheduler's time at a thousand runs a second)."""
+    try:
+        return open(path, "a", encoding="utf-8", buffering=1)
+    except FileNotFoundError:
         path.parent.mkdir(parents=True, exist_ok=True)
+        return open(path, "a", encoding="utf-8", buffering=1)
+
+
+class RunLog:
+    """``lazy``: the file is created with the first line (a run that prints nothing has
+    none: creating a file cost as much as starting the child); when it cannot be,
+    :attr:`error` says why and the lines are only kept for :attr:`tail_text`."""
+
+    def __init__(self, path: Path, limit: int, tail_lines: int = 20, *, lazy: bool = False):
         self.path = path
-        self._file = open(path, "a", encoding="utf-8", buffering=1)
+        self.error: OSError | None = None
+        self._file: TextIO | None = None if lazy else _open(path)
+        self.opened = self._file is not None  # whether the file exists (a lazy one: was written)
         self._head_budget = limit // 2
         self._tail_budget = limit - self._head_budget
         self._written = 0
@@ -57,7 +77,8 @@ class RunLog:
         with self._lock:
             self.last_lines.append(line)
             if not self.truncating and self._written + size <= self._head_budget:
-                self._file.write(f"{self._clock.stamp()} {stream} {line}\n")
+                if self._file is not None or self._opened():
+                    self._file.write(f"{self._clock.stamp()} {stream} {line}\n")  # type: ignore[union-attr]
                 self._written += size
                 return True
             self.truncating = True
@@ -75,8 +96,21 @@ class RunLog:
         """A line from supertask itself (stream ``supertask``), never truncated away."""
         self.write("supertask", text)
 
+    def _opened(self) -> bool:
+        if self.error is None:
+            try:
+                self._file = _open(self.path)
+                self.opened = True
+            except OSError as exc:
+                self.error = exc
+        return self._file is not None
+
     def close(self) -> None:
+        """Write out the tail and close the file (a lazy log never written has none)."""
         with self._lock:
+            if self._file is None and not (self.truncating and self._opened()):
+                return
+            assert self._file is not None
             if self.truncating:
                 if self.omitted_lines:
                     self._file.write(

@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import os
 import shlex
-import signal
 import subprocess
 import threading
 import time
@@ -29,6 +28,7 @@ from supertask.settings import Settings
 TYPE_CHECKING = False  # typing.TYPE_CHECKING, without importing typing (~2 ms of a one-shot run)
 if TYPE_CHECKING:  # the one-shot path records through a LiteStore, without SQLAlchemy
 
+    from supertask.follow import Follower
     from supertask.litestore import LiteStore
     from supertask.store import Store
 
@@ -107,7 +107,6 @@ def execute(
     backing off does not hold up the rest of the scheduler. A shutdown while waiting for
     a slot starts nothing (None).
     """
-    log = get_logger("supertask.run")
     while True:
         if begun is None and not _take_slot(ctx):
             return None
@@ -118,24 +117,45 @@ def execute(
                 ctx.slots.release()
         if result is None:
             return None
-        done_id, outcome = result
-        retry = outcome.status.value in job.retry_on and attempt <= job.retries
-        notifies = job.on_success or job.on_failure or job.on_retry
-        record = ctx.store.get_run(done_id).to_json() if notifies else {}
-        if not retry:
-            if outcome.status is RunStatus.SUCCEEDED:
-                notify.run_actions(job.on_success, record, event="success", outbox=ctx.outbox)
-            elif outcome.status is not RunStatus.SKIPPED:
-                notify.run_actions(job.on_failure, record, event="failure", outbox=ctx.outbox)
-            apply_retention(ctx.store, namespace, job)
-            return result
-        delay = retry_delay(job, attempt)
-        log.info("retry scheduled", job=job.name, namespace=namespace, run=done_id, attempt=attempt + 1,
-                 delay=delay)
-        notify.run_actions(job.on_retry, record, event="retry", outbox=ctx.outbox)
-        if ctx.shutdown.wait(delay):
+        if not _after_attempt(ctx, namespace, job, attempt, result) or ctx.shutdown.wait(retry_delay(job, attempt)):
             return result
         attempt, reason, run_id, begun = attempt + 1, Reason.RETRY, None, None
+
+
+def _after_attempt(ctx: RunContext, namespace: str, job: Job, attempt: int, result: tuple[int, Outcome]) -> bool:
+    """The notifications and the retention after an attempt; True: a retry is due."""
+    done_id, outcome = result
+    retry = outcome.status.value in job.retry_on and attempt <= job.retries
+    notifies = job.on_success or job.on_failure or job.on_retry
+    record = ctx.store.get_run(done_id).to_json() if notifies else {}
+    if not retry:
+        if outcome.status is RunStatus.SUCCEEDED:
+            notify.run_actions(job.on_success, record, event="success", outbox=ctx.outbox)
+        elif outcome.status is not RunStatus.SKIPPED:
+            notify.run_actions(job.on_failure, record, event="failure", outbox=ctx.outbox)
+        apply_retention(ctx.store, namespace, job)
+        return False
+    get_logger("supertask.run").info("retry scheduled", job=job.name, namespace=namespace, run=done_id,
+                                     attempt=attempt + 1, delay=retry_delay(job, attempt))
+    notify.run_actions(job.on_retry, record, event="retry", outbox=ctx.outbox)
+    return True
+
+
+def needs_after(job: Job, outcome: Outcome, attempt: int = 1) -> bool:
+    """Whether anything follows the attempt: a retry, a notification, a retention."""
+    return bool(
+        (outcome.status.value in job.retry_on and attempt <= job.retries)
+        or job.on_success or job.on_failure or job.on_retry
+        or job.history_keep_runs is not None or job.history_keep_age is not None
+    )
+
+
+def resume(ctx: RunContext, namespace: str, job: Job, scheduled: datetime, attempt: int,
+           result: tuple[int, Outcome]) -> None:
+    """What :func:`execute` does after an attempt that :func:`follow` carried to its end:
+    notifications, retention and, when due, the retries (in this thread)."""
+    if _after_attempt(ctx, namespace, job, attempt, result) and not ctx.shutdown.wait(retry_delay(job, attempt)):
+        execute(ctx, namespace, job, scheduled, Reason.RETRY, attempt + 1)
 
 
 def _take_slot(ctx: RunContext) -> bool:
@@ -213,6 +233,121 @@ def prepare(ctx: RunContext, namespace: str, job: Job, scheduled: datetime, atte
     return begun
 
 
+def follow(ctx: RunContext, follower: Follower, finisher: Finisher, namespace: str, job: Job,
+           scheduled: datetime, reason: Reason, begun: Begun,
+           on_done: Callable[[int, Outcome], None]) -> None:
+    """Carry the first attempt the round started (``begun.started``, a child) to its end
+    without a thread of its own: its output and exit are followed by the scheduler's
+    one :class:`~supertask.follow.Follower` thread, its row is written down with others
+    by the :class:`Finisher`, then ``on_done(run_id, outcome)`` (in the finisher's
+    thread) says what follows: the retries and notifications (:func:`resume`), if any.
+    The run looks as one :func:`execute` carries: the same events, row, log and pings.
+    The log file is created with the first line, or at the end (creating a file costs
+    as much as starting the child). Raises RuntimeError when the follower is stopping."""
+    from supertask.follow import Followed
+
+    active, proc = begun.active, begun.started
+    assert isinstance(proc, subprocess.Popen)
+    runlog = RunLog(active.log_path, job.log_max, TAIL_LINES, lazy=True)  # type: ignore[arg-type]
+
+    def on_end(outcome: Outcome) -> None:
+        with ctx.lock:
+            ctx.active.pop(active.run_id, None)
+        finisher.put(_Ended(namespace, job, scheduled, reason, active, outcome, runlog, on_done))
+
+    _announce(ctx, namespace, job, scheduled, reason, active.attempt, active.run_id)
+    follower.follow(Followed(
+        proc, _sink(ctx, active, runlog), on_end, timeout=job.timeout,
+        deadline=begun.clock + job.timeout if job.timeout else None, stop=active.kill,
+        kill_grace=job.kill_grace, run_key=_run_key_of(begun.env),
+    ))
+
+
+def _run_key_of(env: dict[str, str] | None) -> str | None:
+    return (env or {}).get("SUPERTASK_RUN_KEY") or None
+
+
+@dataclass
+class _Ended:
+    """A followed attempt that has ended, for the :class:`Finisher` to write down."""
+
+    namespace: str
+    job: Job
+    scheduled: datetime
+    reason: Reason
+    active: ActiveRun
+    outcome: Outcome
+    runlog: RunLog
+    on_done: Callable[[int, Outcome], None]
+
+
+class Finisher:
+    """Writes down the ends of the runs :func:`follow` carried: every end that is
+    waiting, in one transaction, in a thread of its own (so the follower never waits
+    for the store), then each run's event, ping, observers and ``on_done``."""
+
+    def __init__(self, ctx: RunContext, quiet: Callable[[], object] | None = None):
+        self.ctx = ctx
+        self._quiet = quiet  # waited for before each batch (as the Follower does)
+        self._items: list[_Ended] = []
+        self._cond = threading.Condition()
+        self._closing = False
+        self._thread = threading.Thread(target=self._loop, name="supertask-finish", daemon=True)
+        self._thread.start()
+
+    def put(self, ended: _Ended) -> None:
+        with self._cond:
+            self._items.append(ended)
+            self._cond.notify()
+
+    def close(self, timeout: float | None = None) -> None:
+        """Write down what is waiting, then stop."""
+        with self._cond:
+            self._closing = True
+            self._cond.notify()
+        self._thread.join(timeout)
+
+    def _loop(self) -> None:
+        while True:
+            with self._cond:
+                while not self._items and not self._closing:
+                    self._cond.wait()
+                if not self._items:
+                    return
+                batch, self._items = self._items, []
+            if self._quiet is not None:
+                self._quiet()
+            try:
+                self._finish(batch)
+            except Exception:  # a bug here must not stop the writing down of later runs
+                get_logger("supertask.run").exception("writing down the ends of runs failed")
+
+    def _finish(self, batch: list[_Ended]) -> None:
+        log = get_logger("supertask.run")
+        rows = []
+        for e in batch:
+            e.outcome = _closed(e.runlog, e.outcome, e.active, e.job)
+            rows.append((e.active.run_id, _end_values(e.outcome, e.active, e.runlog)))
+        try:
+            self.ctx.store.update_runs(rows)
+        except Exception:  # one by one: a row that cannot be written must not hold up the others
+            for run_id, values in rows:
+                try:
+                    self.ctx.store.update_run(run_id, **values)
+                except Exception:
+                    log.exception("writing down a run's end failed", run=run_id)
+        for e in batch:
+            try:
+                _report(self.ctx, e.namespace, e.job, e.scheduled, e.reason, e.active.attempt, e.active,
+                        e.outcome, e.runlog)
+            except Exception:
+                log.exception("reporting a run's end failed", job=e.job.name, run=e.active.run_id)
+            try:
+                e.on_done(e.active.run_id, e.outcome)
+            except Exception:
+                log.exception("what follows a run's end failed", job=e.job.name, run=e.active.run_id)
+
+
 def _attempt(
     ctx: RunContext, namespace: str, job: Job, scheduled: datetime, reason: Reason, attempt: int,
     run_id: int | None = None, begun: Begun | None = None,
@@ -235,38 +370,70 @@ def _attempt(
         begun = _register(ctx, namespace, job, attempt, run_id)
     _announce(ctx, namespace, job, scheduled, reason, attempt, begun.run_id)
     run_id, active = begun.run_id, begun.active
-    facts = {"job": job.name, "namespace": namespace, "id": run_id, "attempt": attempt}
     outcome = Outcome(RunStatus.FAILED, None, None, "not started")
-    runlog: RunLog | None = None
+    runlog = RunLog(active.log_path, job.log_max, TAIL_LINES, lazy=True)  # type: ignore[arg-type]
     try:
-        try:
-            runlog = RunLog(active.log_path, job.log_max, TAIL_LINES)  # type: ignore[arg-type]
-        except Exception:  # a child started ahead must not outlive its unrecordable run
-            _abandon(begun.started)
-            raise
         outcome = _run_steps(ctx, namespace, job, scheduled, begun, _sink(ctx, active, runlog))
         if outcome.status is RunStatus.TIMED_OUT and "container" not in (outcome.message or ""):
             outcome.message = f"timed out after {job.timeout:g}s; process group ended"
-        if outcome.message:
-            runlog.note(outcome.message)
     except Exception as exc:  # a bug or an unusable state folder must not kill the scheduler
         log.exception("run crashed", job=job.name, run=run_id)
         outcome = Outcome(RunStatus.FAILED, None, active.pid, f"supertask could not run the job: {exc}")
     finally:
         with ctx.lock:
             ctx.active.pop(run_id, None)
-        if runlog is not None:
+        outcome = _closed(runlog, outcome, active, job)
+        ctx.store.update_run(run_id, **_end_values(outcome, active, runlog))
+    _report(ctx, namespace, job, scheduled, reason, attempt, active, outcome, runlog)
+    return run_id, outcome
+
+
+def _closed(runlog: RunLog, outcome: Outcome, active: ActiveRun, job: Job) -> Outcome:
+    """Note how the attempt ended in its log and close the log; a log that could not be
+    written fails the run (its child was ended when that was found: :func:`_sink`)."""
+    if runlog.error is None:
+        try:
+            if outcome.message:
+                runlog.note(outcome.message)
             runlog.close()
-        ctx.store.update_run(
-            run_id, status=outcome.status, exit_code=outcome.exit_code, pid=outcome.pid or active.pid,
-            finished=datetime.now(UTC), log_tail=runlog.tail_text if runlog else None, message=outcome.message,
-        )
+        except OSError as exc:
+            runlog.error = exc
+        if runlog.error is None:
+            return outcome
+    get_logger("supertask.run").error("run crashed: its log cannot be written", job=job.name, run=active.run_id,
+                                      log=str(runlog.path), error=str(runlog.error))
+    failed = Outcome(RunStatus.FAILED, outcome.exit_code, outcome.pid or active.pid,
+                     f"supertask could not run the job: cannot write its log {runlog.path}: {runlog.error}")
+    runlog.note(failed.message)  # type: ignore[arg-type]  # kept for the row's log_tail
+    return failed
+
+
+def _end_values(outcome: Outcome, active: ActiveRun, runlog: RunLog) -> dict[str, object]:
+    """What the run's row gets when the attempt has ended; a run that printed nothing
+    has no log file, and no ``log_path``."""
+    values: dict[str, object] = dict(
+        status=outcome.status, exit_code=outcome.exit_code, pid=outcome.pid or active.pid,
+        finished=datetime.now(UTC), log_tail=runlog.tail_text, message=outcome.message)
+    if not runlog.opened:
+        values["log_path"] = None
+    return values
+
+
+def _report(ctx: RunContext, namespace: str, job: Job, scheduled: datetime, reason: Reason, attempt: int,
+            active: ActiveRun, outcome: Outcome, runlog: RunLog) -> None:
+    """The "run finished" event, the end ping and the observers, once the row is written."""
+    log = get_logger("supertask.run")
+    run_id = active.run_id
     duration = time.time() - active.started
     event = log.info if outcome.status is RunStatus.SUCCEEDED else log.warning
     event("run finished", job=job.name, namespace=namespace, run=run_id, status=outcome.status.value,
           exit_code=outcome.exit_code, duration=round(duration, 3))
-    notify.ping(job.ping, "success" if outcome.status is RunStatus.SUCCEEDED else "fail",
-                {**facts, "log_tail": runlog.tail_text if runlog else ""}, ctx.outbox)
+    if job.ping:
+        facts = {"job": job.name, "namespace": namespace, "id": run_id, "attempt": attempt}
+        notify.ping(job.ping, "success" if outcome.status is RunStatus.SUCCEEDED else "fail",
+                    {**facts, "log_tail": runlog.tail_text}, ctx.outbox)
+    if not ctx.observers:
+        return
     observed = {"namespace": namespace, "job": job.name, "run": run_id, "attempt": attempt, "reason": reason.value,
                 "status": outcome.status.value, "exit_code": outcome.exit_code,
                 "duration": duration, "scheduled": scheduled.timestamp(), "started": active.started}
@@ -275,15 +442,6 @@ def _attempt(
             observer(observed)
         except Exception:  # an observer must not break a run
             log.exception("run observer failed", job=job.name, run=run_id)
-    return run_id, outcome
-
-
-def _abandon(started: subprocess.Popen[bytes] | OSError | None) -> None:
-    if isinstance(started, subprocess.Popen):
-        from supertask.launchers.base import signal_all
-
-        signal_all([started.pid], [], signal.SIGKILL)
-        started.communicate()
 
 
 def _sink(ctx: RunContext, active: ActiveRun, runlog: RunLog) -> Callable[[str, str], None]:
@@ -292,6 +450,8 @@ def _sink(ctx: RunContext, active: ActiveRun, runlog: RunLog) -> Callable[[str, 
 
     def on_line(stream: str, line: str) -> None:
         kept = runlog.write(stream, line)
+        if runlog.error is not None and not active.kill.is_set():
+            active.kill.set()  # a run whose log cannot be kept is ended (and fails: _closed)
         if state["relaying"]:
             if kept or not ctx.relay_capped:
                 ctx.relay(active, stream, line)  # type: ignore[misc]

@@ -504,6 +504,19 @@ class Store:
         with self._write() as conn:
             conn.execute(runs_table.update().where(runs_table.c.id == run_id).values(**values))
 
+    def update_runs(self, rows: Sequence[tuple[int, dict[str, Any]]]) -> None:
+        """:meth:`update_run` of each ``(run_id, values)``, all in one transaction (the
+        ends of a round's runs: one commit, not one each)."""
+        fast = self._runs()
+        if fast is not None:
+            fast.update_runs(rows)
+            return
+        with self._write() as conn:
+            for run_id, values in rows:
+                if isinstance(values.get("status"), RunStatus):
+                    values = {**values, "status": values["status"].value}
+                conn.execute(runs_table.update().where(runs_table.c.id == run_id).values(**values))
+
     def get_run(self, run_id: int) -> RunRecord:
         with self.engine.connect() as conn:
             row = conn.execute(sa.select(runs_table).where(runs_table.c.id == run_id)).mappings().first()

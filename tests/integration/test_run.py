@@ -487,3 +487,26 @@ def test_a_timeout_ends_only_its_own_runs_not_another_stores(cli: Cli, tmp_path:
         assert psutil.pid_exists(pid) and psutil.Process(pid).status() != psutil.STATUS_ZOMBIE
     finally:
         assert b.stop() == 0
+
+
+def test_a_run_whose_log_cannot_be_written_is_ended_and_fails(cli: Cli) -> None:
+    (cli.home / "logs").mkdir(parents=True)
+    (cli.home / "logs" / "nolog").write_text("a file where the namespace's log folder would be")
+    write(cli.cwd / "supertask.yaml", """
+namespace: nolog
+jobs:
+  - {name: chatty, when: once, run: "cmd:echo hello; sleep 300"}
+  - {name: quiet, when: once, run: "cmd:true"}
+""")
+    sched = cli.start()
+    try:
+        wait_until(lambda: len([r for r in history(cli) if r["status"] != "running"]) == 2, timeout=30,
+                   what="both runs to end")
+    finally:
+        assert sched.stop() == 0
+    runs = {r["job"]: r for r in history(cli)}
+    assert runs["chatty"]["status"] == "failed"
+    assert "cannot write its log" in runs["chatty"]["message"]
+    assert runs["chatty"]["log_tail"] == f"hello\n{runs['chatty']['message']}"
+    assert (runs["quiet"]["status"], runs["quiet"]["log_path"]) == ("succeeded", None)  # nothing to write
+    assert "run crashed: its log cannot be written" in sched.output

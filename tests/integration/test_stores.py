@@ -74,10 +74,22 @@ def test_bad_store_url_is_a_clear_error(cli: Cli, url: str, says: str) -> None:
 
 
 def test_default_store_lives_in_the_state_folder(cli: Cli) -> None:
-    cli("run", "--", "cmd:true")
+    cli("run", "--", "cmd:echo hello")
     assert (cli.home / "supertask.db").is_file()
     log_files = list((cli.home / "logs").rglob("*.log"))
     assert len(log_files) == 1
+    assert log_files[0].read_text().endswith(" stdout hello\n")
+
+
+def test_a_run_that_prints_nothing_has_no_log_file(cli: Cli) -> None:
+    assert cli("run", "--", "cmd:true").returncode == 0
+    assert cli("run", "--", "cmd:exit 4").returncode == 4
+    quiet, failed = sorted(cli.json("history"), key=lambda r: r["id"])
+    assert (quiet["status"], quiet["log_path"], quiet["log_tail"]) == ("succeeded", None, "")
+    assert (failed["status"], failed["exit_code"], failed["log_path"]) == ("failed", 4, None)
+    assert not list((cli.home / "logs").rglob("*.log"))
+    shown = cli("logs", str(quiet["id"]))
+    assert (shown.returncode, shown.stdout) == (0, "")
 
 
 def test_processes_opening_a_new_store_at_once_all_succeed(store_cli: Cli) -> None:
@@ -119,7 +131,7 @@ def test_a_round_of_fires_one_row_each_none_before_its_time(store_cli: Cli, tmp_
         f"""
   - name: j{i}
     when: "* * * * * *"
-    run: "cmd:echo \\"$SUPERTASK_RUN_ID $SUPERTASK_SCHEDULED $(date +%s.%N)\\" >> {out}"
+    run: "cmd:echo \\"$SUPERTASK_RUN_ID $SUPERTASK_SCHEDULED $(date +%s.%N)\\" >> {out}{'; echo done' if i % 2 else ''}"
 """ for i in range(20))
     (store_cli.cwd / "supertask.yaml").write_text(f"namespace: round\njobs:{jobs}")
     sched = store_cli.start()
@@ -136,7 +148,10 @@ def test_a_round_of_fires_one_row_each_none_before_its_time(store_cli: Cli, tmp_
         row = rows[int(run_id)]
         assert row["status"] == "succeeded" and row["scheduled"] == scheduled
         assert datetime.fromisoformat(row["started"]).timestamp() >= due - 0.001
-        assert Path(row["log_path"]).is_file()
+        if int(row["job"][1:]) % 2:  # its log has what it printed
+            assert Path(row["log_path"]).read_text().endswith(" stdout done\n")
+        else:  # it printed nothing: no log file
+            assert row["log_path"] is None
     fired = [(r["job"], r["scheduled"]) for r in rows.values() if r["status"] != "skipped"]
     assert len(fired) == len(set(fired))  # no fire twice
     seconds = {s for _, s, _ in fires}

@@ -90,7 +90,7 @@ def test_run_updates_from_many_threads_are_each_committed(tmp_path: Path) -> Non
     for t in threads:
         t.join()
     with pytest.raises(sqlite3.OperationalError):
-        lite._grouped("UPDATE no_such_table SET x = 1", ())
+        lite._grouped([litestore._Grouped("UPDATE no_such_table SET x = 1", ())])
     lite.update_run(ids[0], message="after a failed one")  # type: ignore[arg-type]
     lite.close()
     store = Store.open(url)
