@@ -34,6 +34,8 @@ from supertask.model import RunStatus
 TICK = 0.2
 #: How long pipes a grandchild holds open are still read after the main child exits.
 LINGER = 1.0
+#: How often a child without a pidfd is looked at (the scheduler out of descriptors).
+POLL = 0.05
 
 
 def available() -> bool:
@@ -177,7 +179,7 @@ class Follower:
             try:
                 run.pidfd = os.pidfd_open(proc.pid)  # our unreaped child: its pid cannot be reused
                 self._sel.register(run.pidfd, selectors.EVENT_READ, ("exit", run))
-            except OSError:  # it cannot be gone (not reaped yet); a kernel without pidfds
+            except OSError:  # out of descriptors: it is looked at every POLL seconds instead
                 run.pidfd = -1
                 self._exited(run)
             if run.deadline is not None:
@@ -216,17 +218,15 @@ class Follower:
         pipe.close()  # type: ignore[attr-defined]
 
     def _exited(self, run: Followed) -> None:
+        """Its pidfd is readable (or there is none): reap it, or look again shortly."""
         if run.pidfd >= 0:
             self._sel.unregister(run.pidfd)
             os.close(run.pidfd)
             run.pidfd = -1
         code = run.proc.poll()
-        if code is None:  # readable only once it has exited; a moment more to be reaped
-            try:
-                code = run.proc.wait(timeout=1.0)
-            except subprocess.TimeoutExpired:
-                heapq.heappush(self._timers, (time.monotonic() + 0.05, next(self._seq), run))
-                return
+        if code is None:  # no pidfd (out of descriptors), or not quite reapable yet
+            heapq.heappush(self._timers, (time.monotonic() + POLL, next(self._seq), run))
+            return
         run.code = code
         if run.pipes:
             run.linger_until = time.monotonic() + LINGER
@@ -237,7 +237,9 @@ class Follower:
         if run.done:
             return
         if run.code is None and run.pidfd < 0:
-            self._exited(run)  # waiting to be reaped
+            self._exited(run)  # no pidfd: looked at again
+            if run.code is None and run.deadline is not None and now >= run.deadline:
+                self._end(run, RunStatus.TIMED_OUT)
             return
         if run.code is None and run.deadline is not None and now >= run.deadline:
             self._end(run, RunStatus.TIMED_OUT)

@@ -100,3 +100,21 @@ def test_close_waits_for_the_children_then_refuses_more() -> None:
     assert seen.ended.is_set() and seen.lines == [("stdout", "late")]
     with pytest.raises(RuntimeError):
         start(f, "true")
+
+
+def test_without_a_pidfd_the_child_is_looked_at_until_it_exits(monkeypatch: pytest.MonkeyPatch,
+                                                                follower: follow.Follower) -> None:
+    def no_fd(pid: int) -> int:
+        raise OSError(24, "Too many open files")
+
+    monkeypatch.setattr(follow.os, "pidfd_open", no_fd)
+    quick = start(follower, "echo bye; exit 2")
+    slow = start(follower, "exec >&- 2>&-; sleep 0.4; exit 3")  # its pipes close long before it exits
+    timed = start(follower, "exec >&- 2>&-; sleep 30", timeout=0.3, deadline=time.monotonic() + 0.3,
+                  kill_grace=1.0)
+    for seen, code in ((quick, 2), (slow, 3)):
+        assert seen.ended.wait(10)
+        assert seen.outcome is not None and seen.outcome.exit_code == code
+    assert quick.lines == [("stdout", "bye")]
+    assert timed.ended.wait(10)
+    assert timed.outcome is not None and timed.outcome.status is RunStatus.TIMED_OUT
