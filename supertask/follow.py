@@ -83,9 +83,9 @@ class Follower:
         self._closing = False
         self._idle = threading.Condition(self._lock)
         self._count = 0
+        self.log = get_logger("supertask.run")
         self._thread = threading.Thread(target=self._loop, name="supertask-follow", daemon=True)
         self._thread.start()
-        self.log = get_logger("supertask.run")
 
     def follow(self, run: Followed) -> None:
         """Follow ``run`` from now; its ``on_end`` is called once it is over."""
