@@ -66,10 +66,7 @@ class Followed:
 
 
 class Follower:
-    def __init__(self, quiet: Callable[[], object] | None = None) -> None:
-        # waited for before each wake-up's work: the scheduler's round starting its
-        # children wants the interpreter to itself (see RunExecutor.wait_launched)
-        self._quiet = quiet
+    def __init__(self) -> None:
         self._sel = selectors.EpollSelector()
         self._wake_r, self._wake_w = os.pipe()
         os.set_blocking(self._wake_r, False)
@@ -131,10 +128,7 @@ class Follower:
                 wait = next_tick - now
                 if self._timers:
                     wait = min(wait, self._timers[0][0] - now)
-                events = self._sel.select(max(0.0, wait) if self._runs else None)
-                if self._quiet is not None:
-                    self._quiet()
-                for key, _ in events:
+                for key, _ in self._sel.select(max(0.0, wait) if self._runs else None):
                     if key.data is None:
                         self._take_new()
                     else:

@@ -242,8 +242,9 @@ def follow(ctx: RunContext, follower: Follower, finisher: Finisher, namespace: s
     by the :class:`Finisher`, then ``on_done(run_id, outcome)`` (in the finisher's
     thread) says what follows: the retries and notifications (:func:`resume`), if any.
     The run looks as one :func:`execute` carries: the same events, row, log and pings.
-    The log file is created with the first line, or at the end (creating a file costs
-    as much as starting the child). Raises RuntimeError when the follower is stopping."""
+    The log file is created with the first line: a run that prints nothing has none
+    (creating a file costs as much as starting the child). The run's end is the time
+    the follower saw its child exit. Raises RuntimeError when the follower is stopping."""
     from supertask.follow import Followed
 
     active, proc = begun.active, begun.started
@@ -253,7 +254,7 @@ def follow(ctx: RunContext, follower: Follower, finisher: Finisher, namespace: s
     def on_end(outcome: Outcome) -> None:
         with ctx.lock:
             ctx.active.pop(active.run_id, None)
-        finisher.put(_Ended(namespace, job, scheduled, reason, active, outcome, runlog, on_done))
+        finisher.put(_Ended(namespace, job, scheduled, reason, active, outcome, runlog, on_done, time.time()))
 
     _announce(ctx, namespace, job, scheduled, reason, active.attempt, active.run_id)
     follower.follow(Followed(
@@ -279,6 +280,7 @@ class _Ended:
     outcome: Outcome
     runlog: RunLog
     on_done: Callable[[int, Outcome], None]
+    ended: float  # time.time() when its child was seen to exit
 
 
 class Finisher:
@@ -286,9 +288,8 @@ class Finisher:
     waiting, in one transaction, in a thread of its own (so the follower never waits
     for the store), then each run's event, ping, observers and ``on_done``."""
 
-    def __init__(self, ctx: RunContext, quiet: Callable[[], object] | None = None):
+    def __init__(self, ctx: RunContext):
         self.ctx = ctx
-        self._quiet = quiet  # waited for before each batch (as the Follower does)
         self._items: list[_Ended] = []
         self._cond = threading.Condition()
         self._closing = False
@@ -315,8 +316,6 @@ class Finisher:
                 if not self._items:
                     return
                 batch, self._items = self._items, []
-            if self._quiet is not None:
-                self._quiet()
             try:
                 self._finish(batch)
             except Exception:  # a bug here must not stop the writing down of later runs
@@ -327,7 +326,7 @@ class Finisher:
         rows = []
         for e in batch:
             e.outcome = _closed(e.runlog, e.outcome, e.active, e.job)
-            rows.append((e.active.run_id, _end_values(e.outcome, e.active, e.runlog)))
+            rows.append((e.active.run_id, _end_values(e.outcome, e.active, e.runlog, e.ended)))
         try:
             self.ctx.store.update_runs(rows)
         except Exception:  # one by one: a row that cannot be written must not hold up the others
@@ -339,7 +338,7 @@ class Finisher:
         for e in batch:
             try:
                 _report(self.ctx, e.namespace, e.job, e.scheduled, e.reason, e.active.attempt, e.active,
-                        e.outcome, e.runlog)
+                        e.outcome, e.runlog, e.ended)
             except Exception:
                 log.exception("reporting a run's end failed", job=e.job.name, run=e.active.run_id)
             try:
@@ -408,23 +407,24 @@ def _closed(runlog: RunLog, outcome: Outcome, active: ActiveRun, job: Job) -> Ou
     return failed
 
 
-def _end_values(outcome: Outcome, active: ActiveRun, runlog: RunLog) -> dict[str, object]:
-    """What the run's row gets when the attempt has ended; a run that printed nothing
-    has no log file, and no ``log_path``."""
+def _end_values(outcome: Outcome, active: ActiveRun, runlog: RunLog, ended: float | None = None) -> dict[str, object]:
+    """What the run's row gets when the attempt has ended (at ``ended``, else now); a
+    run that printed nothing has no log file, and no ``log_path``."""
+    finished = datetime.now(UTC) if ended is None else datetime.fromtimestamp(ended, UTC)
     values: dict[str, object] = dict(
         status=outcome.status, exit_code=outcome.exit_code, pid=outcome.pid or active.pid,
-        finished=datetime.now(UTC), log_tail=runlog.tail_text, message=outcome.message)
+        finished=finished, log_tail=runlog.tail_text, message=outcome.message)
     if not runlog.opened:
         values["log_path"] = None
     return values
 
 
 def _report(ctx: RunContext, namespace: str, job: Job, scheduled: datetime, reason: Reason, attempt: int,
-            active: ActiveRun, outcome: Outcome, runlog: RunLog) -> None:
+            active: ActiveRun, outcome: Outcome, runlog: RunLog, ended: float | None = None) -> None:
     """The "run finished" event, the end ping and the observers, once the row is written."""
     log = get_logger("supertask.run")
     run_id = active.run_id
-    duration = time.time() - active.started
+    duration = (time.time() if ended is None else ended) - active.started
     event = log.info if outcome.status is RunStatus.SUCCEEDED else log.warning
     event("run finished", job=job.name, namespace=namespace, run=run_id, status=outcome.status.value,
           exit_code=outcome.exit_code, duration=round(duration, 3))
