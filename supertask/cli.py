@@ -65,8 +65,18 @@ def _settings(store: str | None, home: str | None, **kw: object):  # type: ignor
 
 
 def _open_store(settings):  # type: ignore[no-untyped-def]
+    """The store a reading command looks at. A SQLite file named with ``--store`` (or
+    ``SUPERTASK_STORE``) that does not exist is a typo to report, not a new, empty store
+    to leave behind; the default one in the state folder is made as usual."""
+    from supertask.litestore import sqlite_file
     from supertask.store import Store
 
+    path = sqlite_file(settings.store_url)
+    if path is not None and not Path(path).exists() and Path(path) != settings.home / "supertask.db":
+        from supertask.errors import StoreError
+
+        raise StoreError(f"no store at {path}: the file does not exist; check --store (or SUPERTASK_STORE), "
+                         "or create it with `supertask run --store sqlite:///PATH ...`")
     return Store.open(settings.store_url)
 
 

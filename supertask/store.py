@@ -179,11 +179,15 @@ class Store:
                 .values(source=source, host=host, user=user, updated=now)
             ).rowcount
             if not updated:
-                conn.execute(
-                    namespaces_table.insert().values(
-                        name=name, source=source, host=host, user=user, created=now, updated=now
-                    )
-                )
+                try:
+                    with conn.begin_nested():  # another process may be adding it at the same moment
+                        conn.execute(
+                            namespaces_table.insert().values(
+                                name=name, source=source, host=host, user=user, created=now, updated=now
+                            )
+                        )
+                except sa.exc.IntegrityError:  # it did: the namespace is there
+                    pass
 
     def list_namespaces(self) -> list[dict[str, Any]]:
         counts = (
@@ -225,8 +229,20 @@ class Store:
 
         Added and changed jobs get ``next_run_time = first_fire(job)`` (epoch seconds or
         None); unchanged jobs keep their schedule state, so a restart neither loses nor
-        doubles a fire. Disabled jobs are stored with no next run time.
+        doubles a fire. Disabled jobs are stored with no next run time. Another process
+        adding the same job meanwhile (two one-liners meeting a new store) is met by
+        syncing again against what it wrote.
         """
+        for attempt in range(3):
+            try:
+                return self._sync(namespace, jobs, first_fire, remove_missing=remove_missing)
+            except sa.exc.IntegrityError:
+                if attempt == 2:
+                    raise
+                time.sleep(0.01)
+        raise AssertionError("unreachable")
+
+    def _sync(self, namespace: str, jobs: Sequence[Job], first_fire: Any, *, remove_missing: bool) -> SyncReport:
         added, changed, unchanged = [], [], []
         now = datetime.now(UTC)
         wanted = {job.name: job for job in jobs}

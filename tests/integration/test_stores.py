@@ -73,6 +73,17 @@ def test_bad_store_url_is_a_clear_error(cli: Cli, url: str, says: str) -> None:
     assert says in proc.stderr and "Traceback" not in proc.stderr
 
 
+def test_a_mistyped_sqlite_store_is_reported_not_made(cli: Cli, tmp_path: Path) -> None:
+    typo = tmp_path / "supertsak.db"
+    for command in (["history"], ["list-jobs"], ["list-namespaces"], ["logs", "1"]):
+        proc = cli(*command, "--store", f"sqlite:///{typo}")
+        assert proc.returncode == 2, command
+        assert f"no store at {typo}: the file does not exist" in proc.stderr and "Traceback" not in proc.stderr
+    assert not typo.exists()
+    assert cli("run", "--store", f"sqlite:///{typo}", "--", "cmd:true").returncode == 0  # a run makes it
+    assert [r["status"] for r in cli.json("history", "--store", f"sqlite:///{typo}")] == ["succeeded"]
+
+
 def test_default_store_lives_in_the_state_folder(cli: Cli) -> None:
     cli("run", "--", "cmd:echo hello")
     assert (cli.home / "supertask.db").is_file()
@@ -93,13 +104,17 @@ def test_a_run_that_prints_nothing_has_no_log_file(cli: Cli) -> None:
 
 
 def test_processes_opening_a_new_store_at_once_all_succeed(store_cli: Cli) -> None:
-    """A scheduler and a `history` (or two of anything) meeting a store that does not
-    exist yet: both create the schema, neither fails ("table already exists")."""
+    """Two runs (a scheduler and a one-shot, or two of anything that writes) meeting a
+    store that does not exist yet: both create the schema, neither fails ("table
+    already exists"). On PostgreSQL a `history` creates it too (a missing SQLite file
+    is a typo for a reading command: test_a_mistyped_sqlite_store_is_reported_not_made)."""
     import subprocess
 
     for _ in range(3):
-        procs = [subprocess.Popen([*SUPERTASK, "history", "--json"], cwd=store_cli.cwd, env=store_cli.env,
-                                  stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True) for _ in range(4)]
+        commands = [["run", "--", "cmd:true"]] * 2 + [["history", "--json"] if "postgresql" in store_cli.env["SUPERTASK_STORE"]
+                                                      else ["run", "--", "cmd:echo x"]] * 2
+        procs = [subprocess.Popen([*SUPERTASK, *command], cwd=store_cli.cwd, env=store_cli.env,
+                                  stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True) for command in commands]
         results = [(p.wait(60), p.stderr.read() if p.stderr else "") for p in procs]
         assert [code for code, _ in results] == [0, 0, 0, 0], results
         store_cli.env["SUPERTASK_STORE"] = _fresh(store_cli.env["SUPERTASK_STORE"])
