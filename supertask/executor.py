@@ -14,6 +14,7 @@ import subprocess
 import threading
 import time
 from collections import Counter
+from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from datetime import datetime, timezone
@@ -34,8 +35,6 @@ UTC = timezone.utc
 #: it, the child of the job's run in flight that must have exited by the fire's start).
 _Fire = tuple[str, str, Job, datetime, Reason, list[tuple[datetime, Reason]] | None,
               "subprocess.Popen[bytes] | None"]
-#: A fire of a round decided again at its time: (namespace, job, fire time, reason, the catch-up fires after it).
-_Again = tuple[str, Job, datetime, Reason, list[tuple[datetime, Reason]] | None]
 
 
 SKIPPED = {
@@ -43,6 +42,12 @@ SKIPPED = {
     Overlap.QUEUE: "a run was in flight and another already waiting (overlap: queue)",
     Overlap.ALLOW: "max_concurrent {max_concurrent} runs were in flight (overlap: allow)",
 }
+
+
+def _tracked(definition: Job, then: list[tuple[datetime, Reason]] | None) -> bool:
+    """Whether a fire's followed child is what a later fire of the job waits for
+    (``RunExecutor._children``): nothing follows its run, no retry, no queued fires."""
+    return not then and not definition.retries
 
 
 def _exited(child: subprocess.Popen[bytes]) -> bool:
@@ -95,9 +100,6 @@ class RunExecutor(BaseExecutor):
         # runs in flight, only the newest child can still run (each started after the
         # one before had exited)
         self._following: Counter[str] = Counter()
-        # fires of the round decided ahead while their job was busy: decided again at
-        # their time, after the round's other children have started (_launch_again)
-        self._recheck: list[_Again] = []
         self._round_thread: int | None = None
         # clear while a round's children are being started: the schedule write-behind
         # waits for it (wait_launched) rather than take turns at the interpreter with them
@@ -204,14 +206,10 @@ class RunExecutor(BaseExecutor):
         if verdict != "run" and self._round_thread == threading.get_ident() and fire.timestamp() > time.time():
             # decided ahead of its time (rounds.LEAD): the run in flight may end before
             # it, so the fire is decided again at its time, as it would have been
-            if self._roundable(definition):
-                self._recheck.append((namespace, definition, fire, reason, then))
-                return True
             return self._start_later(namespace, definition, fire, reason, then)
         if verdict == "skip":
             why = SKIPPED[policy].format(max_concurrent=definition.max_concurrent)
-            self.log.warning("run skipped: previous run still in flight", job=definition.name,
-                             namespace=namespace, scheduled=fire.isoformat(), overlap=policy.value)
+            self._warn_skipped(namespace, definition, fire)
             self._skip(namespace, definition, fire, why)
             return False
         if verdict == "queue":
@@ -289,38 +287,13 @@ class RunExecutor(BaseExecutor):
         the round was ready to start its first child, None for an empty round."""
         self._round_thread = None
         fires, self._round = self._round, []
-        again, self._recheck = self._recheck, []
-        if not fires and not again:
+        if not fires:
             return None
         self._launched.clear()
         try:
-            ready = self._launch(fires) if fires else time.monotonic()
-            if again:
-                self._launch_again(again)
-            return ready
+            return self._launch(fires)
         finally:
             self._launched.set()
-
-    def _launch_again(self, again: list[_Again]) -> None:
-        """The fires decided ahead while their job was busy, decided again at their
-        time (after the round's other children have started, so the runs before them
-        have had longest to end); those that can run now are started as a round too."""
-        by_time: dict[datetime, list[_Again]] = {}
-        for item in again:
-            by_time.setdefault(item[2], []).append(item)
-        for at in sorted(by_time):
-            early = at.timestamp() - time.time()
-            if early > 0:
-                time.sleep(early)
-            self._round_thread = threading.get_ident()
-            try:
-                for namespace, definition, fire, reason, then in by_time[at]:
-                    self.submit(namespace, definition, fire, reason, then)
-            finally:
-                self._round_thread = None
-            fires, self._round = self._round, []
-            if fires:
-                self._launch(fires)
 
     def _launch(self, fires: list[_Fire]) -> float:
         settings = self.ctx.settings
@@ -368,11 +341,11 @@ class RunExecutor(BaseExecutor):
         # handed on only now: a thread woken per child would take turns with the starts
         for key, ns, definition, fire, reason, run_id, then, begun, _ in ready:
             if self._follower is not None and isinstance(begun.started, subprocess.Popen):
-                if not then and not definition.retries:
+                if _tracked(definition, then):
                     with self._guard:
                         self._children[key] = begun.started
                         self._following[key] += 1
-                done = functools.partial(self._followed, key, ns, definition, fire, then)
+                done = functools.partial(self._followed, key, ns, definition, fire, then, begun.started)
                 try:
                     runner.follow(self.ctx, self._follower, self._finisher, ns, definition, fire, reason,  # type: ignore[arg-type]
                                   begun, done)
@@ -383,12 +356,13 @@ class RunExecutor(BaseExecutor):
         return prepared
 
     def _followed(self, key: str, namespace: str, definition: Job, fire: datetime,
-                  then: list[tuple[datetime, Reason]] | None, run_id: int, outcome: runner.Outcome) -> None:
+                  then: list[tuple[datetime, Reason]] | None, child: subprocess.Popen[bytes], run_id: int,
+                  outcome: runner.Outcome) -> None:
         """A followed run is written down: a pool thread carries on with its retries,
         notifications and the fires queued behind it, if it has any."""
-        if not then and not definition.retries:
+        if _tracked(definition, then):
             with self._guard:
-                if (child := self._children.get(key)) is not None and child.pid == outcome.pid:
+                if self._children.get(key) is child:
                     del self._children[key]
                 self._following[key] -= 1
                 if self._following[key] <= 0:
@@ -425,15 +399,10 @@ class RunExecutor(BaseExecutor):
             with self.ctx.lock:
                 self.ctx.active.pop(run_id, None)
             self._release(key)
-            self.log.warning("run skipped: previous run still in flight", job=definition.name,
-                             namespace=ns, scheduled=fire.isoformat(), overlap=Overlap.SKIP.value)
+            self._warn_skipped(ns, definition, fire)
             rows.append((run_id, dict(status=RunStatus.SKIPPED, started=None, finished=now, log_path=None,
                                       message=SKIPPED[Overlap.SKIP])))
-        try:
-            assert self._pool is not None
-            self._pool.submit(self.ctx.store.update_runs, rows)
-        except (RuntimeError, AssertionError):  # stopping: write them here
-            self.ctx.store.update_runs(rows)
+        self._by_pool(functools.partial(self.ctx.store.update_runs, rows))
 
     def _submit_run(self, key: str, namespace: str, definition: Job, fire: datetime, reason: Reason,
                     run_id: int | None, then: list[tuple[datetime, Reason]] | None, begun: Begun | None) -> None:
@@ -486,16 +455,23 @@ class RunExecutor(BaseExecutor):
     def _skip(self, namespace: str, definition: Job, fire: datetime, message: str) -> None:
         """Record a skipped fire; written by the pool, so the scheduler thread keeps
         dispatching while the store is busy."""
-        record = functools.partial(
+        self._by_pool(functools.partial(
             self.ctx.store.claim_run, namespace=namespace, job=definition.name, scheduled=fire,
             attempt=1, reason=Reason.SCHEDULE.value, host=self.ctx.settings.host,
             status=RunStatus.SKIPPED, message=message,
-        )
+        ))
+
+    def _by_pool(self, write: Callable[[], object]) -> None:
+        """A write to the store the pool makes (the caller goes on); here when stopping."""
         try:
             assert self._pool is not None
-            self._pool.submit(record)
-        except (RuntimeError, AssertionError):  # stopping: write it here
-            record()
+            self._pool.submit(write)
+        except (RuntimeError, AssertionError):
+            write()
+
+    def _warn_skipped(self, namespace: str, definition: Job, fire: datetime) -> None:
+        self.log.warning("run skipped: previous run still in flight", job=definition.name,
+                         namespace=namespace, scheduled=fire.isoformat(), overlap=definition.overlap.value)
 
     def in_flight(self) -> int:
         with self._guard:

@@ -26,7 +26,7 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
-from supertask.launchers.base import MAX_LINE, LineSink, Outcome, end_group
+from supertask.launchers.base import LineSink, Outcome, end_group, ended, relay_chunk
 from supertask.log import get_logger
 from supertask.model import RunStatus
 
@@ -86,6 +86,7 @@ class Follower:
 
     def follow(self, run: Followed) -> None:
         """Follow ``run`` from now; its ``on_end`` is called once it is over."""
+        run.on_line = self._guarded(run.on_line)
         with self._lock:
             if self._closing:
                 raise RuntimeError("the follower is stopping")
@@ -190,21 +191,17 @@ class Follower:
             self._close_pipe(run, fd)
             self._maybe_done(run)
             return
-        data = run.buffers[stream] + chunk
-        *lines, rest = data.split(b"\n")
-        for raw in lines:
-            for start in range(0, max(len(raw), 1), MAX_LINE):
-                self._line(run, stream, raw[start:start + MAX_LINE].decode("utf-8", "replace").rstrip("\r"))
-        while len(rest) >= MAX_LINE:
-            self._line(run, stream, rest[:MAX_LINE].decode("utf-8", "replace"))
-            rest = rest[MAX_LINE:]
-        run.buffers[stream] = rest
+        run.buffers[stream] = relay_chunk(run.buffers[stream], chunk, stream, run.on_line)
 
-    def _line(self, run: Followed, stream: str, line: str) -> None:
-        try:
-            run.on_line(stream, line)
-        except Exception:
-            self.log.exception("handling a line of a run's output failed")
+    def _guarded(self, on_line: LineSink) -> LineSink:
+        """``on_line``, whose failure is logged rather than stop the following of all."""
+        def guarded(stream: str, line: str) -> None:
+            try:
+                on_line(stream, line)
+            except Exception:
+                self.log.exception("handling a line of a run's output failed")
+
+        return guarded
 
     def _close_pipe(self, run: Followed, fd: int) -> None:
         _, pipe = run.pipes.pop(fd)
@@ -257,17 +254,11 @@ class Follower:
         self._runs.discard(run)
         for stream, rest in run.buffers.items():
             if rest:
-                self._line(run, stream, rest.decode("utf-8", "replace"))
+                run.on_line(stream, rest.decode("utf-8", "replace"))
         from supertask import reaper
 
         reaper.release(run.proc.pid)
-        if run.ended_by is RunStatus.TIMED_OUT:
-            outcome = Outcome(run.ended_by, run.code, run.proc.pid,
-                              f"timed out after {run.timeout:g}s; process group ended")
-        elif run.ended_by is RunStatus.KILLED:
-            outcome = Outcome(run.ended_by, run.code, run.proc.pid, "ended on request; process group ended")
-        else:
-            outcome = Outcome(RunStatus.SUCCEEDED if run.code == 0 else RunStatus.FAILED, run.code, run.proc.pid)
+        outcome = ended(run.code, run.proc.pid, run.ended_by, run.timeout)
         try:
             run.on_end(outcome)
         except Exception:

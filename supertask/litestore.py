@@ -189,8 +189,7 @@ class LiteStore:
         return list(self._write(write))
 
     def update_run(self, run_id: int, **values: Any) -> None:
-        if values:
-            self._grouped([self._update(run_id, values)])
+        self.update_runs([(run_id, values)])
 
     def update_runs(self, rows: Sequence[tuple[int, dict[str, Any]]]) -> None:
         """:meth:`update_run` of each ``(run_id, values)``, all in one transaction."""

@@ -19,7 +19,7 @@ from pathlib import Path
 
 from supertask import notify
 from supertask.launchers import ArgvLauncher, Command, LaunchRequest, Outcome, launcher_for
-from supertask.launchers.base import start_process
+from supertask.launchers.base import run_key_in, start_process
 from supertask.log import get_logger
 from supertask.model import Job, Reason, RunStatus, sha256_hex
 from supertask.runlog import RunLog
@@ -125,7 +125,7 @@ def execute(
 def _after_attempt(ctx: RunContext, namespace: str, job: Job, attempt: int, result: tuple[int, Outcome]) -> bool:
     """The notifications and the retention after an attempt; True: a retry is due."""
     done_id, outcome = result
-    retry = outcome.status.value in job.retry_on and attempt <= job.retries
+    retry = _retry_due(job, outcome, attempt)
     notifies = job.on_success or job.on_failure or job.on_retry
     record = ctx.store.get_run(done_id).to_json() if notifies else {}
     if not retry:
@@ -141,10 +141,14 @@ def _after_attempt(ctx: RunContext, namespace: str, job: Job, attempt: int, resu
     return True
 
 
+def _retry_due(job: Job, outcome: Outcome, attempt: int) -> bool:
+    return outcome.status.value in job.retry_on and attempt <= job.retries
+
+
 def needs_after(job: Job, outcome: Outcome, attempt: int = 1) -> bool:
     """Whether anything follows the attempt: a retry, a notification, a retention."""
     return bool(
-        (outcome.status.value in job.retry_on and attempt <= job.retries)
+        _retry_due(job, outcome, attempt)
         or job.on_success or job.on_failure or job.on_retry
         or job.history_keep_runs is not None or job.history_keep_age is not None
     )
@@ -260,12 +264,8 @@ def follow(ctx: RunContext, follower: Follower, finisher: Finisher, namespace: s
     follower.follow(Followed(
         proc, _sink(ctx, active, runlog), on_end, timeout=job.timeout,
         deadline=begun.clock + job.timeout if job.timeout else None, stop=active.kill,
-        kill_grace=job.kill_grace, run_key=_run_key_of(begun.env),
+        kill_grace=job.kill_grace, run_key=run_key_in(begun.env),
     ))
-
-
-def _run_key_of(env: dict[str, str] | None) -> str | None:
-    return (env or {}).get("SUPERTASK_RUN_KEY") or None
 
 
 @dataclass

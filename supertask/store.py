@@ -511,14 +511,7 @@ class Store:
             return None
 
     def update_run(self, run_id: int, **values: Any) -> None:
-        fast = self._runs()
-        if fast is not None:
-            fast.update_run(run_id, **values)
-            return
-        if isinstance(values.get("status"), RunStatus):
-            values["status"] = values["status"].value
-        with self._write() as conn:
-            conn.execute(runs_table.update().where(runs_table.c.id == run_id).values(**values))
+        self.update_runs([(run_id, values)])
 
     def update_runs(self, rows: Sequence[tuple[int, dict[str, Any]]]) -> None:
         """:meth:`update_run` of each ``(run_id, values)``, all in one transaction (the

@@ -54,6 +54,29 @@ class Outcome:
 LineSink = Callable[[str, str], None]  # (stream, line)
 
 
+def relay_chunk(pending: bytes, chunk: bytes, stream: str, on_line: LineSink) -> bytes:
+    """Hand on the whole lines of ``pending + chunk`` (a line over :data:`MAX_LINE`
+    bytes in pieces of that size); return what is left of a line still to come."""
+    *lines, rest = (pending + chunk).split(b"\n")
+    for raw in lines:
+        for start in range(0, max(len(raw), 1), MAX_LINE):
+            on_line(stream, raw[start:start + MAX_LINE].decode("utf-8", "replace").rstrip("\r"))
+    while len(rest) >= MAX_LINE:
+        on_line(stream, rest[:MAX_LINE].decode("utf-8", "replace"))
+        rest = rest[MAX_LINE:]
+    return rest
+
+
+def ended(code: int | None, pid: int, ended_by: RunStatus | None, timeout: float | None) -> Outcome:
+    """How a child's run ended: by its exit code, or by a timeout or a stop request
+    (``ended_by``) that ended its process group."""
+    if ended_by is RunStatus.TIMED_OUT:
+        return Outcome(ended_by, code, pid, f"timed out after {timeout:g}s; process group ended")
+    if ended_by is RunStatus.KILLED:
+        return Outcome(ended_by, code, pid, "ended on request; process group ended")
+    return Outcome(RunStatus.SUCCEEDED if code == 0 else RunStatus.FAILED, code, pid)
+
+
 @dataclass
 class LaunchRequest:
     """Everything a launcher may use to start one child of one run."""
@@ -242,7 +265,7 @@ def run_process(
                 elif deadline is not None and now >= deadline:
                     ended_by = RunStatus.TIMED_OUT
                 if ended_by is not None:
-                    end_group(proc, kill_grace, _run_key(command.env))
+                    end_group(proc, kill_grace, run_key_in(command.env))
             if linger_until is None and proc.poll() is not None:
                 linger_until = now + 1.0
             if linger_until is not None and now >= linger_until:
@@ -259,15 +282,7 @@ def run_process(
                 if not chunk:
                     sel.unregister(key.fileobj)
                     continue
-                data = buffers[stream] + chunk
-                *lines, rest = data.split(b"\n")
-                for raw in lines:
-                    for start in range(0, max(len(raw), 1), MAX_LINE):
-                        on_line(stream, raw[start:start + MAX_LINE].decode("utf-8", "replace").rstrip("\r"))
-                while len(rest) >= MAX_LINE:
-                    on_line(stream, rest[:MAX_LINE].decode("utf-8", "replace"))
-                    rest = rest[MAX_LINE:]
-                buffers[stream] = rest
+                buffers[stream] = relay_chunk(buffers[stream], chunk, stream, on_line)
         for stream, rest in buffers.items():
             if rest:
                 on_line(stream, rest.decode("utf-8", "replace"))
@@ -278,22 +293,17 @@ def run_process(
             except subprocess.TimeoutExpired:
                 if ended_by is None and stop is not None and stop.is_set():
                     ended_by = RunStatus.KILLED
-                    end_group(proc, kill_grace, _run_key(command.env))
+                    end_group(proc, kill_grace, run_key_in(command.env))
                 elif ended_by is None and deadline is not None and time.monotonic() >= deadline:
                     ended_by = RunStatus.TIMED_OUT
-                    end_group(proc, kill_grace, _run_key(command.env))
+                    end_group(proc, kill_grace, run_key_in(command.env))
     finally:
         sel.close()
         for pipe in (proc.stdout, proc.stderr):
             pipe.close()
         if proc.returncode is not None:
             reaper.release(proc.pid)
-    if ended_by is RunStatus.TIMED_OUT:
-        return Outcome(ended_by, code, proc.pid, f"timed out after {timeout:g}s; process group ended")
-    if ended_by is RunStatus.KILLED:
-        return Outcome(ended_by, code, proc.pid, "ended on request; process group ended")
-    status = RunStatus.SUCCEEDED if code == 0 else RunStatus.FAILED
-    return Outcome(status, code, proc.pid)
+    return ended(code, proc.pid, ended_by, timeout)
 
 
 def _wait_exit(proc: subprocess.Popen[bytes], timeout: float) -> int:
@@ -320,8 +330,9 @@ def _wait_exit(proc: subprocess.Popen[bytes], timeout: float) -> int:
     return proc.wait(timeout=timeout)
 
 
-def _run_key(env: dict[str, str]) -> str | None:
-    return env.get("SUPERTASK_RUN_KEY") or None
+def run_key_in(env: dict[str, str] | None) -> str | None:
+    """The run's ``SUPERTASK_RUN_KEY`` in a child's environment, if any."""
+    return (env or {}).get("SUPERTASK_RUN_KEY") or None
 
 
 def end_group(
