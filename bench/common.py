@@ -128,6 +128,11 @@ class Subject:
         t = self.ps.cpu_times()
         return t.user + t.system
 
+    def children_cpu(self) -> float:
+        """CPU seconds of the children the scheduler has reaped (the fires' own work)."""
+        t = self.ps.cpu_times()
+        return t.children_user + t.children_system
+
     def rss_mb(self) -> float:
         return self.ps.memory_info().rss / 2**20
 
@@ -145,6 +150,13 @@ class Subject:
 
     def tail(self, n: int = 15) -> str:
         return "\n".join(line for _, line in self.lines[-n:])
+
+
+def machine_ticks() -> tuple[int, int]:
+    """(all, idle) CPU ticks of the whole machine so far, from ``/proc/stat``."""
+    with open("/proc/stat") as f:
+        ticks = [int(x) for x in f.readline().split()[1:9]]
+    return sum(ticks), ticks[3] + ticks[4]  # idle + iowait
 
 
 # -- the work -----------------------------------------------------------------------------------

@@ -36,6 +36,7 @@ from common import (  # noqa: E402
     Subject,
     analyse_fires,
     log,
+    machine_ticks,
     original_timetable,
     supertask_timetable,
     time_command,
@@ -113,13 +114,19 @@ def measure_fires(subject: Subject, jobs: int, out: Path, duration: int, settle:
     start = math.ceil(time.time()) + 2
     end = start + duration
     time.sleep(max(0.0, start - 0.5 - time.time()))
-    cpu0, rss0 = subject.cpu(), subject.rss_mb()
+    cpu0, rss0, kids0, ticks0 = subject.cpu(), subject.rss_mb(), subject.children_cpu(), machine_ticks()
     time.sleep(max(0.0, end - 0.5 - time.time()))
-    cpu1, rss1 = subject.cpu(), subject.rss_mb()
+    cpu1, rss1, kids1, ticks1 = subject.cpu(), subject.rss_mb(), subject.children_cpu(), machine_ticks()
     time.sleep(settle + 0.5)
     result = analyse_fires(out, jobs=jobs, start=start, end=end)
+    fires = max(1, result["fires"])
+    all_ticks, idle_ticks = ticks1[0] - ticks0[0], ticks1[1] - ticks0[1]
     result.update(cpu_pct=100 * (cpu1 - cpu0) / duration, rss_mb=max(rss0, rss1), duration=duration,
-                  runs_per_s=(result["fires"] - result["doubled"]) / duration)
+                  runs_per_s=(result["fires"] - result["doubled"]) / duration,
+                  # what the fires cost the machine: the reaped children's CPU a fire, the
+                  # scheduler's own a fire, and how busy all cores were in the window
+                  child_cpu_ms=1000 * (kids1 - kids0) / fires, own_cpu_ms=1000 * (cpu1 - cpu0) / fires,
+                  machine_busy_pct=100 * (1 - idle_ticks / all_ticks) if all_ticks else math.nan)
     return result
 
 
@@ -143,9 +150,10 @@ def lateness(sizes: list[int], duration: int, pg: str | None) -> dict:
             result.update(subject=kind, jobs=jobs)
             log(f"  p50 {result.get('p50_ms', math.nan):.1f} ms p99 {result.get('p99_ms', math.nan):.1f} ms"
                 f" missed {result.get('missed')} doubled {result.get('doubled')} cpu {result.get('cpu_pct', 0):.0f}%"
+                f" machine {result.get('machine_busy_pct', 0):.0f}% child {result.get('child_cpu_ms', 0):.2f} ms/fire"
                 + (f" ERROR {result['error']}" if "error" in result else ""))
             rows.append(result)
-    return {"rows": rows, "duration": duration}
+    return {"rows": rows, "duration": duration, "cores": os.cpu_count()}
 
 
 # -- 2. launch overhead -------------------------------------------------------------------------
@@ -377,7 +385,7 @@ def main() -> None:
         results["mode"] = "quick" if args.quick else "full"
         with pg_database() as pg:
             if "lateness" in only:
-                sizes, duration = ([1, 100], 5) if args.quick else ([1, 100, 1000], 30)
+                sizes, duration = ([1, 100], 5) if args.quick else ([1, 100, 500, 1000], 30)
                 results["lateness"] = lateness(sizes, duration, pg)
                 path.write_text(json.dumps(results, indent=1))
             if "launch" in only:

@@ -16,7 +16,7 @@ import time
 from collections import Counter
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from typing import Any
 
@@ -29,6 +29,8 @@ from supertask.model import Job, Overlap, Reason, RunStatus
 from supertask.runner import Begun, RunContext, execute, prepare
 
 UTC = timezone.utc
+#: how often, at most, "fires coalesced" is logged while fires keep being coalesced
+COALESCED_EVERY = 60.0
 
 
 #: A fire of a round: (key, namespace, job, fire time, reason, the catch-up fires after
@@ -58,6 +60,16 @@ def _exited(child: subprocess.Popen[bytes]) -> bool:
         return os.waitid(os.P_PID, child.pid, os.WEXITED | os.WNOHANG | os.WNOWAIT) is not None
     except ChildProcessError:  # reaped meanwhile
         return True
+
+
+@dataclass
+class _Folded:
+    """A tally of coalesced fires (see :meth:`RunExecutor._coalesced`)."""
+
+    fires: int = 0
+    jobs: set[tuple[str, str]] = field(default_factory=set)
+    first: datetime | None = None
+    last: datetime | None = None
 
 
 @dataclass
@@ -105,6 +117,9 @@ class RunExecutor(BaseExecutor):
         # waits for it (wait_launched) rather than take turns at the interpreter with them
         self._launched = threading.Event()
         self._launched.set()
+        # fires catch_up: latest folded into later ones, since "fires coalesced" was logged
+        self._folded = _Folded()
+        self._folded_at = -COALESCED_EVERY
         # the global cap: attempts beyond it wait (in order) for a slot (runner.execute)
         ctx.slots = threading.BoundedSemaphore(max_concurrent) if max_concurrent else None
         self.log = get_logger("supertask.scheduler")
@@ -121,6 +136,7 @@ class RunExecutor(BaseExecutor):
 
     def shutdown(self, wait: bool = True) -> None:
         """No new runs; with ``wait``, wait for the runs in flight to be written down."""
+        self._report_coalesced()
         if wait and self._follower is not None:
             self._follower.close()
             self._finisher.close()  # type: ignore[union-attr]
@@ -163,6 +179,8 @@ class RunExecutor(BaseExecutor):
         if not timely:
             return
         fires = timely if definition.catch_up == "all" else timely[-1:]
+        if len(fires) < len(timely):
+            self._coalesced(namespace, definition, timely[:-1])
         reasons = [Reason.CATCH_UP if fire < self.started_at else Reason.SCHEDULE for fire in fires]
         self.submit(namespace, definition, fires[0], reasons[0], then=list(zip(fires[1:], reasons[1:], strict=True)))
 
@@ -286,6 +304,8 @@ class RunExecutor(BaseExecutor):
         first child starts first (docs/benchmarks.md). Returns when (``time.monotonic()``)
         the round was ready to start its first child, None for an empty round."""
         self._round_thread = None
+        if self._folded.fires:
+            self._report_coalesced(due_only=True)
         fires, self._round = self._round, []
         if not fires:
             return None
@@ -468,6 +488,34 @@ class RunExecutor(BaseExecutor):
             self._pool.submit(write)
         except (RuntimeError, AssertionError):
             write()
+
+    def _coalesced(self, namespace: str, definition: Job, folded: list[datetime]) -> None:
+        """Fires ``catch_up: latest`` folded into the job's next (the scheduler was down,
+        or is behind its fires), tallied in the scheduler's thread: "fires coalesced" is
+        logged with the round, then at most once every :data:`COALESCED_EVERY` seconds
+        with the tally since, so that a scheduler too busy for its fires says so without
+        a line for each."""
+        tally = self._folded
+        tally.fires += len(folded)
+        tally.jobs.add((namespace, definition.name))
+        tally.first = min(tally.first or folded[0], folded[0])
+        tally.last = max(tally.last or folded[-1], folded[-1])
+
+    def _report_coalesced(self, due_only: bool = False) -> None:
+        if due_only and time.monotonic() - self._folded_at < COALESCED_EVERY:
+            return
+        tally, self._folded = self._folded, _Folded()
+        self._folded_at = time.monotonic()
+        if not tally.fires:
+            return
+        namespace, name = min(tally.jobs)
+        assert tally.first is not None and tally.last is not None
+        self.log.warning(
+            "fires coalesced", fires=tally.fires, jobs=len(tally.jobs), job=name, namespace=namespace,
+            first=tally.first.isoformat(), last=tally.last.isoformat(),
+            hint="catch_up: latest ran only the latest of each job's overdue fires; a scheduler that "
+                 "keeps doing this is behind its fires (docs/operations.md)",
+        )
 
     def _warn_skipped(self, namespace: str, definition: Job, fire: datetime) -> None:
         self.log.warning("run skipped: previous run still in flight", job=definition.name,

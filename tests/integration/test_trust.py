@@ -185,6 +185,29 @@ jobs:
     assert stamps == sorted(stamps) and round(stamps[1] - stamps[0]) == 10
 
 
+def test_catch_up_latest_runs_the_latest_and_says_what_it_coalesced(cli: Cli) -> None:
+    timetable(cli, """
+namespace: catchup
+jobs:
+  - {name: latest, when: every 10s, run: "cmd:echo $SUPERTASK_SCHEDULED"}
+""")
+    sched = cli.start()
+    sched.wait_event("scheduler started")
+    assert sched.stop() == 0
+    _set_next_run(cli, "catchup", "latest", time.time() - 25)  # fires due at -25, -15, -5
+    sched = cli.start()
+    try:
+        event = sched.wait_event("fires coalesced", job="latest")
+        wait_until(lambda: [r for r in runs(cli) if r["status"] == "succeeded"], what="the catch-up run")
+    finally:
+        assert sched.stop() == 0
+    assert event["level"] == "warning" and event["fires"] == 2 and event["jobs"] == 1
+    assert event["namespace"] == "catchup" and "catch_up: latest" in event["hint"]
+    assert ts(event["last"]) - ts(event["first"]) == pytest.approx(10, abs=0.01)
+    done = [r for r in runs(cli) if r["reason"] == "catch-up"]
+    assert len(done) == 1 and ts(done[0]["scheduled"]) == pytest.approx(ts(event["last"]) + 10, abs=0.01)
+
+
 def test_kill_9_marks_runs_lost_ends_orphans_and_retries(cli: Cli, tmp_path: Path) -> None:
     marker, pidfile = tmp_path / "marker", tmp_path / "sleeper.pid"
     timetable(cli, f"""
