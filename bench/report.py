@@ -168,9 +168,9 @@ def lateness_section(late: dict) -> list[str]:
                 verdicts.append((f"p99 within 1.2× of the limit loop at {jobs} job(s)/s",
                                  f"{st['p99_ms'] / base:.2f}×", st["p99_ms"] <= 1.2 * base))
             if jobs >= 1000:
-                need = capacity(rows, jobs)
+                need = capacity(rows, jobs, late.get("cores"))
                 verdicts.append((f"no missed or doubled fire at {jobs} jobs/s",
-                                 f"{st['missed']} missed, {st['doubled']} doubled" + (f" ({need})" if need else ""),
+                                 f"{st['missed']} missed, {st['doubled']} doubled" + (f"; {need}" if need else ""),
                                  st["missed"] == 0 and st["doubled"] == 0))
             peers = [rows[k] for k in ("apscheduler", "original") if k in rows and "error" not in rows[k]]
             ahead = all(st["p99_ms"] < p["p99_ms"] and st["missed"] <= p["missed"] for p in peers)
@@ -180,7 +180,7 @@ def lateness_section(late: dict) -> list[str]:
     lines += ["", "![lateness CDF](benchmarks/lateness.png)", "", "| target | measured | |", "|---|---|---|"]
     lines += [f"| {t} | {m} | {verdict(ok)} |" for t, m, ok in verdicts]
     top = max(sizes, default=0)
-    need = capacity({r["subject"]: r for r in late["rows"] if r["jobs"] == top}, top)
+    need = capacity({r["subject"]: r for r in late["rows"] if r["jobs"] == top}, top, late.get("cores"))
     if need and late.get("cores"):
         lines += ["", f"Capacity at {top} fires a second on this machine ({late['cores']} cores): {need}. "
                   "Child CPU is what the scheduler's reaped children cost a fire (its `sh` and `date`); machine "
@@ -188,16 +188,16 @@ def lateness_section(late: dict) -> list[str]:
     return lines
 
 
-def capacity(rows: dict, jobs: int) -> str | None:
+def capacity(rows: dict, jobs: int, cores: int | None) -> str | None:
     """How many cores ``jobs`` fires a second need: the fires' own work (the limit
     loop's children, the same command), and that plus supertask's own CPU a run."""
     limit, st = rows.get("limit", {}), rows.get("supertask", {})
     child, own = limit.get("child_cpu_ms"), st.get("own_cpu_ms")
     if child is None or own is None or "error" in limit or "error" in st:
         return None
-    return (f"the fires alone need {child * jobs / 1000:.2f} cores (the limit loop's children, "
-            f"{child:.2f} ms of CPU a fire), with supertask's own {own:.2f} ms a run "
-            f"{(child + own) * jobs / 1000:.2f}")
+    of = f" of {cores}" if cores else ""
+    return (f"the fires' children alone need {child * jobs / 1000:.2f} cores ({child:.2f} ms of CPU a fire, "
+            f"the limit loop's); with supertask's own {own:.2f} ms a run, {(child + own) * jobs / 1000:.2f}{of}")
 
 
 def launch_section(results: dict) -> list[str]:

@@ -81,6 +81,8 @@ def render_unit(options: UnitOptions) -> str:
         "KillMode=mixed",
         "KillSignal=SIGTERM",
         f"TimeoutStopSec={int(options.grace) + 30}s",
+        # three descriptors a run in flight: systemd's soft 1,024 would allow about 300
+        "LimitNOFILE=65536",
     ]
     if options.run_as and not options.user_unit:
         lines.append(f"User={options.run_as}")

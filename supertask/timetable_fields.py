@@ -255,9 +255,9 @@ _RETRYABLE = (RunStatus.FAILED.value, RunStatus.TIMED_OUT.value, RunStatus.LOST.
 
 def _retry_on(doc: Doc, node: Node) -> tuple[str, ...]:
     words = [w.lower() for _, w in _scalar_list(doc, node, "a list of run statuses")]
-    for word in words:
-        if word not in _RETRYABLE:
-            raise Bad(f"{word!r} cannot retry; use a list of {', '.join(_RETRYABLE)}")
+    bad = [word for word in words if word not in _RETRYABLE]
+    if bad:
+        raise Bad(f"{', '.join(map(repr, bad))} cannot retry; use a list of {', '.join(_RETRYABLE)}")
     return tuple(words)
 
 
@@ -334,11 +334,21 @@ def _url(doc: Doc, node: Node) -> str:
     return value
 
 
+#: the options ``docker run -v HOST:CONTAINER:OPTIONS`` takes (comma-separated)
+VOLUME_OPTIONS = ("ro", "rw", "z", "Z", "nocopy", "consistent", "cached", "delegated",
+                  "shared", "rshared", "slave", "rslave", "private", "rprivate")
+
+
 def _volumes(doc: Doc, node: Node) -> tuple[str, ...]:
     out = []
     for _, value in _scalar_list(doc, node, "a list of HOST:CONTAINER[:ro] volumes"):
-        if ":" not in value:
+        parts = value.split(":")
+        if len(parts) not in (2, 3) or not all(parts[:2]):
             raise Bad(f"{value!r} is not a volume; use HOST_PATH:CONTAINER_PATH[:ro]")
+        unknown = [o for o in parts[2].split(",") if o not in VOLUME_OPTIONS] if len(parts) == 3 else []
+        if unknown:
+            raise Bad(f"{value!r}: unknown volume option {', '.join(map(repr, unknown))}; "
+                      f"use HOST_PATH:CONTAINER_PATH[:ro], options: {', '.join(VOLUME_OPTIONS)}")
         out.append(value)
     return tuple(out)
 
@@ -354,10 +364,20 @@ def _cpus(doc: Doc, node: Node) -> float:
     return cpus
 
 
+#: Docker refuses a memory limit under 6 MiB ("Minimum memory limit allowed is 6MB")
+MIN_MEMORY = 6 * 2**20
+_MEMORY_UNITS = {"": 1, "b": 1, "k": 2**10, "m": 2**20, "g": 2**30}
+
+
 def _memory(doc: Doc, node: Node) -> str:
     value = str(doc.value(node) if isinstance(node, ScalarNode) else "").strip().lower()
-    if not re.match(r"^\d+(\.\d+)?[bkmg]?$", value):
+    match = re.match(r"^(\d+(?:\.\d+)?)([bkmg]?)$", value)
+    if not match:
         raise Bad(f"{value!r} is not a memory limit; use e.g. 512m or 2g")
+    number, unit = match.groups()
+    if float(number) * _MEMORY_UNITS[unit] < MIN_MEMORY:
+        hint = f"; for {number} MiB write {number}m" if not unit or unit == "b" else ""
+        raise Bad(f"memory {value!r} is under Docker's least limit of 6m (a number alone is bytes{hint})")
     return value
 
 

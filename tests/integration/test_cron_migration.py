@@ -265,7 +265,8 @@ def test_service_install_prints_and_writes_a_systemd_unit(cli: Cli, tmp_path: Pa
     text = unit.stdout
     assert f"run --file {cli.cwd / 'supertask.yaml'}" in text
     for line in ("Restart=on-failure", "StateDirectory=supertask", "Environment=SUPERTASK_HOME=%S/supertask",
-                 "KillMode=mixed", "ExecReload=/bin/kill -HUP $MAINPID", "WantedBy=multi-user.target"):
+                 "KillMode=mixed", "ExecReload=/bin/kill -HUP $MAINPID", "WantedBy=multi-user.target",
+                 "LimitNOFILE=65536"):
         assert line in text.splitlines(), line
     home = tmp_path / "userhome"
     written = cli("service", "install", "--user", "--name", "mysched", env={"HOME": str(home)})

@@ -581,6 +581,32 @@ def test_problem(text, line, path, message):
     assert message in p.message
 
 
+BOX = '  - name: a\n    when: "@daily"\n    run: "docker:busybox -- true"\n'
+
+
+@pytest.mark.parametrize(
+    "extra, path, message",
+    [
+        ("    retry_on: [failed, faild, lots]\n", "jobs[0].retry_on", "'faild', 'lots' cannot retry; use a list of"),
+        ("    volumes: ['/a:/b:ro:extra']\n", "jobs[0].volumes", "'/a:/b:ro:extra' is not a volume; use HOST_PATH"),
+        ("    volumes: [':/b']\n", "jobs[0].volumes", "':/b' is not a volume"),
+        ("    volumes: ['/a:/b:ro,wat']\n", "jobs[0].volumes", "unknown volume option 'wat'; use HOST_PATH"),
+        ("    memory: 64\n", "jobs[0].memory", "under Docker's least limit of 6m (a number alone is bytes; "
+                                                 "for 64 MiB write 64m)"),
+        ("    memory: 512k\n", "jobs[0].memory", "'512k' is under Docker's least limit of 6m"),
+    ],
+)
+def test_container_problem(extra, path, message):
+    got = problems("jobs:\n" + BOX + extra)
+    assert [(p.line, p.path) for p in got] == [(5, path)], got
+    assert message in got[0].message
+
+
+def test_volume_options_and_memory_limits_that_docker_takes():
+    tt = load("jobs:\n" + BOX + "    volumes: ['/a:/b', 'data:/d:ro', './x:/x:rw,Z']\n    memory: 6m\n")
+    assert tt.jobs[0].volumes == ("/a:/b", "data:/d:ro", "./x:/x:rw,Z") and tt.jobs[0].memory == "6m"
+
+
 def test_container_settings_from_defaults_or_on_a_docker_step_are_fine():
     tt = load(
         """
