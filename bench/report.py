@@ -264,16 +264,17 @@ def scale_section(results: dict) -> list[str]:
     lines = ["Idle jobs (`0 0 1 1 *`, `cmd:true`) in one namespace. *Sync* is the time from `supertask run` "
              "starting until its `timetable synced` event with an empty store (it includes reading and "
              "checking the YAML, which `validate` times alone); *start* is the time to `scheduler started` "
-             "when the same timetable is already stored (a restart). Idle RSS and CPU are measured 3 s after "
-             "that start.", "",
-             "| store | jobs | validate s | sync s | first start s | restart: start s | idle RSS MB | idle CPU % |",
-             "|---|---:|---:|---:|---:|---:|---:|---:|"]
+             "when the same timetable is already stored (a restart). Idle RSS is measured 3 s after each "
+             "start (after the first, that synced the file, and after the restart), idle CPU after the restart.", "",
+             "| store | jobs | validate s | sync s | first start s | restart: start s | idle RSS MB, first start "
+             "| idle RSS MB, restart | idle CPU % |",
+             "|---|---:|---:|---:|---:|---:|---:|---:|---:|"]
     verdicts = []
     for r in sc["rows"]:
         if "error" in r:
             rss = f"{r['rss_at_timeout_mb']:.0f} MB when stopped" if r.get("rss_at_timeout_mb") else ""
             lines.append(f"| {r['store']} | {r['jobs']:,} | {ms(r.get('validate_s'), 2)} | {ms(r.get('synced_s'), 2)} | "
-                         f"{r['error']} | not measured | {rss} | |")
+                         f"{r['error']} | not measured | {rss} | | |")
             if r["jobs"] == 100000:
                 verdicts.append((f"100,000 jobs synced in under 30 s ({r['store']})",
                                  f"{ms(r.get('synced_s'), 1)} s" if r.get("synced_s") else r["error"], False))
@@ -283,8 +284,8 @@ def scale_section(results: dict) -> list[str]:
                                      f"{r['rss_at_timeout_mb']:.0f} MB before it had even started", r["rss_at_timeout_mb"] < 250))
             continue
         lines.append(f"| {r['store']} | {r['jobs']:,} | {ms(r.get('validate_s'), 2)} | {ms(r.get('synced_s'), 2)} | "
-                     f"{ms(r.get('first_started_s'), 2)} | {ms(r.get('started_s'), 2)} | {ms(r.get('idle_rss_mb'))} | "
-                     f"{ms(r.get('idle_cpu_pct'), 1)} |")
+                     f"{ms(r.get('first_started_s'), 2)} | {ms(r.get('started_s'), 2)} | "
+                     f"{ms(r.get('first_idle_rss_mb'))} | {ms(r.get('idle_rss_mb'))} | {ms(r.get('idle_cpu_pct'), 1)} |")
         if r["jobs"] == 100000:
             verdicts.append((f"100,000 jobs synced in under 30 s ({r['store']})", f"{r['synced_s']:.1f} s",
                              r["synced_s"] is not None and r["synced_s"] < 30))
@@ -292,8 +293,9 @@ def scale_section(results: dict) -> list[str]:
                              f"{ms(r.get('started_s'), 1)} s", r.get("started_s") is not None and r["started_s"] < 5))
         if r["store"] == "sqlite" and r["jobs"] in (1000, 100000) and r.get("idle_rss_mb"):
             limit = 60 if r["jobs"] == 1000 else 250
-            verdicts.append((f"idle RSS under {limit} MB at {r['jobs']:,} jobs", f"{r['idle_rss_mb']:.0f} MB",
-                             r["idle_rss_mb"] < limit))
+            worst = max(r["idle_rss_mb"], r.get("first_idle_rss_mb") or 0)  # the first start counts too
+            verdicts.append((f"idle RSS under {limit} MB at {r['jobs']:,} jobs (after the first start and a restart)",
+                             f"{worst:.0f} MB", worst < limit))
     late = sc.get("lateness_stored")
     base = next((r for r in results.get("lateness", {}).get("rows", [])
                  if r["subject"] == "supertask" and late and r["jobs"] == late["jobs"]), None)

@@ -276,6 +276,9 @@ def scale(sizes: list[int], pg: str | None, duration: int, aps_sizes: list[int],
             try:
                 row["synced_s"] = s.wait_for("timetable synced", wait)
                 row["first_started_s"] = s.wait_for("scheduler started", wait) if row["synced_s"] else None
+                if row["first_started_s"] is not None:  # idle after the sync, as a new user sees it
+                    time.sleep(3)
+                    row["first_idle_rss_mb"] = s.rss_mb()
                 if row["first_started_s"] is None:
                     with contextlib.suppress(Exception):
                         row["rss_at_timeout_mb"] = s.rss_mb()
@@ -406,7 +409,7 @@ def main() -> None:
                     results["scale"] = scale([1000], pg, 5, [500], checkpoint)
                 else:
                     results["scale"] = scale([1000, 10000, 100000], pg, 30, [1000, 10000], checkpoint,
-                                             pg_sizes=[1000, 10000])
+                                             pg_sizes=[1000, 10000, 100000])
                 path.write_text(json.dumps(results, indent=1))
         results["machine"]["loadavg_end"] = os.getloadavg()
         path.write_text(json.dumps(results, indent=1))

