@@ -334,6 +334,21 @@ def scale(sizes: list[int], pg: str | None, duration: int, aps_sizes: list[int],
                 late.update(stored=jobs, jobs=firing)
                 log(f"  p50 {late.get('p50_ms', math.nan):.1f} ms p99 {late.get('p99_ms', math.nan):.1f} ms "
                     f"missed {late.get('missed')} doubled {late.get('doubled')}")
+                # the baseline of the same minute: the same fires with nothing else stored
+                log(f"scale: lateness with {firing} jobs and nothing else stored (the baseline)")
+                base_work = Path(tempfile.mkdtemp(prefix="bench-scale-base-"))
+                base_out = base_work / "fires.log"
+                s = spawn_subject("supertask", firing, base_out, base_work, None,
+                                  dict(os.environ, SUPERTASK_HOME=str(base_work / "home")))
+                assert s is not None
+                try:
+                    late["baseline"] = measure_fires(s, firing, base_out, duration)
+                finally:
+                    s.stop(60)
+                    shutil.rmtree(base_work, ignore_errors=True)
+                late["baseline"].pop("lateness_ms", None)
+                log(f"  p50 {late['baseline'].get('p50_ms', math.nan):.1f} ms "
+                    f"p99 {late['baseline'].get('p99_ms', math.nan):.1f} ms")
             shutil.rmtree(work, ignore_errors=True)
     aps = []
     for jobs in aps_sizes:
