@@ -7,6 +7,7 @@ The tables and plots are generated; the profiling findings are hand-written in
 from __future__ import annotations
 
 import math
+import statistics
 from pathlib import Path
 
 from common import BENCH, ROOT
@@ -142,7 +143,10 @@ def lateness_section(late: dict) -> list[str]:
              "fire and 2 s more); lateness is the child's `date +%s.%N` minus the fire's scheduled time. "
              "Missed = expected fires minus distinct fires in the window, doubled = repeats. CPU is the "
              "scheduler process alone (children excluded), in % of one core. Ratio = p99 / the limit loop's "
-             "p99 at the same size, from the same run.", ""]
+             "p99 at the same size, from the same run. At 100 fires a second and fewer the limit loop and "
+             "supertask run three times in turn (limit, supertask, limit, ...): the row is the run with the "
+             "median p99, and supertask's ratio the median of its runs' ratios to the limit run just before "
+             "each (a 30 s window here moves p99 by a fifth from one minute to the next).", ""]
     sizes = sorted({r["jobs"] for r in late["rows"]})
     lines += ["| jobs/s | subject | p50 ms | p99 ms | max ms | p99 vs limit | missed | doubled | CPU % | RSS MB "
               "| child CPU ms/fire | machine busy % |",
@@ -159,14 +163,19 @@ def lateness_section(late: dict) -> list[str]:
                 lines.append(f"| {jobs} | {LABEL[kind]} | {r['error'][:80]} | | | | | | | | | |")
                 continue
             ratio = r["p99_ms"] / base if base else math.nan
+            if r.get("pair_ratios"):  # each run against the limit loop's run of the minute before
+                ratio = statistics.median(r["pair_ratios"])
             lines.append(f"| {jobs} | {LABEL[kind]} | {ms(r['p50_ms'], 1)} | {ms(r['p99_ms'], 1)} | {ms(r['max_ms'])} "
                          f"| {ratio:.2f}× | {r['missed']:,} | {r['doubled']:,} | {r['cpu_pct']:.0f} | {r['rss_mb']:.0f} "
                          f"| {ms(r.get('child_cpu_ms', math.nan), 2)} | {ms(r.get('machine_busy_pct', math.nan))} |")
         st = rows.get("supertask")
         if st and "error" not in st:
             if jobs <= 100 and base:
+                ratio = statistics.median(st["pair_ratios"]) if st.get("pair_ratios") else st["p99_ms"] / base
+                runs = (f" (median of {len(st['pair_ratios'])} pairs: "
+                        f"{', '.join(f'{x:.2f}' for x in st['pair_ratios'])})" if st.get("pair_ratios") else "")
                 verdicts.append((f"p99 within 1.2× of the limit loop at {jobs} job(s)/s",
-                                 f"{st['p99_ms'] / base:.2f}×", st["p99_ms"] <= 1.2 * base))
+                                 f"{ratio:.2f}×{runs}", ratio <= 1.2))
             if jobs >= 1000:
                 need = capacity(rows, jobs, late.get("cores"))
                 verdicts.append((f"no missed or doubled fire at {jobs} jobs/s",
