@@ -20,7 +20,7 @@ from pathlib import Path
 import psutil
 import pytest
 
-from tests.conftest import Cli, wait_until
+from tests.conftest import Cli, Scheduler, wait_until
 
 
 def timetable(cli: Cli, text: str) -> None:
@@ -164,17 +164,23 @@ def _set_next_run(cli: Cli, namespace: str, job: str, when: float) -> None:
         db.execute("UPDATE supertask_jobs SET next_run_time=? WHERE namespace=? AND name=?", (when, namespace, job))
 
 
-def test_catch_up_all_runs_each_missed_fire_oldest_first(cli: Cli) -> None:
-    timetable(cli, """
+def _down_for_three_fires(cli: Cli, job: str, options: str = "") -> Scheduler:
+    """A job every 10 s whose scheduler was down for its fires due 25, 15 and 5 s ago:
+    the scheduler started again."""
+    timetable(cli, f"""
 namespace: catchup
 jobs:
-  - {name: each, when: every 10s, catch_up: all, run: "cmd:echo $SUPERTASK_SCHEDULED"}
+  - {{name: {job}, when: every 10s, {options}run: "cmd:echo $SUPERTASK_SCHEDULED"}}
 """)
     sched = cli.start()
     sched.wait_event("scheduler started")
     assert sched.stop() == 0
-    _set_next_run(cli, "catchup", "each", time.time() - 25)  # fires due at -25, -15, -5
-    sched = cli.start()
+    _set_next_run(cli, "catchup", job, time.time() - 25)
+    return cli.start()
+
+
+def test_catch_up_all_runs_each_missed_fire_oldest_first(cli: Cli) -> None:
+    sched = _down_for_three_fires(cli, "each", "catch_up: all, ")
     try:
         wait_until(lambda: len([r for r in runs(cli) if r["status"] == "succeeded"]) >= 3, what="three catch-ups")
     finally:
@@ -186,16 +192,7 @@ jobs:
 
 
 def test_catch_up_latest_runs_the_latest_and_says_what_it_coalesced(cli: Cli) -> None:
-    timetable(cli, """
-namespace: catchup
-jobs:
-  - {name: latest, when: every 10s, run: "cmd:echo $SUPERTASK_SCHEDULED"}
-""")
-    sched = cli.start()
-    sched.wait_event("scheduler started")
-    assert sched.stop() == 0
-    _set_next_run(cli, "catchup", "latest", time.time() - 25)  # fires due at -25, -15, -5
-    sched = cli.start()
+    sched = _down_for_three_fires(cli, "latest")
     try:
         event = sched.wait_event("fires coalesced", job="latest")
         wait_until(lambda: [r for r in runs(cli) if r["status"] == "succeeded"], what="the catch-up run")
