@@ -495,6 +495,8 @@ class RunExecutor(BaseExecutor):
         logged with the round, then at most once every :data:`COALESCED_EVERY` seconds
         with the tally since, so that a scheduler too busy for its fires says so without
         a line for each."""
+        with self.ctx.lock:
+            self.ctx.coalesced[(namespace, definition.name)] += len(folded)
         tally = self._folded
         tally.fires += len(folded)
         tally.jobs.add((namespace, definition.name))

@@ -9,6 +9,8 @@ server. What is measured, and where from:
   scheduled time, for first attempts of scheduled and caught-up fires (retries and
   manual runs are not late);
 - ``supertask_runs_in_flight{namespace,job}``: runs running now (read at scrape time);
+- ``supertask_fires_coalesced_total{namespace,job}``: fires ``catch_up: latest`` folded
+  into a later one (after downtime, or a scheduler behind its fires; read at scrape time);
 - ``supertask_last_success_timestamp_seconds{namespace,job}``: end of the last success;
 - ``supertask_up``: 1 while the scheduler serves; ``supertask_start_time_seconds``.
 """
@@ -62,6 +64,7 @@ class Metrics:
                              registry=self.registry)
         self._ctx: Any = None
         self.registry.register(_InFlight(self))
+        self.registry.register(_Coalesced(self))
 
     def observe(self, facts: dict[str, Any]) -> None:
         """A runner observer: one finished attempt."""
@@ -116,5 +119,31 @@ class _InFlight:
             with ctx.lock:
                 tally = Tally((run.namespace, run.job) for run in ctx.active.values())
             for (namespace, job), count in sorted(tally.items()):
+                family.add_metric([namespace, job], count)
+        yield family
+
+
+class _Coalesced:
+    """``supertask_fires_coalesced_total``, from the executor's tally at scrape time."""
+
+    def __init__(self, metrics: Metrics):
+        self.metrics = metrics
+
+    def _family(self) -> Any:
+        from prometheus_client.core import CounterMetricFamily
+
+        return CounterMetricFamily("supertask_fires_coalesced", "Fires catch_up: latest folded into a later one",
+                                   labels=["namespace", "job"])
+
+    def describe(self) -> list[Any]:
+        return [self._family()]
+
+    def collect(self) -> Iterator[Any]:
+        family = self._family()
+        ctx = self.metrics._ctx
+        if ctx is not None:
+            with ctx.lock:
+                tally = sorted(ctx.coalesced.items())
+            for (namespace, job), count in tally:
                 family.add_metric([namespace, job], count)
         yield family

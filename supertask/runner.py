@@ -12,6 +12,7 @@ import shlex
 import subprocess
 import threading
 import time
+from collections import Counter
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
@@ -70,6 +71,8 @@ class RunContext:
     slots: threading.BoundedSemaphore | None = None
     # where notifications queue up (the scheduler's); None: sent there and then (one-shot)
     outbox: notify.Outbox | None = None
+    # fires catch_up: latest folded into a later one, by (namespace, job), under ``lock``
+    coalesced: Counter[tuple[str, str]] = field(default_factory=Counter)
 
     def active_for(self, namespace: str, job: str) -> list[ActiveRun]:
         with self.lock:

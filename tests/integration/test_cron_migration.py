@@ -4,9 +4,12 @@ SIGHUP, Prometheus metrics over real HTTP, init, doctor, the systemd unit, next'
 from __future__ import annotations
 
 import json
+import math
 import os
 import signal
+import time
 import urllib.request
+from datetime import datetime
 from pathlib import Path
 
 import psutil
@@ -220,6 +223,45 @@ jobs:
         raise AssertionError("metrics still served after stop")
     except OSError:
         pass
+
+
+def test_a_frozen_scheduler_counts_and_reports_the_fires_it_coalesced(cli: Cli) -> None:
+    """A scheduler stopped for a few seconds (a stalled VM, SIGSTOP) is behind its fires
+    when it goes on: catch_up: latest runs each job's latest once, the rest are in the
+    metrics and a warning; catch_up: all runs every one."""
+    write(cli.cwd / "supertask.yaml", """
+namespace: frozen
+jobs:
+  - {name: latest, when: "* * * * * *", run: "cmd:true"}
+  - {name: all, when: "* * * * * *", catch_up: all, run: "cmd:true"}
+""")
+    sched = cli.start("--metrics", "127.0.0.1:0")
+    try:
+        url = sched.wait_event("metrics serving")["url"]
+        sched.wait_event("run finished", job="latest")
+        os.kill(sched.proc.pid, signal.SIGSTOP)
+        frozen = time.time()
+        time.sleep(4)  # the freeze itself: what is measured is what the scheduler does after it
+        os.kill(sched.proc.pid, signal.SIGCONT)
+        event = sched.wait_event("fires coalesced", job="latest")
+        samples = scrape(url)
+    finally:
+        assert sched.stop() == 0
+    assert event["level"] == "warning" and event["jobs"] == 1 and event["fires"] >= 2
+    assert (value(samples, "supertask_fires_coalesced_total", namespace="frozen", job="latest") or 0) >= event["fires"]
+    assert value(samples, "supertask_fires_coalesced_total", namespace="frozen", job="all") is None
+    # the whole seconds well inside the freeze (a fire decided just before it may still run)
+    inside = list(range(math.floor(frozen + 1.1) + 1, math.ceil(frozen + 3)))
+    runs = cli.json("history", "--limit", "1000")
+    during = {job: sorted(round(ts(r["scheduled"])) for r in runs
+                          if r["job"] == job and frozen + 1.1 < ts(r["scheduled"]) < frozen + 3)
+              for job in ("latest", "all")}
+    assert during["all"] == inside, during  # every second of the freeze ran, late
+    assert during["latest"] == [], during  # folded into the first fire after it
+
+
+def ts(iso: str) -> float:
+    return datetime.fromisoformat(iso).timestamp()
 
 
 def test_metrics_address_must_be_host_port(cli: Cli) -> None:
