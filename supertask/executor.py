@@ -66,8 +66,7 @@ def _exited(child: subprocess.Popen[bytes]) -> bool:
 class _Folded:
     """A tally of coalesced fires (see :meth:`RunExecutor._coalesced`)."""
 
-    fires: int = 0
-    jobs: set[tuple[str, str]] = field(default_factory=set)
+    jobs: Counter[tuple[str, str]] = field(default_factory=Counter)  # fires by (namespace, job)
     first: datetime | None = None
     last: datetime | None = None
 
@@ -304,7 +303,7 @@ class RunExecutor(BaseExecutor):
         first child starts first (docs/benchmarks.md). Returns when (``time.monotonic()``)
         the round was ready to start its first child, None for an empty round."""
         self._round_thread = None
-        if self._folded.fires:
+        if self._folded.jobs:
             self._report_coalesced(due_only=True)
         fires, self._round = self._round, []
         if not fires:
@@ -498,8 +497,7 @@ class RunExecutor(BaseExecutor):
         with self.ctx.lock:
             self.ctx.coalesced[(namespace, definition.name)] += len(folded)
         tally = self._folded
-        tally.fires += len(folded)
-        tally.jobs.add((namespace, definition.name))
+        tally.jobs[(namespace, definition.name)] += len(folded)
         tally.first = min(tally.first or folded[0], folded[0])
         tally.last = max(tally.last or folded[-1], folded[-1])
 
@@ -508,12 +506,12 @@ class RunExecutor(BaseExecutor):
             return
         tally, self._folded = self._folded, _Folded()
         self._folded_at = time.monotonic()
-        if not tally.fires:
+        if not tally.jobs:
             return
         namespace, name = min(tally.jobs)
         assert tally.first is not None and tally.last is not None
         self.log.warning(
-            "fires coalesced", fires=tally.fires, jobs=len(tally.jobs), job=name, namespace=namespace,
+            "fires coalesced", fires=sum(tally.jobs.values()), jobs=len(tally.jobs), job=name, namespace=namespace,
             first=tally.first.isoformat(), last=tally.last.isoformat(),
             hint="catch_up: latest ran only the latest of each job's overdue fires; a scheduler that "
                  "keeps doing this is behind its fires (docs/operations.md)",

@@ -19,7 +19,7 @@ from __future__ import annotations
 
 import time
 from collections import Counter as Tally
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from typing import Any
 
 from supertask.errors import UsageError
@@ -63,8 +63,10 @@ class Metrics:
         self.started = Gauge("supertask_start_time_seconds", "When the scheduler started (epoch seconds)",
                              registry=self.registry)
         self._ctx: Any = None
-        self.registry.register(_InFlight(self))
-        self.registry.register(_Coalesced(self))
+        self.registry.register(_ByJob(self, "gauge", "supertask_runs_in_flight", "Runs running now",
+                                      lambda ctx: Tally((run.namespace, run.job) for run in ctx.active.values())))
+        self.registry.register(_ByJob(self, "counter", "supertask_fires_coalesced",
+                                      "Fires catch_up: latest folded into a later one", lambda ctx: ctx.coalesced))
 
     def observe(self, facts: dict[str, Any]) -> None:
         """A runner observer: one finished attempt."""
@@ -99,41 +101,19 @@ class Metrics:
             self._server = None
 
 
-class _InFlight:
-    """``supertask_runs_in_flight``, counted from the runner's active runs at scrape time."""
+class _ByJob:
+    """A family by (namespace, job) read from the runner's context at scrape time:
+    ``read(ctx)`` (called under its lock) gives the counts."""
 
-    def __init__(self, metrics: Metrics):
-        self.metrics = metrics
-
-    def describe(self) -> list[Any]:
-        from prometheus_client.core import GaugeMetricFamily
-
-        return [GaugeMetricFamily("supertask_runs_in_flight", "Runs running now", labels=["namespace", "job"])]
-
-    def collect(self) -> Iterator[Any]:
-        from prometheus_client.core import GaugeMetricFamily
-
-        family = GaugeMetricFamily("supertask_runs_in_flight", "Runs running now", labels=["namespace", "job"])
-        ctx = self.metrics._ctx
-        if ctx is not None:
-            with ctx.lock:
-                tally = Tally((run.namespace, run.job) for run in ctx.active.values())
-            for (namespace, job), count in sorted(tally.items()):
-                family.add_metric([namespace, job], count)
-        yield family
-
-
-class _Coalesced:
-    """``supertask_fires_coalesced_total``, from the executor's tally at scrape time."""
-
-    def __init__(self, metrics: Metrics):
-        self.metrics = metrics
+    def __init__(self, metrics: Metrics, kind: str, name: str, documentation: str,
+                 read: Callable[[Any], Tally[tuple[str, str]]]):
+        self.metrics, self.kind, self.name, self.documentation, self.read = metrics, kind, name, documentation, read
 
     def _family(self) -> Any:
-        from prometheus_client.core import CounterMetricFamily
+        from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
 
-        return CounterMetricFamily("supertask_fires_coalesced", "Fires catch_up: latest folded into a later one",
-                                   labels=["namespace", "job"])
+        family = CounterMetricFamily if self.kind == "counter" else GaugeMetricFamily
+        return family(self.name, self.documentation, labels=["namespace", "job"])
 
     def describe(self) -> list[Any]:
         return [self._family()]
@@ -143,7 +123,7 @@ class _Coalesced:
         ctx = self.metrics._ctx
         if ctx is not None:
             with ctx.lock:
-                tally = sorted(ctx.coalesced.items())
+                tally = sorted(self.read(ctx).items())
             for (namespace, job), count in tally:
                 family.add_metric([namespace, job], count)
         yield family
