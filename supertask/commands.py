@@ -211,6 +211,8 @@ def _serve(settings: Settings, namespace: str, timetable: Timetable, *, store: A
     for sig in (signal.SIGINT, signal.SIGTERM):
         signal.signal(sig, lambda _signum, _frame: early_stop.set())
     up_since = datetime.now(UTC)  # fires due before this were missed while we were down
+    # made (and their options checked: a bad --metrics) before the store is touched
+    components = build_components(settings, timetable)
     if store is None or store.schema_missing:
         store = Store.open(settings.store_url)
     if mark is not None:
@@ -230,8 +232,7 @@ def _serve(settings: Settings, namespace: str, timetable: Timetable, *, store: A
         timetable = Timetable(jobs=(), namespace=timetable.namespace, source=timetable.source)
         del report, marking
         give_back_memory()
-    service = Service(settings, store, [namespace], timetable=timetable,
-                      components=build_components(settings, timetable), stop_event=early_stop,
+    service = Service(settings, store, [namespace], timetable=timetable, components=components, stop_event=early_stop,
                       up_since=up_since)
     service.install_signal_handlers()
     from supertask import reaper

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from supertask.model import Timetable
 from supertask.scheduler import Component, Service
-from supertask.settings import Settings
+from supertask.settings import Settings, parse_hostport
 
 
 def build_components(settings: Settings, timetable: Timetable | None) -> list[Component]:
@@ -36,6 +36,8 @@ class _Control:
     nothing slows the start-up before the signal handlers are installed."""
 
     def __init__(self, settings: Settings):
+        if settings.listen:
+            parse_hostport(settings.listen)  # a wrong --listen stops the start before the store is touched
         self.settings = settings
         self.server: Component | None = None
 

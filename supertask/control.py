@@ -38,6 +38,7 @@ from rpyc.utils.factory import connect_stream
 from rpyc.utils.server import ThreadedServer
 
 from supertask.errors import NoScheduler, SupertaskError, UsageError
+from supertask.settings import parse_hostport
 
 if TYPE_CHECKING:
     from supertask.live import LiveControl
@@ -114,13 +115,6 @@ def load_or_make_token(home: Path) -> tuple[str, Path]:
         token = secrets.token_urlsafe(32)
         fh.write(token + "\n")
     return token, path
-
-
-def parse_hostport(text: str, what: str = "--listen") -> tuple[str, int]:
-    host, sep, port = text.rstrip("/").rpartition(":")
-    if not sep or not port.isdigit() or int(port) > 65535:
-        raise UsageError(f"{what} {text!r}: expected HOST:PORT, e.g. 127.0.0.1:7711")
-    return host.strip("[]") or "127.0.0.1", int(port)
 
 
 # -- the server -------------------------------------------------------------------------------

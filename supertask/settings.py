@@ -112,3 +112,13 @@ class Settings:
 
     def with_(self, **changes: object) -> Settings:
         return replace(self, **changes)  # type: ignore[arg-type]
+
+
+def parse_hostport(text: str, what: str = "--listen") -> tuple[str, int]:
+    """``HOST:PORT`` of the control endpoint (``--listen``, ``--connect tcp://``)."""
+    from supertask.errors import UsageError
+
+    host, sep, port = text.rstrip("/").rpartition(":")
+    if not sep or not port.isdigit() or int(port) > 65535:
+        raise UsageError(f"{what} {text!r}: expected HOST:PORT, e.g. 127.0.0.1:7711")
+    return host.strip("[]") or "127.0.0.1", int(port)

@@ -13,6 +13,7 @@ from datetime import datetime
 from pathlib import Path
 
 import psutil
+import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
 from tests.conftest import Cli, wait_until
@@ -268,10 +269,13 @@ def ts(iso: str) -> float:
     return datetime.fromisoformat(iso).timestamp()
 
 
-def test_metrics_address_must_be_host_port(cli: Cli) -> None:
+@pytest.mark.parametrize("option, value", [("--metrics", "nonsense"), ("--listen", "0.0.0.0:99999")])
+def test_a_wrong_address_stops_the_start_before_the_store_is_touched(cli: Cli, option: str, value: str) -> None:
     write(cli.cwd / "supertask.yaml", "jobs:\n  - {name: a, when: '@daily', run: 'cmd:true'}\n")
-    proc = cli("run", "--metrics", "nonsense")
-    assert proc.returncode == 2 and "HOST:PORT" in proc.stderr
+    proc = cli("run", option, value)
+    assert proc.returncode == 2 and f"{option} {value!r}: expected HOST:PORT" in proc.stderr
+    assert "scheduler started" not in proc.stderr
+    assert not (cli.home / "supertask.db").exists()  # nothing synced (before: the jobs were)
 
 
 # -- init, doctor, service, next -----------------------------------------------------------------
