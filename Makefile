@@ -31,10 +31,10 @@ test: $(STAMP)
 test-unit: $(STAMP)
 	$(VENV)/bin/pytest -q tests/unit
 
-## supertask/helptext.py: the `supertask --help` printed without typer, again from typer
+## supertask/cli/helptext.py: the `supertask --help` printed without typer, again from typer
 ## (after changing a command's name or summary; tests/unit/test_entry.py says when).
 help-snapshot: $(STAMP)
-	$(VENV)/bin/python -m supertask.helptext
+	$(VENV)/bin/python -m supertask.cli.helptext
 
 lint: $(STAMP)
 	$(VENV)/bin/ruff check supertask tests

@@ -242,8 +242,8 @@ def startup(runs: int, jobs: int) -> dict:
 # -- 3b. what start-up is made of -----------------------------------------------------------------
 
 IMPORTS = ("typer", "pydantic", "rich.console", "structlog", "yaml", "croniter", "psutil", "sqlalchemy",
-           "apscheduler.schedulers.background", "rpyc", "supertask.cli", "supertask.commands",
-           "supertask.store", "supertask.scheduler")
+           "apscheduler.schedulers.background", "rpyc", "supertask.cli", "supertask.cli.commands",
+           "supertask.store.sql", "supertask.scheduler.service")
 
 
 def imports(runs: int) -> dict:
@@ -261,7 +261,7 @@ def imports(runs: int) -> dict:
         rows[mod] = {"median": sorted(times)[len(times) // 2] if times else math.nan, "runs": len(times)}
         log(f"imports: {mod}: {rows[mod]['median'] * 1000:.0f} ms")
     code = ("import psutil; p = psutil.Process(); a = p.memory_info().rss\n"
-            "import supertask.cli, supertask.commands, supertask.scheduler, supertask.store\n"
+            "import supertask.cli, supertask.cli.commands, supertask.scheduler.service, supertask.store.sql\n"
             "import json; print(json.dumps([a / 2**20, p.memory_info().rss / 2**20]))")
     p = subprocess.run([str(VENV_PY), "-c", code], capture_output=True, text=True)
     try:

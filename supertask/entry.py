@@ -8,11 +8,11 @@ Importing typer and building its click commands is 60-110 ms, most of what a one
 target is 120 ms). The one-shot path takes only the options a one-shot run has
 (``--name``, ``--store``, ``--home``, ``--ns``/``--namespace``, ``--log-format``,
 ``--log-level``, ``--when once|now``, as ``--opt VALUE`` or ``--opt=VALUE``), reads
-the same ``SUPERTASK_*`` variables, and calls the same :func:`supertask.commands.run`.
+the same ``SUPERTASK_*`` variables, and calls the same :func:`supertask.cli.commands.run`.
 Anything else, including a value it would have to reject, goes through typer, which
 gives the usual help and error messages. A live ``list-jobs`` that finds no scheduler
 (or any error) is left to typer too, which then reads the store. ``--help``, ``-h`` and
-a bare ``supertask`` print :data:`supertask.helptext.TOP`, typer's own text, when typer
+a bare ``supertask`` print :data:`supertask.cli.helptext.TOP`, typer's own text, when typer
 would print exactly that: the program is called ``supertask``, help is 80 columns wide
 and no shell completion is asked for.
 """
@@ -70,7 +70,7 @@ def main() -> None:
         print(f"supertask {__version__}")
         return
     if argv in ([], ["--help"], ["-h"]) and _help_is_the_snapshot():
-        from supertask.helptext import TOP
+        from supertask.cli.helptext import TOP
 
         if argv:
             sys.stdout.write(TOP)
@@ -83,7 +83,7 @@ def main() -> None:
     parsed = one_shot_args(argv)
     if parsed is None:
         gc.enable()
-        from supertask.cli import main as cli_main
+        from supertask.cli.main import main as cli_main
 
         cli_main()
         return
@@ -93,7 +93,7 @@ def main() -> None:
     try:
         sys.exit(_run_once(*parsed))
     except SupertaskError as exc:
-        from supertask.output import error
+        from supertask.cli.output import error
 
         error(str(exc))
         sys.exit(exc.exit_code)
@@ -107,15 +107,17 @@ def _load_one_shot() -> None:
     functions); the collector would walk them again and again while they come in and
     once more at exit: ~8 ms of a ~50 ms run, measured. Frozen, they are
     out of its sight; what the run allocates afterwards is collected as usual."""
-    from supertask import commands, litestore, runner  # noqa: F401
+    from supertask.cli import commands  # noqa: F401
     from supertask.launchers import docker, python, shell, uv  # noqa: F401  (launcher_for's table)
+    from supertask.runs import runner  # noqa: F401
+    from supertask.store import lite as litestore  # noqa: F401
 
     gc.freeze()
     gc.enable()
 
 
 def _run_once(opts: dict[str, str], command: list[str]) -> int:
-    from supertask import commands
+    from supertask.cli import commands
     from supertask.log import configure
     from supertask.settings import Settings
 
@@ -128,7 +130,7 @@ def _run_once(opts: dict[str, str], command: list[str]) -> int:
 
 
 def _help_is_the_snapshot() -> bool:
-    """Whether typer's top-level help would be :data:`supertask.helptext.TOP`: click names
+    """Whether typer's top-level help would be :data:`supertask.cli.helptext.TOP`: click names
     the program after ``sys.argv[0]`` (``python -m supertask`` is another name) and wraps
     help at ``min(shutil.get_terminal_size().columns, 80) - 2``, which this reads as
     shutil does (COLUMNS, else the terminal of stdout, else 80) without importing shutil."""
@@ -165,7 +167,7 @@ def _live_list_jobs(argv: list[str]) -> bool:
     elif rest:
         return False
     try:
-        from supertask.control import connect
+        from supertask.control.endpoint import connect
         from supertask.settings import state_home
 
         with connect(os.environ.get(env_name("connect")) or None, home=state_home(None), namespace=namespace,
@@ -174,11 +176,11 @@ def _live_list_jobs(argv: list[str]) -> bool:
     except Exception:  # no scheduler, or an error typer's path reports as usual
         return False
     if "--json" in argv:
-        from supertask.output import print_json
+        from supertask.cli.output import print_json
 
         print_json(rows)
     else:
-        from supertask.output import print_jobs
+        from supertask.cli.output import print_jobs
 
         print_jobs(rows)
     return True

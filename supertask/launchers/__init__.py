@@ -14,8 +14,8 @@ from supertask.launchers.base import (
     Launcher,
     LaunchRequest,
     Outcome,
-    launcher_for,
     run_process,
 )
+from supertask.launchers.registry import launcher_for
 
 __all__ = ["KINDS", "ArgvLauncher", "Command", "LaunchRequest", "Launcher", "Outcome", "launcher_for", "run_process"]

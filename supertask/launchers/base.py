@@ -119,26 +119,9 @@ class ArgvLauncher:
         )
 
 
-def launcher_for(run: str) -> tuple[Launcher, str]:
-    """``"cmd:echo hi"`` -> (the cmd launcher, ``"echo hi"``). No known prefix: ``cmd``."""
-    from supertask.launchers import docker, python, shell, uv
-
-    table: dict[str, Launcher] = {
-        "cmd": shell.Shell(),
-        "exec": shell.Exec(),
-        "python": python.InlinePython(),
-        "uv": uv.UvScript(),
-        "docker": docker.DockerRun(),
-    }
-    kind, sep, target = run.partition(":")
-    if sep and kind in table:
-        return table[kind], target
-    return table["cmd"], run
-
-
 def start_process(command: Command) -> subprocess.Popen[bytes] | OSError:
     """Start ``command`` in a session of its own with its output on pipes (or say why not)."""
-    from supertask import reaper
+    from supertask.launchers import reaper
 
     spawned = command.cwd is None and "/" in command.argv[0] and _no_inheritable_fds()
     try:
@@ -237,7 +220,7 @@ def run_process(
     newlines neither grows memory nor stalls the reading. ``started``: the child,
     already started by :func:`start_process` (its timeout counts from now).
     """
-    from supertask import reaper
+    from supertask.launchers import reaper
 
     proc = start_process(command) if started is None else started
     if isinstance(proc, OSError):

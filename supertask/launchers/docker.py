@@ -30,7 +30,7 @@ import threading
 import time
 from pathlib import Path
 
-from supertask import reaper
+from supertask.launchers import reaper
 from supertask.launchers.base import Command, LaunchRequest, Outcome, run_process
 from supertask.model import Job, RunStatus
 
@@ -72,7 +72,7 @@ def container_env_keys(request: LaunchRequest) -> list[str]:
     """The names passed with ``-e``: ``env_file``'s, ``env``'s and the run's facts."""
     keys: list[str] = []
     if request.job.env_file:
-        from supertask.runner import read_env_file  # the runner owns the env_file format
+        from supertask.runs.environ import read_env_file
 
         try:
             keys += read_env_file(Path(request.job.env_file))

@@ -129,8 +129,8 @@ def test_list_jobs_is_live_while_a_scheduler_runs_and_the_store_view_otherwise(c
 
 def test_the_live_list_jobs_table_is_the_one_typer_and_rich_print(cli: Cli, sched: Scheduler) -> None:
     """`list-jobs` is answered without typer (supertask.entry) and its table printed without
-    rich where rich would only pad cells (supertask.output.plain_table): the same bytes."""
-    from supertask.output import short_time
+    rich where rich would only pad cells (supertask.cli.output.plain_table): the same bytes."""
+    from supertask.cli.output import short_time
     from tests.unit.test_output import JOBS, rich_table
 
     fast = ok(cli("list-jobs"))
@@ -356,7 +356,7 @@ def test_tcp_without_a_token_uses_the_generated_token_file(cli: Cli) -> None:
 
 
 def test_two_clients_editing_at_once_leave_a_consistent_store(cli: Cli, sched: Scheduler) -> None:
-    from supertask.control import connect
+    from supertask.control.endpoint import connect
 
     errors: list[BaseException] = []
 
@@ -393,7 +393,7 @@ def test_live_commands_answer_promptly_while_hundreds_of_jobs_fire(cli: Cli) -> 
     write(cli.cwd / "supertask.yaml", f"namespace: busy\njobs:\n{jobs}\n")
     sched = started(cli)
     try:
-        from supertask.control import connect
+        from supertask.control.endpoint import connect
 
         sched.wait_event("run finished")
         with connect(None, home=cli.home) as client:

@@ -1,5 +1,5 @@
 """`supertask --help` from the console script: printed without typer, byte for byte what
-typer prints (supertask.entry, supertask.helptext), and through typer where it differs."""
+typer prints (supertask.entry, supertask.cli.helptext), and through typer where it differs."""
 
 from __future__ import annotations
 
@@ -10,10 +10,10 @@ from pathlib import Path
 
 import pytest
 
-from supertask.helptext import TOP
+from supertask.cli.helptext import TOP
 
 SCRIPT = Path(sys.executable).with_name("supertask")  # the console script: supertask.entry:main
-TYPER = [sys.executable, "-c", "import sys; sys.argv[0] = 'supertask'; from supertask.cli import main; main()"]
+TYPER = [sys.executable, "-c", "import sys; sys.argv[0] = 'supertask'; from supertask.cli.main import main; main()"]
 
 
 def run(cmd: list[str], columns: str | None) -> tuple[int, str, str]:

@@ -432,7 +432,7 @@ def test_one_liner_on_an_existing_store_imports_no_sqlalchemy_nor_typer(cli: Cli
 
 
 def test_an_unchanged_timetable_is_not_read_again_at_a_restart(cli: Cli) -> None:
-    """supertask.syncmark: the same file and an untouched namespace skip the sync; any
+    """supertask.timetable.syncmark: the same file and an untouched namespace skip the sync; any
     change to either (or a missing env_file) reads and syncs the file in full."""
     env_file = cli.cwd / "app.env"
     env_file.write_text("A=1\n")

@@ -16,15 +16,15 @@ from pathlib import Path
 import pytest
 from croniter import croniter
 
-from supertask.crontab import (
+from supertask.schedules.trigger import parse_when, upcoming
+from supertask.timetable.crontab import (
     import_crontabs,
     job_name,
     parse_crontab,
     render_timetable,
     split_percent,
 )
-from supertask.schedules import parse_when, upcoming
-from supertask.timetable import load_timetable
+from supertask.timetable.load import load_timetable
 
 DATA = Path(__file__).resolve().parent.parent / "data" / "crontabs"
 SYSTEM = ["debian-crontab", "e2scrub_all", "anacron", "certbot", "mdadm", "php", "sysstat"]

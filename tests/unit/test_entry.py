@@ -60,8 +60,8 @@ def test_a_one_liner_is_the_job_its_timetable_entry_would_be(run: str, when: str
     """commands._one_liner skips YAML; the job (and so its stored definition) is the same."""
     import json
 
-    from supertask.commands import _one_liner
-    from supertask.timetable import load_timetable
+    from supertask.cli.commands import _one_liner
+    from supertask.timetable.load import load_timetable
 
     entry = {"name": "n", "when": when or "once", "run": run}
     expected = load_timetable(json.dumps({"jobs": [entry]}), "<test>").jobs[0]
@@ -76,7 +76,7 @@ def test_a_one_liner_is_the_job_its_timetable_entry_would_be(run: str, when: str
     ("cmd:", "n", "nothing to run after 'cmd:'"),
 ])
 def test_bad_one_liners_are_usage_errors(run: str, name: str, says: str) -> None:
-    from supertask.commands import _one_liner
+    from supertask.cli.commands import _one_liner
     from supertask.errors import UsageError
 
     with pytest.raises(UsageError, match=re.escape(says)):
@@ -115,12 +115,12 @@ def test_sha256_hex_is_hashlibs(data: bytes) -> None:
 
 
 def test_the_help_snapshot_is_what_typer_prints() -> None:
-    """supertask.helptext.TOP is printed for `supertask --help`; it must be typer's text."""
-    from supertask.helptext import TOP, typer_help
+    """supertask.cli.helptext.TOP is printed for `supertask --help`; it must be typer's text."""
+    from supertask.cli.helptext import TOP, typer_help
 
     code, out, err = typer_help()
     assert (code, err) == (0, "")
-    assert out == TOP, "supertask --help changed: run `make help-snapshot` and commit supertask/helptext.py"
+    assert out == TOP, "supertask --help changed: run `make help-snapshot` and commit supertask/cli/helptext.py"
     assert typer_help(columns=200)[1] == TOP  # click caps help at 80 columns: any wider terminal is the same
 
 

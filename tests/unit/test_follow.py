@@ -8,9 +8,9 @@ import time
 
 import pytest
 
-from supertask import follow
 from supertask.launchers.base import MAX_LINE, Command, Outcome, start_process
 from supertask.model import RunStatus
+from supertask.runs import follow
 
 pytestmark = pytest.mark.skipif(not follow.available(), reason="needs pidfds (Linux 5.3+)")
 

@@ -5,9 +5,10 @@ from __future__ import annotations
 from datetime import datetime, timedelta, timezone
 from pathlib import Path
 
-from supertask import litestore, tables
 from supertask.model import Job, RunStatus
-from supertask.store import Store
+from supertask.store import lite as litestore
+from supertask.store import tables
+from supertask.store.sql import Store
 
 UTC = timezone.utc
 

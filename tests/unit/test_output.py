@@ -7,7 +7,7 @@ import random
 
 import pytest
 
-from supertask.output import plain_table, print_table
+from supertask.cli.output import plain_table, print_table
 
 
 def rich_table(columns: list[str], cells: list[list[str]], width: int = 200) -> str:

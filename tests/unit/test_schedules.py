@@ -3,7 +3,7 @@
 croniter (day_or=True) is the oracle for cron's meaning on ordinary days, with
 cronie's day rule: day_or=False when a day field begins with '*' (``*/2``), where
 cronie makes a day match both fields. The DST days carry hand-written expectations
-(cronie's rules, see supertask/schedules.py).
+(cronie's rules, see supertask/schedules/trigger.py).
 """
 
 from __future__ import annotations
@@ -19,7 +19,7 @@ from apscheduler.job import Job
 from croniter import CroniterBadDateError, croniter
 
 from supertask.errors import ScheduleError
-from supertask.schedules import Schedule, parse_when, resolve_timezone, upcoming
+from supertask.schedules.trigger import Schedule, parse_when, resolve_timezone, upcoming
 
 UTC = timezone.utc
 

@@ -10,10 +10,10 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 import pytest
 
-from supertask import schedules
 from supertask.errors import Problem, ScheduleError, TimetableError, UsageError
 from supertask.model import Job, Overlap, Step
-from supertask.timetable import (
+from supertask.schedules import trigger as schedules
+from supertask.timetable.load import (
     default_namespace,
     find_timetable,
     load_timetable,

@@ -1,0 +1,228 @@
+"""Operator commands: import-crontab, init, doctor, service install."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+from supertask.cli.app import HomeOpt, JsonOpt, StoreOpt, _settings, app
+from supertask.errors import UsageError
+
+service_app = typer.Typer(help="Run supertask as a systemd service.", no_args_is_help=True)
+app.add_typer(service_app, name="service")
+
+
+# -- import-crontab ------------------------------------------------------------------------------
+
+
+@app.command("import-crontab")
+def import_crontab(
+    files: Annotated[list[str] | None, typer.Argument(
+        metavar="[FILE|-]...", help="Crontab files, - for stdin; default: your crontab (crontab -l), "
+                                   "or with --system /etc/crontab and /etc/cron.d/*")] = None,
+    system: Annotated[bool, typer.Option(
+        "--system", help="System crontabs: a user column after the schedule (/etc/crontab, /etc/cron.d/*)")] = False,
+    user: Annotated[str | None, typer.Option(
+        "--user", metavar="NAME", help="The user supertask will run as (default: you); with --system, other "
+                                       "users' jobs get `runuser -u USER --` when this is root")] = None,
+) -> None:
+    """Turn a crontab into a timetable on stdout; what does not carry over goes to stderr.
+
+    Every job keeps its schedule exactly (supertask's cron is cron's). Example:
+    `supertask import-crontab --system > supertask.yaml && supertask validate`.
+    """
+    from supertask.settings import current_user
+    from supertask.timetable.crontab import import_crontabs, parse_crontab, render_timetable
+    from supertask.timetable.load import load_timetable
+
+    sources = _crontab_sources(files or [], system)
+    tabs = [parse_crontab(text, source, system=system) for source, text in sources]
+    result = import_crontabs(tabs, run_as=user or current_user())
+    stamp = datetime.now(timezone.utc).strftime("%Y-%m-%d %H:%M UTC")
+    header = (f"Imported from {', '.join(s for s, _ in sources)} by `supertask import-crontab` on {stamp}.\n"
+              "Each job keeps its cron schedule exactly; `supertask next` shows the coming fires.\n"
+              "See docs/coming-from-cron.md for what differs from cron.")
+    for note in result.notes:
+        sys.stderr.write(f"note: {note}\n")
+    if not result.jobs:
+        raise UsageError(f"no jobs to import in {', '.join(s for s, _ in sources)}")
+    text = render_timetable(result, header=header)
+    load_timetable(text, "<import-crontab output>")  # a bug here must not hand out a broken timetable
+    sys.stdout.write(text)
+    jobs = len(result.jobs)
+    sys.stderr.write(f"imported {jobs} job{'s' if jobs != 1 else ''} from {len(sources)} crontab"
+                     f"{'s' if len(sources) != 1 else ''}, {len(result.notes)} note{'s' if len(result.notes) != 1 else ''}\n")
+
+
+def _crontab_sources(files: list[str], system: bool) -> list[tuple[str, str]]:
+    if not files:
+        if system:
+            paths = [Path("/etc/crontab")]
+            folder = Path("/etc/cron.d")
+            if folder.is_dir():  # cron skips names with dots and editor backups
+                paths += sorted(p for p in folder.iterdir() if p.is_file() and _cron_d_name(p.name))
+            return [(str(p), _read(p)) for p in paths if p.exists()]
+        try:
+            proc = subprocess.run(["crontab", "-l"], capture_output=True, text=True, timeout=30)
+        except OSError as exc:
+            raise UsageError(f"no FILE given and `crontab -l` cannot run ({exc.strerror}); pass a crontab file or -") from exc
+        if proc.returncode != 0:
+            raise UsageError(f"`crontab -l` failed: {proc.stderr.strip() or proc.returncode}; pass a crontab file or -")
+        return [("crontab -l", proc.stdout)]
+    out = []
+    for name in files:
+        if name == "-":
+            out.append(("<stdin>", sys.stdin.read()))
+        else:
+            out.append((name, _read(Path(name))))
+    return out
+
+
+def _cron_d_name(name: str) -> bool:
+    import re
+
+    return re.fullmatch(r"[A-Za-z0-9_-]+", name) is not None
+
+
+def _read(path: Path) -> str:
+    try:
+        return path.read_text(encoding="utf-8", errors="replace")
+    except OSError as exc:
+        raise UsageError(f"{path}: {exc.strerror or exc}") from exc
+
+
+# -- init ----------------------------------------------------------------------------------------
+
+STARTER = """\
+# supertask timetable: each job says when it runs and what it runs.
+# Check it with `supertask validate`, see the coming fires with `supertask next`,
+# run it with `supertask run` (docs/timetable.md has every key).
+
+# namespace: my-server        # optional; default: derived from host, user and this file's path
+
+defaults:                     # applied to every job below; a job's own keys win
+  timeout: 1h                 # end a run (its whole process group) after this long
+  # timezone: Europe/Berlin   # default: the machine's zone, as cron
+  # retries: 2                # extra attempts after a failure
+  # retry_delay: 30s          # doubles on each attempt
+  # overlap: skip             # skip | queue | allow, while the previous run still runs
+  # on_failure: ["cmd:echo \\"$SUPERTASK_JOB failed\\" | mail -s supertask root"]
+
+jobs:
+  - name: hello
+    description: Say hello every five minutes (cron syntax, exactly as cron reads it)
+    when: "*/5 * * * *"
+    run: "cmd:echo hello from $SUPERTASK_JOB, run $SUPERTASK_RUN_ID"
+
+  - name: nightly-cleanup
+    description: Delete week-old files from /tmp/myapp
+    when: "@daily"            # @hourly @daily @weekly @monthly @yearly @reboot @restart
+    run: "cmd:find /tmp/myapp -type f -mtime +7 -delete 2>/dev/null || true"
+    enabled: false            # flip to true when it suits you
+
+  # - name: report
+  #   when: "every 30m"       # an interval of real time
+  #   run: "uv:report.py"     # a PEP 723 script with its own dependencies, through uv
+  #
+  # - name: container-job
+  #   when: "0 3 * * mon-fri"
+  #   run: "docker:alpine:3 -- echo from a container"
+"""
+
+
+@app.command()
+def init(
+    file: Annotated[Path, typer.Argument(help="Where to write it")] = Path("supertask.yaml"),
+    force: Annotated[bool, typer.Option("--force", help="Overwrite an existing file")] = False,
+) -> None:
+    """Write a commented starter timetable (supertask.yaml)."""
+    if file.exists() and not force:
+        raise UsageError(f"{file} exists; pass --force to overwrite it, or name another file")
+    file.write_text(STARTER, encoding="utf-8")
+    typer.echo(f"wrote {file}: check it with `supertask validate {file}`, run it with `supertask run --file {file}`")
+
+
+# -- doctor --------------------------------------------------------------------------------------
+
+
+@app.command()
+def doctor(
+    file: Annotated[str | None, typer.Option("--file", "-f", help="Timetable to check (default ./supertask.yaml, else ./timetable.yaml)")] = None,
+    store: StoreOpt = None,
+    home: HomeOpt = None,
+    as_json: JsonOpt = False,
+) -> None:
+    """Check the store, the state folder, uv, docker/podman, the time zone and the timetable;
+    say what to fix. Exit 1 when a check fails."""
+    from supertask.cli.doctor import run_checks
+    from supertask.timetable.load import TIMETABLE_NAMES
+
+    path = Path(file) if file else next((Path(n) for n in TIMETABLE_NAMES if Path(n).is_file()), None)
+    checks = run_checks(_settings(store, home), path)
+    failed = any(c.status == "fail" for c in checks)
+    if as_json:
+        from supertask.cli.output import print_json
+
+        print_json([c.to_json() for c in checks])
+    else:
+        for check in checks:
+            mark = {"ok": "ok  ", "warn": "WARN", "fail": "FAIL"}[check.status]
+            typer.echo(f"{mark} {check.name}: {check.detail}")
+            if check.fix:
+                typer.echo(f"     fix: {check.fix}")
+        typer.echo("some checks failed" if failed else "all good" if all(c.status == "ok" for c in checks)
+                   else "usable; see the warnings")
+    raise typer.Exit(1 if failed else 0)
+
+
+# -- service -------------------------------------------------------------------------------------
+
+
+@service_app.command("install")
+def service_install(
+    file: Annotated[str | None, typer.Option("--file", "-f", help="Timetable (default ./supertask.yaml, else ./timetable.yaml)")] = None,
+    user_unit: Annotated[bool, typer.Option("--user", help="A user unit (systemctl --user) instead of a system one")] = False,
+    print_only: Annotated[bool, typer.Option("--print", help="Print the unit instead of writing it")] = False,
+    name: Annotated[str, typer.Option("--name", help="Unit name")] = "supertask",
+    run_as: Annotated[str | None, typer.Option("--run-as", metavar="USER", help="User= of a system unit")] = None,
+    metrics: Annotated[str | None, typer.Option("--metrics", metavar="HOST:PORT", help="Serve Prometheus metrics")] = None,
+    grace: Annotated[str, typer.Option("--grace", help="How long running jobs may finish on stop")] = "30s",
+    store: StoreOpt = None,
+) -> None:
+    """Write a systemd unit that runs `supertask run --file FILE` (restart on failure,
+    state in systemd's StateDirectory, SIGHUP reloads), or print it with --print."""
+    from supertask.cli.systemd import UnitOptions, next_steps, render_unit, unit_path
+    from supertask.errors import TimetableError
+    from supertask.model import parse_duration
+    from supertask.timetable.load import find_timetable, read_timetable
+
+    path = (Path(file) if file else find_timetable()).resolve()
+    try:
+        read_timetable(path)
+    except TimetableError as exc:
+        raise UsageError(f"the timetable has problems; fix them first:\n{exc}") from exc
+    try:
+        grace_s = parse_duration(grace)
+    except ValueError as exc:
+        raise UsageError(f"--grace: {exc}") from exc
+    options = UnitOptions(timetable=path, user_unit=user_unit, name=name, store=store, run_as=run_as,
+                          grace=grace_s, metrics=metrics)
+    text = render_unit(options)
+    if print_only:
+        sys.stdout.write(text)
+        return
+    target = unit_path(options)
+    try:
+        target.parent.mkdir(parents=True, exist_ok=True)
+        target.write_text(text, encoding="utf-8")
+    except OSError as exc:
+        hint = "run it as root, or pass --user for a user unit" if not user_unit else "check the folder"
+        raise UsageError(f"cannot write {target}: {exc.strerror or exc}; {hint} (or --print it)") from exc
+    typer.echo(f"wrote {target}; now run:")
+    for step in next_steps(options):
+        typer.echo(f"  {step}")

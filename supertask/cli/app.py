@@ -1,0 +1,97 @@
+"""The typer app and what every command shares: its options (each with its SUPERTASK_* variable),
+settings, the store and the timetable path. Commands live in core, admin and live.
+
+Heavy modules (apscheduler, sqlalchemy, rich) are imported inside the commands so
+that ``--help`` and quick commands start fast.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated, Any
+
+import typer
+
+from supertask import __version__
+from supertask.errors import UsageError
+from supertask.settings import env_name, help_for
+
+app = typer.Typer(
+    name="supertask",
+    help="A cron replacement: YAML timetables, exact cron semantics, audited runs, live control.",
+    no_args_is_help=True,
+    add_completion=True,
+    pretty_exceptions_enable=False,
+    # Plain click help: typer's rich help renderer imports rich, markdown-it and pygments
+    # (~200 ms, more than the rest of `--help`); see docs/benchmarks.md.
+    rich_markup_mode=None,
+    context_settings={"help_option_names": ["-h", "--help"]},
+)
+
+
+def _opt(option: str, *names: str, **kw: Any) -> Any:
+    """An option with its SUPERTASK_* variable and help text from the settings table."""
+    # in Annotated[...] the first positional is the first flag, not a default
+    return typer.Option(*names, envvar=env_name(option), show_envvar=True,  # type: ignore[call-overload]
+                        help=help_for(option), **kw)
+
+
+StoreOpt = Annotated[str | None, _opt("store", "--store", metavar="URL")]
+HomeOpt = Annotated[str | None, _opt("home", "--home", metavar="DIR")]
+NsOpt = Annotated[str | None, _opt("namespace", "--ns", "--namespace", metavar="NS")]
+JsonOpt = Annotated[bool, typer.Option("--json", help="Print JSON for scripts")]
+LogFormatOpt = Annotated[str, _opt("log_format", "--log-format")]
+
+
+def _version(value: bool) -> None:
+    if value:
+        typer.echo(f"supertask {__version__}")
+        raise typer.Exit()
+
+
+@app.callback()
+def _main(
+    version: Annotated[
+        bool, typer.Option("--version", "-V", callback=_version, is_eager=True, help="Print the version and exit")
+    ] = False,
+) -> None:
+    pass
+
+
+def _settings(store: str | None, home: str | None, **kw: object):  # type: ignore[no-untyped-def]
+    from supertask.settings import Settings
+
+    return Settings.build(home=home, store=store, **kw)
+
+
+def _open_store(settings):  # type: ignore[no-untyped-def]
+    """The store a reading command looks at. A SQLite file named with ``--store`` (or
+    ``SUPERTASK_STORE``) that does not exist is a typo to report, not a new, empty store
+    to leave behind; the default one in the state folder is made as usual."""
+    from supertask.store.lite import sqlite_file
+    from supertask.store.sql import Store
+
+    path = sqlite_file(settings.store_url)
+    if path is not None and not Path(path).exists() and Path(path) != settings.home / "supertask.db":
+        from supertask.errors import StoreError
+
+        raise StoreError(f"no store at {path}: the file does not exist; check --store (or SUPERTASK_STORE), "
+                         "or create it with `supertask run --store sqlite:///PATH ...`")
+    return Store.open(settings.store_url)
+
+
+def _known_namespace(st, namespace: str | None) -> None:  # type: ignore[no-untyped-def]
+    """A --ns the store does not have is a typo to report, not an empty listing."""
+    if namespace is None:
+        return
+    names = [r["name"] for r in st.list_namespaces()]
+    if namespace not in names:
+        known = f"it has {', '.join(names[:10])}{', ...' if len(names) > 10 else ''}" if names else "it has none yet"
+        raise UsageError(f"--ns: no namespace {namespace!r} in the store ({known}); "
+                         "`supertask list-namespaces` lists them")
+
+
+def _timetable_path(file: str | None) -> Path:
+    from supertask.timetable.load import find_timetable
+
+    return Path(file) if file else find_timetable()

@@ -1,0 +1,261 @@
+"""The everyday commands: run, validate, next, list-namespaces, list-jobs, history, logs, prune."""
+
+from __future__ import annotations
+
+import sys
+from typing import Annotated
+
+import typer
+
+from supertask.cli.app import (
+    HomeOpt,
+    JsonOpt,
+    LogFormatOpt,
+    NsOpt,
+    StoreOpt,
+    _known_namespace,
+    _open_store,
+    _opt,
+    _settings,
+    _timetable_path,
+    app,
+)
+from supertask.errors import UsageError
+from supertask.settings import LOG_FORMATS, LOG_LEVELS, env_name
+
+# -- run -------------------------------------------------------------------------------------------
+
+
+@app.command(context_settings={"allow_interspersed_args": False})
+def run(
+    command: Annotated[
+        list[str] | None, typer.Argument(metavar="[-- KIND:TARGET ...]", help="A one-line job, e.g. -- cmd:echo hello")
+    ] = None,
+    file: Annotated[
+        str | None, typer.Option("--file", "-f", envvar=env_name("file"), show_envvar=True,
+                                    help="Timetable (default ./supertask.yaml, else ./timetable.yaml), or a .py file run through uv")
+    ] = None,
+    when: Annotated[
+        str | None, typer.Option("--when", envvar=env_name("when"), show_envvar=True,
+                                    help="Schedule of a one-line job or .py file (default: once, now)")
+    ] = None,
+    name: Annotated[str | None, typer.Option("--name", help="Job name of a one-line job")] = None,
+    store: StoreOpt = None,
+    home: HomeOpt = None,
+    namespace: NsOpt = None,
+    grace: Annotated[str, _opt("grace", "--grace")] = "30s",
+    max_workers: Annotated[int, _opt("max_workers", "--max-workers")] = 256,
+    max_concurrent: Annotated[int | None, _opt("max_concurrent", "--max-concurrent", min=1)] = None,
+    listen: Annotated[str | None, _opt("listen", "--listen", metavar="HOST:PORT")] = None,
+    token: Annotated[str | None, _opt("token", "--token")] = None,
+    metrics: Annotated[str | None, _opt("metrics", "--metrics", metavar="HOST:PORT")] = None,
+    watch: Annotated[bool, _opt("watch", "--watch/--no-watch")] = True,
+    log_format: LogFormatOpt = "auto",
+    log_level: Annotated[str | None, _opt("log_level", "--log-level")] = None,
+) -> None:
+    """Run the scheduler in the foreground, or one job once.
+
+    `supertask run` syncs the timetable into its namespace and fires its jobs until
+    SIGINT or SIGTERM. `supertask run -- cmd:echo hello` runs a command once now and
+    exits with its exit code; add `--when @daily` to schedule it instead.
+    """
+    from supertask.cli import commands
+    from supertask.log import configure
+    from supertask.model import parse_duration
+
+    once = (command or (file or "").endswith(".py")) and (when or "once") in ("once", "now")
+    # a one-shot run shows its command's output; supertask's own events only when asked
+    log_level = log_level or ("warning" if once else "info")
+    if log_format not in LOG_FORMATS:
+        raise UsageError(f"--log-format: {log_format!r} is not a log format; use {', '.join(LOG_FORMATS)}")
+    if log_level.lower() not in LOG_LEVELS:
+        raise UsageError(f"--log-level: {log_level!r} is not a log level; use {', '.join(LOG_LEVELS)}")
+    configure(log_format, log_level)
+    try:
+        grace_s = parse_duration(grace)
+    except ValueError as exc:
+        raise UsageError(f"--grace: {exc}") from exc
+    settings = _settings(store, home, grace=grace_s, max_workers=max_workers, max_concurrent=max_concurrent,
+                         listen=listen, token=token, metrics=metrics, watch=watch,
+                         log_format=log_format, log_level=log_level)
+    code = commands.run(settings, command=command or [], file=file, when=when, name=name, namespace=namespace)
+    raise typer.Exit(code)
+
+
+# -- timetables ---------------------------------------------------------------------------------
+
+
+@app.command()
+def validate(
+    file: Annotated[str | None, typer.Argument(help="Timetable (default ./supertask.yaml, else ./timetable.yaml)")] = None,
+) -> None:
+    """Check a timetable: exit 0 when valid, 1 with every problem listed when not."""
+    from supertask.errors import TimetableError
+    from supertask.timetable.load import read_timetable
+
+    path = _timetable_path(file)
+    try:
+        tt = read_timetable(path)
+    except TimetableError as exc:
+        sys.stderr.write(str(exc) + "\n")
+        raise typer.Exit(1) from None
+    typer.echo(f"{path}: ok, {len(tt.jobs)} job{'s' if len(tt.jobs) != 1 else ''}")
+
+
+@app.command("next")
+def next_(
+    file: Annotated[str | None, typer.Argument(help="Timetable (default ./supertask.yaml, else ./timetable.yaml)")] = None,
+    count: Annotated[int, typer.Option("--count", "-n", min=1, help="Fire times per job")] = 5,
+    after: Annotated[str | None, typer.Option("--after", metavar="ISO", help="Start from this time (ISO 8601; default now)")] = None,
+    as_json: JsonOpt = False,
+) -> None:
+    """Show each job's next fire times, with a human description of its schedule."""
+    from supertask.cli import commands
+
+    rows = commands.next_fires(_timetable_path(file), count=count, after=after)
+    if as_json:
+        from supertask.cli.output import print_json
+
+        print_json(rows)
+        return
+    from supertask.cli.output import print_table
+
+    print_table(
+        None, ["job", "when", "description", "next fires"],
+        [(r["job"], r["when"], r["description"], "\n".join(r["fires"]) or "never") for r in rows],
+    )
+    for r in rows:
+        for warning in r["warnings"]:
+            sys.stderr.write(f"warning: {r['job']}: {warning}\n")
+
+
+# -- the store ----------------------------------------------------------------------------------
+
+
+@app.command("list-namespaces")
+def list_namespaces(store: StoreOpt = None, home: HomeOpt = None, as_json: JsonOpt = False) -> None:
+    """List the namespaces in the store, with where each came from."""
+    settings = _settings(store, home)
+    rows = _open_store(settings).list_namespaces()
+    if as_json:
+        from supertask.cli.output import print_json
+
+        print_json(rows)
+        return
+    from supertask.cli.output import print_table, short_time
+
+    print_table(None, ["namespace", "jobs", "source", "host", "user", "created", "updated"],
+                [(r["name"], r["jobs"], r["source"], r["host"], r["user"], short_time(r["created"]),
+                  short_time(r["updated"])) for r in rows])
+
+
+@app.command("list-jobs")
+def list_jobs(
+    namespace: NsOpt = None,
+    store: StoreOpt = None,
+    home: HomeOpt = None,
+    connect: Annotated[str | None, _opt("connect", "--connect", metavar="unix:PATH|tcp://HOST:PORT")] = None,
+    token: Annotated[str | None, _opt("token", "--token")] = None,
+    live: Annotated[bool, typer.Option("--live/--no-live", help="Ask the running scheduler (next fire, paused, "
+                                       "running) when one answers; --no-live reads the store")] = True,
+    as_json: JsonOpt = False,
+) -> None:
+    """List jobs: live from the running scheduler when one answers, else as the store has them."""
+    rows = None
+    if live:
+        from supertask.cli.live import live_rows
+
+        rows = live_rows(connect, home, namespace, token)
+    if rows is None:
+        st = _open_store(_settings(store, home))
+        _known_namespace(st, namespace)
+        rows = [j.to_json() for j in st.list_jobs(namespace)]
+    if as_json:
+        from supertask.cli.output import print_json
+
+        print_json(rows)
+        return
+    from supertask.cli.output import print_jobs
+
+    print_jobs(rows)
+
+
+@app.command()
+def history(
+    job: Annotated[str | None, typer.Argument(help="Only this job")] = None,
+    namespace: NsOpt = None,
+    failed: Annotated[bool, typer.Option("--failed", help="Only failed, timed-out, killed and lost runs")] = False,
+    limit: Annotated[int, typer.Option("--limit", "-n", min=1, help="How many runs, newest first")] = 20,
+    store: StoreOpt = None,
+    home: HomeOpt = None,
+    as_json: JsonOpt = False,
+) -> None:
+    """List recorded runs, newest first."""
+    st = _open_store(_settings(store, home))
+    _known_namespace(st, namespace)
+    runs = st.history(namespace, job, failed=failed, limit=limit)
+    if as_json:
+        from supertask.cli.output import print_json
+
+        print_json([r.to_json() for r in runs])
+        return
+    from supertask.cli.output import print_table, short_time
+    from supertask.model import format_duration
+
+    rows = []
+    for r in runs:
+        d = r.to_json()
+        rows.append((r.id, r.namespace, r.job, r.attempt, r.reason, short_time(d["scheduled"]), r.status,
+                     r.exit_code, format_duration(d["duration"]), r.message))
+    print_table(None, ["run", "namespace", "job", "try", "reason", "scheduled", "status", "exit", "took", "note"], rows)
+
+
+@app.command()
+def logs(
+    run_id: Annotated[int, typer.Argument(metavar="RUN_ID", help="A run id, as `supertask history` shows")],
+    follow: Annotated[bool, typer.Option("--follow", "-f", help="Keep printing until the run ends")] = False,
+    store: StoreOpt = None,
+    home: HomeOpt = None,
+    connect: Annotated[str | None, _opt("connect", "--connect", metavar="unix:PATH|tcp://HOST:PORT")] = None,
+    token: Annotated[str | None, _opt("token", "--token")] = None,
+) -> None:
+    """Print a run's log: its stdout and stderr, time-stamped and interleaved."""
+    if connect:
+        from supertask.cli.live import remote_follow
+
+        raise typer.Exit(remote_follow(connect, home, token, run_id, follow=follow))
+    from supertask.cli import commands
+
+    settings = _settings(store, home)
+    raise typer.Exit(commands.print_log(_open_store(settings), run_id, follow=follow))
+
+
+@app.command()
+def prune(
+    namespace: NsOpt = None,
+    keep: Annotated[int | None, typer.Option("--keep", min=0, help="Keep this many runs per job (overrides history_keep)")] = None,
+    older_than: Annotated[str | None, typer.Option("--older-than", metavar="AGE", help="Drop runs older than AGE, e.g. 30d (overrides history_keep)")] = None,
+    store: StoreOpt = None,
+    home: HomeOpt = None,
+    as_json: JsonOpt = False,
+) -> None:
+    """Apply run retention now: each job's history_keep, or --keep / --older-than for all."""
+    from supertask.cli import commands
+    from supertask.model import parse_duration
+
+    try:
+        age = parse_duration(older_than) if older_than else None
+    except ValueError as exc:
+        raise UsageError(f"--older-than: {exc}") from exc
+    settings = _settings(store, home)
+    removed = commands.prune(_open_store(settings), namespace, keep=keep, max_age=age)
+    if as_json:
+        from supertask.cli.output import print_json
+
+        print_json(removed)
+        return
+    total = sum(removed.values())
+    typer.echo(f"removed {total} run{'s' if total != 1 else ''} and their logs"
+               + "".join(f"\n  {ns}: {n}" for ns, n in removed.items() if n))
+
+

@@ -1,0 +1,149 @@
+"""``supertask doctor``: check what supertask needs on this machine and say what to fix.
+
+Each check gives a status (``ok``, ``warn``: works, but something is missing or odd,
+``fail``: supertask or some job will not work) with a detail and, when not ok, the
+fix. Checks only read, except that the state folder is created when missing (as
+``supertask run`` would).
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import subprocess
+import tempfile
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Any
+
+from supertask.settings import Settings
+
+
+@dataclass(frozen=True)
+class Check:
+    name: str
+    status: str  # ok | warn | fail
+    detail: str
+    fix: str = ""
+
+    def to_json(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+def run_checks(settings: Settings, timetable: Path | None) -> list[Check]:
+    kinds = _timetable_kinds(timetable)
+    checks = [_state_folder(settings), _store(settings), _timetable(timetable)]
+    checks.append(_tool("uv", ["uv", "--version"], needed="uv" in kinds,
+                        fix="install uv (https://docs.astral.sh/uv/): curl -LsSf https://astral.sh/uv/install.sh | sh"))
+    checks.append(_containers(needed="docker" in kinds))
+    checks.append(_time_zone())
+    return checks
+
+
+def _state_folder(settings: Settings) -> Check:
+    home = settings.home
+    try:
+        home.mkdir(parents=True, exist_ok=True)
+        with tempfile.NamedTemporaryFile(dir=home, prefix=".doctor-"):
+            pass
+    except OSError as exc:
+        return Check("state folder", "fail", f"{home}: {exc.strerror or exc}",
+                     f"make {home} writable for {settings.user}, or point --home / SUPERTASK_HOME elsewhere")
+    mode = home.stat().st_mode & 0o777
+    if mode & 0o022:
+        return Check("state folder", "warn", f"{home} is writable by others (mode {mode:o})", f"chmod 700 {home}")
+    return Check("state folder", "ok", f"{home} (writable)")
+
+
+def _store(settings: Settings) -> Check:
+    from supertask.store.sql import Store, redact
+
+    url = redact(settings.store_url)
+    try:
+        store = Store.open(settings.store_url)
+        namespaces = store.list_namespaces()
+        store.close()
+    except Exception as exc:
+        return Check("store", "fail", f"{url}: {exc}",
+                     "check --store / SUPERTASK_STORE (a SQLAlchemy URL), that the database runs and accepts you")
+    jobs = sum(int(n.get("jobs") or 0) for n in namespaces)
+    return Check("store", "ok", f"{url}: {len(namespaces)} namespace(s), {jobs} job(s)")
+
+
+def _timetable(path: Path | None) -> Check:
+    from supertask.errors import TimetableError
+    from supertask.timetable.load import read_timetable
+
+    if path is None:
+        return Check("timetable", "warn", "no supertask.yaml or timetable.yaml here",
+                     "write one with `supertask init`, or pass --file")
+    try:
+        tt = read_timetable(path)
+    except TimetableError as exc:
+        return Check("timetable", "fail", str(exc), f"fix the lines above, then `supertask validate {path}`")
+    return Check("timetable", "ok", f"{path}: {len(tt.jobs)} job(s), valid")
+
+
+def _timetable_kinds(path: Path | None) -> set[str]:
+    """The run kinds (uv, docker, ...) a timetable uses, to know which tools matter."""
+    from supertask.errors import TimetableError
+    from supertask.timetable.load import read_timetable
+
+    if path is None:
+        return set()
+    try:
+        jobs = read_timetable(path).jobs
+    except TimetableError:
+        return set()
+    runs = [job.run for job in jobs if job.run] + [step.run for job in jobs for step in job.steps]
+    return {run.split(":", 1)[0] for run in runs}
+
+
+def _tool(name: str, argv: list[str], *, needed: bool, fix: str) -> Check:
+    path = shutil.which(argv[0])
+    if path is None:
+        if needed:
+            return Check(name, "fail", f"{argv[0]} not found on PATH, and the timetable has {name}: jobs", fix)
+        return Check(name, "warn", f"{argv[0]} not found on PATH ({name}: jobs will fail)", fix)
+    version = _output(argv)
+    return Check(name, "ok", f"{path}: {version}" if version else path)
+
+
+def _containers(*, needed: bool) -> Check:
+    preferred = os.environ.get("SUPERTASK_DOCKER")
+    found = [cli for cli in ([preferred] if preferred else []) + ["docker", "podman"] if cli and shutil.which(cli)]
+    if not found:
+        status = "fail" if needed else "warn"
+        return Check("docker/podman", status, "neither docker nor podman on PATH (docker: jobs will fail)",
+                     "install podman or docker (see containers/setup-podman.sh), or set SUPERTASK_DOCKER")
+    cli = found[0]
+    version = _output([cli, "--version"])
+    if _output([cli, "info", "--format", "{{.Host.Arch}}{{.ServerVersion}}"], timeout=10) is None:
+        return Check("docker/podman", "fail" if needed else "warn", f"{cli} is installed ({version}) but "
+                     f"`{cli} info` fails: no daemon or no permission",
+                     f"start the daemon, or add {os.environ.get('USER', 'yourself')} to the docker group, or use podman")
+    return Check("docker/podman", "ok", f"{shutil.which(cli)}: {version}")
+
+
+def _time_zone() -> Check:
+    try:
+        import tzlocal
+
+        name = tzlocal.get_localzone_name()
+    except Exception as exc:
+        return Check("time zone", "warn", f"cannot tell the machine's zone ({exc}); UTC is used",
+                     "set TZ or /etc/localtime, or give timezone: in the timetable")
+    if not name:
+        return Check("time zone", "warn", "the machine's zone is unknown; UTC is used",
+                     "set TZ or /etc/localtime, or give timezone: in the timetable")
+    return Check("time zone", "ok", f"{name} (jobs without timezone: use it)")
+
+
+def _output(argv: list[str], timeout: float = 5) -> str | None:
+    try:
+        proc = subprocess.run(argv, capture_output=True, text=True, timeout=timeout)
+    except (OSError, subprocess.TimeoutExpired):
+        return None
+    if proc.returncode != 0:
+        return None
+    return (proc.stdout.strip().splitlines() or [""])[0]

@@ -1,0 +1,314 @@
+"""Live commands: talk to a running scheduler over its control endpoint (supertask.control.endpoint).
+
+Each finds the local scheduler by itself (the control socket in the state folder), or
+the one ``--connect`` names; with none to talk to it exits 3 saying how to start one.
+"""
+
+from __future__ import annotations
+
+import sys
+import time
+from typing import Annotated, Any
+
+import typer
+
+from supertask.cli.app import HomeOpt, JsonOpt, NsOpt, _opt, app
+from supertask.errors import UsageError
+
+ConnectOpt = Annotated[str | None, _opt("connect", "--connect", metavar="unix:PATH|tcp://HOST:PORT")]
+TokenOpt = Annotated[str | None, _opt("token", "--token")]
+JobArg = Annotated[str, typer.Argument(metavar="JOB", help="Job name, as `supertask list-jobs` shows it")]
+
+jobs_app = typer.Typer(help="Change jobs of the running scheduler, live (each change is kept in the store).",
+                       no_args_is_help=True)
+app.add_typer(jobs_app, name="jobs")
+
+
+def client(connect: str | None, home: str | None, namespace: str | None, token: str | None) -> Any:
+    """A connection to the scheduler (NoScheduler, exit 3, when none answers)."""
+    from supertask.control.endpoint import connect as open_connection
+    from supertask.settings import state_home
+
+    return open_connection(connect, home=state_home(home), namespace=namespace, token=token)
+
+
+def _say(as_json: bool, data: Any, text: str) -> None:
+    if as_json:
+        from supertask.cli.output import print_json
+
+        print_json(data)
+    else:
+        typer.echo(text)
+
+
+def _call(connect: str | None, home: str | None, namespace: str | None, token: str | None,
+          name: str, *args: Any) -> Any:
+    with client(connect, home, namespace, token) as c:
+        return c.call(name, *args)
+
+
+# -- the scheduler as a whole -------------------------------------------------------------------
+
+
+@app.command()
+def status(connect: ConnectOpt = None, home: HomeOpt = None, namespace: NsOpt = None, token: TokenOpt = None,
+           as_json: JsonOpt = False) -> None:
+    """Show the running scheduler: uptime, jobs, runs in flight, next fires, host load."""
+    data = _call(connect, home, namespace, token, "status")
+    if as_json:
+        from supertask.cli.output import print_json
+
+        print_json(data)
+        return
+    print_status(data)
+
+
+def print_status(data: dict[str, Any]) -> None:
+    from supertask.cli.output import print_table, short_time
+    from supertask.model import format_duration
+
+    tel = data["telemetry"]
+    state = "stopping" if data["stopping"] else ("paused (no fires)" if data["paused"] else "running")
+    jobs = data["jobs"]
+    typer.echo(
+        f"supertask {data['version']} pid {data['pid']} on {data['host']}: {state}, "
+        f"up {format_duration(data['uptime'])}\n"
+        f"store {data['store']}; namespaces {', '.join(data['namespaces'])}\n"
+        f"jobs {jobs['total']} ({jobs['paused']} paused, {jobs['running']} running)\n"
+        f"host cpu {tel['cpu_percent']:.0f}% of {tel['cpu_count']}, load "
+        f"{' '.join(f'{x:.2f}' for x in tel['load'])}, memory {tel['memory']['percent']:.0f}%, "
+        f"disk {tel['disk']['percent']:.0f}% ({tel['disk']['path']})"
+    )
+    if data["runs"]:
+        print_table("runs in flight", ["run", "namespace", "job", "pid", "started", "elapsed", "cpu %", "memory"],
+                    [(r["run_id"], r["namespace"], r["job"], r["pid"], short_time(r["started"]),
+                      format_duration(r["elapsed"]), r["cpu_percent"],
+                      _bytes(r["memory_rss"])) for r in data["runs"]])
+    if data["next_fires"]:
+        print_table("next fires", ["namespace", "job", "next fire"],
+                    [(r["namespace"], r["job"], short_time(r["next_fire"])) for r in data["next_fires"]])
+
+
+def _bytes(value: int | None) -> str | None:
+    if value is None:
+        return None
+    size = float(value)
+    for unit in ("B", "KiB", "MiB", "GiB"):
+        if size < 1024 or unit == "GiB":
+            return f"{size:.0f}{unit}" if unit == "B" else f"{size:.1f}{unit}"
+        size /= 1024
+    return None  # pragma: no cover
+
+
+@app.command()
+def stop(
+    wait: Annotated[bool, typer.Option("--wait", help="Return when the scheduler process has ended")] = False,
+    grace: Annotated[str | None, typer.Option("--grace", help="How long running jobs may finish (default: "
+                                              "the scheduler's --grace), then their process groups end")] = None,
+    connect: ConnectOpt = None, home: HomeOpt = None, namespace: NsOpt = None, token: TokenOpt = None,
+    as_json: JsonOpt = False,
+) -> None:
+    """Stop the scheduler gracefully: no new fires, running jobs finish, it exits 0."""
+    grace_s = None
+    if grace is not None:
+        from supertask.model import parse_duration
+
+        try:
+            grace_s = parse_duration(grace)
+        except ValueError as exc:
+            raise UsageError(f"--grace: {exc}") from exc
+    with client(connect, home, namespace, token) as c:
+        data = c.call("stop", grace_s)
+        if wait:
+            c.wait_closed()
+            data["stopped"] = True
+    _say(as_json, data, f"scheduler (pid {data['pid']}) " + ("stopped" if wait else
+         f"stopping: running jobs get {data['grace']:g}s"))
+
+
+@app.command()
+def pause(connect: ConnectOpt = None, home: HomeOpt = None, namespace: NsOpt = None, token: TokenOpt = None,
+          as_json: JsonOpt = False) -> None:
+    """Hold all firing (running jobs go on) until `supertask resume`."""
+    data = _call(connect, home, namespace, token, "pause_all")
+    _say(as_json, data, "firing paused; `supertask resume` releases it")
+
+
+@app.command()
+def resume(connect: ConnectOpt = None, home: HomeOpt = None, namespace: NsOpt = None, token: TokenOpt = None,
+           as_json: JsonOpt = False) -> None:
+    """Release firing held by `supertask pause`."""
+    data = _call(connect, home, namespace, token, "resume_all")
+    _say(as_json, data, "firing resumed")
+
+
+# -- jobs ------------------------------------------------------------------------------------
+
+
+def _job_line(row: dict[str, Any]) -> str:
+    state = "paused" if row["paused"] else f"next fire {row['next_fire'] or 'never'}"
+    return f"{row['namespace']}/{row['name']}: {row['when']}, {state}"
+
+
+@jobs_app.command("trigger")
+def trigger(
+    job: JobArg,
+    wait: Annotated[bool, typer.Option("--wait", help="Follow the run's output; exit with its exit code")] = False,
+    connect: ConnectOpt = None, home: HomeOpt = None, namespace: NsOpt = None, token: TokenOpt = None,
+    as_json: JsonOpt = False,
+) -> None:
+    """Run JOB now (reason manual), whatever its schedule."""
+    with client(connect, home, namespace, token) as c:
+        data = c.call("trigger", namespace, job)
+        if not wait:
+            _say(as_json, data, f"triggered {data['namespace']}/{job}: run {data['run_id']}")
+            return
+        run_id = data["run_id"]
+        while run_id is None:  # a job with jitter claims its run later
+            time.sleep(0.2)
+            found = c.call("find_run", data["namespace"], job, data["scheduled"])
+            run_id = found["id"] if found else None
+        record = follow_log(c, run_id, echo=not as_json)
+    if as_json:
+        from supertask.cli.output import print_json
+
+        print_json(record)
+    raise typer.Exit(exit_code_of(record))
+
+
+def follow_log(c: Any, run_id: int, *, echo: bool = True, follow: bool = True) -> dict[str, Any]:
+    """Print a run's log (as it grows until the run ends, with ``follow``); return the run."""
+    offset = 0
+    while True:
+        chunk = c.call("read_log", run_id, offset)
+        if chunk["data"] and echo:
+            sys.stdout.write(chunk["data"])
+            sys.stdout.flush()
+        offset = chunk["offset"]
+        if chunk["finished"] or (not follow and not chunk["data"]):
+            return c.call("run", run_id)
+        if not chunk["data"]:
+            time.sleep(0.1)
+
+
+def exit_code_of(record: dict[str, Any]) -> int:
+    if record["status"] == "succeeded":
+        return 0
+    code = record.get("exit_code")
+    if code is not None and code > 0:
+        return int(code)
+    if code is not None and code < 0:
+        return 128 - int(code)
+    return 1
+
+
+@jobs_app.command("pause")
+def pause_job(job: JobArg, connect: ConnectOpt = None, home: HomeOpt = None, namespace: NsOpt = None,
+              token: TokenOpt = None, as_json: JsonOpt = False) -> None:
+    """Stop firing JOB (a run in flight goes on) until `jobs resume`."""
+    row = _call(connect, home, namespace, token, "pause_job", namespace, job)
+    _say(as_json, row, _job_line(row))
+
+
+@jobs_app.command("resume")
+def resume_job(job: JobArg, connect: ConnectOpt = None, home: HomeOpt = None, namespace: NsOpt = None,
+               token: TokenOpt = None, as_json: JsonOpt = False) -> None:
+    """Fire JOB again, from its next fire time after now."""
+    row = _call(connect, home, namespace, token, "resume_job", namespace, job)
+    _say(as_json, row, _job_line(row))
+
+
+@jobs_app.command("remove")
+def remove_job(job: JobArg, connect: ConnectOpt = None, home: HomeOpt = None, namespace: NsOpt = None,
+               token: TokenOpt = None, as_json: JsonOpt = False) -> None:
+    """Delete JOB from the schedule and the store (a run in flight goes on)."""
+    data = _call(connect, home, namespace, token, "remove_job", namespace, job)
+    _say(as_json, data, f"removed {data['namespace']}/{job}")
+
+
+@jobs_app.command("reschedule")
+def reschedule(
+    job: JobArg,
+    when: Annotated[str, typer.Option("--when", help="The new schedule, as `when:` takes it")],
+    connect: ConnectOpt = None, home: HomeOpt = None, namespace: NsOpt = None, token: TokenOpt = None,
+    as_json: JsonOpt = False,
+) -> None:
+    """Give JOB a new schedule; it fires next by the new one, counted from now."""
+    row = _call(connect, home, namespace, token, "edit_job", namespace, job, (f"when={when}",))
+    _say(as_json, row, _job_line(row))
+
+
+SetOpt = Annotated[list[str] | None, typer.Option("--set", metavar="KEY=VALUE",
+                                                  help="A timetable key, e.g. retries=3, timeout=5m, "
+                                                  "run='cmd:...', env.NAME=value (repeatable)")]
+
+
+@jobs_app.command("edit")
+def edit(
+    job: JobArg, assignments: SetOpt = None,
+    connect: ConnectOpt = None, home: HomeOpt = None, namespace: NsOpt = None, token: TokenOpt = None,
+    as_json: JsonOpt = False,
+) -> None:
+    """Change timetable keys of JOB (validated as in a timetable)."""
+    if not assignments:
+        raise UsageError("nothing to change: give --set KEY=VALUE, e.g. --set retries=3")
+    row = _call(connect, home, namespace, token, "edit_job", namespace, job, tuple(assignments))
+    _say(as_json, row, _job_line(row))
+
+
+@jobs_app.command("add")
+def add(
+    name: Annotated[str, typer.Argument(metavar="NAME", help="The new job's name")],
+    command: Annotated[list[str], typer.Argument(metavar="-- KIND:TARGET", help="What it runs, e.g. -- cmd:echo hi")],
+    when: Annotated[str, typer.Option("--when", help="Its schedule, as `when:` takes it")] = "",
+    assignments: SetOpt = None,
+    connect: ConnectOpt = None, home: HomeOpt = None, namespace: NsOpt = None, token: TokenOpt = None,
+    as_json: JsonOpt = False,
+) -> None:
+    """Add an ad-hoc job to the running scheduler (kept in the store)."""
+    if not when:
+        raise UsageError("jobs add needs --when, e.g. --when '@hourly' or --when 'every 5m'")
+    first, rest = command[0], command[1:]
+    import shlex
+
+    run = first + (" " + shlex.join(rest) if rest else "")
+    row = _call(connect, home, namespace, token, "add_job", namespace, name, when, run, tuple(assignments or ()))
+    _say(as_json, row, _job_line(row))
+
+
+@jobs_app.command("kill")
+def kill(
+    run_id: Annotated[int, typer.Argument(metavar="RUN_ID", help="A run in flight, as `supertask status` shows")],
+    connect: ConnectOpt = None, home: HomeOpt = None, namespace: NsOpt = None, token: TokenOpt = None,
+    as_json: JsonOpt = False,
+) -> None:
+    """End a run's process group (TERM, then KILL after the job's kill_grace)."""
+    data = _call(connect, home, namespace, token, "kill_run", run_id)
+    _say(as_json, data, f"run {run_id} ({data['namespace']}/{data['job']}, pid {data['pid']}): ending")
+
+
+def live_rows(connect: str | None, home: str | None, namespace: str | None, token: str | None) -> list[Any] | None:
+    """``list-jobs`` rows from the running scheduler, or None when none answers (or, with
+    no --connect, when several run and no --ns picks one)."""
+    from supertask.errors import NoScheduler
+
+    try:
+        c = client(connect, home, namespace, token)
+    except NoScheduler:
+        if connect:
+            raise
+        return None
+    except UsageError:
+        if connect:
+            raise
+        return None
+    with c:
+        return c.call("list_jobs", namespace)
+
+
+def remote_follow(connect: str, home: str | None, token: str | None, run_id: int, *, follow: bool) -> int:
+    """``logs RUN_ID [--follow]`` through a scheduler's endpoint (its host keeps the file)."""
+    with client(connect, home, None, token) as c:
+        follow_log(c, run_id, follow=follow)
+    return 0
+

@@ -1,0 +1,342 @@
+"""What a second ``supertask`` may ask of a running scheduler, as plain data.
+
+:class:`LiveControl` is the facade the control endpoint (:mod:`supertask.control.endpoint`)
+serves: every method takes str/int/float/bool/None (or a tuple of str) and returns
+JSON-able lists and dicts, so nothing that crosses the wire is a reference to a
+scheduler object. Job changes are validated by the timetable loader, exactly as a
+timetable entry would be, and applied through :class:`supertask.scheduler.service.Service`
+(store first, then memory). A later ``supertask run --file`` sync wins over live
+edits for the jobs its file names.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import os
+import time
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from supertask import __version__
+from supertask.errors import JobNotFound, RunNotFound, SupertaskError, TimetableError, UsageError
+from supertask.model import Job, RunStatus
+
+if TYPE_CHECKING:
+    from supertask.scheduler.service import Service
+
+UTC = timezone.utc
+#: Keys whose value is taken as written (never parsed as YAML).
+TEXT_KEYS = {"when", "run", "description", "cwd", "env_file", "timezone", "network", "memory",
+             "docker_cli", "ping", "pull", "catch_up", "overlap"}
+#: Timetable keys that set other Job fields than their own name.
+FIELDS_OF = {"history_keep": ("history_keep_runs", "history_keep_age"), "run": ("run", "steps"),
+             "steps": ("steps", "run")}
+LOG_CHUNK = 64 * 1024
+
+
+def _iso(ts: float | None) -> str | None:
+    return datetime.fromtimestamp(ts, UTC).isoformat() if ts is not None else None
+
+
+def _run_text_of(definition: dict[str, Any]) -> str | list[str]:
+    """What ``list-jobs`` shows as ``run`` for a stored definition (``Job.to_dict``):
+    its ``run``, else the ``run`` of each step."""
+    return definition.get("run") or [step.get("run") for step in definition.get("steps") or []]
+
+
+def parse_assignments(assignments: tuple[str, ...] | list[str]) -> dict[str, Any]:
+    """``key=value`` texts -> timetable entries. Values are YAML (``retries=3``,
+    ``env={A: b}``, ``enabled=false``) except for text keys such as ``run`` and ``when``;
+    ``env.NAME=value`` sets one variable and keeps the others."""
+    out: dict[str, Any] = {}
+    for item in assignments:
+        key, sep, raw = item.partition("=")
+        key = key.strip()
+        if not sep or not key:
+            raise UsageError(f"--set {item!r}: expected key=value, e.g. --set retries=3 or --set env.DEBUG=1")
+        if key.startswith("env."):
+            out.setdefault("env.", {})[key[4:]] = raw
+            continue
+        if key == "name":
+            raise UsageError("--set name=...: a job cannot be renamed live; add the new one and remove the old")
+        if key in TEXT_KEYS:
+            out[key] = raw
+            continue
+        import yaml
+
+        try:
+            out[key] = yaml.safe_load(raw) if raw.strip() else None
+        except yaml.YAMLError:
+            out[key] = raw
+    return out
+
+
+def edited(job: Job | None, name: str, values: dict[str, Any]) -> Job:
+    """``job`` (None: a new job) with timetable entries ``values`` applied, validated by
+    the timetable loader as one entry of a file would be (TimetableError, exit 2)."""
+    from supertask.timetable.load import load_timetable
+
+    values = dict(values)
+    env_items = values.pop("env.", None)
+    entry: dict[str, Any] = {"name": name}
+    if job is not None:
+        entry["when"] = job.when
+        if job.timezone:
+            entry["timezone"] = job.timezone
+        if "run" not in values and "steps" not in values:
+            if job.run is not None:
+                entry["run"] = job.run
+            else:
+                entry["steps"] = [{"name": s.name, "run": s.run} for s in job.steps]
+        if env_items is not None:
+            values["env"] = {**job.env, **(values.get("env") or {}), **env_items}
+    elif env_items is not None:
+        values["env"] = {**(values.get("env") or {}), **env_items}
+    entry.update(values)
+    try:
+        loaded = load_timetable(json.dumps({"jobs": [entry]}, default=str), "--set").jobs[0]
+    except TimetableError as exc:  # said as the command's keys, not as a line of a file
+        what = "; ".join(f"{p.path.removeprefix('jobs[0].') or 'job'}: {p.message}" for p in exc.problems)
+        raise UsageError(f"job {name!r} not {'added' if job is None else 'changed'}: {what}") from None
+    if job is None:
+        return loaded
+    changes: dict[str, Any] = {}
+    for key in values:
+        for fname in FIELDS_OF.get(key, (key,)):
+            changes[fname] = getattr(loaded, fname)
+    return dataclasses.replace(job, **changes)
+
+
+class LiveControl:
+    """The operations of the control endpoint over one :class:`Service`."""
+
+    def __init__(self, service: Service, endpoints: dict[str, Any] | None = None):
+        self.service = service
+        self.endpoints = endpoints if endpoints is not None else {}
+        self._paused: set[tuple[str, str]] | None = None
+
+    # -- reading ------------------------------------------------------------------------------
+
+    def _paused_jobs(self) -> set[tuple[str, str]]:
+        """Paused jobs (read from the store once, then kept up to date by live changes)."""
+        if self._paused is None:
+            self._paused = {
+                (row.namespace, row.job.name)
+                for ns in self.service.namespaces
+                for row in self.service.store.list_jobs(ns)
+                if row.paused
+            }
+        return self._paused
+
+    def _running(self) -> dict[tuple[str, str], list[int]]:
+        ctx = self.service.ctx
+        with ctx.lock:
+            active = list(ctx.active.values())
+        out: dict[tuple[str, str], list[int]] = {}
+        for run in active:
+            out.setdefault((run.namespace, run.job), []).append(run.run_id)
+        return out
+
+    def list_jobs(self, namespace: str | None = None) -> list[dict[str, Any]]:
+        """Every served job as the scheduler holds it: next fire, paused, runs in flight.
+        Definitions come from the store (one query per namespace, read as plain dicts:
+        the scheduler keeps only the definitions of jobs that fired), the schedule state
+        from memory."""
+        if namespace is not None:
+            self.service.served(namespace)
+        paused, running = self._paused_jobs(), self._running()
+        jobstore = self.service.jobstore
+        known = jobstore.ids()
+        rows = []
+        fire_times: dict[float, str] = {}  # 1,000 jobs often share a few next fire times
+        for ns in [namespace] if namespace is not None else self.service.namespaces:
+            for name, job in self.service.store.definitions(ns):
+                jid = f"{ns}/{name}"
+                if jid not in known:
+                    continue
+                ts = jobstore.next_run_ts(jid)
+                key = (ns, name)
+                rows.append({
+                    "namespace": ns, "name": name, "when": job.get("when"), "run": _run_text_of(job),
+                    "description": job.get("description", ""), "enabled": job.get("enabled", True),
+                    "paused": key in paused and ts is None, "timezone": job.get("timezone"),
+                    "next_fire": None if ts is None else fire_times.get(ts) or fire_times.setdefault(ts, datetime.fromtimestamp(ts, UTC).isoformat()),
+                    "running": running.get(key, []),
+                })
+        rows.sort(key=lambda r: (r["namespace"], r["name"]))
+        return rows
+
+    def status(self) -> dict[str, Any]:
+        import psutil
+
+        service = self.service
+        now = time.time()
+        jobs = self.list_jobs()
+        with service.ctx.lock:
+            active = list(service.ctx.active.values())
+        runs = []
+        for run in sorted(active, key=lambda r: r.run_id):
+            runs.append({
+                "run_id": run.run_id, "namespace": run.namespace, "job": run.job, "attempt": run.attempt,
+                "pid": run.pid, "started": _iso(run.started), "elapsed": round(now - run.started, 3),
+                **_tree_usage(run.pid, now),
+            })
+        upcoming = sorted((r for r in jobs if r["next_fire"]), key=lambda r: r["next_fire"])[:10]
+        mem = psutil.virtual_memory()
+        disk = psutil.disk_usage(str(service.settings.home if service.settings.home.exists() else "/"))
+        from supertask.store.sql import redact
+
+        return {
+            "version": __version__, "pid": os.getpid(), "host": service.settings.host,
+            "started": _iso(service.started), "uptime": round(now - service.started, 3),
+            "store": redact(service.store.url), "namespaces": list(service.namespaces),
+            "paused": service.paused, "stopping": service.stop_request.event.is_set(),
+            "endpoints": self.endpoints,
+            "jobs": {"total": len(jobs), "paused": sum(r["paused"] for r in jobs),
+                     "running": sum(bool(r["running"]) for r in jobs)},
+            "runs": runs,
+            "next_fires": [{"namespace": r["namespace"], "job": r["name"], "next_fire": r["next_fire"]}
+                           for r in upcoming],
+            "telemetry": {
+                "cpu_percent": psutil.cpu_percent(interval=None), "cpu_count": psutil.cpu_count(),
+                "load": list(os.getloadavg()),
+                "memory": {"total": mem.total, "used": mem.total - mem.available, "percent": mem.percent},
+                "disk": {"path": str(service.settings.home), "total": disk.total, "used": disk.used,
+                         "free": disk.free, "percent": disk.percent},
+            },
+        }
+
+    def run(self, run_id: int) -> dict[str, Any]:
+        return self.service.store.get_run(run_id).to_json()
+
+    def find_run(self, namespace: str, job: str, scheduled: str) -> dict[str, Any] | None:
+        """The first attempt of the run of ``job`` fired at ``scheduled`` (ISO), if claimed yet."""
+        for record in self.service.store.history(namespace, job, limit=50):
+            if record.scheduled is not None and record.scheduled.isoformat() == scheduled and record.attempt == 1:
+                return record.to_json()
+        return None
+
+    def read_log(self, run_id: int, offset: int) -> dict[str, Any]:
+        """Up to 64 KiB of a run's log from byte ``offset``; ``finished`` once the run ended
+        and everything was read. Only the log file the store records for the run is read."""
+        record = self.service.store.get_run(run_id)
+        finished = RunStatus(record.status).finished
+        data, size = b"", 0
+        if record.log_path and Path(record.log_path).exists():
+            with open(record.log_path, "rb") as fh:
+                fh.seek(max(0, offset))
+                data = fh.read(LOG_CHUNK)
+                size = os.fstat(fh.fileno()).st_size
+        elif not finished:
+            return {"data": "", "offset": offset, "finished": False, "status": record.status, "exit_code": None}
+        text, used = _decode_whole(data)
+        new_offset = max(0, offset) + used
+        return {"data": text, "offset": new_offset, "finished": finished and new_offset >= size,
+                "status": record.status, "exit_code": record.exit_code}
+
+    # -- changing -------------------------------------------------------------------------------
+
+    def _job(self, namespace: str, name: str) -> Job:
+        found = self.service.jobstore.definition(f"{namespace}/{name}")
+        if found is None:
+            raise JobNotFound(namespace, name)
+        return found[1]
+
+    def _row(self, namespace: str, name: str) -> dict[str, Any]:
+        for row in self.list_jobs(namespace):
+            if row["name"] == name:
+                return row
+        raise JobNotFound(namespace, name)
+
+    def trigger(self, namespace: str | None, name: str) -> dict[str, Any]:
+        ns = self.service.served(namespace)
+        fire = self.service.trigger(ns, name)
+        deadline = time.monotonic() + 2.0
+        found = None
+        while found is None and time.monotonic() < deadline:
+            found = self.find_run(ns, name, fire.isoformat())
+            if found is None:
+                time.sleep(0.01)
+        return {"namespace": ns, "job": name, "scheduled": fire.isoformat(),
+                "run_id": found["id"] if found else None}
+
+    def pause_job(self, namespace: str | None, name: str, paused: bool) -> dict[str, Any]:
+        ns = self.service.served(namespace)
+        self.service.set_job_paused(ns, name, paused)
+        (self._paused_jobs().add if paused else self._paused_jobs().discard)((ns, name))
+        return self._row(ns, name)
+
+    def remove_job(self, namespace: str | None, name: str) -> dict[str, Any]:
+        ns = self.service.served(namespace)
+        self.service.remove_job(ns, name)
+        self._paused_jobs().discard((ns, name))
+        return {"namespace": ns, "name": name, "removed": True}
+
+    def edit_job(self, namespace: str | None, name: str, assignments: tuple[str, ...]) -> dict[str, Any]:
+        ns = self.service.served(namespace)
+        values = parse_assignments(assignments)
+        if not values:
+            raise UsageError("nothing to change: give --set key=value")
+        self.service.put_job(ns, edited(self._job(ns, name), name, values))
+        return self._row(ns, name)
+
+    def add_job(self, namespace: str | None, name: str, when: str, run: str,
+                assignments: tuple[str, ...]) -> dict[str, Any]:
+        ns = self.service.served(namespace)
+        if self.service.jobstore.definition(f"{ns}/{name}") is not None:
+            raise UsageError(f"job {name!r} exists in namespace {ns!r}; change it with `supertask jobs edit`")
+        values = parse_assignments(assignments)
+        values.update(when=when, run=run)
+        self.service.put_job(ns, edited(None, name, values))
+        return self._row(ns, name)
+
+    def kill_run(self, run_id: int) -> dict[str, Any]:
+        return self.service.kill_run(run_id)
+
+    def pause_all(self, paused: bool) -> dict[str, Any]:
+        self.service.pause_all(paused)
+        return {"paused": self.service.paused}
+
+    def stop(self, grace: float | None) -> dict[str, Any]:
+        self.service.stop(grace)
+        return {"stopping": True, "pid": os.getpid(), "grace": self.service.settings.grace}
+
+
+def _tree_usage(pid: int | None, now: float) -> dict[str, Any]:
+    """CPU (average since the run's process started) and memory of a run's process tree."""
+    import psutil
+
+    if pid is None:
+        return {"cpu_percent": None, "memory_rss": None, "processes": 0}
+    try:
+        root = psutil.Process(pid)
+        procs = [root, *root.children(recursive=True)]
+    except psutil.Error:
+        return {"cpu_percent": None, "memory_rss": None, "processes": 0}
+    cpu = rss = 0.0
+    count = 0
+    for proc in procs:
+        try:
+            with proc.oneshot():
+                times = proc.cpu_times()
+                cpu += (times.user + times.system) / max(0.001, now - proc.create_time())
+                rss += proc.memory_info().rss
+                count += 1
+        except psutil.Error:
+            continue
+    return {"cpu_percent": round(cpu * 100, 1), "memory_rss": int(rss), "processes": count}
+
+
+def _decode_whole(data: bytes) -> tuple[str, int]:
+    """Decode ``data``, leaving a UTF-8 sequence cut at the end for the next read."""
+    try:
+        return data.decode("utf-8"), len(data)
+    except UnicodeDecodeError as exc:
+        if exc.reason == "unexpected end of data" and exc.start >= len(data) - 3:
+            return data[: exc.start].decode("utf-8", errors="replace"), exc.start
+        return data.decode("utf-8", errors="replace"), len(data)
+
+
+__all__ = ["LiveControl", "RunNotFound", "SupertaskError", "edited", "parse_assignments"]

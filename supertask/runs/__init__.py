@@ -1,0 +1,1 @@
+"""One run's life: begin (claim the row), follow the child, end (record, retry, notify); its log."""

@@ -1,0 +1,134 @@
+"""After a crash: runs left in flight become ``lost``, their orphans end, retries apply.
+
+When ``supertask run`` starts, the runs that this host's scheduler had ``running`` or
+``queued`` (it was killed, or the machine died) are marked ``lost`` with the time it
+noticed. Their process groups, if still alive, are **ended, not adopted**: a child
+whose output pipes died with the old scheduler cannot be supervised or logged, so it
+gets TERM, its ``kill_grace``, then KILL. A process counts as the run's only when its
+environment carries that run's ``SUPERTASK_RUN_KEY`` (store, namespace and run id:
+pids get reused, and another store's scheduler may have a run with the same id). A ``docker:``
+run's container is stopped and removed by name first, as a timeout would. Then the job's
+retry policy applies: ``lost`` is in ``retry_on`` by default, so while attempts are
+left a new attempt of the same scheduled fire starts (reason ``retry``). A lost run that
+is not retried was the fire's last attempt: its ``on_failure`` actions and its ``ping``
+``/fail`` go out (through the scheduler's outbox, off the start-up path), with the last
+lines its log file got as the tail. The fire is never run twice under one attempt number: the run row is the claim.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import time
+from pathlib import Path
+from typing import Any
+
+import psutil
+
+from supertask.errors import JobNotFound
+from supertask.launchers.base import is_alive, signal_all
+from supertask.launchers.docker import end_lost_container
+from supertask.log import get_logger
+from supertask.model import Job, RunRecord
+from supertask.runs import notify
+
+
+def mark_lost_runs(service: Any) -> list[tuple[RunRecord, Job | None]]:
+    """Before the scheduler fires anything: mark lost runs and end their orphans.
+
+    The orphans of all lost runs are ended together (one TERM to all, then each run's
+    ``kill_grace``), so a crash with many runs in flight does not hold up the start for
+    the sum of their grace periods.
+    """
+    log = get_logger("supertask.scheduler.service")
+    lost: list[tuple[RunRecord, Job | None, bool]] = []
+    for run in service.store.mark_lost(service.namespaces, service.settings.host):
+        try:
+            job: Job | None = service.store.get_job(run.namespace, run.job).job
+        except JobNotFound:
+            job = None
+        container = job is not None and _uses_docker(job) and end_lost_container(job, run.namespace, run.id)
+        lost.append((run, job, bool(container)))
+    ended = end_orphans([(run, job.kill_grace if job else 10.0) for run, job, _ in lost], service.store.url)
+    for run, _job, container in lost:
+        log.warning("run lost", job=run.job, namespace=run.namespace, run=run.id, attempt=run.attempt,
+                    orphans_ended=ended.get(run.id, 0), container_removed=container,
+                    message="in flight when the scheduler last stopped")
+    return [(run, job) for run, job, _ in lost]
+
+
+def _uses_docker(job: Job) -> bool:
+    return any(run.startswith("docker:") for run in [job.run or "", *(step.run for step in job.steps)])
+
+
+def retry_lost_runs(service: Any, lost: list[tuple[RunRecord, Job | None]]) -> None:
+    """Once the executor runs: retry the lost runs whose policy says so; for the
+    others, the last attempt failed: send their ``on_failure`` actions and fail pings."""
+    log = get_logger("supertask.scheduler.service")
+    for run, job in lost:
+        if job is None:
+            continue
+        if "lost" in job.retry_on and run.attempt <= job.retries and run.scheduled:
+            log.info("retry scheduled", job=run.job, namespace=run.namespace, run=run.id,
+                     attempt=run.attempt + 1, delay=0)
+            service.executor.submit_retry(run.namespace, job, run.scheduled, run.attempt + 1)
+        elif job.on_failure or job.ping:
+            record = service.store.get_run(run.id).to_json()
+            record["log_tail"] = record.get("log_tail") or _log_tail(record.get("log_path"))
+            notify.run_actions(job.on_failure, record, event="failure", outbox=service.ctx.outbox)
+            notify.ping(job.ping, "fail", record, service.ctx.outbox)
+
+
+def _log_tail(path: str | None, lines: int = 20) -> str:
+    """The text of the last ``lines`` lines of a run's log file (stamp and stream cut off)."""
+    if not path:
+        return ""
+    try:
+        with open(Path(path), "rb") as f:
+            f.seek(max(0, f.seek(0, os.SEEK_END) - 16384))
+            raw = f.read().decode("utf-8", "replace").splitlines()[-lines:]
+    except OSError:
+        return ""
+    return "\n".join(line.split(" ", 2)[2] if line.count(" ") >= 2 else line for line in raw)
+
+
+def end_orphans(runs: list[tuple[RunRecord, float]], store_url: str) -> dict[int, int]:
+    """End the processes that still carry these runs' keys: TERM to each one and its
+    process group, all at once; KILL to what of a run is left after its grace.
+    Return, per run id, how many process groups (or processes) there were."""
+    from supertask.runs.environ import run_key
+
+    wanted = {run_key(store_url, run.namespace, run.id): (run.id, grace) for run, grace in runs}
+    mine: dict[int, list[psutil.Process]] = {}
+    for proc in psutil.process_iter():
+        try:
+            env = proc.environ()
+        except (psutil.Error, OSError):
+            continue
+        found = wanted.get(env.get("SUPERTASK_RUN_KEY", ""))
+        if found is not None:
+            mine.setdefault(found[0], []).append(proc)
+    graces = dict(wanted.values())
+    groups: dict[int, set[int]] = {}
+    for run_id, procs in mine.items():
+        groups[run_id] = set()
+        for proc in procs:
+            try:
+                groups[run_id].add(os.getpgid(proc.pid))
+            except OSError:
+                pass
+        signal_all(groups[run_id], procs, signal.SIGTERM)
+    started, pending = time.monotonic(), dict(mine)
+    while pending:
+        for run_id, procs in list(pending.items()):
+            alive = [p for p in procs if is_alive(p)]
+            if not alive:
+                del pending[run_id]
+            elif time.monotonic() - started >= graces[run_id]:
+                signal_all(groups[run_id], alive, signal.SIGKILL)
+                del pending[run_id]
+            else:
+                pending[run_id] = alive
+        if pending:
+            time.sleep(0.05)
+    return {run_id: len(groups[run_id]) or len(procs) for run_id, procs in mine.items()}

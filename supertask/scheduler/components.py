@@ -1,0 +1,52 @@
+"""What runs alongside the scheduler, chosen from the settings (see scheduler.Component)."""
+
+from __future__ import annotations
+
+from supertask.model import Timetable
+from supertask.scheduler.service import Component, Service
+from supertask.settings import Settings, parse_hostport
+
+
+def build_components(settings: Settings, timetable: Timetable | None) -> list[Component]:
+    components: list[Component] = []
+    # control endpoint: always a Unix socket per namespace, TCP too with --listen (docs/control.md)
+    components.append(_Control(settings))
+    # timetable watcher (--watch; SIGHUP reloads even with --no-watch): supertask.scheduler.reload
+    if timetable is not None and timetable.source and _is_timetable_file(timetable.source):
+        from supertask.scheduler.reload import TimetableWatcher
+
+        components.append(TimetableWatcher(timetable.source, watch=settings.watch))
+    # Prometheus metrics (--metrics): supertask.control.metrics
+    if settings.metrics:
+        from supertask.control.metrics import Metrics
+
+        components.append(Metrics(settings.metrics))
+    return components
+
+
+def _is_timetable_file(source: str) -> bool:
+    """A served YAML file (not a one-line job's "command line" nor a .py job)."""
+    from pathlib import Path
+
+    return not source.endswith(".py") and Path(source).is_file()
+
+
+class _Control:
+    """The control endpoint, imported (rpyc and all) only when the scheduler starts it:
+    nothing slows the start-up before the signal handlers are installed."""
+
+    def __init__(self, settings: Settings):
+        if settings.listen:
+            parse_hostport(settings.listen)  # a wrong --listen stops the start before the store is touched
+        self.settings = settings
+        self.server: Component | None = None
+
+    def start(self, service: Service) -> None:
+        from supertask.control.endpoint import ControlServer
+
+        self.server = ControlServer(self.settings)
+        self.server.start(service)
+
+    def stop(self) -> None:
+        if self.server is not None:
+            self.server.stop()

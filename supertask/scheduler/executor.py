@@ -1,0 +1,531 @@
+"""The APScheduler executor that decides, at each fire, whether and how a job runs.
+
+APScheduler hands it every fire time a job has due (coalescing and misfire checks
+are switched off in the job store so that nothing is dropped silently); this module
+owns the rules and records every decision as a run row.
+"""
+
+from __future__ import annotations
+
+import functools
+import os
+import random
+import subprocess
+import threading
+import time
+from collections import Counter
+from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
+from datetime import datetime, timezone
+from typing import Any
+
+from apscheduler.executors.base import BaseExecutor
+
+from supertask.log import get_logger
+from supertask.model import Job, Overlap, Reason, RunStatus
+from supertask.runs import runner
+from supertask.runs.runner import Begun, RunContext, execute, prepare
+from supertask.scheduler.jobstore import NamespaceJobStore
+
+UTC = timezone.utc
+#: how often, at most, "fires coalesced" is logged while fires keep being coalesced
+COALESCED_EVERY = 60.0
+
+
+#: A fire of a round: (key, namespace, job, fire time, reason, the catch-up fires after
+#: it, the child of the job's run in flight that must have exited by the fire's start).
+_Fire = tuple[str, str, Job, datetime, Reason, list[tuple[datetime, Reason]] | None,
+              "subprocess.Popen[bytes] | None"]
+
+
+SKIPPED = {
+    Overlap.SKIP: "the previous run was still running (overlap: skip)",
+    Overlap.QUEUE: "a run was in flight and another already waiting (overlap: queue)",
+    Overlap.ALLOW: "max_concurrent {max_concurrent} runs were in flight (overlap: allow)",
+}
+
+
+def _tracked(definition: Job, then: list[tuple[datetime, Reason]] | None) -> bool:
+    """Whether a fire's followed child is what a later fire of the job waits for
+    (``RunExecutor._children``): nothing follows its run, no retry, no queued fires."""
+    return not then and not definition.retries
+
+
+def _exited(child: subprocess.Popen[bytes]) -> bool:
+    """Whether ``child`` has exited, without reaping it (its follower does)."""
+    if child.returncode is not None:
+        return True
+    try:
+        return os.waitid(os.P_PID, child.pid, os.WEXITED | os.WNOHANG | os.WNOWAIT) is not None
+    except ChildProcessError:  # reaped meanwhile
+        return True
+
+
+@dataclass
+class _Folded:
+    """A tally of coalesced fires (see :meth:`RunExecutor._coalesced`)."""
+
+    jobs: Counter[tuple[str, str]] = field(default_factory=Counter)  # fires by (namespace, job)
+    first: datetime | None = None
+    last: datetime | None = None
+
+
+@dataclass
+class _Waiting:
+    """A fire held back by ``overlap: queue``: its row exists with status ``queued``."""
+
+    run_id: int
+    definition: Job
+    fire: datetime
+    reason: Reason
+
+
+class RunExecutor(BaseExecutor):
+    def __init__(
+        self, ctx: RunContext, jobstore: NamespaceJobStore, max_workers: int = 256,
+        max_concurrent: int | None = None, up_since: datetime | None = None,
+    ):
+        super().__init__()
+        self.ctx = ctx
+        self.jobstore = jobstore
+        self.max_workers = max_workers
+        # when this scheduler came up, before it synced its timetable: fires due before
+        # it were missed while it was down (catch-up); ones due later are on schedule
+        self._up_since = up_since
+        self.started_at = up_since or datetime.now(UTC)
+        self._pool: ThreadPoolExecutor | None = None
+        # the round's children are followed by one thread, their ends written down by
+        # another (runner.follow); None: each by a pool thread of its own (no pidfds)
+        self._follower: Any = None
+        self._finisher: runner.Finisher | None = None
+        self._inflight: Counter[str] = Counter()
+        self._waiting: dict[str, _Waiting] = {}
+        self._guard = threading.Lock()
+        # the fires of the scheduler's round being dispatched (see launch_round)
+        self._round: list[_Fire] = []
+        # the child of each job's followed run in flight, when nothing follows it (no
+        # retry, no queued fire): a fire of the job finds it busy only while it runs
+        self._children: dict[str, subprocess.Popen[bytes]] = {}
+        # how many of each job's runs in flight are such runs: while they are all its
+        # runs in flight, only the newest child can still run (each started after the
+        # one before had exited)
+        self._following: Counter[str] = Counter()
+        self._round_thread: int | None = None
+        # clear while a round's children are being started: the schedule write-behind
+        # waits for it (wait_launched) rather than take turns at the interpreter with them
+        self._launched = threading.Event()
+        self._launched.set()
+        # fires catch_up: latest folded into later ones, since "fires coalesced" was logged
+        self._folded = _Folded()
+        self._folded_at = -COALESCED_EVERY
+        # the global cap: attempts beyond it wait (in order) for a slot (runner.execute)
+        ctx.slots = threading.BoundedSemaphore(max_concurrent) if max_concurrent else None
+        self.log = get_logger("supertask.scheduler.service")
+
+    def start(self, scheduler: Any, alias: str) -> None:
+        super().start(scheduler, alias)
+        self.started_at = self._up_since or datetime.now(UTC)
+        self._pool = ThreadPoolExecutor(self.max_workers, thread_name_prefix="supertask-run")
+        from supertask.runs import follow
+
+        if follow.available() and self._follower is None:
+            self._follower = follow.Follower()
+            self._finisher = runner.Finisher(self.ctx)
+
+    def shutdown(self, wait: bool = True) -> None:
+        """No new runs; with ``wait``, wait for the runs in flight to be written down."""
+        self._report_coalesced()
+        if wait and self._follower is not None:
+            self._follower.close()
+            self._finisher.close()  # type: ignore[union-attr]
+        if self._pool is not None:
+            self._pool.shutdown(wait=wait, cancel_futures=not wait)
+
+    def _do_submit_job(self, job: Any, run_times: list[datetime]) -> None:  # pragma: no cover
+        raise NotImplementedError  # submit_job below replaces BaseExecutor's path
+
+    def submit_job(self, job: Any, run_times: list[datetime]) -> None:
+        """Decide what the due fires of ``job`` become.
+
+        Misfires: fires more than ``misfire_grace`` late (the scheduler was down or
+        busy) do not run; they become one ``skipped`` run row naming how many were
+        missed and when. Of the fires within the grace, ``catch_up: latest`` (the
+        default) runs only the latest (they are coalesced); ``catch_up: all`` runs each,
+        oldest first. A fire due before this scheduler came up (while it was down) runs
+        with reason ``catch-up``, else ``schedule``: a ``once``, ``@restart`` or
+        ``@reboot`` job firing at start-up, or a fire due while the timetable was being
+        synced, is on schedule.
+        """
+        found = self.jobstore.definition(job.id)
+        if found is None:
+            return
+        namespace, definition = found
+        now = datetime.now(UTC)
+        grace = definition.misfire_grace
+        late = [t for t in run_times if (now - t).total_seconds() > grace]
+        timely = [t for t in run_times if (now - t).total_seconds() <= grace]
+        if late:
+            first, last = late[0], late[-1]
+            span = first.isoformat() if first == last else f"{first.isoformat()} to {last.isoformat()}"
+            message = (
+                f"missed {len(late)} fire(s) ({span}) by more than misfire_grace "
+                f"{grace:g}s; the scheduler was not running or was overloaded"
+            )
+            self.log.warning("fires missed", job=definition.name, namespace=namespace, missed=len(late),
+                             first=first.isoformat(), last=last.isoformat())
+            self._skip(namespace, definition, last, message)
+        if not timely:
+            return
+        fires = timely if definition.catch_up == "all" else timely[-1:]
+        if len(fires) < len(timely):
+            self._coalesced(namespace, definition, timely[:-1])
+        reasons = [Reason.CATCH_UP if fire < self.started_at else Reason.SCHEDULE for fire in fires]
+        self.submit(namespace, definition, fires[0], reasons[0], then=list(zip(fires[1:], reasons[1:], strict=True)))
+
+    def submit(
+        self, namespace: str, definition: Job, fire: datetime, reason: Reason,
+        then: list[tuple[datetime, Reason]] | None = None,
+    ) -> bool:
+        """Start a run of ``definition`` for ``fire``, as its ``overlap`` policy says;
+        the fires in ``then`` (``catch_up: all``) run after it, one by one, oldest first.
+
+        - ``skip`` (default): while a run of the job is in flight, the fire becomes a
+          ``skipped`` row and a warning event.
+        - ``queue``: the fire waits (a ``queued`` row) and starts when the run in flight
+          ends; at most one waits, a further fire is skipped.
+        - ``allow``: runs side by side, at most ``max_concurrent`` (when set); beyond
+          that the fire is skipped.
+        """
+        key = f"{namespace}/{definition.name}"
+        policy = definition.overlap
+        with self._guard:
+            busy = self._inflight[key]
+            verdict = "run"
+            if busy and policy is Overlap.SKIP:
+                verdict = "skip"
+            elif busy and policy is Overlap.QUEUE:
+                verdict = "skip" if key in self._waiting else "queue"
+            elif policy is Overlap.ALLOW and definition.max_concurrent and busy >= definition.max_concurrent:
+                verdict = "skip"
+            after = None
+            if (verdict == "skip" and policy is Overlap.SKIP and self._round_thread == threading.get_ident()
+                    and busy == self._following[key] and key in self._children and self._roundable(definition)):
+                # every run of the job in flight is one the follower carries, each started
+                # after the one before it had exited: only the newest child can still run,
+                # and whether it does is seen at the fire's start (_launch)
+                after, verdict = self._children[key], "run"
+            if verdict == "run":
+                self._inflight[key] += 1
+        if after is not None:
+            self._round.append((key, namespace, definition, fire, reason, then, after))
+            return True
+        if verdict != "run" and self._round_thread == threading.get_ident() and fire.timestamp() > time.time():
+            # decided ahead of its time (rounds.LEAD): the run in flight may end before
+            # it, so the fire is decided again at its time, as it would have been
+            return self._start_later(namespace, definition, fire, reason, then)
+        if verdict == "skip":
+            why = SKIPPED[policy].format(max_concurrent=definition.max_concurrent)
+            self._warn_skipped(namespace, definition, fire)
+            self._skip(namespace, definition, fire, why)
+            return False
+        if verdict == "queue":
+            run_id = self.ctx.store.claim_run(
+                namespace=namespace, job=definition.name, scheduled=fire, attempt=1, reason=reason.value,
+                host=self.ctx.settings.host, status=RunStatus.QUEUED,
+                message="waiting for the run in flight (overlap: queue)",
+            )
+            if run_id is None:
+                return False
+            with self._guard:
+                if self._inflight[key]:
+                    self._waiting[key] = _Waiting(run_id, definition, fire, reason)
+                    self.log.info("run queued", job=definition.name, namespace=namespace, run=run_id)
+                    return True
+                self._inflight[key] += 1  # the run in flight ended meanwhile
+            return self._start(key, namespace, definition, fire, reason, run_id)
+        return self._start(key, namespace, definition, fire, reason, None, then=then)
+
+    def _start_later(self, namespace: str, definition: Job, fire: datetime, reason: Reason,
+                     then: list[tuple[datetime, Reason]] | None) -> bool:
+        def at_its_time() -> None:
+            if not self.ctx.shutdown.wait(max(0.0, fire.timestamp() - time.time())):
+                self.submit(namespace, definition, fire, reason, then=then)
+
+        try:
+            assert self._pool is not None
+            self._pool.submit(at_its_time)
+        except RuntimeError:  # stopping
+            return False
+        return True
+
+    def submit_retry(self, namespace: str, definition: Job, fire: datetime, attempt: int) -> bool:
+        """Start attempt ``attempt`` of the fire at ``fire`` (a lost run's retry)."""
+        key = f"{namespace}/{definition.name}"
+        with self._guard:
+            self._inflight[key] += 1
+        return self._start(key, namespace, definition, fire, Reason.RETRY, None, attempt)
+
+    def _start(self, key: str, namespace: str, definition: Job, fire: datetime, reason: Reason,
+               run_id: int | None, attempt: int = 1, then: list[tuple[datetime, Reason]] | None = None) -> bool:
+        assert self._pool is not None, "executor not started"
+        if self._round_thread == threading.get_ident() and run_id is None and attempt == 1 \
+                and self._roundable(definition):
+            self._round.append((key, namespace, definition, fire, reason, then, None))
+            return True
+        try:
+            self._pool.submit(self._run, namespace, definition, fire, reason, key, run_id, attempt, then)
+        except RuntimeError:  # pool shut down: we are stopping
+            self._release(key)
+            return False
+        return True
+
+    def _roundable(self, definition: Job) -> bool:
+        """Whether a fire of the job can be started with the round's (a ``run:``
+        command: not a container, not steps; no jitter, no global cap)."""
+        return (definition.run is not None and not definition.run.startswith("docker:")
+                and not definition.jitter and self.ctx.slots is None)
+
+    def wait_launched(self, timeout: float = 60.0) -> bool:
+        """Wait until no round's children are being started."""
+        return self._launched.wait(timeout)
+
+    def collect_round(self) -> None:
+        """From now until :meth:`launch_round`, fires this thread submits that can be
+        started in one go (a ``run:`` command, no jitter, no global cap) are kept."""
+        self._round_thread = threading.get_ident()
+
+    def launch_round(self) -> float | None:
+        """Start the fires of the round: their rows claimed in one transaction, then
+        their children started one after another here, then each handed to a pool
+        thread that follows it to the end (:func:`supertask.runs.runner.prepare`). A round of
+        100 fires costs one commit, not 100 commits contending for the store, and the
+        first child starts first (docs/benchmarks.md). Returns when (``time.monotonic()``)
+        the round was ready to start its first child, None for an empty round."""
+        self._round_thread = None
+        if self._folded.jobs:
+            self._report_coalesced(due_only=True)
+        fires, self._round = self._round, []
+        if not fires:
+            return None
+        self._launched.clear()
+        try:
+            return self._launch(fires)
+        finally:
+            self._launched.set()
+
+    def _launch(self, fires: list[_Fire]) -> float:
+        settings = self.ctx.settings
+        try:
+            ids = self.ctx.store.claim_runs([
+                dict(namespace=ns, job=definition.name, scheduled=fire, attempt=1, reason=reason.value,
+                     host=settings.host, log_dir=settings.log_dir)
+                for _, ns, definition, fire, reason, _, _ in fires
+            ])
+        except Exception:  # the store is away: each fire meets it alone (and is recorded as failing)
+            self.log.exception("claiming the round's fires failed; claiming them one by one")
+            for key, ns, definition, fire, reason, then, after in fires:
+                if after is not None and not _exited(after):
+                    self._release(key)
+                    self._skip(ns, definition, fire, SKIPPED[Overlap.SKIP])
+                    continue
+                self._submit_run(key, ns, definition, fire, reason, None, then, None)
+            return time.monotonic()
+        ready = []
+        for (key, ns, definition, fire, reason, then, after), run_id in zip(fires, ids, strict=True):
+            if run_id is None:
+                self.log.info("fire already claimed", job=definition.name, namespace=ns, scheduled=fire.isoformat())
+                self._release(key)
+                continue
+            ready.append((key, ns, definition, fire, reason, run_id, then,
+                          prepare(self.ctx, ns, definition, fire, 1, run_id), after))
+        prepared = time.monotonic()
+        skipped = []
+        for item in ready:
+            fire, begun, after = item[3], item[7], item[8]
+            early = fire.timestamp() - time.time()  # the round is decided ahead (rounds.LEAD)
+            if early > 0:
+                time.sleep(early)
+            if after is not None and not _exited(after):
+                skipped.append(item)  # the job's run in flight still runs: overlap: skip
+                continue
+            try:
+                begun.start()
+            except Exception:  # the pool thread starts it the usual way, and meets what failed
+                begun.command, begun.started = None, None
+        if skipped:
+            self._skip_claimed(skipped)
+            gone = {id(item) for item in skipped}
+            ready = [item for item in ready if id(item) not in gone]
+        # handed on only now: a thread woken per child would take turns with the starts
+        for key, ns, definition, fire, reason, run_id, then, begun, _ in ready:
+            if self._follower is not None and isinstance(begun.started, subprocess.Popen):
+                if _tracked(definition, then):
+                    with self._guard:
+                        self._children[key] = begun.started
+                        self._following[key] += 1
+                done = functools.partial(self._followed, key, ns, definition, fire, then, begun.started)
+                try:
+                    runner.follow(self.ctx, self._follower, self._finisher, ns, definition, fire, reason,  # type: ignore[arg-type]
+                                  begun, done)
+                    continue
+                except RuntimeError:  # the follower is stopping: a thread of its own follows it
+                    pass
+            self._submit_run(key, ns, definition, fire, reason, run_id, then, begun)
+        return prepared
+
+    def _followed(self, key: str, namespace: str, definition: Job, fire: datetime,
+                  then: list[tuple[datetime, Reason]] | None, child: subprocess.Popen[bytes], run_id: int,
+                  outcome: runner.Outcome) -> None:
+        """A followed run is written down: a pool thread carries on with its retries,
+        notifications and the fires queued behind it, if it has any."""
+        if _tracked(definition, then):
+            with self._guard:
+                if self._children.get(key) is child:
+                    del self._children[key]
+                self._following[key] -= 1
+                if self._following[key] <= 0:
+                    del self._following[key]
+        if not then and not runner.needs_after(definition, outcome):
+            self._release(key)
+            return
+        args = (key, namespace, definition, fire, then, run_id, outcome)
+        try:
+            assert self._pool is not None
+            self._pool.submit(self._carry_on, *args)
+        except RuntimeError:  # the pool is shutting down
+            threading.Thread(target=self._carry_on, args=args, daemon=True).start()
+
+    def _carry_on(self, key: str, namespace: str, definition: Job, fire: datetime,
+                  then: list[tuple[datetime, Reason]] | None, run_id: int, outcome: runner.Outcome) -> None:
+        try:
+            runner.resume(self.ctx, namespace, definition, fire, 1, (run_id, outcome))
+            for fire_time, why in then or []:
+                if self.ctx.shutdown.is_set():
+                    return
+                execute(self.ctx, namespace, definition, fire_time, why)
+        except Exception:
+            self.log.exception("run failed inside supertask", job=definition.name, namespace=namespace)
+        finally:
+            self._release(key)
+
+    def _skip_claimed(self, items: list[tuple[Any, ...]]) -> None:
+        """Fires claimed with the round whose job's run still ran at their start:
+        their rows become ``skipped`` (written by the pool, after the round's starts)."""
+        now = datetime.now(UTC)
+        rows = []
+        for key, ns, definition, fire, _, run_id, _, _, _ in items:
+            with self.ctx.lock:
+                self.ctx.active.pop(run_id, None)
+            self._release(key)
+            self._warn_skipped(ns, definition, fire)
+            rows.append((run_id, dict(status=RunStatus.SKIPPED, started=None, finished=now, log_path=None,
+                                      message=SKIPPED[Overlap.SKIP])))
+        self._by_pool(functools.partial(self.ctx.store.update_runs, rows))
+
+    def _submit_run(self, key: str, namespace: str, definition: Job, fire: datetime, reason: Reason,
+                    run_id: int | None, then: list[tuple[datetime, Reason]] | None, begun: Begun | None) -> None:
+        args = (namespace, definition, fire, reason, key, run_id, 1, then, begun)
+        try:
+            assert self._pool is not None
+            self._pool.submit(self._run, *args)
+        except RuntimeError:  # the pool is shutting down: a started child is still followed
+            if begun is None:
+                self._release(key)
+            else:
+                threading.Thread(target=self._run, args=args, daemon=True).start()
+
+    def _run(self, namespace: str, definition: Job, fire: datetime, reason: Reason, key: str,
+             run_id: int | None, attempt: int = 1, then: list[tuple[datetime, Reason]] | None = None,
+             begun: Begun | None = None) -> None:
+        try:
+            early = fire.timestamp() - time.time()  # decided ahead of its time (rounds.LEAD)
+            if early > 0 and self.ctx.shutdown.wait(early):
+                return
+            if definition.jitter and self.ctx.shutdown.wait(random.uniform(0, definition.jitter)):
+                return
+            for fire_time, why in [(fire, reason), *(then or [])]:
+                if self.ctx.shutdown.is_set() and begun is None:
+                    return
+                execute(self.ctx, namespace, definition, fire_time, why, attempt=attempt, run_id=run_id, begun=begun)
+                run_id, attempt, begun = None, 1, None
+        except Exception:
+            self.log.exception("run failed inside supertask", job=definition.name, namespace=namespace)
+        finally:
+            self._release(key)
+
+    def _release(self, key: str) -> None:
+        with self._guard:
+            self._inflight[key] -= 1
+            if self._inflight[key] <= 0:
+                del self._inflight[key]
+            waiting = self._waiting.pop(key, None)
+            if waiting is not None:
+                self._inflight[key] += 1
+        if waiting is not None:
+            ns = key.split("/", 1)[0]
+            if self.ctx.shutdown.is_set():
+                self.ctx.store.update_run(waiting.run_id, status=RunStatus.SKIPPED,
+                                          message="the scheduler stopped before this queued run could start")
+                self._release(key)
+                return
+            self._start(key, ns, waiting.definition, waiting.fire, waiting.reason, waiting.run_id)
+
+    def _skip(self, namespace: str, definition: Job, fire: datetime, message: str) -> None:
+        """Record a skipped fire; written by the pool, so the scheduler thread keeps
+        dispatching while the store is busy."""
+        self._by_pool(functools.partial(
+            self.ctx.store.claim_run, namespace=namespace, job=definition.name, scheduled=fire,
+            attempt=1, reason=Reason.SCHEDULE.value, host=self.ctx.settings.host,
+            status=RunStatus.SKIPPED, message=message,
+        ))
+
+    def _by_pool(self, write: Callable[[], object]) -> None:
+        """A write to the store the pool makes (the caller goes on); here when stopping."""
+        try:
+            assert self._pool is not None
+            self._pool.submit(write)
+        except (RuntimeError, AssertionError):
+            write()
+
+    def _coalesced(self, namespace: str, definition: Job, folded: list[datetime]) -> None:
+        """Fires ``catch_up: latest`` folded into the job's next (the scheduler was down,
+        or is behind its fires), tallied in the scheduler's thread: "fires coalesced" is
+        logged with the round, then at most once every :data:`COALESCED_EVERY` seconds
+        with the tally since, so that a scheduler too busy for its fires says so without
+        a line for each."""
+        with self.ctx.lock:
+            self.ctx.coalesced[(namespace, definition.name)] += len(folded)
+        tally = self._folded
+        tally.jobs[(namespace, definition.name)] += len(folded)
+        tally.first = min(tally.first or folded[0], folded[0])
+        tally.last = max(tally.last or folded[-1], folded[-1])
+
+    def _report_coalesced(self, due_only: bool = False) -> None:
+        if due_only and time.monotonic() - self._folded_at < COALESCED_EVERY:
+            return
+        tally, self._folded = self._folded, _Folded()
+        self._folded_at = time.monotonic()
+        if not tally.jobs:
+            return
+        namespace, name = min(tally.jobs)
+        assert tally.first is not None and tally.last is not None
+        self.log.warning(
+            "fires coalesced", fires=sum(tally.jobs.values()), jobs=len(tally.jobs), job=name, namespace=namespace,
+            first=tally.first.isoformat(), last=tally.last.isoformat(),
+            hint="catch_up: latest ran only the latest of each job's overdue fires; a scheduler that "
+                 "keeps doing this is behind its fires (docs/operations.md)",
+        )
+
+    def _warn_skipped(self, namespace: str, definition: Job, fire: datetime) -> None:
+        self.log.warning("run skipped: previous run still in flight", job=definition.name,
+                         namespace=namespace, scheduled=fire.isoformat(), overlap=definition.overlap.value)
+
+    def in_flight(self) -> int:
+        with self._guard:
+            return sum(self._inflight.values())
+
+    def busy(self, namespace: str, name: str) -> int:
+        """Runs of one job in flight: running, or waiting between attempts to retry."""
+        with self._guard:
+            return self._inflight.get(f"{namespace}/{name}", 0)

@@ -1,0 +1,601 @@
+"""`when:` text -> APScheduler 3 triggers with cron's exact meaning.
+
+One class, :class:`Schedule`, is the trigger for every form of ``when:`` (cron,
+``@alias``, ``every DURATION``, an ISO date-time, ``once``/``now``, ``@reboot``, ``@restart``).
+Cron maths is croniter's, driven on *wall-clock* time (croniter run in UTC, which
+has no DST); this module owns only how wall-clock matches become instants, which
+is where cron's DST rules live, and cronie's day rule: when day-of-month and
+day-of-week are both restricted a day matching either fires, but a day field that
+*begins with* ``*`` (``*/2`` too) counts as unrestricted, so then a day must match
+both (``0 0 */2 * mon``: Mondays that fall on an odd date; croniter alone would
+read it as either). docs/schedules.md is the user-facing account.
+
+DST, as cronie (vixie cron) does it. A cron schedule is a *wildcard* schedule when
+its minute or hour field begins with ``*``, else a *fixed-time* schedule:
+
+- wildcard: fires at every instant whose local wall-clock time matches, so it
+  follows elapsed real time (an hourly job fires 23 times on a spring-forward day
+  and 25 times on a fall-back day; times skipped by a jump never fire);
+- fixed-time: a wall-clock time skipped by a spring-forward jump fires once, right
+  after the jump (several skipped times collapse into that one fire); a time that
+  occurs twice in a fall-back hour fires once, at its first occurrence.
+"""
+
+from __future__ import annotations
+
+import copy
+import difflib
+import functools
+import re
+from datetime import datetime, timedelta, tzinfo
+from datetime import timezone as dt_timezone
+from typing import TYPE_CHECKING, Any
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError, available_timezones
+
+if TYPE_CHECKING:
+    from croniter import croniter
+
+from supertask.errors import ScheduleError
+
+UTC = dt_timezone.utc
+_TICK = timedelta(microseconds=1)
+_WEEK = timedelta(days=7)  # no zone changes its UTC offset twice within a week
+_STATE_VERSION = 1
+#: Kinds that fire when added and then only when the scheduler (re)starts them:
+#: ``@reboot`` after a boot, ``@restart`` at every start (supertask.scheduler.reboot decides).
+START_KINDS = ("once", "reboot", "restart")
+
+ALIASES = {
+    "@yearly": "0 0 1 1 *",
+    "@annually": "0 0 1 1 *",
+    "@monthly": "0 0 1 * *",
+    "@weekly": "0 0 * * 0",
+    "@daily": "0 0 * * *",
+    "@midnight": "0 0 * * *",
+    "@hourly": "0 * * * *",
+}
+_MONTHS = "jan feb mar apr may jun jul aug sep oct nov dec".split()
+_DAYS = "sun mon tue wed thu fri sat".split()
+# (name, low, high, names); names[i] means low + i
+_SECOND, _MINUTE, _HOUR = ("second", 0, 59, ()), ("minute", 0, 59, ()), ("hour", 0, 23, ())
+_DOM, _MONTH = ("day-of-month", 1, 31, ()), ("month", 1, 12, tuple(_MONTHS))
+_DOW, _YEAR = ("day-of-week", 0, 7, tuple(_DAYS)), ("year", 1970, 2099, ())
+_LAYOUTS = {
+    5: (_MINUTE, _HOUR, _DOM, _MONTH, _DOW),
+    6: (_SECOND, _MINUTE, _HOUR, _DOM, _MONTH, _DOW),
+    7: (_SECOND, _MINUTE, _HOUR, _DOM, _MONTH, _DOW, _YEAR),
+}
+_FORMS = (
+    "cron takes 5 fields (minute hour day-of-month month day-of-week), "
+    "6 (second first) or 7 (second first, year last)"
+)
+_UNITS = {"ms": 0.001, "s": 1.0, "m": 60.0, "h": 3600.0, "d": 86400.0, "w": 604800.0}
+_UNIT_WORDS = {
+    **dict.fromkeys(["msec", "msecs", "millis", "millisecond", "milliseconds"], "ms"),
+    **dict.fromkeys(["sec", "secs", "second", "seconds"], "s"),
+    **dict.fromkeys(["min", "mins", "minute", "minutes"], "m"),
+    **dict.fromkeys(["hr", "hrs", "hour", "hours"], "h"),
+    **dict.fromkeys(["day", "days"], "d"),
+    **dict.fromkeys(["wk", "wks", "week", "weeks"], "w"),
+}
+_EVERY_RE = re.compile(r"^(@?every)\b\s*(.*)$", re.IGNORECASE)
+_PART_RE = re.compile(r"(\d+(?:\.\d*)?|\.\d+)\s*([a-z]*)\s*", re.IGNORECASE)
+_ISO_RE = re.compile(
+    r"^\d{4}-\d\d-\d\d(?:[T ]\d\d:\d\d(?::\d\d(?:\.\d+)?)?)?(?:Z|[+-]\d\d:?\d\d)?$"
+)
+
+
+#: Cron fires computed lately, shared by all schedules: ``(when, zone, after) -> next``.
+#: A round asks each due job for its next fire two or three times, and jobs often
+#: share an expression (100 jobs ``* * * * * *``: one computation, not 300).
+_NEXT: dict[tuple[str, tzinfo, datetime], datetime | None] = {}
+_NEXT_SIZE = 4096
+_UNKNOWN: Any = object()
+
+
+class Schedule:
+    """An APScheduler 3 trigger for one ``when:`` text in one time zone.
+
+    It is registered as a (virtual) ``BaseTrigger`` subclass by
+    :func:`register_with_apscheduler`, which the modules that drive APScheduler call:
+    importing APScheduler costs a one-shot run or ``next`` ~60 ms they do not need, and
+    croniter is imported only by cron schedules for the same reason.
+
+    ``get_next_fire_time(None, now)`` gives the first fire at or after ``now``;
+    ``get_next_fire_time(previous, now)`` the first fire strictly after
+    ``previous``, even when that is before ``now`` (APScheduler enumerates missed
+    fires that way, as its own CronTrigger does). Results are aware datetimes in
+    :attr:`timezone`. ``once``/``now`` and ``@reboot`` fire at ``now`` when added
+    and never again; a date-time fires once (at its time, even if past, as
+    APScheduler's DateTrigger); an interval fires at ``now + interval`` and then
+    every interval of real time after the previous fire.
+    """
+
+    kind: str = "cron"
+
+    def __init__(self, when: str, tz: str | tzinfo | None = None):
+        self.when = when
+        self.timezone = tz if isinstance(tz, ZoneInfo) else _as_zone(tz)
+        self._cron: croniter | None = None
+        self._wild = False
+        self._interval = timedelta(0)
+        self._run_date: datetime | None = None
+        self._shown_date: datetime | None = None
+        self._parse(when.strip())
+
+    # -- parsing ---------------------------------------------------------------
+
+    def _fail(self, reason: str, hint: str | None = None) -> ScheduleError:
+        return ScheduleError(self.when, reason, hint)
+
+    def _parse(self, text: str) -> None:
+        low = text.lower()
+        if not text:
+            raise self._fail("it is empty", "'0 3 * * *', '@daily' or 'every 5m'")
+        if low in ("once", "now"):
+            self.kind = "once"
+        elif low in ("@reboot", "@restart"):
+            self.kind = low[1:]
+        elif _EVERY_RE.match(text):
+            self.kind = "interval"
+            self._interval = _parse_every(self, text)
+        elif low in ALIASES:
+            self._parse_cron(ALIASES[low])
+        elif low.startswith("@"):
+            close = difflib.get_close_matches(low, [*ALIASES, "@reboot", "@restart", "@every"], 1, 0.6)
+            raise self._fail(
+                f"unknown alias {text.split()[0]!r}; the aliases are "
+                + " ".join([*ALIASES, "@reboot", "@restart", "@every DURATION"]),
+                f"{close[0]!r}" if close else None,
+            )
+        elif re.match(r"^\d{4}-", text):
+            self.kind = "date"
+            self._parse_date(text)
+        else:
+            self._parse_cron(text)
+
+    def _parse_date(self, text: str) -> None:
+        example = "'2026-12-24T18:00:00+01:00' (ISO 8601)"
+        if not _ISO_RE.match(text):
+            raise self._fail("not an ISO 8601 date-time", example)
+        try:
+            parsed = datetime.fromisoformat(text[:-1] + "+00:00" if text.endswith("Z") else text)
+        except ValueError as exc:
+            raise self._fail(f"not a valid date-time ({exc})", example) from None
+        if parsed.tzinfo is None:  # wall-clock time in the job's zone, cron's DST rules
+            self._run_date = self._first_instant(parsed).astimezone(self.timezone)
+            self._shown_date = self._run_date
+        else:
+            self._run_date, self._shown_date = parsed.astimezone(self.timezone), parsed
+
+    def _parse_cron(self, text: str) -> None:
+        fields = text.lower().split()
+        layout = _LAYOUTS.get(len(fields))
+        if layout is None:
+            hint = f"'@{fields[0]}'" if len(fields) == 1 and f"@{fields[0]}" in ALIASES else None
+            if len(fields) == 2 and fields[0] == "every":
+                hint = "'every 5m'"
+            reason = f"it has {len(fields)} field{'s' if len(fields) != 1 else ''}; {_FORMS}"
+            if len(fields) == 1:
+                reason = (
+                    "it is none of cron (5, 6 or 7 fields), an @alias, 'every DURATION', "
+                    "an ISO 8601 date-time, 'once' or 'now'"
+                )
+            raise self._fail(reason, hint)
+        fields = [
+            _check_field(self, spec, field) for spec, field in zip(layout, fields, strict=True)
+        ]
+        first = len(fields) - 5 if len(fields) < 7 else 1  # index of the minute field
+        self._wild = fields[first].startswith("*") or fields[first + 1].startswith("*")
+        expr = " ".join(fields)
+        dom, dow = fields[first + 2], fields[first + 4]
+        from croniter import CroniterBadCronError, croniter
+
+        # cronie's day rule: a day field that begins with '*' (``*/2`` too) leaves the
+        # other one alone (both must match); croniter would take ``*/2`` as restricted
+        day_or = not (dom.startswith("*") or dow.startswith("*"))
+        try:
+            if dow in ("*", "?"):  # croniter's strict check ignores the dom/dow OR rule
+                croniter.expand(expr, second_at_beginning=True, strict=True)
+            self._cron = croniter(
+                expr, datetime(2000, 1, 1, tzinfo=UTC), day_or=day_or, second_at_beginning=True
+            )
+        except CroniterBadCronError as exc:
+            if "can never occur" in str(exc):
+                raise self._fail(
+                    f"it never fires: day {dom} never occurs in month {fields[first + 3]}"
+                ) from None
+            raise self._fail(f"cron rejects it ({exc})", "'0 3 * * *'") from None
+        if self._wall_next(datetime.now(UTC).replace(tzinfo=None)) is None:
+            if len(fields) == 7:
+                raise self._fail(
+                    f"it never fires: no date matches in the year(s) {fields[6]} from now on"
+                )
+            if dom not in ("*", "?") and dow not in ("*", "?") and re.search(r"[#lw]", dom + dow):
+                raise self._fail(
+                    "croniter cannot combine a day-of-month with '#', 'L' or 'W' days",
+                    "two jobs, one per day rule",
+                )
+            raise self._fail("it never fires: no date matches it")
+
+    # -- computing fires -------------------------------------------------------
+
+    def get_next_fire_time(  # type: ignore[override]
+        self, previous_fire_time: datetime | None, now: datetime
+    ) -> datetime | None:
+        if now.tzinfo is None:
+            now = now.replace(tzinfo=self.timezone)
+        if self.kind in START_KINDS:
+            return now.astimezone(self.timezone) if previous_fire_time is None else None
+        if self.kind == "date":
+            return self._run_date if previous_fire_time is None else None
+        if self.kind == "interval":
+            base = now if previous_fire_time is None else previous_fire_time
+            return (base.astimezone(UTC) + self._interval).astimezone(self.timezone)
+        if previous_fire_time is None:
+            after = now.astimezone(UTC) - _TICK  # at or after now
+        else:
+            after = previous_fire_time.astimezone(UTC)
+        key = (self.when, self.timezone, after)
+        found = _NEXT.get(key, _UNKNOWN)
+        if found is _UNKNOWN:
+            found = self._next_wild(after) if self._wild else self._next_fixed(after)
+            if len(_NEXT) >= _NEXT_SIZE:
+                _NEXT.clear()
+            _NEXT[key] = found
+        return found.astimezone(self.timezone) if found is not None else None
+
+    def _wall_next(self, wall: datetime) -> datetime | None:
+        """The first wall-clock time strictly after ``wall`` (naive) that cron matches."""
+        from croniter import CroniterBadDateError  # imported already: self._cron is a croniter
+
+        cron = copy.copy(self._cron)  # croniter keeps a cursor; a copy keeps threads apart
+        try:
+            found = cron.get_next(datetime, start_time=wall.replace(tzinfo=UTC))  # type: ignore[union-attr]
+        except CroniterBadDateError:
+            return None
+        return found.replace(tzinfo=None)
+
+    def _next_fixed(self, after: datetime) -> datetime | None:
+        """Fixed-time rule: each matching wall time at its first instant; a skipped one
+        right after the jump. That map only ever moves forward, so walk wall times."""
+        wall = after.astimezone(self.timezone).replace(tzinfo=None)
+        while (wall := self._wall_next(wall)) is not None:  # type: ignore[assignment]
+            instant = self._first_instant(wall)
+            if instant > after:  # else: `after` lies in the second pass of a repeated hour
+                return instant
+        return None
+
+    def _next_wild(self, after: datetime) -> datetime | None:
+        """Wildcard rule: the first instant after ``after`` whose local wall time
+        matches. Between two offset changes wall time is UTC plus a constant."""
+        cursor, inclusive = after, False
+        while True:
+            offset = _offset(self.timezone, cursor)
+            wall = (cursor + offset).replace(tzinfo=None) - (_TICK if inclusive else timedelta(0))
+            found = self._wall_next(wall)
+            if found is None:
+                return None
+            instant = (found - offset).replace(tzinfo=UTC)
+            change = _first_change(self.timezone, cursor, instant)
+            if change is None:
+                return instant
+            cursor, inclusive = change, True  # no match before the change; go on past it
+
+    def _first_instant(self, wall: datetime) -> datetime:
+        """The UTC instant of a naive wall time: its first occurrence when the time is
+        repeated, the end of the gap when a spring-forward jump skipped it."""
+        first = wall.replace(tzinfo=self.timezone, fold=0).astimezone(UTC)
+        if first.astimezone(self.timezone).replace(tzinfo=None) == wall:
+            return first
+        other = wall.replace(tzinfo=self.timezone, fold=1).astimezone(UTC)
+        return _transition(self.timezone, min(first, other), max(first, other))
+
+    # -- presentation and persistence -------------------------------------------
+
+    def describe(self) -> str:
+        if self.kind == "once":
+            return "once, when the job is first synced or changed"
+        if self.kind == "reboot":
+            return "once after each boot, when the scheduler starts"
+        if self.kind == "restart":
+            return "at each scheduler start"
+        if self.kind == "interval":
+            return _describe_interval(self._interval)
+        if self.kind == "date":
+            shown = self._shown_date
+            assert shown is not None
+            text = shown.strftime("%Y-%m-%d %H:%M" + (":%S" if shown.second else ""))
+            return f"once, at {text} {_format_offset(shown.utcoffset())}"
+        from cron_descriptor import get_description  # imported only when describing
+
+        expr = ALIASES.get(self.when.strip().lower(), " ".join(self.when.split()))
+        try:
+            return get_description(expr)
+        except Exception:  # cron-descriptor lags croniter on a few forms; fall back
+            return expr
+
+    def __getstate__(self) -> dict[str, object]:
+        return {"version": _STATE_VERSION, "when": self.when, "timezone": self.timezone}
+
+    def __setstate__(self, state: dict[str, object]) -> None:
+        if state.get("version") != _STATE_VERSION:
+            raise ValueError(f"schedule state version {state.get('version')!r} is not supported")
+        self.__init__(state["when"], state["timezone"])  # type: ignore[misc]
+
+    def __eq__(self, other: object) -> bool:
+        if not isinstance(other, Schedule):
+            return NotImplemented
+        return (self.when, str(self.timezone)) == (other.when, str(other.timezone))
+
+    def __hash__(self) -> int:
+        return hash((self.when, str(self.timezone)))
+
+    def __repr__(self) -> str:
+        return f"<Schedule {self.kind} {self.when!r} in {self.timezone}>"
+
+    __str__ = __repr__
+
+
+def register_with_apscheduler() -> None:
+    """Make :class:`Schedule` an APScheduler trigger: a virtual ``BaseTrigger`` subclass
+    (``BaseTrigger`` is an ABC whose only concrete method, ``_apply_jitter``, APScheduler
+    never calls; jitter is the executor's). Idempotent."""
+    from apscheduler.triggers.base import BaseTrigger
+
+    BaseTrigger.register(Schedule)
+
+
+def resolve_timezone(name: str | None) -> ZoneInfo:
+    """An IANA zone name -> ZoneInfo; ``None`` -> the machine's zone (cron uses local
+    time), UTC when it cannot be told. An unknown name raises ValueError."""
+    if name is None:
+        try:
+            import tzlocal
+
+            return ZoneInfo(tzlocal.get_localzone_name() or "UTC")
+        except Exception:
+            return ZoneInfo("UTC")
+    try:
+        return ZoneInfo(name)
+    except (ZoneInfoNotFoundError, ValueError, TypeError):
+        pass
+    message = f"unknown time zone {name!r}; use an IANA name such as Europe/Berlin or UTC"
+    zones = {zone.lower(): zone for zone in available_timezones()}
+    close = difflib.get_close_matches(str(name).lower(), list(zones), 1, 0.7)
+    if close:
+        message += f" (did you mean {zones[close[0]]!r}?)"
+    raise ValueError(message)
+
+
+def parse_when(when: str, timezone: str | tzinfo | None = None) -> Schedule:
+    """Read one ``when:`` text; raises ScheduleError saying what would be accepted.
+
+    A Schedule holds no per-job state (each call works on a copy of its croniter), so
+    jobs that share a ``when:`` and zone share one: 10,000 jobs with one schedule parse
+    it once, and hold it once.
+    """
+    if timezone is None:  # the machine's zone, as of now (it is part of the cache key)
+        timezone = resolve_timezone(None)
+    return _parse_when_cached(when, timezone)
+
+
+@functools.lru_cache(maxsize=4096)
+def _parse_when_cached(when: str, timezone: str | tzinfo | None) -> Schedule:
+    return Schedule(when, timezone)
+
+
+def upcoming(schedule: Schedule, after: datetime, count: int) -> list[datetime]:
+    """The next ``count`` fires strictly after ``after``, found by calling the trigger
+    as APScheduler does (None first, then each previous fire), so what ``supertask
+    next`` shows is what fires. ``once``/``now``/``@reboot`` fire when added: [after]."""
+    if after.tzinfo is None:
+        after = after.replace(tzinfo=schedule.timezone)
+    fires: list[datetime] = []
+    fire = schedule.get_next_fire_time(None, after)
+    if schedule.kind in START_KINDS:
+        return [fire][:count] if fire is not None else []
+    after_utc = after.astimezone(UTC)  # same-zone comparisons would ignore the DST fold
+    while fire is not None and len(fires) < count:
+        if fire.astimezone(UTC) > after_utc:
+            fires.append(fire)
+        fire = schedule.get_next_fire_time(fire, after)
+    return fires
+
+
+def dst_notes(schedule: Schedule, fires: list[datetime]) -> list[str]:
+    """Where a daylight-saving change moves, drops or doubles one of ``fires`` (as
+    :func:`upcoming` lists them) against the plain wall-clock reading of the cron
+    expression; the rules are in the module docstring. Empty for other kinds."""
+    if schedule.kind != "cron" or not fires:
+        return []
+    notes: list[str] = []
+    zone = schedule.timezone
+    for before, fire in zip([None, *fires], fires, strict=False):
+        wall = fire.astimezone(zone).replace(tzinfo=None)
+        if not _matches(schedule, wall):
+            notes.append(f"{_stamp(fire)}: moved by DST; its wall-clock time does not exist that day "
+                         "(clocks go forward), so it fires right after the jump")
+        elif _ambiguous(zone, wall):
+            if schedule._wild:
+                notes.append(f"{_stamp(fire)}: in the hour DST repeats (clocks go back); "
+                             "this schedule fires in both passes")
+            else:
+                notes.append(f"{_stamp(fire)}: {wall:%H:%M} happens twice (clocks go back); "
+                             "it fires once, at the first")
+        if before is not None and schedule._wild:
+            wall_before = before.astimezone(zone).replace(tzinfo=None)
+            missed = schedule._wall_next(wall_before)
+            if missed is not None and missed < wall and not _exists(zone, missed):
+                notes.append(f"{missed:%Y-%m-%d %H:%M}: skipped; DST jumps over it (clocks go forward)")
+    return list(dict.fromkeys(notes))
+
+
+def _matches(schedule: Schedule, wall: datetime) -> bool:
+    found = schedule._wall_next(wall - _TICK)
+    return found == wall.replace(microsecond=0) if found is not None else False
+
+
+def _exists(zone: tzinfo, wall: datetime) -> bool:
+    return wall.replace(tzinfo=zone).astimezone(UTC).astimezone(zone).replace(tzinfo=None) == wall
+
+
+def _ambiguous(zone: tzinfo, wall: datetime) -> bool:
+    return wall.replace(tzinfo=zone, fold=0).utcoffset() != wall.replace(tzinfo=zone, fold=1).utcoffset() and _exists(zone, wall)
+
+
+def _stamp(fire: datetime) -> str:
+    return fire.strftime("%Y-%m-%d %H:%M %Z")
+
+
+# -- helpers -------------------------------------------------------------------
+
+
+def _as_zone(tz: str | tzinfo | None) -> tzinfo:
+    if tz is None or isinstance(tz, str):
+        return resolve_timezone(tz)
+    if tz is UTC:
+        return ZoneInfo("UTC")
+    name = getattr(tz, "key", None) or getattr(tz, "zone", None)  # zoneinfo, pytz
+    return ZoneInfo(name) if isinstance(name, str) else tz  # else a fixed offset
+
+
+def _offset(tz: tzinfo, instant: datetime) -> timedelta:
+    return instant.astimezone(tz).utcoffset() or timedelta(0)
+
+
+def _transition(tz: tzinfo, low: datetime, high: datetime) -> datetime:
+    """The first whole second in (low, high] whose offset differs from low's; the
+    caller knows that offset changes there once. Binary search: ~20 steps a week."""
+    before = _offset(tz, low)
+    lo, hi = int(low.timestamp()), -int(-high.timestamp() // 1)
+    while hi - lo > 1:
+        mid = (lo + hi) // 2
+        if _offset(tz, datetime.fromtimestamp(mid, UTC)) == before:
+            lo = mid
+        else:
+            hi = mid
+    return datetime.fromtimestamp(hi, UTC)
+
+
+def _first_change(tz: tzinfo, start: datetime, end: datetime) -> datetime | None:
+    """The first instant in (start, end] where the zone's UTC offset changes, if any."""
+    before = _offset(tz, start)
+    low = start
+    while low < end:
+        high = min(low + _WEEK, end)
+        if _offset(tz, high) != before:
+            return _transition(tz, low, high)
+        low = high
+    return None
+
+
+def _check_field(schedule: Schedule, spec: tuple, text: str) -> str:
+    """Validate one cron field with a precise message; returns croniter's spelling."""
+    name, low, high, names = spec
+    out = []
+    for item in text.split(","):
+        if name == "day-of-week" and (m := re.fullmatch(r"(\w+)#(\w+)", item)):
+            _value(schedule, spec, m[1])
+            if not (m[2].isdigit() and 1 <= int(m[2]) <= 5):
+                raise schedule._fail(f"in {item!r}, #{m[2]} must be 1 to 5 (the n-th such day)")
+        elif name == "day-of-week" and (m := re.fullmatch(r"l(\w+)|(\w+)l", item)):
+            item = "l" + str(_value(schedule, spec, m[1] or m[2]) % 7)  # croniter says L5
+        elif name == "day-of-month" and (m := re.fullmatch(r"l|(\d+)w", item)):
+            if m[1]:
+                _value(schedule, spec, m[1])
+        else:
+            base, _, step = item.partition("/")
+            if "/" in item and not (step.isdigit() and int(step) > 0):
+                raise schedule._fail(
+                    f"{name} step {step!r} in {item!r} must be a whole number of 1 or more"
+                )
+            if base == "?" and name not in ("day-of-month", "day-of-week"):
+                raise schedule._fail(
+                    f"'?' is only allowed in day-of-month and day-of-week, not in {name}"
+                )
+            if base not in ("*", "?"):
+                for part in base.split("-", 1):
+                    _value(schedule, spec, part)
+        out.append(item)
+    return ",".join(out)
+
+
+def _value(schedule: Schedule, spec: tuple, token: str) -> int:
+    name, low, high, names = spec
+    if token.isdigit():
+        value = int(token)
+        if not low <= value <= high:
+            extra = " (0 and 7 are Sunday)" if name == "day-of-week" else ""
+            raise schedule._fail(f"{name} {value} out of range {low}-{high}{extra}")
+        return value
+    if token in names:
+        return low + names.index(token)
+    if names:
+        close = difflib.get_close_matches(token[:3], names, 1, 0.5)
+        raise schedule._fail(
+            f"{name} {token!r} is neither a number {low}-{high} nor one of {' '.join(names)}",
+            f"{close[0]!r}" if close else None,
+        )
+    if token in ("l", "w", "#", "h", "r") or not token:
+        raise schedule._fail(
+            f"{name} does not take {token.upper() or 'an empty value'!r}; only numbers {low}-{high}"
+        )
+    raise schedule._fail(f"{name} {token!r} is not a number {low}-{high}")
+
+
+def _parse_every(schedule: Schedule, text: str) -> timedelta:
+    m = _EVERY_RE.match(text)
+    assert m is not None
+    prefix, rest = m[1].lower(), m[2].strip()
+    example = f"'{prefix} 30s', '{prefix} 5m' or '{prefix} 1h30m'"
+    parts = list(_PART_RE.finditer(rest))
+    if not rest or "".join(p[0] for p in parts) != rest:
+        word = rest.lower()
+        hint = {
+            "second": "'every 1s'",
+            "minute": "'every 1m'",
+            "hour": "'@hourly'",
+            "day": "'@daily'",
+            "week": "'@weekly'",
+            "month": "'@monthly'",
+            "year": "'@yearly'",
+        }.get(word)
+        if word[:3] in _DAYS:
+            hint = f"'0 0 * * {word[:3]}'"
+        return_reason = f"{rest!r} is not a duration" if rest else "'every' needs a duration"
+        raise schedule._fail(f"{return_reason}; use e.g. 30s, 5m, 2h, 1d or 1h30m", hint or example)
+    seconds, fixed, bad = 0.0, [], None
+    for part in parts:
+        number, unit = part[1], part[2].lower()
+        if unit and unit not in _UNITS:
+            bad = bad or unit
+            unit = _UNIT_WORDS.get(unit, "?")
+        seconds += float(number) * _UNITS.get(unit or "s", 0.0)
+        fixed.append(number + unit)
+    if bad is not None:
+        hint = f"'{prefix} {''.join(fixed)}'" if "?" not in "".join(fixed) else example
+        raise schedule._fail(f"{bad!r} is not a duration unit (use ms, s, m, h, d or w)", hint)
+    if seconds <= 0:
+        raise schedule._fail("the interval is zero; it must be longer than that", example)
+    return timedelta(seconds=seconds)
+
+
+def _describe_interval(interval: timedelta) -> str:
+    seconds = interval.total_seconds()
+    parts: list[tuple[float, str]] = []
+    for unit, size in (("day", 86400), ("hour", 3600), ("minute", 60)):
+        if seconds >= size:
+            count, seconds = int(seconds // size), seconds % size
+            parts.append((count, unit))
+    if seconds:
+        parts.append((round(seconds, 3), "second"))
+    if len(parts) == 1 and parts[0][0] == 1:
+        return f"every {parts[0][1]}"
+    return "every " + " ".join(f"{n:g} {unit}{'' if n == 1 else 's'}" for n, unit in parts)
+
+
+def _format_offset(offset: timedelta | None) -> str:
+    minutes = int((offset or timedelta(0)).total_seconds() // 60)
+    sign = "+" if minutes >= 0 else "-"
+    return f"{sign}{abs(minutes) // 60:02d}:{abs(minutes) % 60:02d}"
