@@ -18,11 +18,12 @@ import time
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 
+from supertask.compat import SpawnedPopen
 from supertask.model import Job, RunStatus
 
 TYPE_CHECKING = False  # typing.TYPE_CHECKING, without importing typing (~2 ms of a one-shot run)
 if TYPE_CHECKING:  # psutil is imported where a process tree is ended (~25 ms a start)
-    from typing import Any, Protocol
+    from typing import Protocol
 
     import psutil
 else:
@@ -120,7 +121,9 @@ class ArgvLauncher:
 
 
 def start_process(command: Command) -> subprocess.Popen[bytes] | OSError:
-    """Start ``command`` in a session of its own with its output on pipes (or say why not)."""
+    """Start ``command`` in a session of its own with its output on pipes (or say why not):
+    with ``posix_spawn`` (:class:`~supertask.compat.SpawnedPopen`, faster) for a command
+    with a path and no ``cwd`` while no descriptor of ours is inheritable."""
     from supertask.launchers import reaper
 
     spawned = command.cwd is None and "/" in command.argv[0] and _no_inheritable_fds()
@@ -134,38 +137,12 @@ def start_process(command: Command) -> subprocess.Popen[bytes] | OSError:
             env=command.env,
             start_new_session=True,
             close_fds=True,
-            popen=_Spawned if spawned else subprocess.Popen,
+            popen=SpawnedPopen if spawned else subprocess.Popen,
         )
     except OSError as exc:
         return exc
 
 
-class _Spawned(subprocess.Popen):  # type: ignore[type-arg]
-    """``Popen`` whose child is started with ``posix_spawn`` rather than Popen's own
-    ``vfork``: 0.40 ms a child against 0.51 here, and 1.3 ms against 9 while another
-    thread wants the interpreter (Popen hands the interpreter lock back and forth
-    around its ``vfork`` and its wait on an error pipe, and waits up to 5 ms each
-    time to get it back; docs/benchmarks.md). Used for a command with a path and no
-    ``cwd``, when no descriptor of ours is inheritable: ``posix_spawn`` closes none,
-    and everything Python opens is closed on exec already (PEP 446)."""
-
-    def _execute_child(self, args: Any, executable: Any, preexec_fn: Any, close_fds: Any, pass_fds: Any,
-                       cwd: Any, env: Any, startupinfo: Any, creationflags: Any, shell: Any,
-                       p2cread: int, p2cwrite: int, c2pread: int, c2pwrite: int, errread: int, errwrite: int,
-                       restore_signals: Any, gid: Any, gids: Any, uid: Any, umask: Any,
-                       start_new_session: bool, process_group: Any) -> None:
-        actions = [(os.POSIX_SPAWN_DUP2, fd, target)
-                   for fd, target in ((p2cread, 0), (c2pwrite, 1), (errwrite, 2)) if fd != -1]
-        try:
-            self.pid = os.posix_spawn(args[0], list(args), env, file_actions=actions, setsid=start_new_session,
-                                      setsigdef=_SIGDEF)
-            self._child_created = True
-        finally:
-            self._close_pipe_fds(p2cread, p2cwrite, c2pread, c2pwrite, errread, errwrite)  # type: ignore[attr-defined]
-
-
-#: the signals Python ignores that a child gets back at their defaults (as Popen does)
-_SIGDEF = tuple(getattr(signal, name) for name in ("SIGPIPE", "SIGXFSZ") if hasattr(signal, name))
 _null: list[int] = []
 _fds_checked = [0.0, False]  # (when, none inheritable)
 

@@ -20,8 +20,7 @@ from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from typing import Any
 
-from apscheduler.executors.base import BaseExecutor
-
+from supertask import compat
 from supertask.log import get_logger
 from supertask.model import Job, Overlap, Reason, RunStatus
 from supertask.runs import runner
@@ -81,7 +80,7 @@ class _Waiting:
     reason: Reason
 
 
-class RunExecutor(BaseExecutor):
+class RunExecutor(compat.executor_base()):  # type: ignore[misc]
     def __init__(
         self, ctx: RunContext, jobstore: NamespaceJobStore, max_workers: int = 256,
         max_concurrent: int | None = None, up_since: datetime | None = None,
@@ -141,9 +140,6 @@ class RunExecutor(BaseExecutor):
             self._finisher.close()  # type: ignore[union-attr]
         if self._pool is not None:
             self._pool.shutdown(wait=wait, cancel_futures=not wait)
-
-    def _do_submit_job(self, job: Any, run_times: list[datetime]) -> None:  # pragma: no cover
-        raise NotImplementedError  # submit_job below replaces BaseExecutor's path
 
     def submit_job(self, job: Any, run_times: list[datetime]) -> None:
         """Decide what the due fires of ``job`` become.

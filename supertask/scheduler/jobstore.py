@@ -25,6 +25,7 @@ from typing import Any
 from apscheduler.job import Job as ApsJob
 from apscheduler.jobstores.base import BaseJobStore, ConflictingIdError, JobLookupError
 
+from supertask import compat
 from supertask.model import Job
 from supertask.schedules.trigger import register_with_apscheduler
 from supertask.store.sql import Store, StoredJob
@@ -96,7 +97,7 @@ class NamespaceJobStore(BaseJobStore):
             try:
                 self.flush()
             except Exception:  # the store is away: keep the changes, try again next round
-                self._logger.exception("writing schedule state failed; will retry")
+                compat.plugin_logger(self).exception("writing schedule state failed; will retry")
 
     def reload(self, namespace: str | None = None) -> None:
         """(Re)read the served namespaces, or one of them, from the store: ids and
@@ -173,25 +174,20 @@ class NamespaceJobStore(BaseJobStore):
         if found is None:
             return None
         namespace, definition = found
-        job = ApsJob.__new__(ApsJob)
-        job.__setstate__(
-            {
-                "version": 1,
-                "id": jid,
-                "func": FUNC_REF,
-                "trigger": self.trigger_for(definition),
-                "executor": "default",
-                "args": (namespace, definition.name),
-                "kwargs": {},
-                "name": definition.name,
-                "misfire_grace_time": None,  # decided by our executor, which records skips
-                "coalesce": False,  # ditto: it sees every missed fire and coalesces itself
-                "max_instances": 1 << 30,  # overlap is decided by our executor too
-                "next_run_time": from_ts(self._next.get(jid)),
-            }
+        job = compat.make_job(
+            self,
+            id=jid,
+            func=FUNC_REF,
+            trigger=self.trigger_for(definition),
+            executor="default",
+            args=(namespace, definition.name),
+            kwargs={},
+            name=definition.name,
+            misfire_grace_time=None,  # decided by our executor, which records skips
+            coalesce=False,  # ditto: it sees every missed fire and coalesces itself
+            max_instances=1 << 30,  # overlap is decided by our executor too
+            next_run_time=from_ts(self._next.get(jid)),
         )
-        job._scheduler = self._scheduler
-        job._jobstore_alias = self._alias
         self._jobs[jid] = job
         return job
 

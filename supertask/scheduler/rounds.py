@@ -17,8 +17,9 @@ import time
 from datetime import datetime, timedelta, timezone
 from typing import TYPE_CHECKING, Any
 
-from apscheduler.schedulers.background import BackgroundScheduler
 from apscheduler.schedulers.base import STATE_PAUSED, TIMEOUT_MAX
+
+from supertask import compat
 
 if TYPE_CHECKING:
     from supertask.scheduler.executor import RunExecutor
@@ -32,7 +33,7 @@ MAX_LEAD = 0.5
 RETRY_INTERVAL = 10.0
 
 
-class RoundScheduler(BackgroundScheduler):  # type: ignore[misc]
+class RoundScheduler(compat.scheduler_base()):  # type: ignore[misc]
     """One job store, one executor (:class:`~supertask.scheduler.executor.RunExecutor`):
     each wake-up decides the fires due within :data:`LEAD`, then starts them."""
 
@@ -41,7 +42,7 @@ class RoundScheduler(BackgroundScheduler):  # type: ignore[misc]
         self._rounds = executor
         self._lead = LEAD
 
-    def _process_jobs(self) -> float | None:
+    def process_round(self) -> float | None:
         if self.state == STATE_PAUSED:
             return None
         woke = time.monotonic()
@@ -49,12 +50,12 @@ class RoundScheduler(BackgroundScheduler):  # type: ignore[misc]
         wake: datetime | None = None
         self._rounds.collect_round()
         try:
-            with self._jobstores_lock:
-                for alias, jobstore in self._jobstores.items():
+            with compat.jobstores_lock(self):
+                for alias, jobstore in compat.jobstores(self).items():
                     try:
                         due = jobstore.get_due_jobs(horizon)
                     except Exception as exc:
-                        self._logger.warning("Error getting due jobs from job store %r: %s", alias, exc)
+                        compat.scheduler_logger(self).warning("Error getting due jobs from job store %r: %s", alias, exc)
                         retry = horizon + timedelta(seconds=RETRY_INTERVAL)
                         wake = retry if wake is None else min(wake, retry)
                         continue
@@ -72,16 +73,16 @@ class RoundScheduler(BackgroundScheduler):  # type: ignore[misc]
         return min(max(wake.timestamp() - self._lead - time.time(), 0.0), TIMEOUT_MAX)
 
     def _decide(self, job: Any, alias: str, jobstore: Any, horizon: datetime) -> None:
-        run_times = job._get_run_times(horizon)
+        run_times = compat.due_run_times(job, horizon)
         if not run_times:
             return
         try:
             self._rounds.submit_job(job, run_times)
         except BaseException:
-            self._logger.exception("Error submitting job %r to the executor", job.id)
+            compat.scheduler_logger(self).exception("Error submitting job %r to the executor", job.id)
         following = job.trigger.get_next_fire_time(run_times[-1], horizon)
         if following:
-            job._modify(next_run_time=following)
+            compat.set_next_run_time(job, following)
             jobstore.update_job(job)
         else:
             self.remove_job(job.id, alias)

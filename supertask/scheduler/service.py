@@ -16,6 +16,7 @@ from dataclasses import dataclass
 from datetime import datetime, timezone
 from typing import Any, Protocol
 
+from supertask import compat
 from supertask.errors import JobNotFound, SupertaskError, UsageError
 from supertask.log import get_logger
 from supertask.model import Job, Overlap, Reason, Timetable
@@ -198,7 +199,7 @@ class Service:
     def _editing(self) -> Any:
         """Serialise a live change with other changes and with APScheduler's processing
         of due jobs (which holds its job-store lock from finding a job due to updating it)."""
-        return _Both(self._edit_lock, getattr(self._scheduler, "_jobstores_lock", None))
+        return _Both(self._edit_lock, compat.jobstores_lock(self._scheduler))
 
     def served(self, namespace: str | None) -> str:
         """The namespace a live command means: the one given (if served), else the only one."""
