@@ -46,8 +46,11 @@ $(ORIGINAL): | $(UV)
 	$(UV) venv -q --python $(PYTHON) bench/venv-supertask-0.1.1
 	$(UV) pip install -q --python bench/venv-supertask-0.1.1/bin/python "supertask==0.1.1" "psycopg[binary]"
 
+# `make bench BASELINE=a5753cf` measures that commit's supertask too (a worktree and venv under
+# bench/baseline-*/), turn by turn with this tree's: before/after against the run-to-run noise.
+# BENCH_ARGS passes more options, e.g. BENCH_ARGS="--quick" or "--only lateness,launch,startup".
 bench: $(STAMP) $(ORIGINAL)
-	$(VENV)/bin/python bench/run.py
+	UV=$(UV) $(VENV)/bin/python bench/run.py $(if $(BASELINE),--baseline $(BASELINE)) $(BENCH_ARGS)
 
 clean:
 	rm -rf $(VENV) .pytest_cache

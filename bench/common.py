@@ -34,6 +34,9 @@ ORIGINAL_VENV = BENCH / "venv-supertask-0.1.1"
 ORIGINAL = ORIGINAL_VENV / "bin" / "supertask"
 RESULTS = BENCH / "results"
 PG_ADMIN = os.environ.get("BENCH_PG", "postgresql://postgres@127.0.0.1:5432/test")
+# The supertask builds under test: this tree's, and with ``--baseline REF`` that commit's
+# (``baseline.prepare`` adds it as "baseline").
+BUILDS: dict[str, Path] = {"supertask": SUPERTASK}
 
 
 def log(*parts: object) -> None:

@@ -10,13 +10,26 @@ import math
 import statistics
 from pathlib import Path
 
+import baseline
 from common import BENCH, ROOT
 
 DOCS = ROOT / "docs"
 PLOTS = DOCS / "benchmarks"
-LABEL = {"limit": "limit loop", "supertask": "supertask", "apscheduler": "bare APScheduler",
+PEERS = {"limit": "limit loop", "supertask": "supertask", "apscheduler": "bare APScheduler",
          "original": "supertask 0.1.1"}
-COLOR = {"limit": "0.4", "supertask": "tab:blue", "apscheduler": "tab:orange", "original": "tab:green"}
+LABEL = dict(PEERS)
+COLOR = {"limit": "0.4", "supertask": "tab:blue", baseline.NAME: "tab:purple", "apscheduler": "tab:orange",
+         "original": "tab:green"}
+
+
+def set_labels(results: dict) -> None:
+    """The subjects in table order; a baseline build, when the results hold one, after supertask."""
+    name = baseline.label(results)
+    LABEL.clear()
+    for kind, text in PEERS.items():
+        LABEL[kind] = text
+        if kind == "supertask" and name:
+            LABEL[baseline.NAME] = name
 
 
 def ms(x: float | None, digits: int = 0) -> str:
@@ -69,7 +82,8 @@ def plot_startup(rows: dict, out: Path) -> None:
     items = [(k, v["median"] * 1000) for k, v in rows.items() if "median" in v]
     fig, ax = plt.subplots(figsize=(8, 0.45 * len(items) + 1))
     ax.barh([k for k, _ in items], [v for _, v in items],
-            color=["tab:blue" if k.startswith("supertask ") else "0.6" for k, _ in items])
+            color=["tab:blue" if k.startswith("supertask ") else "tab:purple" if k.startswith("supertask@")
+                   else "0.6" for k, _ in items])
     for i, (_, v) in enumerate(items):
         ax.text(v, i, f" {v:.0f}", va="center", fontsize=8)
     ax.invert_yaxis()
@@ -138,6 +152,48 @@ def extrapolate(pts: list[tuple[float, float]], at: float) -> tuple[float, float
     return k, b, y1 + b * (at - x1)
 
 
+def pct(x: float) -> str:
+    return "–" if x is None or math.isnan(x) else f"{100 * x:.0f} %"
+
+
+def before_after_section(results: dict) -> list[str]:
+    """This tree against the baseline build, every figure both were measured for in this run."""
+    rows = results.get("before_after") or baseline.before_after(results)
+    info = results.get("baseline", {})
+    if not rows:
+        return []
+    name = info.get("label", "baseline")
+    lines = [f"The same figures of two builds measured turn by turn in this run: **before** is `{name}` "
+             f"(`--baseline {info.get('ref')}`: commit {info.get('commit', '?')[:12]}, a worktree at "
+             f"`{info.get('path')}` with a venv of its own), **after** is this tree "
+             f"({results.get('machine', {}).get('commit', '?')}). The two builds alternate turn by turn, which "
+             "of them goes first changing every turn, so whatever else the machine does hits both alike. "
+             "Each build's figure is the median of its turns (each turn's figure in brackets); "
+             "*after / before* is the median of the turns' ratios (each turn's after over the same turn's "
+             "before); *noise* is how far repeated turns of one build differ, (max − min) / median of its "
+             "turns, the larger of the two builds'. A figure passes when after is not worse than before by "
+             "more than that noise (times: after / before ≤ 1 + noise; runs/s: ≥ 1 − noise). With three or "
+             "five turns the noise itself is a rough figure: a miss by a little is a reason to run again on a "
+             "quieter machine, not proof.", "",
+             f"| figure | before ({name}) | after (this tree) | after / before | run-to-run noise | turns | |",
+             "|---|---:|---:|---:|---:|---:|---|"]
+    for r in rows:
+        digits = 0 if r["unit"] == "runs/s" or r["before"] >= 100 else 1
+        turns_b = ", ".join(ms(x, digits) for x in r["before_turns"])
+        turns_a = ", ".join(ms(x, digits) for x in r["after_turns"])
+        ok = r["within_noise"]
+        if ok is None:
+            mark = "–"
+        elif ok:
+            mark = "**pass**" + (" (better by more than the noise)" if -r["worse_by"] > r["noise"] else "")
+        else:
+            mark = f"**miss**: {pct(r['worse_by'])} worse"
+        lines.append(f"| {r['metric']} | {ms(r['before'], digits)} {r['unit']} ({turns_b}) | "
+                     f"{ms(r['after'], digits)} {r['unit']} ({turns_a}) | {r['ratio']:.2f}× | {pct(r['noise'])} | "
+                     f"{r['turns']} | {mark} |")
+    return lines
+
+
 def lateness_section(late: dict) -> list[str]:
     lines = [f"Each subject runs N jobs every second for {late['duration']} s (after a warm-up until the first "
              "fire and 2 s more); lateness is the child's `date +%s.%N` minus the fire's scheduled time. "
@@ -146,7 +202,11 @@ def lateness_section(late: dict) -> list[str]:
              "p99 at the same size, from the same run. At 100 fires a second and fewer the limit loop and "
              "supertask run three times in turn (limit, supertask, limit, ...): the row is the run with the "
              "median p99, and supertask's ratio the median of its runs' ratios to the limit run just before "
-             "each (a 30 s window here moves p99 by a fifth from one minute to the next).", ""]
+             "each (a 30 s window here moves p99 by a fifth from one minute to the next)."
+             + (f" {LABEL[baseline.NAME]}, the baseline build, runs at {', '.join(map(str, late['ab_sizes']))} "
+                "fires a second, each turn the limit loop then both builds, which of them first alternating "
+                "turn by turn; its rows are likewise the median run and the median of its pairs (the before/after "
+                "table reads every turn)." if baseline.NAME in LABEL and late.get("ab_sizes") else ""), ""]
     sizes = sorted({r["jobs"] for r in late["rows"]})
     lines += ["| jobs/s | subject | p50 ms | p99 ms | max ms | p99 vs limit | missed | doubled | CPU % | RSS MB "
               "| child CPU ms/fire | machine busy % |",
@@ -233,9 +293,13 @@ def launch_section(results: dict) -> list[str]:
 def startup_section(st: dict) -> list[str]:
     rows = st["rows"]
     py = rows["python -c pass"]["median"]
+    both = next((v for v in rows.values() if "turn_medians" in v), None)
     lines = [f"Medians of {rows['python -c pass']['runs']} runs after a warm-up; the ratio is against bare "
              "`python -c pass` from the same run. `list-jobs` runs while a scheduler holding "
-             f"{st['jobs']} jobs is up.", "",
+             f"{st['jobs']} jobs is up."
+             + (f" Each build's commands run {both['runs']} times, in {len(both['turn_medians'])} turns that "
+                "alternate between the builds (each with its own home and, for `list-jobs`, its own scheduler)."
+                if both else ""), "",
              "| command | median ms | min ms | CPU ms | vs bare python | exit |", "|---|---:|---:|---:|---:|---:|"]
     for k, v in rows.items():
         if "median" not in v:
@@ -368,6 +432,8 @@ def write_report(results: dict, *, quick: bool = False) -> Path:
     out = base / ("benchmarks-quick.md" if quick else "benchmarks.md")
     m = results.get("machine", {})
     v = m.get("versions", {})
+    set_labels(results)
+    info = results.get("baseline")
     lines = [
         "# Benchmarks", "",
         "supertask against its peers, all measured in the same run on the same machine by `make bench` "
@@ -386,6 +452,9 @@ def write_report(results: dict, *, quick: bool = False) -> Path:
         "It accepts only `postgresql://`, `crate://` and `memory://` stores, so it runs on PostgreSQL here "
         "(psycopg added to its venv).",
         "- **the limit** (`bench/peers/limit.py`): a loop that sleeps until each due second and `Popen`s the commands.",
+        *([f"- **{info['label']}** (`--baseline {info['ref']}`, `make bench BASELINE={info['ref']}`): the supertask of "
+           f"that commit, from a git worktree at `{info['path']}` with its own venv (`uv sync --frozen`), run exactly "
+           "as this tree's and turn by turn with it: the *before* of the before/after table."] if info else []),
         "",
         "Bare APScheduler and 0.1.1 do not tell the job its scheduled time, so their fires are counted against "
         "the whole second the child ran in (a fire more than 1 s late would count as missed plus doubled).", "",
@@ -395,8 +464,10 @@ def write_report(results: dict, *, quick: bool = False) -> Path:
         f"SQLAlchemy {v.get('sqlalchemy')}, typer {v.get('typer')}; PostgreSQL on 127.0.0.1. "
         f"Load average (1, 5, 15 min) at the start {', '.join(f'{x:.1f}' for x in m.get('loadavg', []))}, at the end "
         f"{', '.join(f'{x:.1f}' for x in m.get('loadavg_end', []))}; run {m.get('date')} "
-        f"({results.get('mode')} mode).", "",
+        f"({results.get('mode')} mode); this tree at {m.get('commit', '?')}.", "",
     ]
+    if info and results.get("before_after"):
+        lines += [f"## Before and after: {info['label']} → this tree", ""] + before_after_section(results) + [""]
     if "lateness" in results:
         plot_lateness(results["lateness"], PLOTS / "lateness.png")
         lines += ["## 1. Fire lateness", ""] + lateness_section(results["lateness"]) + [""]

@@ -26,8 +26,10 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
+import baseline  # noqa: E402
 from common import (  # noqa: E402
     BENCH,
+    BUILDS,
     ORIGINAL,
     PG_ADMIN,
     RESULTS,
@@ -95,9 +97,9 @@ def spawn_subject(kind: str, jobs: int, out: Path, work: Path, pg: str | None,
         tt = original_timetable(work / "original.json", firing=jobs, out=out)
         return Subject.spawn(kind, [str(ORIGINAL), "--store-address", pg, "--pre-delete-jobs", "run", str(tt)],
                              cwd=str(work))
-    if kind == "supertask":
+    if kind in BUILDS:  # this tree's supertask, or the baseline's
         tt = timetable or supertask_timetable(work / "supertask.yaml", firing=jobs, idle=0, out=out)
-        return Subject.spawn(kind, [str(SUPERTASK), "run", "--file", str(tt), "--log-level", "warning",
+        return Subject.spawn(kind, [str(BUILDS[kind]), "run", "--file", str(tt), "--log-level", "warning",
                                     "--log-format", "json", "--no-watch"], env=env)
     raise ValueError(kind)
 
@@ -130,18 +132,26 @@ def measure_fires(subject: Subject, jobs: int, out: Path, duration: int, settle:
     return result
 
 
-def lateness(sizes: list[int], duration: int, pg: str | None, repeats: int = 1) -> dict:
+def lateness(sizes: list[int], duration: int, pg: str | None, repeats: int = 1,
+             ab_sizes: tuple[int, ...] = ()) -> dict:
     """Each subject at each size. Where a target is a ratio to the limit loop (100 fires
     a second and fewer), the limit loop and supertask run ``repeats`` times in turn
     (limit, supertask, limit, supertask, ...), so each supertask run has a limit run of
     the minute before it: a 30 s window on these shared machines moves p99 by a fifth
     from one minute to the next. The row kept is the run with the median p99; the ratio
-    is the median of the pairs' ratios."""
+    is the median of the pairs' ratios.
+
+    With a baseline build, at ``ab_sizes`` each turn is the limit loop then both builds,
+    which of them first alternating turn by turn (limit, supertask, baseline, limit,
+    baseline, supertask, ...); every turn's figures are kept (``turns``) for the
+    before/after ratio and the run-to-run noise."""
     rows = []
     for jobs in sizes:
-        reps = repeats if jobs <= 100 else 1
-        order = [k for _ in range(reps) for k in ("limit", "supertask")] + [k for k in SUBJECTS
-                                                                           if k not in ("limit", "supertask")]
+        ab = baseline.NAME in BUILDS and jobs in ab_sizes
+        reps = repeats if jobs <= 100 or ab else 1
+        builds = ["supertask", baseline.NAME] if ab else ["supertask"]
+        order = [k for t in range(reps) for k in ["limit", *baseline.turn_order(builds, t)]]
+        order += [k for k in SUBJECTS if k not in ("limit", "supertask")]
         runs: dict[str, list[dict]] = {}
         for kind in order:
             work = Path(tempfile.mkdtemp(prefix=f"bench-{kind}-"))
@@ -163,9 +173,7 @@ def lateness(sizes: list[int], duration: int, pg: str | None, repeats: int = 1) 
                 f" machine {result.get('machine_busy_pct', 0):.0f}% child {result.get('child_cpu_ms', 0):.2f} ms/fire"
                 + (f" ERROR {result['error']}" if "error" in result else ""))
             runs.setdefault(kind, []).append(result)
-        pairs = [(lim["p99_ms"], st["p99_ms"]) for lim, st in zip(runs.get("limit", []), runs.get("supertask", []), strict=False)
-                 if "p99_ms" in lim and "p99_ms" in st and lim["p99_ms"] > 0]
-        for kind in SUBJECTS:
+        for kind in [*SUBJECTS, *([baseline.NAME] if ab else [])]:
             done = [r for r in runs.get(kind, []) if "p99_ms" in r]
             if not done:
                 rows.extend(runs.get(kind, [])[:1])
@@ -173,25 +181,51 @@ def lateness(sizes: list[int], duration: int, pg: str | None, repeats: int = 1) 
             row = sorted(done, key=lambda r: r["p99_ms"])[(len(done) - 1) // 2]
             if len(done) > 1:
                 row["repeats_p99_ms"] = [round(r["p99_ms"], 1) for r in done]
-            if kind == "supertask" and len(pairs) > 1:
+            pairs = [(lim["p99_ms"], st["p99_ms"]) for lim, st in zip(runs.get("limit", []), runs.get(kind, []), strict=False)
+                     if "p99_ms" in lim and "p99_ms" in st and lim["p99_ms"] > 0]
+            if kind in builds and len(pairs) > 1:
                 row["pair_ratios"] = [round(st / lim, 3) for lim, st in pairs]
+            if ab and kind in builds:  # each turn, in order (a failed run keeps its place as NaN)
+                row["turns"] = [{k: r.get(k, math.nan) for k in ("p50_ms", "p99_ms", "runs_per_s", "missed")}
+                                for r in runs.get(kind, [])]
             rows.append(row)
-    return {"rows": rows, "duration": duration, "cores": os.cpu_count()}
+    return {"rows": rows, "duration": duration, "cores": os.cpu_count(),
+            "ab_sizes": [j for j in sizes if j in ab_sizes] if baseline.NAME in BUILDS else []}
 
 
 # -- 2. launch overhead -------------------------------------------------------------------------
 
 
-def launch(runs: int) -> dict:
-    home = tempfile.mkdtemp(prefix="bench-launch-")
-    env = dict(os.environ, SUPERTASK_HOME=home)
+def build_names(label: str | None) -> dict[str, str]:
+    """How each build's commands are named in the tables: ``supertask ...`` for this tree,
+    ``supertask@COMMIT ...`` for the baseline."""
+    return {"supertask": "supertask", **({baseline.NAME: label} if label and baseline.NAME in BUILDS else {})}
+
+
+def time_supertask(args: list[str], *, names: dict[str, str], runs: int, turns: int,
+                   envs: dict[str, dict[str, str]], key: str | None = None) -> dict[str, dict]:
+    """``supertask ARGS`` of each build, named ``NAME ARGS`` (or ``NAME`` + ``key``); with a
+    baseline the builds alternate for ``turns`` turns of ``runs // turns`` runs each."""
+    suffix = key if key is not None else " " + " ".join(args)
+    if len(names) == 1:
+        return {"supertask" + suffix: time_command([str(SUPERTASK), *args], runs=runs, env=envs["supertask"])}
+    timed = baseline.time_builds({b: [str(BUILDS[b]), *args] for b in names}, turns=turns,
+                                 runs=max(1, runs // turns), envs=envs)
+    return {names[b] + suffix: timed[b] for b in names}
+
+
+def launch(runs: int, label: str | None = None, turns: int = 5) -> dict:
+    names = build_names(label)
+    homes = {b: tempfile.mkdtemp(prefix=f"bench-launch-{b}-") for b in names}
+    envs = {b: dict(os.environ, SUPERTASK_HOME=home) for b, home in homes.items()}
     rows = {
         "sh -c true": time_command(["sh", "-c", "true"], runs=runs * 3),
         "python -c pass": time_command([str(VENV_PY), "-c", "pass"], runs=runs),
-        "supertask run -- cmd:true": time_command([str(SUPERTASK), "run", "--log-level", "warning", "--",
-                                                   "cmd:true"], runs=runs, env=env),
+        **time_supertask(["run", "--log-level", "warning", "--", "cmd:true"], names=names, runs=runs, turns=turns,
+                         envs=envs, key=" run -- cmd:true"),
     }
-    shutil.rmtree(home, ignore_errors=True)
+    for home in homes.values():
+        shutil.rmtree(home, ignore_errors=True)
     for k, v in rows.items():
         log(f"launch: {k}: {v['median'] * 1000:.1f} ms")
     return {"rows": rows}
@@ -200,43 +234,52 @@ def launch(runs: int) -> dict:
 # -- 3. start-up --------------------------------------------------------------------------------
 
 
-def startup(runs: int, jobs: int) -> dict:
+def startup(runs: int, jobs: int, label: str | None = None, turns: int = 5) -> dict:
+    """Start-up of each command. With a baseline, each build has its own home and, for
+    ``list-jobs``, its own scheduler (both up at once, idle), and the builds alternate."""
+    names = build_names(label)
     work = Path(tempfile.mkdtemp(prefix="bench-startup-"))
-    env = dict(os.environ, SUPERTASK_HOME=str(work / "home"))
+    homes = {b: work / f"home-{b}" for b in names}
+    envs = {b: dict(os.environ, SUPERTASK_HOME=str(home)) for b, home in homes.items()}
     tt = supertask_timetable(work / "supertask.yaml", firing=0, idle=jobs, out=None)
+    timed = {"runs": runs, "turns": turns, "names": names}
     rows = {
         "python -c pass": time_command([str(VENV_PY), "-c", "pass"], runs=runs),
         "python -c 'import typer'": time_command([str(VENV_PY), "-c", "import typer"], runs=runs),
         "python -c 'import apscheduler…, sqlalchemy'": time_command(
             [str(VENV_PY), "-c", "import apscheduler.schedulers.background, sqlalchemy"], runs=runs),
-        "supertask --help": time_command([str(SUPERTASK), "--help"], runs=runs, env=env),
-        "supertask --version": time_command([str(SUPERTASK), "--version"], runs=runs, env=env),
-        f"supertask validate ({jobs} jobs)": time_command([str(SUPERTASK), "validate", str(tt)], runs=runs, env=env),
+        **time_supertask(["--help"], envs=envs, **timed),
+        **time_supertask(["--version"], envs=envs, **timed),
+        **time_supertask(["validate", str(tt)], envs=envs, key=f" validate ({jobs} jobs)", **timed),
     }
     if ORIGINAL.exists():
         rows["supertask==0.1.1 --help"] = time_command([str(ORIGINAL), "--help"], runs=max(3, runs // 2))
-    log(f"startup: scheduler with {jobs} jobs for list-jobs")
-    subject = Subject.spawn("supertask", [str(SUPERTASK), "run", "--file", str(tt), "--log-level", "info",
-                                          "--log-format", "json", "--no-watch"], env=env)
-    live = False
+    log(f"startup: scheduler with {jobs} jobs for list-jobs ({', '.join(names.values())})")
+    subjects = {b: Subject.spawn(b, [str(BUILDS[b]), "run", "--file", str(tt), "--log-level", "info",
+                                     "--log-format", "json", "--no-watch"], env=envs[b]) for b in names}
+    live = {b: False for b in names}
     try:
-        if subject.wait_for("scheduler started", 300) is None:
-            rows["supertask list-jobs (running scheduler)"] = {"error": subject.tail()}
+        failed = [b for b, s in subjects.items() if s.wait_for("scheduler started", 300) is None]
+        if failed:
+            for b in failed:
+                rows[f"{names[b]} list-jobs (running scheduler)"] = {"error": subjects[b].tail()}
         else:
             time.sleep(1.0)
-            home = work / "home"
-            live = any(p.is_socket() for p in home.rglob("*")) if home.exists() else False
-            name = "supertask list-jobs --json, live" if live else "supertask list-jobs --json, store view"
-            rows[name] = time_command([str(SUPERTASK), "list-jobs", "--json"], runs=runs, env=env)
-            rows[name.replace(" --json", "")] = time_command([str(SUPERTASK), "list-jobs"], runs=runs,
-                                                             env=dict(env, COLUMNS="200"))
+            live = {b: any(p.is_socket() for p in home.rglob("*")) if home.exists() else False
+                    for b, home in homes.items()}
+            key = " list-jobs --json, live" if live["supertask"] else " list-jobs --json, store view"
+            rows.update(time_supertask(["list-jobs", "--json"], envs=envs, key=key, **timed))
+            rows.update(time_supertask(["list-jobs"], envs={b: dict(e, COLUMNS="200") for b, e in envs.items()},
+                                       key=key.replace(" --json", ""), **timed))
     finally:
-        subject.stop()
+        for s in subjects.values():
+            s.stop()
         shutil.rmtree(work, ignore_errors=True)
     for k, v in rows.items():
         if "median" in v:
             log(f"startup: {k}: {v['median'] * 1000:.1f} ms (exit {v['exit']})")
-    return {"rows": rows, "jobs": jobs, "live_control": live}
+    return {"rows": rows, "jobs": jobs, "live_control": live["supertask"],
+            "live_control_builds": {names[b]: v for b, v in live.items()}}
 
 
 # -- 3b. what start-up is made of -----------------------------------------------------------------
@@ -405,9 +448,10 @@ def machine() -> dict:
         with contextlib.suppress(Exception):
             versions[mod] = __import__(mod).__version__
     sup = subprocess.run([str(SUPERTASK), "--version"], capture_output=True, text=True).stdout.strip()
+    head = subprocess.run(["git", "describe", "--always", "--dirty"], cwd=BENCH, capture_output=True, text=True)
     return {"cpu": cpu, "cores": os.cpu_count(), "mem_gb": round(psutil.virtual_memory().total / 2**30, 1),
             "python": platform.python_version(), "kernel": platform.release(), "versions": versions,
-            "supertask": sup, "loadavg": os.getloadavg(), "date": time.strftime("%Y-%m-%d %H:%M %Z"),
+            "supertask": sup, "commit": head.stdout.strip(), "loadavg": os.getloadavg(), "date": time.strftime("%Y-%m-%d %H:%M %Z"),
             "original": "supertask==0.1.1" if ORIGINAL.exists() else "not installed"}
 
 
@@ -416,24 +460,39 @@ def main() -> None:
     ap.add_argument("--quick", action="store_true", help="small sizes and short runs")
     ap.add_argument("--only", default=",".join(SECTIONS), help="comma-separated sections: " + ", ".join(SECTIONS))
     ap.add_argument("--report", action="store_true", help="only rewrite the report from the last results")
+    ap.add_argument("--baseline", metavar="REF",
+                    help="also measure the supertask of commit REF (a worktree and venv under bench/baseline-*/), "
+                         "turn by turn with this tree's, and report before/after against the run-to-run noise")
     args = ap.parse_args()
     RESULTS.mkdir(parents=True, exist_ok=True)
     path = RESULTS / ("results-quick.json" if args.quick else "results.json")
     results = json.loads(path.read_text()) if path.exists() else {}
     if not args.report:
         only = [s.strip() for s in args.only.split(",") if s.strip()]
+        unknown = sorted(set(only) - set(SECTIONS))
+        if unknown:
+            ap.error(f"--only: unknown section(s) {', '.join(unknown)}; the sections are {', '.join(SECTIONS)}")
+        if args.baseline:
+            results["baseline"] = baseline.prepare(args.baseline)
+        elif set(only) >= {"lateness", "launch", "startup"}:
+            results.pop("baseline", None)  # nothing kept from an earlier run compares builds any more
+        label = results["baseline"]["label"] if args.baseline else None
+        # with a baseline each build gets ``turns`` turns of runs // turns runs
+        turns = 3 if args.quick else 5
+        runs = (6 if args.baseline else 5) if args.quick else (20 if args.baseline else 10)
         results["machine"] = machine()
         results["mode"] = "quick" if args.quick else "full"
         with pg_database() as pg:
             if "lateness" in only:
                 sizes, duration = ([1, 100], 5) if args.quick else ([1, 100, 500, 1000], 30)
-                results["lateness"] = lateness(sizes, duration, pg, repeats=1 if args.quick else 3)
+                results["lateness"] = lateness(sizes, duration, pg, repeats=(2 if args.baseline else 1) if args.quick else 3,
+                                               ab_sizes=(100,) if args.quick else (100, 500, 1000))
                 path.write_text(json.dumps(results, indent=1))
             if "launch" in only:
-                results["launch"] = launch(5 if args.quick else 10)
+                results["launch"] = launch(runs, label, turns=turns)
                 path.write_text(json.dumps(results, indent=1))
             if "startup" in only:
-                results["startup"] = startup(5 if args.quick else 10, 1000)
+                results["startup"] = startup(runs, 1000, label, turns=turns)
                 path.write_text(json.dumps(results, indent=1))
             if "imports" in only:
                 results["imports"] = imports(3 if args.quick else 7)
@@ -450,7 +509,8 @@ def main() -> None:
                                              pg_sizes=[1000, 10000, 100000])
                 path.write_text(json.dumps(results, indent=1))
         results["machine"]["loadavg_end"] = os.getloadavg()
-        path.write_text(json.dumps(results, indent=1))
+    results["before_after"] = baseline.before_after(results)
+    path.write_text(json.dumps(results, indent=1))
     from report import write_report
 
     write_report(results, quick=args.quick)

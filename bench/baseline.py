@@ -1,0 +1,155 @@
+"""Before and after in one run: a second supertask build (``--baseline REF``) beside this tree.
+
+``prepare(REF)`` makes a git worktree of REF under ``bench/baseline-<commit>/`` (git-ignored)
+with a venv of its own, built the way ``make setup`` builds this tree's (``uv sync --frozen
+--compile-bytecode``, then the package byte-compiled). The sections then run both builds
+turn by turn (this tree, the baseline, the baseline, this tree, ...), so whatever else the
+machine is doing hits both alike, and ``before_after`` reads each figure's turns back: the
+after/before ratio (the median of the turns' ratios) next to the run-to-run noise, the spread
+of one build's repeated turns, (max - min) / median, the larger of the two builds'.
+"""
+
+from __future__ import annotations
+
+import math
+import os
+import shutil
+import statistics
+import subprocess
+from collections.abc import Callable
+from pathlib import Path
+
+from common import BENCH, BUILDS, ROOT, log, time_command
+
+NAME = "baseline"  # the subject's kind in results.json; its label is results["baseline"]["label"]
+
+
+def _git(*args: str, cwd: Path = ROOT) -> str:
+    return subprocess.run(["git", *args], cwd=cwd, check=True, capture_output=True, text=True).stdout.strip()
+
+
+def _uv() -> str:
+    found = os.environ.get("UV") or shutil.which("uv") or str(Path.home() / ".local" / "bin" / "uv")
+    if not Path(found).exists() and not shutil.which(found):
+        raise SystemExit(f"--baseline needs uv to build the baseline's venv; not found at {found} (make setup installs it)")
+    return found
+
+
+def prepare(ref: str) -> dict:
+    """The baseline's worktree and venv (made once, reused while REF names the same commit);
+    registers its ``supertask`` as the subject ``baseline``."""
+    try:
+        commit = _git("rev-parse", "--verify", "--quiet", f"{ref}^{{commit}}")
+    except subprocess.CalledProcessError:
+        raise SystemExit(f"--baseline {ref}: no such commit in {ROOT} (give a hash, tag or branch)") from None
+    short = commit[:7]
+    path = BENCH / f"baseline-{short}"
+    if not path.exists():
+        log(f"baseline: git worktree of {short} at {path.relative_to(ROOT)}")
+        _git("worktree", "prune")
+        _git("worktree", "add", "--detach", str(path), commit)
+    elif _git("rev-parse", "HEAD", cwd=path) != commit:
+        raise SystemExit(f"{path} is not at {commit}: remove it (git worktree remove --force {path}) and run again")
+    exe = path / ".venv" / "bin" / "supertask"
+    stamp = path / ".venv" / ".bench-synced"
+    if not stamp.exists():
+        log(f"baseline: its own venv (uv sync --frozen) in {path.relative_to(ROOT)}/.venv")
+        env = {k: v for k, v in os.environ.items() if k not in ("VIRTUAL_ENV", "UV_PROJECT_ENVIRONMENT")}
+        subprocess.run([_uv(), "sync", "--quiet", "--frozen", "--compile-bytecode"], cwd=path, env=env, check=True)
+        subprocess.run([str(path / ".venv" / "bin" / "python"), "-m", "compileall", "-q", "supertask"], cwd=path,
+                       env=env, check=True)
+        stamp.touch()
+    version = subprocess.run([str(exe), "--version"], capture_output=True, text=True).stdout.strip()
+    BUILDS[NAME] = exe
+    return {"ref": ref, "commit": commit, "label": f"supertask@{short}", "path": str(path.relative_to(ROOT)),
+            "version": version}
+
+
+def label(results: dict) -> str | None:
+    info = results.get("baseline")
+    return info.get("label") if info else None
+
+
+def turn_order(builds: list[str], turn: int) -> list[str]:
+    """Which build goes first alternates turn by turn (A B, B A, A B, ...)."""
+    return builds if turn % 2 == 0 else builds[::-1]
+
+
+def time_builds(argvs: dict[str, list[str]], *, turns: int, runs: int,
+                envs: dict[str, dict[str, str]] | Callable[[str], dict[str, str]]) -> dict[str, dict]:
+    """``time_command`` of each build's command, ``runs`` runs a turn, the builds alternating
+    for ``turns`` turns; each build's result holds all its runs and each turn's median."""
+    per: dict[str, list[dict]] = {b: [] for b in argvs}
+    for t in range(turns):
+        for build in turn_order(list(argvs), t):
+            env = envs(build) if callable(envs) else envs[build]
+            per[build].append(time_command(argvs[build], runs=runs, env=env))
+    out = {}
+    for build, parts in per.items():
+        times = [x for p in parts for x in p["times"]]
+        out[build] = {"argv": argvs[build], "median": statistics.median(times), "min": min(times), "max": max(times),
+                      "cpu": statistics.median(p["cpu"] for p in parts), "runs": len(times),
+                      "exit": parts[-1]["exit"], "times": times,
+                      "turn_medians": [p["median"] for p in parts], "turn_cpus": [p["cpu"] for p in parts]}
+    return out
+
+
+# -- reading the turns back ----------------------------------------------------------------------
+
+
+def spread(values: list[float]) -> float:
+    """Run-to-run noise of one build: (max - min) / median of its repeated turns."""
+    vals = [v for v in values if v is not None and not math.isnan(v)]
+    if len(vals) < 2:
+        return math.nan
+    mid = statistics.median(vals)
+    return (max(vals) - min(vals)) / mid if mid else math.nan
+
+
+def compare(metric: str, unit: str, after: list[float], before: list[float], *, higher_is_better: bool = False,
+            section: str = "") -> dict:
+    """One figure before and after: the median of the turns' after/before ratios, the noise
+    (the larger spread of the two builds' turns) and whether after is worse by more than it."""
+    pairs = [(a, b) for a, b in zip(after, before, strict=False) if a and b and not (math.isnan(a) or math.isnan(b))]
+    ratio = statistics.median(a / b for a, b in pairs) if pairs else math.nan
+    noise = max((x for x in (spread(after), spread(before)) if not math.isnan(x)), default=math.nan)
+    worse = (1 - ratio) if higher_is_better else (ratio - 1)  # > 0: after is worse
+    ok = None if math.isnan(ratio) or math.isnan(noise) else worse <= noise
+    return {"metric": metric, "section": section, "unit": unit, "higher_is_better": higher_is_better,
+            "before": statistics.median(before) if before else math.nan,
+            "after": statistics.median(after) if after else math.nan,
+            "before_turns": before, "after_turns": after, "ratio": ratio, "noise": noise,
+            "worse_by": worse, "within_noise": ok, "turns": len(pairs)}
+
+
+def before_after(results: dict) -> list[dict]:
+    """Every figure measured for both builds in ``results``: lateness p99 (each size the
+    baseline ran at, but the top one), runs/s at the top size (saturation), the start-up
+    and one-shot commands."""
+    name = label(results)
+    if not name:
+        return []
+    rows: list[dict] = []
+    late = results.get("lateness", {})
+    by = {(r["subject"], r["jobs"]): r for r in late.get("rows", []) if r.get("turns")}
+    sizes = sorted(j for (s, j) in by if s == NAME and ("supertask", j) in by)
+    top = max((r["jobs"] for r in late.get("rows", [])), default=None)
+    for jobs in sizes:
+        after, before = by[("supertask", jobs)]["turns"], by[(NAME, jobs)]["turns"]
+        if jobs != top or len(sizes) == 1:
+            rows.append(compare(f"p99 fire lateness, {jobs} fires/s", "ms", [t["p99_ms"] for t in after],
+                                [t["p99_ms"] for t in before], section="lateness"))
+        if jobs == top:
+            rows.append(compare(f"runs/s offered {jobs} fires/s (saturation)", "runs/s",
+                                [t["runs_per_s"] for t in after], [t["runs_per_s"] for t in before],
+                                higher_is_better=True, section="lateness"))
+    for section in ("launch", "startup"):
+        table = results.get(section, {}).get("rows", {})
+        for key, row in table.items():
+            if not key.startswith("supertask ") or "turn_medians" not in row:
+                continue
+            base = table.get(name + key[len("supertask"):])
+            if base and "turn_medians" in base:
+                rows.append(compare(f"`{key}`", "ms", [x * 1000 for x in row["turn_medians"]],
+                                    [x * 1000 for x in base["turn_medians"]], section=section))
+    return rows
