@@ -200,11 +200,11 @@ def lateness_section(late: dict) -> list[str]:
              "Missed = expected fires minus distinct fires in the window, doubled = repeats. CPU is the "
              "scheduler process alone (children excluded), in % of one core. Ratio = p99 / the limit loop's "
              "p99 at the same size, from the same run. At 100 fires a second and fewer the limit loop and "
-             "supertask run three times in turn (limit, supertask, limit, ...): the row is the run with the "
+             f"supertask run {late.get('repeats', 3)} times in turn (limit, supertask, limit, ...): the row is the run with the "
              "median p99, and supertask's ratio the median of its runs' ratios to the limit run just before "
              "each (a 30 s window here moves p99 by a fifth from one minute to the next)."
              + (f" {LABEL[baseline.NAME]}, the baseline build, runs at {', '.join(map(str, late['ab_sizes']))} "
-                "fires a second, each turn the limit loop then both builds, which of them first alternating "
+                f"fires a second ({late.get('repeats', 3)} turns there too), each turn the limit loop then both builds, which of them first alternating "
                 "turn by turn; its rows are likewise the median run and the median of its pairs (the before/after "
                 "table reads every turn)." if baseline.NAME in LABEL and late.get("ab_sizes") else ""), ""]
     sizes = sorted({r["jobs"] for r in late["rows"]})
@@ -438,6 +438,8 @@ def write_report(results: dict, *, quick: bool = False) -> Path:
         "# Benchmarks", "",
         "supertask against its peers, all measured in the same run on the same machine by `make bench` "
         "(`python bench/run.py`; `--quick` for a short pass, `--only SECTION`, `--report` to re-render). "
+        "`make bench BASELINE=REF` (`--baseline REF`) measures the supertask of commit REF as well, turn by "
+        "turn with this tree's, and opens the report with a before/after table against the run-to-run noise. "
         "These machines are shared and noisy: read the medians and the ratios to the baseline of the same run "
         "(bare Python, `sh -c true`, the limit loop), not lone absolute times.", "",
         "Subjects, each given the same work (`sh -c 'echo \"JOB SCHEDULED $(date +%s.%N)\" >> FILE'`, one shell and "

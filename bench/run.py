@@ -189,7 +189,7 @@ def lateness(sizes: list[int], duration: int, pg: str | None, repeats: int = 1,
                 row["turns"] = [{k: r.get(k, math.nan) for k in ("p50_ms", "p99_ms", "runs_per_s", "missed")}
                                 for r in runs.get(kind, [])]
             rows.append(row)
-    return {"rows": rows, "duration": duration, "cores": os.cpu_count(),
+    return {"rows": rows, "duration": duration, "cores": os.cpu_count(), "repeats": repeats,
             "ab_sizes": [j for j in sizes if j in ab_sizes] if baseline.NAME in BUILDS else []}
 
 
