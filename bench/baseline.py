@@ -106,20 +106,37 @@ def spread(values: list[float]) -> float:
     return (max(vals) - min(vals)) / mid if mid else math.nan
 
 
-def compare(metric: str, unit: str, after: list[float], before: list[float], *, higher_is_better: bool = False,
-            section: str = "") -> dict:
-    """One figure before and after: the median of the turns' after/before ratios, the noise
-    (the larger spread of the two builds' turns) and whether after is worse by more than it."""
-    pairs = [(a, b) for a, b in zip(after, before, strict=False) if a and b and not (math.isnan(a) or math.isnan(b))]
+def ratio_noise(after: list[float], before: list[float]) -> tuple[float, float, int]:
+    """The median of the turns' after/before ratios, the noise (the larger spread of the
+    two builds' turns) and how many turns both builds have a figure for."""
+    pairs = [(a, b) for a, b in zip(after, before, strict=False)
+             if a is not None and b and not (math.isnan(a) or math.isnan(b))]
     ratio = statistics.median(a / b for a, b in pairs) if pairs else math.nan
     noise = max((x for x in (spread(after), spread(before)) if not math.isnan(x)), default=math.nan)
+    return ratio, noise, len(pairs)
+
+
+def compare(metric: str, unit: str, after: list[float], before: list[float], *, higher_is_better: bool = False,
+            section: str = "", cpu: tuple[list[float], list[float]] | None = None) -> dict:
+    """One figure before and after: the after/before ratio against the noise, and whether
+    after is worse by more than it. ``cpu``: the same turns' CPU (after, before), shown
+    beside it: CPU time is what a busy machine distorts least."""
+    ratio, noise, turns = ratio_noise(after, before)
     worse = (1 - ratio) if higher_is_better else (ratio - 1)  # > 0: after is worse
     ok = None if math.isnan(ratio) or math.isnan(noise) else worse <= noise
-    return {"metric": metric, "section": section, "unit": unit, "higher_is_better": higher_is_better,
-            "before": statistics.median(before) if before else math.nan,
-            "after": statistics.median(after) if after else math.nan,
-            "before_turns": before, "after_turns": after, "ratio": ratio, "noise": noise,
-            "worse_by": worse, "within_noise": ok, "turns": len(pairs)}
+    row = {"metric": metric, "section": section, "unit": unit, "higher_is_better": higher_is_better,
+           "before": statistics.median(before) if before else math.nan,
+           "after": statistics.median(after) if after else math.nan,
+           "before_turns": before, "after_turns": after, "ratio": ratio, "noise": noise,
+           "worse_by": worse, "within_noise": ok, "turns": turns}
+    if cpu:
+        row["cpu_ratio"], row["cpu_noise"], _ = ratio_noise(*cpu)
+    return row
+
+
+def own_cpu(after: list[dict], before: list[dict]) -> tuple[list[float], list[float]]:
+    """The scheduler's own CPU per fire, each turn (after, before)."""
+    return ([t.get("own_cpu_ms", math.nan) for t in after], [t.get("own_cpu_ms", math.nan) for t in before])
 
 
 def before_after(results: dict) -> list[dict]:
@@ -138,11 +155,11 @@ def before_after(results: dict) -> list[dict]:
         after, before = by[("supertask", jobs)]["turns"], by[(NAME, jobs)]["turns"]
         if jobs != top or len(sizes) == 1:
             rows.append(compare(f"p99 fire lateness, {jobs} fires/s", "ms", [t["p99_ms"] for t in after],
-                                [t["p99_ms"] for t in before], section="lateness"))
+                                [t["p99_ms"] for t in before], section="lateness", cpu=own_cpu(after, before)))
         if jobs == top:
             rows.append(compare(f"runs/s offered {jobs} fires/s (saturation)", "runs/s",
                                 [t["runs_per_s"] for t in after], [t["runs_per_s"] for t in before],
-                                higher_is_better=True, section="lateness"))
+                                higher_is_better=True, section="lateness", cpu=own_cpu(after, before)))
     for section in ("launch", "startup"):
         table = results.get(section, {}).get("rows", {})
         for key, row in table.items():
@@ -151,5 +168,6 @@ def before_after(results: dict) -> list[dict]:
             base = table.get(name + key[len("supertask"):])
             if base and "turn_medians" in base:
                 rows.append(compare(f"`{key}`", "ms", [x * 1000 for x in row["turn_medians"]],
-                                    [x * 1000 for x in base["turn_medians"]], section=section))
+                                    [x * 1000 for x in base["turn_medians"]], section=section,
+                                    cpu=(row.get("turn_cpus", []), base.get("turn_cpus", []))))
     return rows

@@ -172,16 +172,21 @@ def before_after_section(results: dict) -> list[str]:
              "*after / before* is the median of the turns' ratios (each turn's after over the same turn's "
              "before); *noise* is how far repeated turns of one build differ, (max − min) / median of its "
              "turns, the larger of the two builds'. A figure passes when after is not worse than before by "
-             "more than that noise (times: after / before ≤ 1 + noise; runs/s: ≥ 1 − noise). With three or "
+             "more than that noise (times: after / before ≤ 1 + noise; runs/s: ≥ 1 − noise). *CPU* is the same "
+             "ratio and noise for CPU time, which a busy machine distorts least (for commands their user + "
+             "system time; for the scheduler its own CPU per fire): where wall time misses and CPU does not, "
+             "suspect the machine. With three or "
              "five turns the noise itself is a rough figure: a miss by a little is a reason to run again on a "
              "quieter machine, not proof.", "",
-             f"| figure | before ({name}) | after (this tree) | after / before | run-to-run noise | turns | |",
-             "|---|---:|---:|---:|---:|---:|---|"]
+             f"| figure | before ({name}) | after (this tree) | after / before | run-to-run noise | turns | | "
+             "CPU after / before (noise) |",
+             "|---|---:|---:|---:|---:|---:|---|---:|"]
     for r in rows:
         digits = 0 if r["unit"] == "runs/s" or r["before"] >= 100 else 1
         turns_b = ", ".join(ms(x, digits) for x in r["before_turns"])
         turns_a = ", ".join(ms(x, digits) for x in r["after_turns"])
         ok = r["within_noise"]
+        cpu = "–" if math.isnan(r.get("cpu_ratio", math.nan)) else f"{r['cpu_ratio']:.2f}× ({pct(r['cpu_noise'])})"
         if ok is None:
             mark = "–"
         elif ok:
@@ -190,7 +195,7 @@ def before_after_section(results: dict) -> list[str]:
             mark = f"**miss**: {pct(r['worse_by'])} worse"
         lines.append(f"| {r['metric']} | {ms(r['before'], digits)} {r['unit']} ({turns_b}) | "
                      f"{ms(r['after'], digits)} {r['unit']} ({turns_a}) | {r['ratio']:.2f}× | {pct(r['noise'])} | "
-                     f"{r['turns']} | {mark} |")
+                     f"{r['turns']} | {mark} | {cpu} |")
     return lines
 
 

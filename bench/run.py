@@ -2,11 +2,17 @@
 
     python bench/run.py            # the issue's sizes (~20-25 min here)
     python bench/run.py --quick    # small sizes and short runs (< 3 min)
+    python bench/run.py --baseline a5753cf   # and that commit's supertask, turn by turn (~35 min)
     python bench/run.py --only lateness,startup   # some sections (others kept from the last run)
     python bench/run.py --report   # rewrite docs/benchmarks.md from bench/results/results.json
 
 Results go to ``bench/results/results.json`` (git-ignored); ``bench/report.py``
 turns them into ``docs/benchmarks.md`` and ``docs/benchmarks/*.png``.
+
+``--baseline REF`` (``make bench BASELINE=REF``) builds commit REF's supertask in a
+worktree of its own (``bench/baseline.py``) and runs it beside this tree's in the lateness
+(100, 500 and 1,000 fires a second), launch and start-up sections, the two builds
+alternating turn by turn; the report opens with their before/after table.
 """
 
 from __future__ import annotations
@@ -186,7 +192,7 @@ def lateness(sizes: list[int], duration: int, pg: str | None, repeats: int = 1,
             if kind in builds and len(pairs) > 1:
                 row["pair_ratios"] = [round(st / lim, 3) for lim, st in pairs]
             if ab and kind in builds:  # each turn, in order (a failed run keeps its place as NaN)
-                row["turns"] = [{k: r.get(k, math.nan) for k in ("p50_ms", "p99_ms", "runs_per_s", "missed")}
+                row["turns"] = [{k: r.get(k, math.nan) for k in ("p50_ms", "p99_ms", "runs_per_s", "missed", "own_cpu_ms")}
                                 for r in runs.get(kind, [])]
             rows.append(row)
     return {"rows": rows, "duration": duration, "cores": os.cpu_count(), "repeats": repeats,
