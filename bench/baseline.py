@@ -19,7 +19,7 @@ import subprocess
 from collections.abc import Callable
 from pathlib import Path
 
-from common import BENCH, BUILDS, ROOT, log, time_command
+from common import BENCH, BUILDS, ROOT, SUPERTASK, log, time_command
 
 NAME = "baseline"  # the subject's kind in results.json; its label is results["baseline"]["label"]
 
@@ -92,6 +92,24 @@ def time_builds(argvs: dict[str, list[str]], *, turns: int, runs: int,
                       "exit": parts[-1]["exit"], "times": times,
                       "turn_medians": [p["median"] for p in parts], "turn_cpus": [p["cpu"] for p in parts]}
     return out
+
+
+def build_names(label: str | None) -> dict[str, str]:
+    """How each build's commands are named in the tables: ``supertask ...`` for this tree,
+    ``supertask@COMMIT ...`` for the baseline."""
+    return {"supertask": "supertask", **({NAME: label} if label and NAME in BUILDS else {})}
+
+
+def time_supertask(args: list[str], *, names: dict[str, str], runs: int, turns: int,
+                   envs: dict[str, dict[str, str]], key: str | None = None) -> dict[str, dict]:
+    """``supertask ARGS`` of each build, named ``NAME ARGS`` (or ``NAME`` + ``key``); with a
+    baseline the builds alternate for ``turns`` turns of ``runs // turns`` runs each."""
+    suffix = key if key is not None else " " + " ".join(args)
+    if len(names) == 1:
+        return {"supertask" + suffix: time_command([str(SUPERTASK), *args], runs=runs, env=envs["supertask"])}
+    timed = time_builds({b: [str(BUILDS[b]), *args] for b in names}, turns=turns,
+                         runs=max(1, runs // turns), envs=envs)
+    return {names[b] + suffix: timed[b] for b in names}
 
 
 # -- reading the turns back ----------------------------------------------------------------------
@@ -171,3 +189,53 @@ def before_after(results: dict) -> list[dict]:
                                     [x * 1000 for x in base["turn_medians"]], section=section,
                                     cpu=(row.get("turn_cpus", []), base.get("turn_cpus", []))))
     return rows
+
+
+# -- the report's table --------------------------------------------------------------------------
+
+
+def pct(x: float) -> str:
+    return "–" if x is None or math.isnan(x) else f"{100 * x:.0f} %"
+
+
+def section(results: dict, ms: Callable[[float | None, int], str]) -> list[str]:
+    """This tree against the baseline build, every figure both were measured for in this run."""
+    rows = results.get("before_after") or before_after(results)
+    info = results.get("baseline", {})
+    if not rows:
+        return []
+    name = info.get("label", "baseline")
+    lines = [f"The same figures of two builds measured turn by turn in this run: **before** is `{name}` "
+             f"(`--baseline {info.get('ref')}`: commit {info.get('commit', '?')[:12]}, a worktree at "
+             f"`{info.get('path')}` with a venv of its own), **after** is this tree "
+             f"({results.get('machine', {}).get('commit', '?')}). The two builds alternate turn by turn, which "
+             "of them goes first changing every turn, so whatever else the machine does hits both alike. "
+             "Each build's figure is the median of its turns (each turn's figure in brackets); "
+             "*after / before* is the median of the turns' ratios (each turn's after over the same turn's "
+             "before); *noise* is how far repeated turns of one build differ, (max − min) / median of its "
+             "turns, the larger of the two builds'. A figure passes when after is not worse than before by "
+             "more than that noise (times: after / before ≤ 1 + noise; runs/s: ≥ 1 − noise). *CPU* is the same "
+             "ratio and noise for CPU time, which a busy machine distorts least (for commands their user + "
+             "system time; for the scheduler its own CPU per fire): where wall time misses and CPU does not, "
+             "suspect the machine. With three or "
+             "five turns the noise itself is a rough figure: a miss by a little is a reason to run again on a "
+             "quieter machine, not proof.", "",
+             f"| figure | before ({name}) | after (this tree) | after / before | run-to-run noise | turns | | "
+             "CPU after / before (noise) |",
+             "|---|---:|---:|---:|---:|---:|---|---:|"]
+    for r in rows:
+        digits = 0 if r["unit"] == "runs/s" or r["before"] >= 100 else 1
+        turns_b = ", ".join(ms(x, digits) for x in r["before_turns"])
+        turns_a = ", ".join(ms(x, digits) for x in r["after_turns"])
+        ok = r["within_noise"]
+        cpu = "–" if math.isnan(r.get("cpu_ratio", math.nan)) else f"{r['cpu_ratio']:.2f}× ({pct(r['cpu_noise'])})"
+        if ok is None:
+            mark = "–"
+        elif ok:
+            mark = "**pass**" + (" (better by more than the noise)" if -r["worse_by"] > r["noise"] else "")
+        else:
+            mark = f"**miss**: {pct(r['worse_by'])} worse"
+        lines.append(f"| {r['metric']} | {ms(r['before'], digits)} {r['unit']} ({turns_b}) | "
+                     f"{ms(r['after'], digits)} {r['unit']} ({turns_a}) | {r['ratio']:.2f}× | {pct(r['noise'])} | "
+                     f"{r['turns']} | {mark} | {cpu} |")
+    return lines

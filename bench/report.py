@@ -152,53 +152,6 @@ def extrapolate(pts: list[tuple[float, float]], at: float) -> tuple[float, float
     return k, b, y1 + b * (at - x1)
 
 
-def pct(x: float) -> str:
-    return "–" if x is None or math.isnan(x) else f"{100 * x:.0f} %"
-
-
-def before_after_section(results: dict) -> list[str]:
-    """This tree against the baseline build, every figure both were measured for in this run."""
-    rows = results.get("before_after") or baseline.before_after(results)
-    info = results.get("baseline", {})
-    if not rows:
-        return []
-    name = info.get("label", "baseline")
-    lines = [f"The same figures of two builds measured turn by turn in this run: **before** is `{name}` "
-             f"(`--baseline {info.get('ref')}`: commit {info.get('commit', '?')[:12]}, a worktree at "
-             f"`{info.get('path')}` with a venv of its own), **after** is this tree "
-             f"({results.get('machine', {}).get('commit', '?')}). The two builds alternate turn by turn, which "
-             "of them goes first changing every turn, so whatever else the machine does hits both alike. "
-             "Each build's figure is the median of its turns (each turn's figure in brackets); "
-             "*after / before* is the median of the turns' ratios (each turn's after over the same turn's "
-             "before); *noise* is how far repeated turns of one build differ, (max − min) / median of its "
-             "turns, the larger of the two builds'. A figure passes when after is not worse than before by "
-             "more than that noise (times: after / before ≤ 1 + noise; runs/s: ≥ 1 − noise). *CPU* is the same "
-             "ratio and noise for CPU time, which a busy machine distorts least (for commands their user + "
-             "system time; for the scheduler its own CPU per fire): where wall time misses and CPU does not, "
-             "suspect the machine. With three or "
-             "five turns the noise itself is a rough figure: a miss by a little is a reason to run again on a "
-             "quieter machine, not proof.", "",
-             f"| figure | before ({name}) | after (this tree) | after / before | run-to-run noise | turns | | "
-             "CPU after / before (noise) |",
-             "|---|---:|---:|---:|---:|---:|---|---:|"]
-    for r in rows:
-        digits = 0 if r["unit"] == "runs/s" or r["before"] >= 100 else 1
-        turns_b = ", ".join(ms(x, digits) for x in r["before_turns"])
-        turns_a = ", ".join(ms(x, digits) for x in r["after_turns"])
-        ok = r["within_noise"]
-        cpu = "–" if math.isnan(r.get("cpu_ratio", math.nan)) else f"{r['cpu_ratio']:.2f}× ({pct(r['cpu_noise'])})"
-        if ok is None:
-            mark = "–"
-        elif ok:
-            mark = "**pass**" + (" (better by more than the noise)" if -r["worse_by"] > r["noise"] else "")
-        else:
-            mark = f"**miss**: {pct(r['worse_by'])} worse"
-        lines.append(f"| {r['metric']} | {ms(r['before'], digits)} {r['unit']} ({turns_b}) | "
-                     f"{ms(r['after'], digits)} {r['unit']} ({turns_a}) | {r['ratio']:.2f}× | {pct(r['noise'])} | "
-                     f"{r['turns']} | {mark} | {cpu} |")
-    return lines
-
-
 def lateness_section(late: dict) -> list[str]:
     lines = [f"Each subject runs N jobs every second for {late['duration']} s (after a warm-up until the first "
              "fire and 2 s more); lateness is the child's `date +%s.%N` minus the fire's scheduled time. "
@@ -474,7 +427,7 @@ def write_report(results: dict, *, quick: bool = False) -> Path:
         f"({results.get('mode')} mode); this tree at {m.get('commit', '?')}.", "",
     ]
     if info and results.get("before_after"):
-        lines += [f"## Before and after: {info['label']} → this tree", ""] + before_after_section(results) + [""]
+        lines += [f"## Before and after: {info['label']} → this tree", ""] + baseline.section(results, ms) + [""]
     if "lateness" in results:
         plot_lateness(results["lateness"], PLOTS / "lateness.png")
         lines += ["## 1. Fire lateness", ""] + lateness_section(results["lateness"]) + [""]

@@ -202,32 +202,14 @@ def lateness(sizes: list[int], duration: int, pg: str | None, repeats: int = 1,
 # -- 2. launch overhead -------------------------------------------------------------------------
 
 
-def build_names(label: str | None) -> dict[str, str]:
-    """How each build's commands are named in the tables: ``supertask ...`` for this tree,
-    ``supertask@COMMIT ...`` for the baseline."""
-    return {"supertask": "supertask", **({baseline.NAME: label} if label and baseline.NAME in BUILDS else {})}
-
-
-def time_supertask(args: list[str], *, names: dict[str, str], runs: int, turns: int,
-                   envs: dict[str, dict[str, str]], key: str | None = None) -> dict[str, dict]:
-    """``supertask ARGS`` of each build, named ``NAME ARGS`` (or ``NAME`` + ``key``); with a
-    baseline the builds alternate for ``turns`` turns of ``runs // turns`` runs each."""
-    suffix = key if key is not None else " " + " ".join(args)
-    if len(names) == 1:
-        return {"supertask" + suffix: time_command([str(SUPERTASK), *args], runs=runs, env=envs["supertask"])}
-    timed = baseline.time_builds({b: [str(BUILDS[b]), *args] for b in names}, turns=turns,
-                                 runs=max(1, runs // turns), envs=envs)
-    return {names[b] + suffix: timed[b] for b in names}
-
-
 def launch(runs: int, label: str | None = None, turns: int = 5) -> dict:
-    names = build_names(label)
+    names = baseline.build_names(label)
     homes = {b: tempfile.mkdtemp(prefix=f"bench-launch-{b}-") for b in names}
     envs = {b: dict(os.environ, SUPERTASK_HOME=home) for b, home in homes.items()}
     rows = {
         "sh -c true": time_command(["sh", "-c", "true"], runs=runs * 3),
         "python -c pass": time_command([str(VENV_PY), "-c", "pass"], runs=runs),
-        **time_supertask(["run", "--log-level", "warning", "--", "cmd:true"], names=names, runs=runs, turns=turns,
+        **baseline.time_supertask(["run", "--log-level", "warning", "--", "cmd:true"], names=names, runs=runs, turns=turns,
                          envs=envs, key=" run -- cmd:true"),
     }
     for home in homes.values():
@@ -243,20 +225,22 @@ def launch(runs: int, label: str | None = None, turns: int = 5) -> dict:
 def startup(runs: int, jobs: int, label: str | None = None, turns: int = 5) -> dict:
     """Start-up of each command. With a baseline, each build has its own home and, for
     ``list-jobs``, its own scheduler (both up at once, idle), and the builds alternate."""
-    names = build_names(label)
+    names = baseline.build_names(label)
     work = Path(tempfile.mkdtemp(prefix="bench-startup-"))
     homes = {b: work / f"home-{b}" for b in names}
     envs = {b: dict(os.environ, SUPERTASK_HOME=str(home)) for b, home in homes.items()}
     tt = supertask_timetable(work / "supertask.yaml", firing=0, idle=jobs, out=None)
-    timed = {"runs": runs, "turns": turns, "names": names}
+    def timed(args: list[str], env: dict[str, dict[str, str]], key: str | None = None) -> dict[str, dict]:
+        return baseline.time_supertask(args, names=names, runs=runs, turns=turns, envs=env, key=key)
+
     rows = {
         "python -c pass": time_command([str(VENV_PY), "-c", "pass"], runs=runs),
         "python -c 'import typer'": time_command([str(VENV_PY), "-c", "import typer"], runs=runs),
         "python -c 'import apscheduler…, sqlalchemy'": time_command(
             [str(VENV_PY), "-c", "import apscheduler.schedulers.background, sqlalchemy"], runs=runs),
-        **time_supertask(["--help"], envs=envs, **timed),
-        **time_supertask(["--version"], envs=envs, **timed),
-        **time_supertask(["validate", str(tt)], envs=envs, key=f" validate ({jobs} jobs)", **timed),
+        **timed(["--help"], envs),
+        **timed(["--version"], envs),
+        **timed(["validate", str(tt)], envs, key=f" validate ({jobs} jobs)"),
     }
     if ORIGINAL.exists():
         rows["supertask==0.1.1 --help"] = time_command([str(ORIGINAL), "--help"], runs=max(3, runs // 2))
@@ -274,9 +258,9 @@ def startup(runs: int, jobs: int, label: str | None = None, turns: int = 5) -> d
             live = {b: any(p.is_socket() for p in home.rglob("*")) if home.exists() else False
                     for b, home in homes.items()}
             key = " list-jobs --json, live" if live["supertask"] else " list-jobs --json, store view"
-            rows.update(time_supertask(["list-jobs", "--json"], envs=envs, key=key, **timed))
-            rows.update(time_supertask(["list-jobs"], envs={b: dict(e, COLUMNS="200") for b, e in envs.items()},
-                                       key=key.replace(" --json", ""), **timed))
+            rows.update(timed(["list-jobs", "--json"], envs, key=key))
+            rows.update(timed(["list-jobs"], {b: dict(e, COLUMNS="200") for b, e in envs.items()},
+                              key=key.replace(" --json", "")))
     finally:
         for s in subjects.values():
             s.stop()
