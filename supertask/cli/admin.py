@@ -36,13 +36,17 @@ def import_crontab(
     Every job keeps its schedule exactly (supertask's cron is cron's). Example:
     `supertask import-crontab --system > supertask.yaml && supertask validate`.
     """
-    from supertask.settings import current_user
-    from supertask.timetable.crontab import import_crontabs, parse_crontab, render_timetable
+    from supertask.settings import current_user, host_name
+    from supertask.timetable.cronimport import import_crontabs, render_timetable
+    from supertask.timetable.cronnames import namespace_for
+    from supertask.timetable.crontab import parse_crontab
     from supertask.timetable.load import load_timetable
 
     sources = _crontab_sources(files or [], system)
     tabs = [parse_crontab(text, source, system=system) for source, text in sources]
     result = import_crontabs(tabs, run_as=user or current_user())
+    result.namespace = namespace_for([s for s, _ in sources], host=host_name(), user=current_user(),
+                                     system=system)
     stamp = datetime.now(timezone.utc).strftime("%Y-%m-%d %H:%M UTC")
     header = (f"Imported from {', '.join(s for s, _ in sources)} by `supertask import-crontab` on {stamp}.\n"
               "Each job keeps its cron schedule exactly; `supertask next` shows the coming fires.\n"

@@ -67,6 +67,31 @@ def test_import_a_job_line_as_root_with_another_users_column(cli: Cli) -> None:
     assert "runs as www-data through `runuser -u www-data --`" in proc.stderr
 
 
+def test_import_keeps_every_line_names_the_namespace_and_moving_the_file_keeps_history(cli: Cli) -> None:
+    """A short line is kept commented out with its note; notes come in line order; the
+    timetable names its namespace, so the same jobs under another file name are the same jobs."""
+    crontab = ("* * * echo short\n0 3 * * * tar czf /backup/home-$(date +%F).tgz /home\n"
+               "0 0 30 2 * never\n@reboot logger booted\n")
+    proc = cli("import-crontab", "-", input=crontab)
+    assert proc.returncode == 0, proc.stderr
+    assert "# NOT IMPORTED (see the notes above): <stdin>:1: * * * echo short" in proc.stdout
+    notes = [line for line in proc.stderr.splitlines() if line.startswith("note: ")]
+    assert [n.split(":")[2] for n in notes] == ["1", "3"], notes
+    first = write(cli.cwd / "first.yaml", proc.stdout)
+    rows = cli.json("next", str(first), "-n", "1")
+    assert [r["job"] for r in rows] == ["backup-home", "logger-booted"]
+    namespace = rows[0]["namespace"]
+    assert namespace.endswith("-crontab")
+    sched = cli.start("--file", str(first))
+    try:
+        sched.wait_event("run finished", job="logger-booted")
+    finally:
+        assert sched.stop() == 0
+    moved = first.rename(cli.cwd / "moved.yaml")
+    assert cli.json("next", str(moved), "-n", "1")[0]["namespace"] == namespace
+    assert [r["job"] for r in history(cli, "--ns", namespace)] == ["logger-booted"]
+
+
 def test_import_a_missing_file_is_a_usage_error(cli: Cli) -> None:
     proc = cli("import-crontab", "no-such-crontab")
     assert proc.returncode == 2 and "no-such-crontab" in proc.stderr
@@ -78,7 +103,7 @@ def test_imported_jobs_run(cli: Cli, tmp_path: Path) -> None:
     crontab = f"SHELL=/bin/bash\nGREETING=hi\n@reboot cat > {out}; echo \"$GREETING\" >> {out}%line 1%line\\%2\n"
     proc = cli("import-crontab", "-", input=crontab)
     assert proc.returncode == 0, proc.stderr
-    write(cli.cwd / "supertask.yaml", "namespace: imported\n" + proc.stdout)
+    write(cli.cwd / "supertask.yaml", proc.stdout)
     sched = cli.start()
     try:
         sched.wait_event("run finished", status="succeeded")

@@ -17,13 +17,9 @@ import pytest
 from croniter import croniter
 
 from supertask.schedules.trigger import parse_when, upcoming
-from supertask.timetable.crontab import (
-    import_crontabs,
-    job_name,
-    parse_crontab,
-    render_timetable,
-    split_percent,
-)
+from supertask.timetable.cronimport import import_crontabs, render_timetable
+from supertask.timetable.cronnames import job_name, namespace_for
+from supertask.timetable.crontab import parse_crontab, split_percent
 from supertask.timetable.load import load_timetable
 
 DATA = Path(__file__).resolve().parent.parent / "data" / "crontabs"
@@ -127,10 +123,27 @@ def test_bad_lines_are_reported_not_dropped() -> None:
      "sessionclean"),
     ("/usr/bin/python3 /srv/report.py >/dev/null 2>&1", "report"),
     ("date +%s >> /tmp/x", "date"),
+    ("tar czf /backup/home-$(date +%F).tgz /home", "backup-home"),
+    ("tar czf - /etc > /backup/etc-$(date +%u).tgz", "backup-etc"),
+    ("rsync -a --delete /home/ /mnt/backup/home/", "backup-home"),
+    ("/usr/local/bin/backup-home.sh", "backup-home"),
+    ("cd /srv/app && ./manage.py clearsessions", "manage-clearsessions"),
+    ("pg_dump app > /var/backups/app.sql", "pg_dump-app"),
     ("   ", "job"),
 ])
 def test_job_names_are_readable(command: str, name: str) -> None:
     assert job_name(command) == name
+
+
+@pytest.mark.parametrize(("sources", "system", "namespace"), [
+    (["crontab -l"], False, "web1-alice-crontab"),
+    (["<stdin>"], False, "web1-alice-crontab"),
+    (["/etc/crontab", "/etc/cron.d/certbot"], True, "web1-system-crontab"),
+    (["/etc/cron.d/certbot"], True, "web1-certbot-crontab"),
+    (["/etc/crontab"], True, "web1-system-crontab"),
+])
+def test_the_namespace_names_host_and_owner(sources: list[str], system: bool, namespace: str) -> None:
+    assert namespace_for(sources, host="web1.example.com", user="alice", system=system) == namespace
 
 
 # -- the mapping ---------------------------------------------------------------------------------
@@ -277,3 +290,22 @@ def test_the_star_step_day_rule_is_crons() -> None:
     fires = {name: [f"{f:%a %d}" for f in upcoming(parse_when(job.when, "UTC"), start, 4)]
              for name, job in jobs.items()}
     assert fires == {"a": ["Mon 05", "Mon 19", "Mon 09", "Mon 23"], "b": ["Sat 03", "Mon 05", "Wed 07", "Fri 09"]}
+
+
+def test_a_short_line_is_kept_commented_out_and_notes_follow_the_lines() -> None:
+    """`* * * echo short` (four fields) is reported and kept as NOT IMPORTED, and the
+    notes come in line order, whichever step found them."""
+    text = "MAILTO=ops@example.com\n0 0 30 2 * never\n* * * echo short\n0 1 * * * root /srv/job\n"
+    result = import_crontabs([parse_crontab(text, "tab", system=True)], run_as="alice")
+    assert [n.line for n in result.notes] == [1, 2, 3, 4]
+    rendered = render_timetable(result)
+    assert "NOT IMPORTED (see the notes above): tab:3: * * * echo short" in rendered
+    assert "NOT IMPORTED (see the notes above): tab:2: 0 0 30 2 * never" in rendered
+    assert rendered.index("tab:2: 0 0 30 2") < rendered.index("tab:3: * * * echo") < rendered.index("/srv/job")
+    assert [j.name for j in load_timetable(rendered).jobs] == ["job"]
+
+
+def test_the_namespace_is_written() -> None:
+    result = import_crontabs([parse_crontab("0 0 * * * a\n", "tab")], run_as="me")
+    result.namespace = "web1-me-crontab"
+    assert load_timetable(render_timetable(result)).namespace == "web1-me-crontab"
