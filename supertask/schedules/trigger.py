@@ -230,8 +230,12 @@ class Schedule:
         if self.kind == "date":
             return self._run_date if previous_fire_time is None else None
         if self.kind == "interval":
-            base = now if previous_fire_time is None else previous_fire_time
-            return (base.astimezone(UTC) + self._interval).astimezone(self.timezone)
+            if previous_fire_time is None:  # whole seconds from the first fire on, for a whole-second interval
+                first = now.astimezone(UTC) + self._interval
+                if first.microsecond and not self._interval.microseconds:
+                    first = first.replace(microsecond=0) + timedelta(seconds=1)
+                return first.astimezone(self.timezone)
+            return (previous_fire_time.astimezone(UTC) + self._interval).astimezone(self.timezone)
         if previous_fire_time is None:
             after = now.astimezone(UTC) - _TICK  # at or after now
         else:
@@ -293,7 +297,9 @@ class Schedule:
 
     # -- presentation and persistence -------------------------------------------
 
-    def describe(self) -> str:
+    def describe(self, *, hour24: bool | None = None) -> str:
+        """What fires, in words; times on a 24-hour clock when ``hour24`` (None: as the
+        locale's LC_TIME has it; supertask.schedules.describe)."""
         if self.kind == "once":
             return "once, when the job is first synced or changed"
         if self.kind == "reboot":
@@ -307,11 +313,11 @@ class Schedule:
             assert shown is not None
             text = shown.strftime("%Y-%m-%d %H:%M" + (":%S" if shown.second else ""))
             return f"once, at {text} {_format_offset(shown.utcoffset())}"
-        from cron_descriptor import get_description  # imported only when describing
+        from supertask.schedules.describe import describe_cron  # cron-descriptor only when describing
 
         expr = ALIASES.get(self.when.strip().lower(), " ".join(self.when.split()))
         try:
-            return get_description(expr)
+            return describe_cron(expr, hour24=hour24)
         except Exception:  # cron-descriptor lags croniter on a few forms; fall back
             return expr
 

@@ -395,7 +395,7 @@ def test_next_fire_is_cheap():
     ],
 )
 def test_describe(when, text):
-    assert parse_when(when, "Europe/Berlin").describe() == text
+    assert parse_when(when, "Europe/Berlin").describe(hour24=False) == text
 
 
 @pytest.mark.parametrize(
