@@ -1,5 +1,5 @@
 """The console script. ``supertask run [OPTIONS] -- KIND:TARGET`` (a one-shot run),
-``supertask list-jobs [--json] [--ns NS]`` answered by a running scheduler,
+``supertask list-jobs [--json] [--wide] [--ns NS]`` answered by a running scheduler,
 ``supertask --help`` and ``supertask --version`` skip typer; everything else goes to
 :mod:`supertask.cli`.
 
@@ -155,12 +155,12 @@ def _help_is_the_snapshot() -> bool:
 
 
 def _live_list_jobs(argv: list[str]) -> bool:
-    """``list-jobs [--json] [--ns NS]`` from the running scheduler: True when printed."""
+    """``list-jobs [--json] [--wide] [--ns NS]`` from the running scheduler: True when printed."""
     if not argv or argv[0] != "list-jobs":
         return False
     from supertask.settings import env_name
 
-    rest = [a for a in argv[1:] if a != "--json"]
+    rest = [a for a in argv[1:] if a not in ("--json", "--wide")]
     namespace = os.environ.get(env_name("namespace")) or None
     if len(rest) == 2 and rest[0] in ("--ns", "--namespace") and not rest[1].startswith("-"):
         namespace = rest[1]
@@ -182,5 +182,5 @@ def _live_list_jobs(argv: list[str]) -> bool:
     else:
         from supertask.cli.output import print_jobs
 
-        print_jobs(rows)
+        print_jobs(rows, wide="--wide" in argv)
     return True

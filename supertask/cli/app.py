@@ -32,14 +32,16 @@ app = typer.Typer(
 def _opt(option: str, *names: str, **kw: Any) -> Any:
     """An option with its SUPERTASK_* variable and help text from the settings table."""
     # in Annotated[...] the first positional is the first flag, not a default
-    return typer.Option(*names, envvar=env_name(option), show_envvar=True,  # type: ignore[call-overload]
-                        help=help_for(option), **kw)
+    kw.setdefault("help", help_for(option))
+    return typer.Option(*names, envvar=env_name(option), show_envvar=True, **kw)  # type: ignore[call-overload]
 
 
 StoreOpt = Annotated[str | None, _opt("store", "--store", metavar="URL")]
 HomeOpt = Annotated[str | None, _opt("home", "--home", metavar="DIR")]
 NsOpt = Annotated[str | None, _opt("namespace", "--ns", "--namespace", metavar="NS")]
 JsonOpt = Annotated[bool, typer.Option("--json", help="Print JSON for scripts")]
+WideOpt = Annotated[bool, typer.Option("--wide", "-w", help="Every cell whole, however wide the table "
+                                       "(default: cut with … to the terminal's width, COLUMNS, else 80)")]
 LogFormatOpt = Annotated[str, _opt("log_format", "--log-format")]
 
 
@@ -95,3 +97,21 @@ def _timetable_path(file: str | None) -> Path:
     from supertask.timetable.load import find_timetable
 
     return Path(file) if file else find_timetable()
+
+
+def timetable_namespace(store: Any) -> str | None:
+    """The namespace of the timetable in this folder (./supertask.yaml, else
+    ./timetable.yaml) when the store has it: what a reading command without --ns shows."""
+    from supertask.errors import TimetableError
+    from supertask.settings import current_user, host_name
+    from supertask.timetable.load import TIMETABLE_NAMES, default_namespace, read_timetable
+
+    path = next((Path(n) for n in TIMETABLE_NAMES if Path(n).is_file()), None)
+    if path is None:
+        return None
+    try:
+        timetable = read_timetable(path)
+    except TimetableError:
+        return None
+    ns = timetable.namespace or default_namespace(timetable.source, host_name(), current_user())
+    return ns if ns in {r["name"] for r in store.list_namespaces()} else None

@@ -304,12 +304,20 @@ def _parse_after(after: str | None) -> datetime:
 # -- logs ---------------------------------------------------------------------------------------
 
 
-def print_log(store: Any, run_id: int, *, follow: bool) -> int:
-    """Print a run's log file; with ``follow``, keep printing until the run ends."""
+def print_log(store: Any, run_id: int, *, follow: bool, namespace: str | None = None,
+              write: Any = None) -> int:
+    """Print a run's log file (to ``write``, else stdout); with ``follow``, keep printing
+    until the run ends. With ``namespace``, a run of another namespace is not found."""
+    out = write or _write_out
     record = store.get_run(run_id)
+    if namespace is not None and record.namespace != namespace:
+        from supertask.errors import RunNotFound
+
+        raise RunNotFound(run_id)
     if not record.log_path:
         if record.status in (RunStatus.SKIPPED.value, RunStatus.LOST.value):
-            sys.stdout.write(f"run {run_id} has no log: it was {record.status} ({record.message})\n")
+            if write is None:
+                out(f"run {run_id} has no log: it was {record.status} ({record.message})\n")
             return 0
         if RunStatus(record.status).finished:  # the run printed nothing: no file was made
             return 0
@@ -328,16 +336,28 @@ def print_log(store: Any, run_id: int, *, follow: bool) -> int:
         while True:
             chunk = fh.read()
             if chunk:
-                sys.stdout.write(chunk)
-                sys.stdout.flush()
+                out(chunk)
             if not follow:
                 return 0
             if RunStatus(store.get_run(run_id).status).finished:
                 rest = fh.read()
                 if rest:
-                    sys.stdout.write(rest)
+                    out(rest)
                 return 0
             time.sleep(0.2)
+
+
+def _write_out(text: str) -> None:
+    sys.stdout.write(text)
+    sys.stdout.flush()
+
+
+def log_json(store: Any, run_id: int, *, follow: bool, namespace: str | None = None) -> dict[str, Any]:
+    """``logs --json``: the run (as ``history --json`` has it) and its log text (all of it,
+    once the run has ended, with ``follow``)."""
+    parts: list[str] = []
+    print_log(store, run_id, follow=follow, namespace=namespace, write=parts.append)
+    return {"run": store.get_run(run_id).to_json(), "log": "".join(parts)}
 
 
 # -- prune --------------------------------------------------------------------------------------

@@ -13,12 +13,14 @@ from supertask.cli.app import (
     LogFormatOpt,
     NsOpt,
     StoreOpt,
+    WideOpt,
     _known_namespace,
     _open_store,
     _opt,
     _settings,
     _timetable_path,
     app,
+    timetable_namespace,
 )
 from supertask.errors import UsageError
 from supertask.settings import LOG_FORMATS, LOG_LEVELS, env_name
@@ -108,6 +110,7 @@ def next_(
     count: Annotated[int, typer.Option("--count", "-n", min=1, help="Fire times per job")] = 5,
     after: Annotated[str | None, typer.Option("--after", metavar="ISO", help="Start from this time (ISO 8601; default now)")] = None,
     as_json: JsonOpt = False,
+    wide: WideOpt = False,
 ) -> None:
     """Show each job's next fire times, with a human description of its schedule."""
     from supertask.cli import commands
@@ -118,11 +121,12 @@ def next_(
 
         print_json(rows)
         return
-    from supertask.cli.output import print_table
+    from supertask.cli.output import print_table, zone_time
 
     print_table(
         None, ["job", "when", "description", "next fires"],
-        [(r["job"], r["when"], r["description"], "\n".join(r["fires"]) or "never") for r in rows],
+        [(r["job"], r["when"], r["description"], "\n".join(zone_time(f, r["timezone"]) for f in r["fires"]) or "never")
+         for r in rows], wide=wide, empty="no jobs", keep=("next fires",),
     )
     for r in rows:
         for warning in r["warnings"]:
@@ -133,7 +137,8 @@ def next_(
 
 
 @app.command("list-namespaces")
-def list_namespaces(store: StoreOpt = None, home: HomeOpt = None, as_json: JsonOpt = False) -> None:
+def list_namespaces(store: StoreOpt = None, home: HomeOpt = None, as_json: JsonOpt = False,
+                    wide: WideOpt = False) -> None:
     """List the namespaces in the store, with where each came from."""
     settings = _settings(store, home)
     rows = _open_store(settings).list_namespaces()
@@ -142,11 +147,9 @@ def list_namespaces(store: StoreOpt = None, home: HomeOpt = None, as_json: JsonO
 
         print_json(rows)
         return
-    from supertask.cli.output import print_table, short_time
+    from supertask.cli.output import print_namespaces
 
-    print_table(None, ["namespace", "jobs", "source", "host", "user", "created", "updated"],
-                [(r["name"], r["jobs"], r["source"], r["host"], r["user"], short_time(r["created"]),
-                  short_time(r["updated"])) for r in rows])
+    print_namespaces(rows, wide=wide)
 
 
 @app.command("list-jobs")
@@ -159,6 +162,7 @@ def list_jobs(
     live: Annotated[bool, typer.Option("--live/--no-live", help="Ask the running scheduler (next fire, paused, "
                                        "running) when one answers; --no-live reads the store")] = True,
     as_json: JsonOpt = False,
+    wide: WideOpt = False,
 ) -> None:
     """List jobs: live from the running scheduler when one answers, else as the store has them."""
     rows = None
@@ -177,57 +181,79 @@ def list_jobs(
         return
     from supertask.cli.output import print_jobs
 
-    print_jobs(rows)
+    print_jobs(rows, wide=wide)
 
 
 @app.command()
 def history(
     job: Annotated[str | None, typer.Argument(help="Only this job")] = None,
-    namespace: NsOpt = None,
+    namespace: Annotated[str | None, _opt("namespace", "--ns", "--namespace", metavar="NS", help=(
+        "Only this namespace; default: the timetable's in this folder (./supertask.yaml, else "
+        "./timetable.yaml) when the store has it, else all"))] = None,
+    all_namespaces: Annotated[bool, typer.Option("--all", "-a", help="Every namespace, whatever the folder's "
+                                                 "timetable")] = False,
     failed: Annotated[bool, typer.Option("--failed", help="Only failed, timed-out, killed and lost runs")] = False,
     limit: Annotated[int, typer.Option("--limit", "-n", min=1, help="How many runs, newest first")] = 20,
     store: StoreOpt = None,
     home: HomeOpt = None,
     as_json: JsonOpt = False,
+    wide: WideOpt = False,
 ) -> None:
-    """List recorded runs, newest first."""
+    """List recorded runs, newest first, times in each job's time zone."""
     st = _open_store(_settings(store, home))
+    if all_namespaces and namespace:
+        raise UsageError("give either --ns or --all, not both")
     _known_namespace(st, namespace)
+    if namespace is None and not all_namespaces:
+        namespace = timetable_namespace(st)
     runs = st.history(namespace, job, failed=failed, limit=limit)
     if as_json:
         from supertask.cli.output import print_json
 
         print_json([r.to_json() for r in runs])
         return
-    from supertask.cli.output import print_table, short_time
-    from supertask.model import format_duration
+    from supertask.cli.output import print_history
 
-    rows = []
+    print_history(runs, _job_zones(st, runs), wide=wide)
+
+
+def _job_zones(st, runs) -> dict[tuple[str, str], str | None]:  # type: ignore[no-untyped-def]
+    """Each run's job's time zone, for the jobs the store still has."""
+    wanted: dict[str, set[str]] = {}
     for r in runs:
-        d = r.to_json()
-        rows.append((r.id, r.namespace, r.job, r.attempt, r.reason, short_time(d["scheduled"]), r.status,
-                     r.exit_code, format_duration(d["duration"]), r.message))
-    print_table(None, ["run", "namespace", "job", "try", "reason", "scheduled", "status", "exit", "took", "note"], rows)
+        wanted.setdefault(r.namespace, set()).add(r.job)
+    return {(ns, j.job.name): j.job.timezone for ns, names in wanted.items() for j in st.get_jobs(ns, names)}
 
 
 @app.command()
 def logs(
     run_id: Annotated[int, typer.Argument(metavar="RUN_ID", help="A run id, as `supertask history` shows")],
     follow: Annotated[bool, typer.Option("--follow", "-f", help="Keep printing until the run ends")] = False,
+    namespace: Annotated[str | None, _opt("namespace", "--ns", "--namespace", metavar="NS",
+                                          help="The run must be in this namespace (else exit 2)")] = None,
     store: StoreOpt = None,
     home: HomeOpt = None,
     connect: Annotated[str | None, _opt("connect", "--connect", metavar="unix:PATH|tcp://HOST:PORT")] = None,
     token: Annotated[str | None, _opt("token", "--token")] = None,
+    as_json: Annotated[bool, typer.Option("--json", help="Print the run and its log text as JSON "
+                                          "({run, log}; with --follow, once the run has ended)")] = False,
 ) -> None:
     """Print a run's log: its stdout and stderr, time-stamped and interleaved."""
     if connect:
         from supertask.cli.live import remote_follow
 
-        raise typer.Exit(remote_follow(connect, home, token, run_id, follow=follow))
+        raise typer.Exit(remote_follow(connect, home, token, run_id, follow=follow, namespace=namespace,
+                                       as_json=as_json))
     from supertask.cli import commands
 
     settings = _settings(store, home)
-    raise typer.Exit(commands.print_log(_open_store(settings), run_id, follow=follow))
+    st = _open_store(settings)
+    if as_json:
+        from supertask.cli.output import print_json
+
+        print_json(commands.log_json(st, run_id, follow=follow, namespace=namespace))
+        return
+    raise typer.Exit(commands.print_log(st, run_id, follow=follow, namespace=namespace))
 
 
 @app.command()

@@ -25,7 +25,7 @@ TOP = (
     "  next             Show each job's next fire times, with a human...\n"
     '  list-namespaces  List the namespaces in the store, with where each came...\n'
     '  list-jobs        List jobs: live from the running scheduler when one...\n'
-    '  history          List recorded runs, newest first.\n'
+    "  history          List recorded runs, newest first, times in each job's...\n"
     "  logs             Print a run's log: its stdout and stderr, time-stamped...\n"
     "  prune            Apply run retention now: each job's history_keep, or...\n"
     '  import-crontab   Turn a crontab into a timetable on stdout; what does...\n'

@@ -12,7 +12,7 @@ from typing import Annotated, Any
 
 import typer
 
-from supertask.cli.app import HomeOpt, JsonOpt, NsOpt, _opt, app
+from supertask.cli.app import HomeOpt, JsonOpt, NsOpt, WideOpt, _opt, app
 from supertask.errors import UsageError
 
 ConnectOpt = Annotated[str | None, _opt("connect", "--connect", metavar="unix:PATH|tcp://HOST:PORT")]
@@ -52,19 +52,20 @@ def _call(connect: str | None, home: str | None, namespace: str | None, token: s
 
 @app.command()
 def status(connect: ConnectOpt = None, home: HomeOpt = None, namespace: NsOpt = None, token: TokenOpt = None,
-           as_json: JsonOpt = False) -> None:
-    """Show the running scheduler: uptime, jobs, runs in flight, next fires, host load."""
+           as_json: JsonOpt = False, wide: WideOpt = False) -> None:
+    """Show the running scheduler: uptime, jobs, runs in flight, next fires (in each job's
+    time zone), host load."""
     data = _call(connect, home, namespace, token, "status")
     if as_json:
         from supertask.cli.output import print_json
 
         print_json(data)
         return
-    print_status(data)
+    print_status(data, wide=wide)
 
 
-def print_status(data: dict[str, Any]) -> None:
-    from supertask.cli.output import print_table, short_time
+def print_status(data: dict[str, Any], *, wide: bool = False) -> None:
+    from supertask.cli.output import print_table, zone_time
     from supertask.model import format_duration
 
     tel = data["telemetry"]
@@ -81,12 +82,13 @@ def print_status(data: dict[str, Any]) -> None:
     )
     if data["runs"]:
         print_table("runs in flight", ["run", "namespace", "job", "pid", "started", "elapsed", "cpu %", "memory"],
-                    [(r["run_id"], r["namespace"], r["job"], r["pid"], short_time(r["started"]),
+                    [(r["run_id"], r["namespace"], r["job"], r["pid"], zone_time(r["started"], r.get("timezone")),
                       format_duration(r["elapsed"]), r["cpu_percent"],
-                      _bytes(r["memory_rss"])) for r in data["runs"]])
+                      _bytes(r["memory_rss"])) for r in data["runs"]], wide=wide, keep=("started",))
     if data["next_fires"]:
         print_table("next fires", ["namespace", "job", "next fire"],
-                    [(r["namespace"], r["job"], short_time(r["next_fire"])) for r in data["next_fires"]])
+                    [(r["namespace"], r["job"], zone_time(r["next_fire"], r.get("timezone")))
+                     for r in data["next_fires"]], wide=wide, keep=("next fire",))
 
 
 def _bytes(value: int | None) -> str | None:
@@ -146,7 +148,10 @@ def resume(connect: ConnectOpt = None, home: HomeOpt = None, namespace: NsOpt = 
 
 
 def _job_line(row: dict[str, Any]) -> str:
-    state = "paused" if row["paused"] else f"next fire {row['next_fire'] or 'never'}"
+    from supertask.cli.output import zone_time
+
+    next_fire = zone_time(row["next_fire"], row.get("timezone")) if row["next_fire"] else "never"
+    state = "paused" if row["paused"] else f"next fire {next_fire}"
     return f"{row['namespace']}/{row['name']}: {row['when']}, {state}"
 
 
@@ -306,9 +311,30 @@ def live_rows(connect: str | None, home: str | None, namespace: str | None, toke
         return c.call("list_jobs", namespace)
 
 
-def remote_follow(connect: str, home: str | None, token: str | None, run_id: int, *, follow: bool) -> int:
-    """``logs RUN_ID [--follow]`` through a scheduler's endpoint (its host keeps the file)."""
-    with client(connect, home, None, token) as c:
-        follow_log(c, run_id, follow=follow)
+def remote_follow(connect: str, home: str | None, token: str | None, run_id: int, *, follow: bool,
+                  namespace: str | None = None, as_json: bool = False) -> int:
+    """``logs RUN_ID [--follow] [--ns NS] [--json]`` through a scheduler's endpoint (its host keeps the file)."""
+    from supertask.errors import RunNotFound
+
+    with client(connect, home, namespace, token) as c:
+        if namespace is not None and c.call("run", run_id)["namespace"] != namespace:
+            raise RunNotFound(run_id)
+        if not as_json:
+            follow_log(c, run_id, follow=follow)
+            return 0
+        parts: list[str] = []
+        offset = 0
+        while True:  # as follow_log, the text kept
+            chunk = c.call("read_log", run_id, offset)
+            parts.append(chunk["data"])
+            offset = chunk["offset"]
+            if chunk["finished"] or (not follow and not chunk["data"]):
+                break
+            if not chunk["data"]:
+                time.sleep(0.1)
+        record = c.call("run", run_id)
+    from supertask.cli.output import print_json
+
+    print_json({"run": record, "log": "".join(parts)})
     return 0
 

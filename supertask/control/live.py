@@ -176,10 +176,12 @@ class LiveControl:
         jobs = self.list_jobs()
         with service.ctx.lock:
             active = list(service.ctx.active.values())
+        zones = {(r["namespace"], r["name"]): r["timezone"] for r in jobs}  # the job's zone: how status shows times
         runs = []
         for run in sorted(active, key=lambda r: r.run_id):
             runs.append({
                 "run_id": run.run_id, "namespace": run.namespace, "job": run.job, "attempt": run.attempt,
+                "timezone": zones.get((run.namespace, run.job)),
                 "pid": run.pid, "started": _iso(run.started), "elapsed": round(now - run.started, 3),
                 **_tree_usage(run.pid, now),
             })
@@ -197,8 +199,8 @@ class LiveControl:
             "jobs": {"total": len(jobs), "paused": sum(r["paused"] for r in jobs),
                      "running": sum(bool(r["running"]) for r in jobs)},
             "runs": runs,
-            "next_fires": [{"namespace": r["namespace"], "job": r["name"], "next_fire": r["next_fire"]}
-                           for r in upcoming],
+            "next_fires": [{"namespace": r["namespace"], "job": r["name"], "next_fire": r["next_fire"],
+                            "timezone": r["timezone"]} for r in upcoming],
             "telemetry": {
                 "cpu_percent": psutil.cpu_percent(interval=None), "cpu_count": psutil.cpu_count(),
                 "load": list(os.getloadavg()),

@@ -281,7 +281,8 @@ class Service:
             if run is not None:
                 run.kill.set()
         if run is None:
-            raise SupertaskError(f"run {run_id} is not running in this scheduler; "
+            status = self.store.get_run(run_id).status  # RunNotFound (exit 2) for an id the store does not have
+            raise SupertaskError(f"run {run_id} is not running in this scheduler (it is {status}); "
                                  "`supertask status` lists the runs in flight")
         self.log.info("run kill requested", run=run_id, job=run.job, namespace=run.namespace, pid=run.pid)
         return {"run_id": run_id, "namespace": run.namespace, "job": run.job, "pid": run.pid}

@@ -313,7 +313,9 @@ class Schedule:
             assert shown is not None
             text = shown.strftime("%Y-%m-%d %H:%M" + (":%S" if shown.second else ""))
             return f"once, at {text} {_format_offset(shown.utcoffset())}"
-        from supertask.schedules.describe import describe_cron  # cron-descriptor only when describing
+        from supertask.schedules.describe import (
+            describe_cron,  # cron-descriptor only when describing
+        )
 
         expr = ALIASES.get(self.when.strip().lower(), " ".join(self.when.split()))
         try:

@@ -34,6 +34,7 @@ class Doc:
         self.source, self.base_dir = source, base_dir
         self.problems: list[Problem] = []
         self._loader = _Loader(text)
+        self._text = text  # for the line of a YAML error
 
     def root(self) -> Node | None:
         try:
@@ -43,7 +44,7 @@ class Doc:
             line = mark.line + 1 if mark else None
             column = f"column {mark.column + 1}: " if mark else ""
             reason = ": ".join(str(x) for x in (err.context, err.problem) if x)
-            hint = _yaml_hint(reason)
+            hint = _yaml_hint(reason, _line_of(self._text, mark.line) if mark else "")
             self.problem(line, "", f"not valid YAML: {column}{reason}{hint}")
         except yaml.YAMLError as err:
             self.problem(None, "", f"not valid YAML: {err}")
@@ -114,6 +115,7 @@ class Doc:
 
     def dispose(self) -> None:
         self._loader.dispose()
+        self._text = ""
 
 
 def join(path: str, key: str | int) -> str:
@@ -147,7 +149,16 @@ def suggest_key(key: str, allowed: Iterable[str], aliases: Mapping[str, str]) ->
     return candidates[close[0]] if close else None
 
 
-def _yaml_hint(reason: str) -> str:
+def _line_of(text: str, index: int) -> str:
+    lines = text.splitlines()
+    return lines[index] if 0 <= index < len(lines) else ""
+
+
+def _yaml_hint(reason: str, line: str = "") -> str:
+    """A fix for a YAML error. The C loader names no tab ("found character that cannot
+    start any token"), so a tab in the line's indentation is looked for in the line itself."""
+    if "\t" in line[: len(line) - len(line.lstrip())] or "tab character" in reason:
+        return "; indent with spaces, not tabs"
     if "alias" in reason or "anchor" in reason:
         return "; a value starting with '*' or '&' must be quoted, e.g. when: \"*/5 * * * *\""
     if "mapping values are not allowed" in reason:

@@ -130,15 +130,17 @@ def test_list_jobs_is_live_while_a_scheduler_runs_and_the_store_view_otherwise(c
 def test_the_live_list_jobs_table_is_the_one_typer_and_rich_print(cli: Cli, sched: Scheduler) -> None:
     """`list-jobs` is answered without typer (supertask.entry) and its table printed without
     rich where rich would only pad cells (supertask.cli.output.plain_table): the same bytes."""
-    from supertask.cli.output import short_time
+    from supertask.cli.output import zone_time
     from tests.unit.test_output import JOBS, rich_table
 
-    fast = ok(cli("list-jobs"))
-    assert fast.stdout == ok(cli("list-jobs", "--live")).stdout == ok(cli("list-jobs", "--ns", "live")).stdout
+    fast = ok(cli("list-jobs", "--wide"))
+    assert fast.stdout == ok(cli("list-jobs", "--live", "--wide")).stdout == ok(
+        cli("list-jobs", "--ns", "live", "--wide")).stdout
     rows = cli.json("list-jobs")
     assert rows and all(r["next_fire"] and not r["running"] for r in rows)
-    expected = rich_table(JOBS, [[r["namespace"], r["name"], r["when"], r["run"], "yes", short_time(r["next_fire"])]
-                                 for r in rows])
+    cells = [[r["name"], r["when"], r["run"], "yes", zone_time(r["next_fire"], r["timezone"])] for r in rows]
+    expected = "namespace live\n" + rich_table(JOBS[1:], cells, width=max(80, sum(
+        max(len(c) for c in col) for col in zip(JOBS[1:], *cells, strict=False)) + 3 * 5 + 1))
     assert fast.stdout == expected and fast.stderr == ""
 
 
