@@ -42,7 +42,7 @@ jobs:
     assert all(r["status"] == "succeeded" and r["host"] for r in runs)
     # a one-liner records its run in the same store
     assert store_cli("run", "--", "cmd:echo via store").stdout == "via store\n"
-    assert store_cli.json("history", "--limit", "1")[0]["log_tail"] == "via store"
+    assert store_cli.json("history", "--all", "--limit", "1")[0]["log_tail"] == "via store"
 
 
 def test_failed_filter_and_limit(store_cli: Cli) -> None:
