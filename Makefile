@@ -20,9 +20,10 @@ $(STAMP): pyproject.toml uv.lock | $(UV)
 
 setup: $(STAMP)
 
-## Run the example timetable on the embedded SQLite default (Ctrl-C stops it).
+## Run the example timetable (Ctrl-C stops it); its state and SQLite store stay in ./state,
+## not in your own state folder (~/.local/state/supertask).
 run: $(STAMP)
-	$(VENV)/bin/supertask run --file timetable.yaml
+	SUPERTASK_HOME=$(CURDIR)/state $(VENV)/bin/supertask run --file timetable.yaml
 
 ## Unit and integration tests (PostgreSQL tests use a database of their own per run).
 test: $(STAMP)

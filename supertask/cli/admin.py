@@ -100,6 +100,43 @@ def _read(path: Path) -> str:
         raise UsageError(f"{path}: {exc.strerror or exc}") from exc
 
 
+# -- forget --------------------------------------------------------------------------------------
+
+
+@app.command()
+def forget(
+    namespace: Annotated[str, typer.Argument(metavar="NS", help="A namespace, as `supertask list-namespaces` "
+                                             "shows it")],
+    yes: Annotated[bool, typer.Option("--yes", "-y", help="Do not ask for confirmation")] = False,
+    store: StoreOpt = None,
+    home: HomeOpt = None,
+    as_json: JsonOpt = False,
+) -> None:
+    """Remove a namespace no scheduler serves any more: its jobs, its runs and their logs,
+    from the store (no scheduler needed; one serving NS here is refused)."""
+    from supertask.cli.app import _known_namespace, _open_store
+    from supertask.cli.forget import forget_namespace, refuse_if_served
+
+    settings = _settings(store, home)
+    st = _open_store(settings)
+    _known_namespace(st, namespace)
+    refuse_if_served(settings.home, namespace, "remove its jobs with `supertask jobs remove`")
+    row = next(r for r in st.list_namespaces() if r["name"] == namespace)
+    if not yes:
+        if not sys.stdin.isatty():
+            raise UsageError(f"forget {namespace} deletes its {row['jobs']} job(s), its runs and their logs; "
+                             "pass --yes to do it without a terminal to confirm on")
+        typer.confirm(f"Forget namespace {namespace} ({row['jobs']} job(s), from {row['source']}) "
+                      "with all its runs and their logs?", abort=True)
+    data = forget_namespace(st, namespace)
+    if as_json:
+        from supertask.cli.output import print_json
+
+        print_json(data)
+        return
+    typer.echo(f"forgot namespace {namespace}: {data['jobs']} job(s), {data['runs']} run(s), {data['logs']} log file(s)")
+
+
 # -- init ----------------------------------------------------------------------------------------
 
 STARTER = """\

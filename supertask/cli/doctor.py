@@ -2,8 +2,8 @@
 
 Each check gives a status (``ok``, ``warn``: works, but something is missing or odd,
 ``fail``: supertask or some job will not work) with a detail and, when not ok, the
-fix. Checks only read, except that the state folder is created when missing (as
-``supertask run`` would).
+fix. Checks only read: a missing state folder or store is reported (``supertask run``
+makes them), never created, and a SQLite store is opened read-only.
 """
 
 from __future__ import annotations
@@ -11,7 +11,6 @@ from __future__ import annotations
 import os
 import shutil
 import subprocess
-import tempfile
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
@@ -42,12 +41,16 @@ def run_checks(settings: Settings, timetable: Path | None) -> list[Check]:
 
 def _state_folder(settings: Settings) -> Check:
     home = settings.home
-    try:
-        home.mkdir(parents=True, exist_ok=True)
-        with tempfile.NamedTemporaryFile(dir=home, prefix=".doctor-"):
-            pass
-    except OSError as exc:
-        return Check("state folder", "fail", f"{home}: {exc.strerror or exc}",
+    if not home.exists():
+        parent = next((p for p in home.parents if p.exists()), None)
+        if parent is None or not os.access(parent, os.W_OK | os.X_OK):
+            return Check("state folder", "fail", f"{home} does not exist and {parent} is not writable for "
+                         f"{settings.user}", f"create {home} for {settings.user}, or point --home / SUPERTASK_HOME "
+                         "elsewhere")
+        return Check("state folder", "warn", f"{home} does not exist yet (`supertask run` creates it)",
+                     "run `supertask run`, or point --home / SUPERTASK_HOME at the folder a scheduler uses")
+    if not home.is_dir() or not os.access(home, os.W_OK | os.X_OK):
+        return Check("state folder", "fail", f"{home}: not a writable folder for {settings.user}",
                      f"make {home} writable for {settings.user}, or point --home / SUPERTASK_HOME elsewhere")
     mode = home.stat().st_mode & 0o777
     if mode & 0o022:
@@ -56,16 +59,26 @@ def _state_folder(settings: Settings) -> Check:
 
 
 def _store(settings: Settings) -> Check:
+    from supertask.store.lite import sqlite_file
     from supertask.store.sql import Store, redact
 
     url = redact(settings.store_url)
+    path = sqlite_file(settings.store_url)
+    if path is not None and not Path(path).is_file():  # SQLite would make the file on connecting
+        return Check("store", "warn", f"{url}: no store yet (`supertask run` creates it)",
+                     "run `supertask run`, or point --store / SUPERTASK_STORE at the store a scheduler uses")
     try:
-        store = Store.open(settings.store_url)
-        namespaces = store.list_namespaces()
-        store.close()
+        store = Store.open(settings.store_url, create=False)
+        try:
+            missing = store.schema_missing
+            namespaces = [] if missing else store.list_namespaces()
+        finally:
+            store.close()
     except Exception as exc:
         return Check("store", "fail", f"{url}: {exc}",
                      "check --store / SUPERTASK_STORE (a SQLAlchemy URL), that the database runs and accepts you")
+    if missing:
+        return Check("store", "warn", f"{url}: reachable, no supertask tables yet (`supertask run` creates them)")
     jobs = sum(int(n.get("jobs") or 0) for n in namespaces)
     return Check("store", "ok", f"{url}: {len(namespaces)} namespace(s), {jobs} job(s)")
 
@@ -117,6 +130,13 @@ def _containers(*, needed: bool) -> Check:
         return Check("docker/podman", status, "neither docker nor podman on PATH (docker: jobs will fail)",
                      "install podman or docker (see containers/setup-podman.sh), or set SUPERTASK_DOCKER")
     cli = found[0]
+    if not preferred and cli == "podman":  # docker: jobs call `docker` unless told otherwise
+        version = _output(["podman", "--version"])
+        return Check("docker/podman", "fail" if needed else "warn",
+                     f"docker is not on PATH, podman is ({shutil.which('podman')}: {version}); docker: jobs run "
+                     "`docker` unless told to use podman",
+                     "set SUPERTASK_DOCKER=podman where the scheduler runs (e.g. Environment=SUPERTASK_DOCKER=podman "
+                     "in its systemd unit, or export it in the shell), or docker_cli: podman in the timetable")
     version = _output([cli, "--version"])
     if _output([cli, "info", "--format", "{{.Host.Arch}}{{.ServerVersion}}"], timeout=10) is None:
         return Check("docker/podman", "fail" if needed else "warn", f"{cli} is installed ({version}) but "

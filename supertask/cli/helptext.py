@@ -29,6 +29,7 @@ TOP = (
     "  logs             Print a run's log: its stdout and stderr, time-stamped...\n"
     "  prune            Apply run retention now: each job's history_keep, or...\n"
     '  import-crontab   Turn a crontab into a timetable on stdout; what does...\n'
+    '  forget           Remove a namespace no scheduler serves any more: its...\n'
     '  init             Write a commented starter timetable (supertask.yaml).\n'
     '  doctor           Check the store, the state folder, uv, docker/podman,...\n'
     '  status           Show the running scheduler: uptime, jobs, runs in...\n'

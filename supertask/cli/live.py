@@ -12,8 +12,8 @@ from typing import Annotated, Any
 
 import typer
 
-from supertask.cli.app import HomeOpt, JsonOpt, NsOpt, WideOpt, _opt, app
-from supertask.errors import UsageError
+from supertask.cli.app import HomeOpt, JsonOpt, NsOpt, StoreOpt, WideOpt, _opt, app
+from supertask.errors import NoScheduler, UsageError
 
 ConnectOpt = Annotated[str | None, _opt("connect", "--connect", metavar="unix:PATH|tcp://HOST:PORT")]
 TokenOpt = Annotated[str | None, _opt("token", "--token")]
@@ -122,10 +122,34 @@ def stop(
     with client(connect, home, namespace, token) as c:
         data = c.call("stop", grace_s)
         if wait:
-            c.wait_closed()
+            wait_stopped(c, data["grace"])
             data["stopped"] = True
     _say(as_json, data, f"scheduler (pid {data['pid']}) " + ("stopped" if wait else
          f"stopping: running jobs get {data['grace']:g}s"))
+
+
+def wait_stopped(c: Any, grace: float) -> None:
+    """Until the scheduler's process has ended: once a second, while runs are in flight,
+    say on stderr which (job, run, how long it has run) and how much of the grace is gone."""
+    from supertask.errors import SupertaskError
+    from supertask.model import format_duration
+
+    began = time.monotonic()
+    while True:
+        try:
+            runs = c.call("status")["runs"]
+        except SupertaskError as exc:  # the connection closed (the process ended), or status failed
+            if not isinstance(exc, NoScheduler):
+                c.wait_closed()
+            return
+        if runs:
+            gone = time.monotonic() - began
+            items = ", ".join(f"{r['namespace']}/{r['job']} (run {r['run_id']}, running "
+                              f"{format_duration(r['elapsed'])})" for r in runs)
+            sys.stderr.write(f"waiting for {len(runs)} run{'s' if len(runs) != 1 else ''}: {items}; "
+                             f"{format_duration(round(gone))} of the {grace:g}s grace gone\n")
+            sys.stderr.flush()
+        time.sleep(1)
 
 
 @app.command()
@@ -225,9 +249,24 @@ def resume_job(job: JobArg, connect: ConnectOpt = None, home: HomeOpt = None, na
 
 @jobs_app.command("remove")
 def remove_job(job: JobArg, connect: ConnectOpt = None, home: HomeOpt = None, namespace: NsOpt = None,
-               token: TokenOpt = None, as_json: JsonOpt = False) -> None:
-    """Delete JOB from the schedule and the store (a run in flight goes on)."""
-    data = _call(connect, home, namespace, token, "remove_job", namespace, job)
+               token: TokenOpt = None, store: StoreOpt = None, as_json: JsonOpt = False) -> None:
+    """Delete JOB from the schedule and the store (a run in flight goes on); with no
+    scheduler serving --ns NS, from the store alone."""
+    try:
+        data = _call(connect, home, namespace, token, "remove_job", namespace, job)
+    except NoScheduler as exc:
+        if connect or namespace is None:
+            raise NoScheduler(f"{exc}; with no scheduler, `supertask jobs remove --ns NS {job}` removes it "
+                              "from the store") from None
+        from supertask.cli.app import _known_namespace, _open_store, _settings
+
+        st = _open_store(_settings(store, home))
+        _known_namespace(st, namespace)
+        st.delete_job(namespace, job)  # JobNotFound (exit 2) names the listing
+        data = {"namespace": namespace, "job": job, "scheduler": None}
+        _say(as_json, data, f"removed {namespace}/{job} from the store (no scheduler serves {namespace}); "
+                            "a timetable that names it adds it again when it is next synced")
+        return
     _say(as_json, data, f"removed {data['namespace']}/{job}")
 
 

@@ -323,8 +323,13 @@ def test_doctor_says_what_to_fix(cli: Cli) -> None:
     assert proc.returncode == 0, proc.stdout + proc.stderr
     checks = {c["name"]: c for c in json.loads(proc.stdout)}
     assert set(checks) >= {"state folder", "store", "timetable", "uv", "docker/podman", "time zone"}
-    assert checks["store"]["status"] == "ok" and checks["timetable"]["status"] == "ok"
+    assert checks["store"]["status"] == "warn" and "no store yet" in checks["store"]["detail"]
+    assert checks["timetable"]["status"] == "ok"
     assert str(cli.home) in checks["state folder"]["detail"]
+    assert not (cli.home / "supertask.db").exists()  # doctor creates nothing
+    assert cli("run", "--", "cmd:true").returncode == 0
+    checks = {c["name"]: c for c in cli.json("doctor")}
+    assert checks["store"]["status"] == "ok" and "1 namespace(s)" in checks["store"]["detail"]
     write(cli.cwd / "supertask.yaml", "jobs:\n  - {name: a, when: 'every 5 mins', run: 'cmd:true'}\n")
     broken = cli("doctor")
     assert broken.returncode == 1
