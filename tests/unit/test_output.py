@@ -85,3 +85,23 @@ def test_print_table_prints_the_same_either_way(capsys: pytest.CaptureFixture[st
     assert capsys.readouterr().out == rich_table(JOBS, [["ns", "j", "@daily", "cmd:true", "yes", "-"]])
     print_table(None, JOBS, rows)  # goes to rich (a non-ASCII cell)
     assert capsys.readouterr().out == rich_table(JOBS, [[str(v or "-") for v in r] for r in rows])
+
+
+@pytest.mark.parametrize(("columns", "cells", "width", "keep", "fitted"), [
+    # fits already: untouched
+    (["a", "b"], [["x", "y"]], 80, (), [["x", "y"]]),
+    # the widest column gives way, cut with …; the table is then exactly as wide as allowed
+    (["job", "run"], [["backup", "cmd:" + "x" * 100]], 40, (), [["backup", "cmd:" + "x" * 22 + "…"]]),
+    # a kept column stays whole, the others share what is left
+    (["run", "next fire"], [["r" * 60, "12-06 06:00 EST"]], 40, (1,), [["r" * 17 + "…", "12-06 06:00 EST"]]),
+    # no column below its header (or 5): the table may stay wider than asked
+    (["namespace", "note"], [["n" * 30, "m" * 30]], 10, (), [["n" * 8 + "…", "m" * 4 + "…"]]),
+    # each line of a cell is cut on its own
+    (["fires"], [["a" * 20 + "\n" + "b" * 3]], 10, (), [["a" * 5 + "…\nbbb"]]),
+])
+def test_fit_cuts_cells_to_the_width(columns: list[str], cells: list[list[str]], width: int, keep: tuple[int, ...],
+                                     fitted: list[list[str]]) -> None:
+    from supertask.cli.output import fit, natural_width
+
+    assert fit(columns, cells, width, keep=keep) == fitted
+    assert natural_width(columns, fitted) <= width or width == 10 and columns[0] == "namespace"
