@@ -114,7 +114,8 @@ def _run_once(settings: Settings, job: Job, namespace: str | None) -> int:
 
 
 def _record_once(settings: Settings, store: Any, job: Job, namespace: str | None) -> int:
-    from supertask.runs.runner import RunContext, execute, plain_relay
+    from supertask.runs.context import RunContext
+    from supertask.runs.runner import execute, plain_relay
 
     ns = namespace or _cli_namespace(settings)
     store.ensure_namespace(ns, source="command line", host=settings.host, user=settings.user)
@@ -235,9 +236,6 @@ def _serve(settings: Settings, namespace: str, timetable: Timetable, *, store: A
     service = Service(settings, store, [namespace], timetable=timetable, components=components, stop_event=early_stop,
                       up_since=up_since)
     service.install_signal_handlers()
-    from supertask.launchers import reaper
-
-    reaper.start_if_pid1(service.stop_request.event)
     return service.serve()
 
 

@@ -27,7 +27,6 @@ import logging
 import os
 import socket
 import struct
-import threading
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -306,7 +305,8 @@ class ControlServer:
 
     def _serve(self, server: _Server) -> None:
         server._listen()
-        threading.Thread(target=server.start, name="supertask-control", daemon=True).start()
+        assert self.service is not None
+        self.service.supervisor.thread("supertask-control", server.start)  # joined once stop() closes it
         self.servers.append(server)
 
     def stop(self) -> None:

@@ -99,6 +99,9 @@ class Metrics:
             self._server.shutdown()
             self._server.server_close()
             self._server = None
+        if self._thread is not None:
+            self._thread.join(5)  # its serve_forever has returned: one owner joins every thread
+            self._thread = None
 
 
 class _ByJob:

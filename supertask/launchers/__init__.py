@@ -1,8 +1,9 @@
 """Launchers turn a job's ``run:`` text into the command line of its child process.
 
 The axis of variation is small on purpose: each launcher only builds an argv
-(:class:`~supertask.launchers.base.Launcher`); starting, relaying, timing out and
-ending the process group is shared in :mod:`supertask.launchers.base`.
+(:class:`~supertask.launchers.base.Launcher`); starting and ending the process group
+is shared in :mod:`supertask.launchers.base`, following children to their ends (output
+relayed, timeouts, stop requests) in :mod:`supertask.launchers.follow`.
 """
 
 from __future__ import annotations
@@ -14,8 +15,7 @@ from supertask.launchers.base import (
     Launcher,
     LaunchRequest,
     Outcome,
-    run_process,
 )
 from supertask.launchers.registry import launcher_for
 
-__all__ = ["KINDS", "ArgvLauncher", "Command", "LaunchRequest", "Launcher", "Outcome", "launcher_for", "run_process"]
+__all__ = ["KINDS", "ArgvLauncher", "Command", "LaunchRequest", "Launcher", "Outcome", "launcher_for"]

@@ -1,16 +1,16 @@
-"""One small interface (build an argv) and the one subprocess helper all launchers share.
+"""One small interface (build an argv) and the process helpers all launchers share.
 
-The child runs in its own session and process group, the supercronic way: its
-stdout and stderr are read line by line and handed to ``on_line`` tagged with the
-stream; a timeout or a stop request ends the whole group (TERM, grace, KILL),
-descendants that left the group included (found with psutil before signalling).
+The child runs in its own session and process group, the supercronic way
+(:func:`start_process`); it is followed to its end by the one output loop,
+:class:`supertask.launchers.follow.Follower`, which hands its stdout and stderr on
+line by line tagged with the stream (:func:`relay_chunk`); a timeout or a stop
+request ends the whole group (:func:`end_group`: TERM, grace, KILL), descendants
+that left the group included (found with psutil before signalling).
 """
 
 from __future__ import annotations
 
 import os
-import select
-import selectors
 import signal
 import subprocess
 import threading
@@ -78,6 +78,14 @@ def ended(code: int | None, pid: int, ended_by: RunStatus | None, timeout: float
     return Outcome(RunStatus.SUCCEEDED if code == 0 else RunStatus.FAILED, code, pid)
 
 
+class Children(Protocol):
+    """Runs a child to its end, relaying its output (:meth:`supertask.launchers.follow.Follower.run`)."""
+
+    def run(self, command: Command, on_line: LineSink, *, timeout: float | None = None, kill_grace: float = 10.0,
+            stop: threading.Event | None = None, on_start: Callable[[int], None] | None = None,
+            started: subprocess.Popen[bytes] | OSError | None = None) -> Outcome: ...
+
+
 @dataclass
 class LaunchRequest:
     """Everything a launcher may use to start one child of one run."""
@@ -88,6 +96,8 @@ class LaunchRequest:
     run_id: int
     env: dict[str, str]
     on_line: LineSink
+    #: what follows the children to their ends (a :class:`~supertask.launchers.follow.Follower`)
+    children: Children
     timeout: float | None = None
     kill_grace: float = 10.0
     stop: threading.Event | None = None
@@ -114,7 +124,7 @@ class ArgvLauncher:
 
     def launch(self, request: LaunchRequest) -> Outcome:
         command = Command(self.argv(request.target), request.env, request.job.cwd)
-        return run_process(
+        return request.children.run(
             command, request.on_line, timeout=request.timeout, kill_grace=request.kill_grace,
             stop=request.stop, on_start=request.on_start, started=request.started,
         )
@@ -175,119 +185,6 @@ def _no_inheritable_fds() -> bool:
             clean = False
         _fds_checked[:] = [now, clean]
     return bool(_fds_checked[1])
-
-
-def run_process(
-    command: Command,
-    on_line: LineSink,
-    *,
-    timeout: float | None = None,
-    kill_grace: float = 10.0,
-    stop: threading.Event | None = None,
-    on_start: Callable[[int], None] | None = None,
-    started: subprocess.Popen[bytes] | OSError | None = None,
-) -> Outcome:
-    """Run ``command`` to the end, relaying output; honour ``timeout`` and ``stop``.
-
-    Status is ``succeeded`` on exit 0, ``failed`` otherwise, ``timed-out`` when the
-    timeout ended it, ``killed`` when ``stop`` was set. When the main child exits but a
-    background grandchild still holds its pipes, output is read for one more second and
-    then left: the run ends with its main process (as cron's does). A line longer than
-    :data:`MAX_LINE` bytes is handed on in pieces of that size, so output without
-    newlines neither grows memory nor stalls the reading. ``started``: the child,
-    already started by :func:`start_process` (its timeout counts from now).
-    """
-    from supertask.launchers import reaper
-
-    proc = start_process(command) if started is None else started
-    if isinstance(proc, OSError):
-        exc = proc
-        on_line("stderr", f"supertask: cannot start {command.argv[0]!r}: {exc.strerror or exc}")
-        return Outcome(RunStatus.FAILED, 127, None, f"cannot start {command.argv[0]!r}: {exc}")
-    if on_start is not None:
-        on_start(proc.pid)
-    deadline = time.monotonic() + timeout if timeout else None
-    ended_by: RunStatus | None = None
-    sel = selectors.DefaultSelector()
-    buffers: dict[str, bytes] = {}
-    assert proc.stdout is not None and proc.stderr is not None
-    for stream, pipe in (("stdout", proc.stdout), ("stderr", proc.stderr)):
-        os.set_blocking(pipe.fileno(), False)
-        sel.register(pipe, selectors.EVENT_READ, stream)
-        buffers[stream] = b""
-    linger_until: float | None = None
-    try:
-        while sel.get_map():
-            now = time.monotonic()
-            if ended_by is None:
-                if stop is not None and stop.is_set():
-                    ended_by = RunStatus.KILLED
-                elif deadline is not None and now >= deadline:
-                    ended_by = RunStatus.TIMED_OUT
-                if ended_by is not None:
-                    end_group(proc, kill_grace, run_key_in(command.env))
-            if linger_until is None and proc.poll() is not None:
-                linger_until = now + 1.0
-            if linger_until is not None and now >= linger_until:
-                break
-            wait = 0.2
-            if deadline is not None and ended_by is None:
-                wait = max(0.0, min(wait, deadline - now))
-            for key, _ in sel.select(wait):
-                stream = key.data
-                try:
-                    chunk = os.read(key.fd, 65536)
-                except BlockingIOError:
-                    continue
-                if not chunk:
-                    sel.unregister(key.fileobj)
-                    continue
-                buffers[stream] = relay_chunk(buffers[stream], chunk, stream, on_line)
-        for stream, rest in buffers.items():
-            if rest:
-                on_line(stream, rest.decode("utf-8", "replace"))
-        while True:
-            try:
-                code = _wait_exit(proc, 0.2)
-                break
-            except subprocess.TimeoutExpired:
-                if ended_by is None and stop is not None and stop.is_set():
-                    ended_by = RunStatus.KILLED
-                    end_group(proc, kill_grace, run_key_in(command.env))
-                elif ended_by is None and deadline is not None and time.monotonic() >= deadline:
-                    ended_by = RunStatus.TIMED_OUT
-                    end_group(proc, kill_grace, run_key_in(command.env))
-    finally:
-        sel.close()
-        for pipe in (proc.stdout, proc.stderr):
-            pipe.close()
-        if proc.returncode is not None:
-            reaper.release(proc.pid)
-    return ended(code, proc.pid, ended_by, timeout)
-
-
-def _wait_exit(proc: subprocess.Popen[bytes], timeout: float) -> int:
-    """``proc.wait(timeout)``, woken by the child's exit where Linux can say so (a pidfd).
-
-    Popen's own wait with a timeout polls, napping 1 ms first, then 2, 4 ... 50 ms: a
-    child's pipes close a moment before it can be reaped, so every quick child cost
-    its run a nap, and one that closed its output early up to 50 ms."""
-    if proc.returncode is None and hasattr(os, "pidfd_open"):
-        try:
-            fd = os.pidfd_open(proc.pid)  # our unreaped child: its pid cannot be reused
-        except OSError:  # a kernel without pidfds (before 5.3)
-            return proc.wait(timeout=timeout)
-        try:
-            poller = select.poll()  # not select(): no limit on the fd's number
-            poller.register(fd, select.POLLIN)
-            poller.poll(max(0, int(timeout * 1000)))
-        finally:
-            os.close(fd)
-        code = proc.poll()
-        if code is None:
-            raise subprocess.TimeoutExpired(proc.args, timeout)
-        return code
-    return proc.wait(timeout=timeout)
 
 
 def run_key_in(env: dict[str, str] | None) -> str | None:

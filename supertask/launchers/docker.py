@@ -6,7 +6,7 @@ and a killed CLI leaves its container running. So:
 
 1. ``image inspect`` and ``pull`` as ``pull:`` says (``never`` | ``missing`` | ``always``);
 2. ``create --name NAME --init --pull=never ...`` with the job's settings;
-3. ``start --attach NAME``, relayed line by line through :func:`run_process`;
+3. ``start --attach NAME``, relayed line by line through :meth:`~supertask.launchers.follow.Follower.run`;
 4. ``wait NAME``: the exit code of the container, not of the CLI;
 5. ``rm -f NAME``, always (``finally``).
 
@@ -31,7 +31,7 @@ import time
 from pathlib import Path
 
 from supertask.launchers import reaper
-from supertask.launchers.base import Command, LaunchRequest, Outcome, run_process
+from supertask.launchers.base import Command, LaunchRequest, Outcome
 from supertask.model import Job, RunStatus
 
 #: The run's facts that reach a container besides the job's own ``env``.
@@ -153,7 +153,7 @@ class DockerRun:
                 raise DockerError(f"docker: cannot reach the container engine: {said}{_hint(said)}")
         request.on_line("stderr", f"supertask: pulling {image}")
         remaining = None if deadline is None else max(0.001, deadline - time.monotonic())
-        outcome = run_process(
+        outcome = request.children.run(
             Command([*cli, "pull", image], request.env, request.job.cwd), request.on_line,
             timeout=remaining, kill_grace=min(request.kill_grace, 5.0), stop=request.stop,
         )
@@ -195,7 +195,7 @@ class DockerRun:
         watcher = threading.Thread(target=watch, name=f"stop-{name}", daemon=True)
         watcher.start()
         try:
-            attached = run_process(
+            attached = request.children.run(
                 Command([*cli, "start", "--attach", name], request.env, request.job.cwd), request.on_line,
                 kill_grace=2.0, stop=end_cli, on_start=request.on_start,
             )

@@ -1,82 +1,38 @@
-"""One run of one job: claim the fire, launch the child, keep its log, record the outcome.
+"""What follows from one run of one job: its attempts, their retries, notifications and
+retention, and the thread that waits for them.
 
 The scheduler never persists this function or its arguments: the job store keeps a
 reference (namespace and job name) and the executor looks the current definition up
-when it fires, then calls :func:`execute`.
+when it fires, then calls :func:`execute` (or, for a round's fire, carries its first
+attempt with :func:`supertask.runs.lifecycle.follow` and hands the rest to
+:func:`resume`). Every attempt begins, is followed and ends in
+:mod:`supertask.runs.lifecycle`; what follows an attempt hangs off its end
+(:func:`after_attempt`).
 """
 
 from __future__ import annotations
 
 import os
-import subprocess
 import threading
 import time
-from collections import Counter
 from collections.abc import Callable
-from dataclasses import dataclass, field
-from datetime import datetime, timezone
-from pathlib import Path
+from datetime import datetime
 
-from supertask.launchers import ArgvLauncher, Command, LaunchRequest, Outcome, launcher_for
-from supertask.launchers.base import run_key_in, start_process
+from supertask.launchers import LaunchRequest, Outcome, launcher_for
 from supertask.log import get_logger
 from supertask.model import Job, Reason, RunStatus
-from supertask.runs import notify
+from supertask.runs import lifecycle, notify
+from supertask.runs.context import TAIL_LINES, ActiveRun, RunContext
 from supertask.runs.environ import build_env
+from supertask.runs.lifecycle import Begun
 from supertask.runs.runlog import RunLog
-from supertask.settings import Settings
 
 TYPE_CHECKING = False  # typing.TYPE_CHECKING, without importing typing (~2 ms of a one-shot run)
 if TYPE_CHECKING:  # the one-shot path records through a LiteStore, without SQLAlchemy
-
-    from supertask.runs.follow import Follower
     from supertask.store.lite import LiteStore
     from supertask.store.sql import Store
 
-UTC = timezone.utc
-TAIL_LINES = 20
-
-#: (run, stream, line) -> None: where a run's output goes besides its log file.
-Relay = Callable[["ActiveRun", str, str], None]
-
-
-@dataclass
-class ActiveRun:
-    """A run in flight, as the scheduler (and the control endpoint) sees it."""
-
-    run_id: int
-    namespace: str
-    job: str
-    attempt: int
-    started: float
-    pid: int | None = None
-    kill: threading.Event = field(default_factory=threading.Event)
-    log_path: Path | None = None
-
-
-@dataclass
-class RunContext:
-    """Everything a run needs, passed in: no globals."""
-
-    store: Store | LiteStore
-    settings: Settings
-    relay: Relay | None = None
-    relay_capped: bool = True  # relaying stops at log_max (the foreground one-shot relays all)
-    shutdown: threading.Event = field(default_factory=threading.Event)
-    active: dict[int, ActiveRun] = field(default_factory=dict)
-    lock: threading.Lock = field(default_factory=threading.Lock)
-    # called with each finished attempt's facts (metrics and the like)
-    observers: list[Callable[[dict[str, object]], None]] = field(default_factory=list)
-    # the global cap (--max-concurrent): each attempt holds a slot while it runs
-    slots: threading.BoundedSemaphore | None = None
-    # where notifications queue up (the scheduler's); None: sent there and then (one-shot)
-    outbox: notify.Outbox | None = None
-    # fires catch_up: latest folded into a later one, by (namespace, job), under ``lock``
-    coalesced: Counter[tuple[str, str]] = field(default_factory=Counter)
-
-    def active_for(self, namespace: str, job: str) -> list[ActiveRun]:
-        with self.lock:
-            return [r for r in self.active.values() if r.namespace == namespace and r.job == job]
+__all__ = ["ActiveRun", "RunContext", "execute", "resume", "needs_after", "retry_delay", "apply_retention"]
 
 
 def retry_delay(job: Job, attempt: int) -> float:
@@ -159,7 +115,7 @@ def needs_after(job: Job, outcome: Outcome, attempt: int = 1) -> bool:
 
 def resume(ctx: RunContext, namespace: str, job: Job, scheduled: datetime, attempt: int,
            result: tuple[int, Outcome]) -> None:
-    """What :func:`execute` does after an attempt that :func:`follow` carried to its end:
+    """What :func:`execute` does after an attempt that :func:`lifecycle.follow` carried to its end:
     notifications, retention and, when due, the retries (in this thread)."""
     if _after_attempt(ctx, namespace, job, attempt, result) and not ctx.shutdown.wait(retry_delay(job, attempt)):
         execute(ctx, namespace, job, scheduled, Reason.RETRY, attempt + 1)
@@ -175,296 +131,39 @@ def _take_slot(ctx: RunContext) -> bool:
     return True
 
 
-@dataclass
-class Begun:
-    """An attempt whose row is claimed: what :func:`prepare` made ready (its
-    environment and, for a plain command, the command line), then its started child."""
-
-    run_id: int
-    active: ActiveRun
-    clock: float  # time.monotonic() at the start: the timeout counts from here
-    env: dict[str, str] | None = None
-    command: Command | None = None
-    started: subprocess.Popen[bytes] | OSError | None = None
-
-    def start(self) -> None:
-        """Start the prepared child, now (the scheduler calls this at the fire's time)."""
-        self.clock, self.active.started = time.monotonic(), time.time()
-        if self.command is not None:
-            self.started = start_process(self.command)
-            if isinstance(self.started, subprocess.Popen):
-                self.active.pid = self.started.pid
-
-
-def _register(ctx: RunContext, namespace: str, job: Job, attempt: int, run_id: int) -> Begun:
-    """Register the claimed attempt as in flight (``kill``, ``list-runs``, a stop find it)."""
-    log_path = ctx.settings.log_dir / namespace / job.name / f"{run_id}.log"
-    active = ActiveRun(run_id, namespace, job.name, attempt, time.time(), log_path=log_path)
-    with ctx.lock:
-        ctx.active[run_id] = active
-    return Begun(run_id, active, time.monotonic())
-
-
-def _announce(ctx: RunContext, namespace: str, job: Job, scheduled: datetime, reason: Reason, attempt: int,
-              run_id: int) -> None:
-    get_logger("supertask.run").info("run started", job=job.name, namespace=namespace, run=run_id,
-                                     attempt=attempt, reason=reason.value, scheduled=scheduled.isoformat())
-    notify.ping(job.ping, "start", {"job": job.name, "namespace": namespace, "id": run_id, "attempt": attempt},
-                ctx.outbox)
-
-
-def prepare(ctx: RunContext, namespace: str, job: Job, scheduled: datetime, attempt: int, run_id: int) -> Begun:
-    """Make attempt ``attempt`` of a fire whose row ``run_id`` is claimed ready to
-    start (:meth:`Begun.start`); :func:`execute` with ``begun`` carries it to the end.
-
-    The scheduler prepares a round's fires ahead of their time and starts their
-    children one after another in one thread, then hands each to a pool thread: a
-    hundred threads each starting their own child at once wait on each other for the
-    interpreter lock and every child starts late, where one after another the first
-    starts at once (docs/benchmarks.md). Only a ``run:`` of a command (not a
-    container, not steps) is started so; anything that goes wrong here is left for
-    :func:`execute` to meet and record as usual. The "run started" event, the start
-    ping and the log file (creating a file costs as much as starting the child) are
-    the pool thread's; the child's output waits in its pipe until then.
-    """
-    begun = _register(ctx, namespace, job, attempt, run_id)
-    if job.run is None:
-        return begun
-    try:
-        begun.env = build_env(namespace, job, run_id, scheduled, ctx.store.url)
-        launcher, target = launcher_for(job.run)
-        if isinstance(launcher, ArgvLauncher):
-            begun.command = Command(launcher.argv(target), begun.env, job.cwd)
-    except Exception:  # met again, and recorded, by execute()
-        pass
-    return begun
-
-
-def follow(ctx: RunContext, follower: Follower, finisher: Finisher, namespace: str, job: Job,
-           scheduled: datetime, reason: Reason, begun: Begun,
-           on_done: Callable[[int, Outcome], None]) -> None:
-    """Carry the first attempt the round started (``begun.started``, a child) to its end
-    without a thread of its own: its output and exit are followed by the scheduler's
-    one :class:`~supertask.runs.follow.Follower` thread, its row is written down with others
-    by the :class:`Finisher`, then ``on_done(run_id, outcome)`` (in the finisher's
-    thread) says what follows: the retries and notifications (:func:`resume`), if any.
-    The run looks as one :func:`execute` carries: the same events, row, log and pings.
-    The log file is created with the first line: a run that prints nothing has none
-    (creating a file costs as much as starting the child). The run's end is the time
-    the follower saw its child exit. Raises RuntimeError when the follower is stopping."""
-    from supertask.runs.follow import Followed
-
-    active, proc = begun.active, begun.started
-    assert isinstance(proc, subprocess.Popen)
-    runlog = RunLog(active.log_path, job.log_max, TAIL_LINES, lazy=True)  # type: ignore[arg-type]
-
-    def on_end(outcome: Outcome) -> None:
-        with ctx.lock:
-            ctx.active.pop(active.run_id, None)
-        finisher.put(_Ended(namespace, job, scheduled, reason, active, outcome, runlog, on_done, time.time()))
-
-    _announce(ctx, namespace, job, scheduled, reason, active.attempt, active.run_id)
-    follower.follow(Followed(
-        proc, _sink(ctx, active, runlog), on_end, timeout=job.timeout,
-        deadline=begun.clock + job.timeout if job.timeout else None, stop=active.kill,
-        kill_grace=job.kill_grace, run_key=run_key_in(begun.env),
-    ))
-
-
-@dataclass
-class _Ended:
-    """A followed attempt that has ended, for the :class:`Finisher` to write down."""
-
-    namespace: str
-    job: Job
-    scheduled: datetime
-    reason: Reason
-    active: ActiveRun
-    outcome: Outcome
-    runlog: RunLog
-    on_done: Callable[[int, Outcome], None]
-    ended: float  # time.time() when its child was seen to exit
-
-
-class Finisher:
-    """Writes down the ends of the runs :func:`follow` carried: every end that is
-    waiting, in one transaction, in a thread of its own (so the follower never waits
-    for the store), then each run's event, ping, observers and ``on_done``."""
-
-    def __init__(self, ctx: RunContext):
-        self.ctx = ctx
-        self._items: list[_Ended] = []
-        self._cond = threading.Condition()
-        self._closing = False
-        self._thread = threading.Thread(target=self._loop, name="supertask-finish", daemon=True)
-        self._thread.start()
-
-    def put(self, ended: _Ended) -> None:
-        with self._cond:
-            self._items.append(ended)
-            self._cond.notify()
-
-    def close(self, timeout: float | None = None) -> None:
-        """Write down what is waiting, then stop."""
-        with self._cond:
-            self._closing = True
-            self._cond.notify()
-        self._thread.join(timeout)
-
-    def _loop(self) -> None:
-        while True:
-            with self._cond:
-                while not self._items and not self._closing:
-                    self._cond.wait()
-                if not self._items:
-                    return
-                batch, self._items = self._items, []
-            try:
-                self._finish(batch)
-            except Exception:  # a bug here must not stop the writing down of later runs
-                get_logger("supertask.run").exception("writing down the ends of runs failed")
-
-    def _finish(self, batch: list[_Ended]) -> None:
-        log = get_logger("supertask.run")
-        rows = []
-        for e in batch:
-            e.outcome = _closed(e.runlog, e.outcome, e.active, e.job)
-            rows.append((e.active.run_id, _end_values(e.outcome, e.active, e.runlog, e.ended)))
-        try:
-            self.ctx.store.update_runs(rows)
-        except Exception:  # one by one: a row that cannot be written must not hold up the others
-            for run_id, values in rows:
-                try:
-                    self.ctx.store.update_run(run_id, **values)
-                except Exception:
-                    log.exception("writing down a run's end failed", run=run_id)
-        for e in batch:
-            try:
-                _report(self.ctx, e.namespace, e.job, e.scheduled, e.reason, e.active.attempt, e.active,
-                        e.outcome, e.runlog, e.ended)
-            except Exception:
-                log.exception("reporting a run's end failed", job=e.job.name, run=e.active.run_id)
-            try:
-                e.on_done(e.active.run_id, e.outcome)
-            except Exception:
-                log.exception("what follows a run's end failed", job=e.job.name, run=e.active.run_id)
-
-
 def _attempt(
     ctx: RunContext, namespace: str, job: Job, scheduled: datetime, reason: Reason, attempt: int,
     run_id: int | None = None, begun: Begun | None = None,
 ) -> tuple[int, Outcome] | None:
-    log = get_logger("supertask.run")
-    settings = ctx.settings
+    """One attempt in this thread: begun (unless the round began it), followed, ended
+    (:mod:`supertask.runs.lifecycle`); returns once its row is written."""
     if begun is None:
-        if run_id is None:
-            run_id = ctx.store.claim_run(
-                namespace=namespace, job=job.name, scheduled=scheduled, attempt=attempt,
-                reason=reason.value, host=settings.host, log_dir=settings.log_dir,
-            )
-            if run_id is None:
-                log.info("fire already claimed", job=job.name, namespace=namespace,
-                         scheduled=scheduled.isoformat())
-                return None
-        else:  # a queued row taken up now
-            ctx.store.update_run(run_id, status=RunStatus.RUNNING, started=datetime.now(UTC),
-                                 log_path=str(settings.log_dir / namespace / job.name / f"{run_id}.log"))
-        begun = _register(ctx, namespace, job, attempt, run_id)
-    _announce(ctx, namespace, job, scheduled, reason, attempt, begun.run_id)
-    run_id, active = begun.run_id, begun.active
+        begun = lifecycle.begin(ctx, namespace, job, scheduled, reason, attempt, run_id)
+        if begun is None:
+            return None
+    lifecycle.announce(ctx, namespace, job, scheduled, reason, attempt, begun.run_id)
+    active = begun.active
     outcome = Outcome(RunStatus.FAILED, None, None, "not started")
     runlog = RunLog(active.log_path, job.log_max, TAIL_LINES, lazy=True)  # type: ignore[arg-type]
     try:
-        outcome = _run_steps(ctx, namespace, job, scheduled, begun, _sink(ctx, active, runlog))
+        outcome = _run_steps(ctx, namespace, job, scheduled, begun, lifecycle.sink(ctx, active, runlog))
         if outcome.status is RunStatus.TIMED_OUT and "container" not in (outcome.message or ""):
             outcome.message = f"timed out after {job.timeout:g}s; process group ended"
     except Exception as exc:  # a bug or an unusable state folder must not kill the scheduler
-        log.exception("run crashed", job=job.name, run=run_id)
+        get_logger("supertask.run").exception("run crashed", job=job.name, run=begun.run_id)
         outcome = Outcome(RunStatus.FAILED, None, active.pid, f"supertask could not run the job: {exc}")
     finally:
-        with ctx.lock:
-            ctx.active.pop(run_id, None)
-        outcome = _closed(runlog, outcome, active, job)
-        ctx.store.update_run(run_id, **_end_values(outcome, active, runlog))
-    _report(ctx, namespace, job, scheduled, reason, attempt, active, outcome, runlog)
-    return run_id, outcome
+        done = threading.Event()
+        result: list[tuple[int, Outcome]] = []
 
+        def on_done(run_id: int, final: Outcome) -> None:
+            result.append((run_id, final))
+            done.set()
 
-def _closed(runlog: RunLog, outcome: Outcome, active: ActiveRun, job: Job) -> Outcome:
-    """Note how the attempt ended in its log and close the log; a log that could not be
-    written fails the run (its child was ended when that was found: :func:`_sink`)."""
-    if runlog.error is None:
-        try:
-            if outcome.message:
-                runlog.note(outcome.message)
-            runlog.close()
-        except OSError as exc:
-            runlog.error = exc
-        if runlog.error is None:
-            return outcome
-    get_logger("supertask.run").error("run crashed: its log cannot be written", job=job.name, run=active.run_id,
-                                      log=str(runlog.path), error=str(runlog.error))
-    failed = Outcome(RunStatus.FAILED, outcome.exit_code, outcome.pid or active.pid,
-                     f"supertask could not run the job: cannot write its log {runlog.path}: {runlog.error}")
-    runlog.note(failed.message)  # type: ignore[arg-type]  # kept for the row's log_tail
-    return failed
-
-
-def _end_values(outcome: Outcome, active: ActiveRun, runlog: RunLog, ended: float | None = None) -> dict[str, object]:
-    """What the run's row gets when the attempt has ended (at ``ended``, else now); a
-    run that printed nothing has no log file, and no ``log_path``."""
-    finished = datetime.now(UTC) if ended is None else datetime.fromtimestamp(ended, UTC)
-    values: dict[str, object] = dict(
-        status=outcome.status, exit_code=outcome.exit_code, pid=outcome.pid or active.pid,
-        finished=finished, log_tail=runlog.tail_text, message=outcome.message)
-    if not runlog.opened:
-        values["log_path"] = None
-    return values
-
-
-def _report(ctx: RunContext, namespace: str, job: Job, scheduled: datetime, reason: Reason, attempt: int,
-            active: ActiveRun, outcome: Outcome, runlog: RunLog, ended: float | None = None) -> None:
-    """The "run finished" event, the end ping and the observers, once the row is written."""
-    log = get_logger("supertask.run")
-    run_id = active.run_id
-    duration = (time.time() if ended is None else ended) - active.started
-    event = log.info if outcome.status is RunStatus.SUCCEEDED else log.warning
-    event("run finished", job=job.name, namespace=namespace, run=run_id, status=outcome.status.value,
-          exit_code=outcome.exit_code, duration=round(duration, 3))
-    if job.ping:
-        facts = {"job": job.name, "namespace": namespace, "id": run_id, "attempt": attempt}
-        notify.ping(job.ping, "success" if outcome.status is RunStatus.SUCCEEDED else "fail",
-                    {**facts, "log_tail": runlog.tail_text}, ctx.outbox)
-    if not ctx.observers:
-        return
-    observed = {"namespace": namespace, "job": job.name, "run": run_id, "attempt": attempt, "reason": reason.value,
-                "status": outcome.status.value, "exit_code": outcome.exit_code,
-                "duration": duration, "scheduled": scheduled.timestamp(), "started": active.started}
-    for observer in ctx.observers:
-        try:
-            observer(observed)
-        except Exception:  # an observer must not break a run
-            log.exception("run observer failed", job=job.name, run=run_id)
-
-
-def _sink(ctx: RunContext, active: ActiveRun, runlog: RunLog) -> Callable[[str, str], None]:
-    """Each output line goes to the log file and, until ``log_max`` is reached, to the relay."""
-    state = {"relaying": ctx.relay is not None}
-
-    def on_line(stream: str, line: str) -> None:
-        kept = runlog.write(stream, line)
-        if runlog.error is not None and not active.kill.is_set():
-            active.kill.set()  # a run whose log cannot be kept is ended (and fails: _closed)
-        if state["relaying"]:
-            if kept or not ctx.relay_capped:
-                ctx.relay(active, stream, line)  # type: ignore[misc]
-            else:
-                state["relaying"] = False
-                get_logger("supertask.run").warning(
-                    "output over log_max: relaying stops, the log keeps its head and tail",
-                    job=active.job, run=active.run_id)
-
-    return on_line
+        lifecycle.end(ctx, lifecycle.Ended(namespace, job, scheduled, reason, active, outcome, runlog, on_done,
+                                           time.time()))
+        done.wait()
+    return result[0]
 
 
 def _run_steps(
@@ -486,6 +185,8 @@ def _run_steps(
         return max(0.001, job.timeout - (time.monotonic() - begun.clock))
 
     def on_start(pid: int) -> None:
+        if active.pid is None:  # the run's first child: the run started now
+            active.started = time.time()
         active.pid = pid  # the row gets it when the run ends (crash recovery goes by environment)
 
     def launch(run: str) -> Outcome:
@@ -493,7 +194,8 @@ def _run_steps(
         started, begun.started = begun.started, None  # a child the round started is the first one
         return launcher.launch(LaunchRequest(
             target=target, job=job, namespace=namespace, run_id=run_id, env=env, on_line=sink,
-            timeout=remaining(), kill_grace=job.kill_grace, stop=active.kill, on_start=on_start, started=started,
+            children=lifecycle.children(ctx), timeout=remaining(), kill_grace=job.kill_grace, stop=active.kill,
+            on_start=on_start, started=started,
         ))
 
     if job.run is not None:

@@ -23,8 +23,10 @@ from typing import Any
 from supertask import compat
 from supertask.log import get_logger
 from supertask.model import Job, Overlap, Reason, RunStatus
-from supertask.runs import runner
-from supertask.runs.runner import Begun, RunContext, execute, prepare
+from supertask.runs import lifecycle, runner
+from supertask.runs.context import RunContext
+from supertask.runs.lifecycle import Begun, prepare
+from supertask.runs.runner import execute
 from supertask.scheduler.jobstore import NamespaceJobStore
 
 UTC = timezone.utc
@@ -94,10 +96,6 @@ class RunExecutor(compat.executor_base()):  # type: ignore[misc]
         self._up_since = up_since
         self.started_at = up_since or datetime.now(UTC)
         self._pool: ThreadPoolExecutor | None = None
-        # the round's children are followed by one thread, their ends written down by
-        # another (runner.follow); None: each by a pool thread of its own (no pidfds)
-        self._follower: Any = None
-        self._finisher: runner.Finisher | None = None
         self._inflight: Counter[str] = Counter()
         self._waiting: dict[str, _Waiting] = {}
         self._guard = threading.Lock()
@@ -125,21 +123,20 @@ class RunExecutor(compat.executor_base()):  # type: ignore[misc]
     def start(self, scheduler: Any, alias: str) -> None:
         super().start(scheduler, alias)
         self.started_at = self._up_since or datetime.now(UTC)
-        self._pool = ThreadPoolExecutor(self.max_workers, thread_name_prefix="supertask-run")
-        from supertask.runs import follow
 
-        if follow.available() and self._follower is None:
-            self._follower = follow.Follower()
-            self._finisher = runner.Finisher(self.ctx)
+    def open(self) -> None:
+        """The pool of run threads (the service's supervisor opens it before the scheduler starts)."""
+        self._pool = ThreadPoolExecutor(self.max_workers, thread_name_prefix="supertask-run")
 
     def shutdown(self, wait: bool = True) -> None:
-        """No new runs; with ``wait``, wait for the runs in flight to be written down."""
+        """APScheduler's stop: nothing here (the pool's queued work, rows to write among
+        it, is let finish by :meth:`close`, which the service's supervisor calls)."""
+
+    def close(self) -> None:
+        """Wait for the pool's work (runs, retries given up on at the stop, rows to write)."""
         self._report_coalesced()
-        if wait and self._follower is not None:
-            self._follower.close()
-            self._finisher.close()  # type: ignore[union-attr]
         if self._pool is not None:
-            self._pool.shutdown(wait=wait, cancel_futures=not wait)
+            self._pool.shutdown(wait=True)
 
     def submit_job(self, job: Any, run_times: list[datetime]) -> None:
         """Decide what the due fires of ``job`` become.
@@ -294,7 +291,7 @@ class RunExecutor(compat.executor_base()):  # type: ignore[misc]
     def launch_round(self) -> float | None:
         """Start the fires of the round: their rows claimed in one transaction, then
         their children started one after another here, then each handed to a pool
-        thread that follows it to the end (:func:`supertask.runs.runner.prepare`). A round of
+        follower that carries it to the end (:mod:`supertask.runs.lifecycle`). A round of
         100 fires costs one commit, not 100 commits contending for the store, and the
         first child starts first (docs/benchmarks.md). Returns when (``time.monotonic()``)
         the round was ready to start its first child, None for an empty round."""
@@ -355,15 +352,14 @@ class RunExecutor(compat.executor_base()):  # type: ignore[misc]
             ready = [item for item in ready if id(item) not in gone]
         # handed on only now: a thread woken per child would take turns with the starts
         for key, ns, definition, fire, reason, run_id, then, begun, _ in ready:
-            if self._follower is not None and isinstance(begun.started, subprocess.Popen):
+            if self.ctx.follower is not None and isinstance(begun.started, subprocess.Popen):
                 if _tracked(definition, then):
                     with self._guard:
                         self._children[key] = begun.started
                         self._following[key] += 1
                 done = functools.partial(self._followed, key, ns, definition, fire, then, begun.started)
                 try:
-                    runner.follow(self.ctx, self._follower, self._finisher, ns, definition, fire, reason,  # type: ignore[arg-type]
-                                  begun, done)
+                    lifecycle.follow(self.ctx, ns, definition, fire, reason, begun, done)
                     continue
                 except RuntimeError:  # the follower is stopping: a thread of its own follows it
                     pass

@@ -3,11 +3,14 @@
 Lifecycle, like rq's cron scheduler: SIGINT and SIGTERM turn into a stop request;
 on stop no new fire starts, running jobs get ``grace`` seconds to finish, then
 their process groups are ended; clean-up sits in ``finally``. A second signal ends
-the groups at once.
+the groups at once. Every thread and component is started, stopped and joined by
+one :class:`~supertask.scheduler.supervisor.Supervisor`, in the order :meth:`Service.serve` gives.
 """
 
 from __future__ import annotations
 
+import functools
+import os
 import signal
 import threading
 import time
@@ -21,14 +24,18 @@ from supertask.errors import JobNotFound, SupertaskError, UsageError
 from supertask.log import get_logger
 from supertask.model import Job, Overlap, Reason, Timetable
 from supertask.runs import notify
-from supertask.runs.runner import RunContext, relay_to_log
+from supertask.runs.context import RunContext
+from supertask.runs.runner import relay_to_log
 from supertask.scheduler.executor import RunExecutor
 from supertask.scheduler.jobstore import NamespaceJobStore, job_id
+from supertask.scheduler.supervisor import Supervisor
 from supertask.schedules.trigger import Schedule, parse_when
 from supertask.settings import Settings
 from supertask.store.sql import Store, StoredJob, SyncReport
 
 UTC = timezone.utc
+#: After the grace period, how long a stop waits for the ended runs' rows at most.
+ENDING = 60.0
 
 
 def trigger_for(job: Job) -> Schedule:
@@ -126,6 +133,7 @@ class Service:
         self.started = time.time()
         self._scheduler: Any = None
         self._edit_lock = threading.RLock()
+        self.supervisor = Supervisor()
 
     def _build(self) -> Any:
         from supertask.scheduler.rounds import RoundScheduler
@@ -153,24 +161,49 @@ class Service:
 
     def serve(self, until: Callable[[], bool] | None = None) -> int:
         """Fire jobs until a stop request (or ``until()`` is true); return the exit code."""
+        from supertask.launchers.follow import Follower
+        from supertask.runs.lifecycle import Finisher
         from supertask.runs.recovery import mark_lost_runs, retry_lost_runs
 
         lost = mark_lost_runs(self)  # before anything fires: only dead runs are in flight
         self._scheduler = self._build()
-        try:
-            self._scheduler.start()
+        ctx, sup = self.ctx, self.supervisor
+        finisher, follower = Finisher(ctx), Follower()
+
+        def started() -> None:
             retry_lost_runs(self, lost)
             nxt = self.jobstore.get_next_run_time()
             self.log.info("scheduler started", namespaces=self.namespaces, jobs=len(self.jobstore),
                           store=_redacted(self.store.url), next_fire=nxt.isoformat() if nxt else None)
-            for component in self.components:
-                component.start(self)
+
+        # started in this order, stopped in reverse: each part's queued work goes to parts still running
+        sup.add("notifications", stop=self._close_outbox)
+        sup.add("finisher", functools.partial(_attach, ctx, "finisher", finisher), finisher.close)
+        sup.add("follower", functools.partial(_attach, ctx, "follower", follower),
+                lambda: follower.close(timeout=self.settings.grace + 60))
+        sup.add("run threads", self.executor.open, self.executor.close)
+        sup.add("schedule state", stop=self.jobstore.flush)
+        sup.add("scheduler", self._scheduler.start, self._stop_firing)
+        sup.add("lost runs", started)
+        for component in self.components:
+            sup.add(type(component).__name__, functools.partial(component.start, self), component.stop)
+        if os.getpid() == 1:
+            self._add_reaper()
+        try:
+            sup.start()
             while not self.stop_request.event.wait(0.5):
                 if until is not None and until():
                     break
         finally:
-            self._shutdown()
+            sup.stop()
+            self.log.info("scheduler stopped")
         return 0
+
+    def _add_reaper(self) -> None:
+        from supertask.launchers import reaper
+
+        stop = threading.Event()
+        self.supervisor.add("reaper", lambda: reaper.start_if_pid1(stop, thread=self.supervisor.thread), stop.set)
 
     def resync(self, timetable: Timetable) -> SyncReport:
         """Sync a (re)loaded timetable into the served namespace and apply it live.
@@ -312,16 +345,11 @@ class Service:
             self.log.info("stop requested", by="control", grace=self.settings.grace)
             self.request_stop()
 
-    def _shutdown(self) -> None:
-        for component in reversed(self.components):
-            try:
-                component.stop()
-            except Exception:
-                self.log.exception("component failed to stop", component=type(component).__name__)
+    def _stop_firing(self) -> None:
+        """No new fires, nor new attempts (pending retries, jitter and slot waits give up
+        now); the runs in flight get the grace period, then their process groups are ended."""
         if self._scheduler is not None and self._scheduler.running:
-            self._scheduler.shutdown(wait=False)  # no new fires
-        # nor new attempts: pending retries, jitter and slot waits give up now; only
-        # attempts already running get the grace period
+            self._scheduler.shutdown(wait=False)
         self.ctx.shutdown.set()
         deadline = time.monotonic() + self.settings.grace
         if self.executor.in_flight():
@@ -331,11 +359,14 @@ class Service:
         if self.executor.in_flight():
             self.log.warning("grace period over: ending running jobs", runs=self.executor.in_flight())
             self._end_runs()
-        self.executor.shutdown(wait=True)
+            # their ends are written down before the parts below them stop
+            ended_by = time.monotonic() + ENDING
+            while self.executor.in_flight() and time.monotonic() < ended_by:
+                time.sleep(0.05)
+
+    def _close_outbox(self) -> None:
         if self.ctx.outbox is not None and not self.ctx.outbox.close(timeout=self.settings.grace):
             self.log.warning("notifications still queued after the grace period were not sent")
-        self.jobstore.flush()
-        self.log.info("scheduler stopped")
 
     def _end_runs(self) -> None:
         with self.ctx.lock:
@@ -356,6 +387,12 @@ class _Both:
     def __exit__(self, *exc: Any) -> None:
         for lock in reversed(self.locks):
             lock.release()
+
+
+def _attach(ctx: RunContext, name: str, part: Any) -> None:
+    """Start a run part (the finisher, the follower) and hand it to the runs."""
+    part.start()
+    setattr(ctx, name, part)
 
 
 def _redacted(url: str) -> str:

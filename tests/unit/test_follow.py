@@ -8,9 +8,9 @@ import time
 
 import pytest
 
+from supertask.launchers import follow
 from supertask.launchers.base import MAX_LINE, Command, Outcome, start_process
 from supertask.model import RunStatus
-from supertask.runs import follow
 
 pytestmark = pytest.mark.skipif(not follow.available(), reason="needs pidfds (Linux 5.3+)")
 
@@ -41,6 +41,7 @@ def start(follower: follow.Follower, script: str, **options: object) -> Seen:
 @pytest.fixture
 def follower() -> follow.Follower:
     f = follow.Follower()
+    f.start()
     yield f
     assert f.close(timeout=10)
 
@@ -95,6 +96,7 @@ def test_a_stop_request_ends_the_run_as_killed(follower: follow.Follower) -> Non
 
 def test_close_waits_for_the_children_then_refuses_more() -> None:
     f = follow.Follower()
+    f.start()
     seen = start(f, "sleep 0.3; echo late")
     assert f.close(timeout=10)
     assert seen.ended.is_set() and seen.lines == [("stdout", "late")]

@@ -1,17 +1,20 @@
-"""One thread that follows the scheduler's children to their ends.
+"""The one loop that carries children to their ends: output relayed line by line,
+timeouts and stop requests, the process group ended.
 
-A run started by the scheduler's round (a ``run:`` command) is followed here rather
-than by a thread of its own: one epoll set holds every child's output pipes and a
-pidfd that becomes readable when the child exits. At a thousand fires a second a
+Every child supertask starts is followed here: one epoll set holds every child's
+output pipes and a pidfd that becomes readable when the child exits. The scheduler
+runs one :class:`Follower` thread for all its children (at a thousand fires a second a
 thread per child cost about 30 context switches and 1 ms of CPU per run, and the
-children, starved of the CPU, ran into their next fires (docs/benchmarks.md); this
-thread reads whatever is ready in one wake-up.
+children, starved of the CPU, ran into their next fires: docs/benchmarks.md); a
+caller without one (a one-shot ``supertask run -- cmd:...``, a run while the
+scheduler stops) drives a private follower in its own thread (:meth:`Follower.run`).
 
-What a run's own thread did, this does too (:func:`supertask.launchers.base.run_process`):
-output is handed on line by line, a line over ``MAX_LINE`` bytes in pieces; after the
+Output is handed on line by line, a line over ``MAX_LINE`` bytes in pieces; after the
 main child exits, pipes a background grandchild still holds are read for one more
-second, then left; a timeout or a stop request ends the process group (in a thread of
-its own, as that waits up to ``kill_grace``).
+second, then left (the run ends with its main process, as cron's does); a timeout or
+a stop request ends the process group (in a thread of its own, as that waits up to
+``kill_grace``). Without pidfds (Linux before 5.3, or out of descriptors) a child is
+looked at every :data:`POLL` seconds instead.
 """
 
 from __future__ import annotations
@@ -26,9 +29,22 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
-from supertask.launchers.base import LineSink, Outcome, end_group, ended, relay_chunk
+from supertask.launchers.base import (
+    Command,
+    LineSink,
+    Outcome,
+    end_group,
+    ended,
+    relay_chunk,
+    run_key_in,
+    start_process,
+)
 from supertask.log import get_logger
 from supertask.model import RunStatus
+
+TYPE_CHECKING = False  # typing.TYPE_CHECKING, without importing typing (a one-shot run's start-up)
+if TYPE_CHECKING:
+    from typing import Any
 
 #: How often the stop requests (``jobs kill``, a scheduler's second Ctrl-C) are looked at.
 TICK = 0.2
@@ -66,8 +82,11 @@ class Followed:
 
 
 class Follower:
+    """Follows children to their ends: in a thread of its own once :meth:`start`-ed
+    (:meth:`follow`), or in the caller's thread (:meth:`run`, when not started)."""
+
     def __init__(self) -> None:
-        self._sel = selectors.EpollSelector()
+        self._sel = selectors.DefaultSelector()
         self._wake_r, self._wake_w = os.pipe()
         os.set_blocking(self._wake_r, False)
         os.set_blocking(self._wake_w, False)
@@ -81,14 +100,23 @@ class Follower:
         self._idle = threading.Condition(self._lock)
         self._count = 0
         self.log = get_logger("supertask.run")
+        self._thread: threading.Thread | None = None
+
+    def start(self) -> None:
+        """Follow children in a thread of its own from now (the scheduler's supervisor)."""
         self._thread = threading.Thread(target=self._loop, name="supertask-follow", daemon=True)
         self._thread.start()
 
+    @property
+    def running(self) -> bool:
+        return self._thread is not None and self._thread.is_alive() and not self._closing
+
     def follow(self, run: Followed) -> None:
-        """Follow ``run`` from now; its ``on_end`` is called once it is over."""
+        """Follow ``run`` from now; its ``on_end`` is called once it is over. Raises
+        RuntimeError when this follower's thread is not running (stopping, or never started)."""
         run.on_line = self._guarded(run.on_line)
         with self._lock:
-            if self._closing:
+            if self._closing or self._thread is None:
                 raise RuntimeError("the follower is stopping")
             self._new.append(run)
             self._count += 1
@@ -110,8 +138,55 @@ class Follower:
                 self._idle.wait(left)
             self._closing = True
         self._poke()
-        self._thread.join(timeout)
+        if self._thread is not None:
+            self._thread.join(timeout)
         return True
+
+    def run(self, command: Command, on_line: LineSink, *, timeout: float | None = None, kill_grace: float = 10.0,
+            stop: threading.Event | None = None, on_start: Callable[[int], None] | None = None,
+            started: subprocess.Popen[bytes] | OSError | None = None) -> Outcome:
+        """Run ``command`` (or the child ``started`` for it) to its end, relaying its output;
+        honour ``timeout`` (from now) and ``stop``. Followed by this follower's thread when it
+        runs, else here, in the caller's thread.
+
+        Status is ``succeeded`` on exit 0, ``failed`` otherwise, ``timed-out`` when the
+        timeout ended it, ``killed`` when ``stop`` was set."""
+        proc = start_process(command) if started is None else started
+        if isinstance(proc, OSError):
+            on_line("stderr", f"supertask: cannot start {command.argv[0]!r}: {proc.strerror or proc}")
+            return Outcome(RunStatus.FAILED, 127, None, f"cannot start {command.argv[0]!r}: {proc}")
+        if on_start is not None:
+            on_start(proc.pid)
+        result: list[Outcome] = []
+        over = threading.Event()
+
+        def on_end(outcome: Outcome) -> None:
+            result.append(outcome)
+            over.set()
+
+        run = Followed(proc, on_line, on_end, timeout=timeout, deadline=time.monotonic() + timeout if timeout else None,
+                       stop=stop, kill_grace=kill_grace, run_key=run_key_in(command.env))
+        try:
+            self.follow(run)
+        except RuntimeError:  # no thread of ours (never started, or stopping): followed here
+            here = self if self._thread is None else Follower()
+            try:
+                here._add(run)
+                while not run.done:
+                    here._step()
+            finally:
+                if here is not self:
+                    here._release()
+            return result[0]
+        while not over.wait(1.0):
+            if self._thread is None or not self._thread.is_alive():  # a bug ended the thread
+                return Outcome(RunStatus.FAILED, None, proc.pid, "supertask lost track of the run's child")
+        return result[0]
+
+    def _release(self) -> None:
+        self._sel.close()
+        os.close(self._wake_r)
+        os.close(self._wake_w)
 
     def _poke(self) -> None:
         try:
@@ -122,36 +197,43 @@ class Follower:
     # -- the thread -----------------------------------------------------------------------
 
     def _loop(self) -> None:
-        next_tick = time.monotonic() + TICK
         try:
             while True:
-                now = time.monotonic()
-                wait = next_tick - now
-                if self._timers:
-                    wait = min(wait, self._timers[0][0] - now)
-                for key, _ in self._sel.select(max(0.0, wait) if self._runs else None):
-                    if key.data is None:
-                        self._take_new()
-                    else:
-                        kind, run = key.data
-                        if kind == "exit":
-                            self._exited(run)
-                        else:
-                            self._read(run, key.fd, kind)
-                now = time.monotonic()
-                while self._timers and self._timers[0][0] <= now:
-                    _, _, run = heapq.heappop(self._timers)
-                    self._timer(run, now)
-                if now >= next_tick:
-                    next_tick = now + TICK
-                    for run in [r for r in self._runs if r.stop is not None and r.stop.is_set()]:
-                        self._end(run, RunStatus.KILLED)
+                self._step()
                 with self._lock:
                     if self._closing and not self._runs and not self._new:
                         return
         except Exception:  # a bug here must not leave runs unfinished unnoticed
             self.log.exception("following the scheduler's children failed")
             raise
+
+    _next_tick = 0.0
+
+    def _step(self) -> None:
+        """One wake-up: whatever is ready is read, reaped, timed out or stopped."""
+        now = time.monotonic()
+        if not self._next_tick:
+            self._next_tick = now + TICK
+        wait = self._next_tick - now
+        if self._timers:
+            wait = min(wait, self._timers[0][0] - now)
+        for key, _ in self._sel.select(max(0.0, wait) if self._runs else None):
+            if key.data is None:
+                self._take_new()
+            else:
+                kind, run = key.data
+                if kind == "exit":
+                    self._exited(run)
+                else:
+                    self._read(run, key.fd, kind)
+        now = time.monotonic()
+        while self._timers and self._timers[0][0] <= now:
+            _, _, run = heapq.heappop(self._timers)
+            self._timer(run, now)
+        if now >= self._next_tick:
+            self._next_tick = now + TICK
+            for run in [r for r in self._runs if r.stop is not None and r.stop.is_set()]:
+                self._end(run, RunStatus.KILLED)
 
     def _take_new(self) -> None:
         try:
@@ -162,23 +244,27 @@ class Follower:
         with self._lock:
             new, self._new = self._new, []
         for run in new:
-            self._runs.add(run)
-            proc = run.proc
-            for stream, pipe in (("stdout", proc.stdout), ("stderr", proc.stderr)):
-                if pipe is None:
-                    continue
-                os.set_blocking(pipe.fileno(), False)
-                run.pipes[pipe.fileno()] = (stream, pipe)
-                run.buffers[stream] = b""
-                self._sel.register(pipe.fileno(), selectors.EVENT_READ, (stream, run))
-            try:
-                run.pidfd = os.pidfd_open(proc.pid)  # our unreaped child: its pid cannot be reused
-                self._sel.register(run.pidfd, selectors.EVENT_READ, ("exit", run))
-            except OSError:  # out of descriptors: it is looked at every POLL seconds instead
-                run.pidfd = -1
-                self._exited(run)
-            if run.deadline is not None:
-                heapq.heappush(self._timers, (run.deadline, next(self._seq), run))
+            self._add(run)
+
+    def _add(self, run: Followed) -> None:
+        """Start watching ``run``'s pipes and exit (in the following thread)."""
+        self._runs.add(run)
+        proc = run.proc
+        for stream, pipe in (("stdout", proc.stdout), ("stderr", proc.stderr)):
+            if pipe is None:
+                continue
+            os.set_blocking(pipe.fileno(), False)
+            run.pipes[pipe.fileno()] = (stream, pipe)
+            run.buffers[stream] = b""
+            self._sel.register(pipe.fileno(), selectors.EVENT_READ, (stream, run))
+        try:
+            run.pidfd = os.pidfd_open(proc.pid)  # our unreaped child: its pid cannot be reused
+            self._sel.register(run.pidfd, selectors.EVENT_READ, ("exit", run))
+        except (OSError, AttributeError):  # out of descriptors, or no pidfds: looked at every POLL seconds
+            run.pidfd = -1
+            self._exited(run)
+        if run.deadline is not None:
+            heapq.heappush(self._timers, (run.deadline, next(self._seq), run))
 
     def _read(self, run: Followed, fd: int, stream: str) -> None:
         try:
@@ -265,6 +351,15 @@ class Follower:
             self.log.exception("recording a run's end failed")
         finally:
             with self._lock:
-                self._count -= 1
+                self._count = max(0, self._count - 1)
                 if not self._count:
                     self._idle.notify_all()
+
+
+def run_process(command: Command, on_line: LineSink, **options: Any) -> Outcome:
+    """Run ``command`` to its end in this thread (:meth:`Follower.run` of a follower of its own)."""
+    follower = Follower()
+    try:
+        return follower.run(command, on_line, **options)
+    finally:
+        follower._release()

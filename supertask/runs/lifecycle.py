@@ -1,0 +1,327 @@
+"""One run's lifecycle, the same for every attempt of every run: begin, follow, end.
+
+- **begin**: the fire's row is claimed (:func:`begin`; a round claims its fires in one
+  transaction and :func:`prepare`-s them), the attempt registered as in flight
+  (``jobs kill``, ``status``, a stop find it) and announced ("run started", the start ping);
+- **follow**: its children are carried to their ends by the one output loop,
+  :class:`~supertask.launchers.follow.Follower` (the scheduler's thread, or the run's
+  own thread where there is none), each line to the run's log and relay (:func:`sink`);
+- **end**: the row is written with how it ended (:func:`end`: by the scheduler's
+  :class:`Finisher`, many ends in one transaction, or there and then), then the
+  "run finished" event, the end ping and the observers, then the run's ``on_done``:
+  what follows it (retries, notifications, retention: :mod:`supertask.runs.runner`).
+
+A round's fires (a ``run:`` command, docs/runs.md "How a round of fires starts"),
+pool threads' runs (containers, steps, jitter, ``--max-concurrent``, retries,
+triggers) and a one-shot ``supertask run -- cmd:...`` differ only in which thread
+begins them and waits for their ends.
+"""
+
+from __future__ import annotations
+
+import subprocess
+import threading
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from datetime import datetime, timezone
+
+from supertask.launchers import ArgvLauncher, Command, Outcome, launcher_for
+from supertask.launchers.base import run_key_in, start_process
+from supertask.launchers.follow import Followed, Follower
+from supertask.log import get_logger
+from supertask.model import Job, Reason, RunStatus
+from supertask.runs import notify
+from supertask.runs.context import TAIL_LINES, ActiveRun, RunContext
+from supertask.runs.environ import build_env
+from supertask.runs.runlog import RunLog
+
+UTC = timezone.utc
+
+
+@dataclass
+class Begun:
+    """An attempt whose row is claimed: what :func:`prepare` made ready (its
+    environment and, for a plain command, the command line), then its started child."""
+
+    run_id: int
+    active: ActiveRun
+    clock: float  # time.monotonic() at the start: the timeout counts from here
+    env: dict[str, str] | None = None
+    command: Command | None = None
+    started: subprocess.Popen[bytes] | OSError | None = None
+
+    def start(self) -> None:
+        """Start the prepared child, now (the scheduler calls this at the fire's time)."""
+        self.clock, self.active.started = time.monotonic(), time.time()
+        if self.command is not None:
+            self.started = start_process(self.command)
+            if isinstance(self.started, subprocess.Popen):
+                self.active.pid = self.started.pid
+
+
+def register(ctx: RunContext, namespace: str, job: Job, attempt: int, run_id: int) -> Begun:
+    """Register the claimed attempt as in flight (``kill``, ``list-runs``, a stop find it)."""
+    log_path = ctx.settings.log_dir / namespace / job.name / f"{run_id}.log"
+    active = ActiveRun(run_id, namespace, job.name, attempt, time.time(), log_path=log_path)
+    with ctx.lock:
+        ctx.active[run_id] = active
+    return Begun(run_id, active, time.monotonic())
+
+
+def begin(ctx: RunContext, namespace: str, job: Job, scheduled: datetime, reason: Reason, attempt: int,
+          run_id: int | None = None) -> Begun | None:
+    """Claim the fire's row for this attempt (or take up the ``queued`` row ``run_id``)
+    and register it; None when another scheduler claimed the fire first."""
+    settings = ctx.settings
+    if run_id is None:
+        run_id = ctx.store.claim_run(
+            namespace=namespace, job=job.name, scheduled=scheduled, attempt=attempt,
+            reason=reason.value, host=settings.host, log_dir=settings.log_dir,
+        )
+        if run_id is None:
+            get_logger("supertask.run").info("fire already claimed", job=job.name, namespace=namespace,
+                                             scheduled=scheduled.isoformat())
+            return None
+    else:  # a queued row taken up now
+        ctx.store.update_run(run_id, status=RunStatus.RUNNING, started=datetime.now(UTC),
+                             log_path=str(settings.log_dir / namespace / job.name / f"{run_id}.log"))
+    return register(ctx, namespace, job, attempt, run_id)
+
+
+def prepare(ctx: RunContext, namespace: str, job: Job, scheduled: datetime, attempt: int, run_id: int) -> Begun:
+    """Make attempt ``attempt`` of a fire whose row ``run_id`` is claimed ready to
+    start (:meth:`Begun.start`).
+
+    The scheduler prepares a round's fires ahead of their time and starts their
+    children one after another in one thread, then hands them to the follower: a
+    hundred threads each starting their own child at once wait on each other for the
+    interpreter lock and every child starts late, where one after another the first
+    starts at once (docs/benchmarks.md). Only a ``run:`` of a command (not a
+    container, not steps) is started so; anything that goes wrong here is left for
+    the run's thread to meet and record as usual. The "run started" event, the start
+    ping and the log file (creating a file costs as much as starting the child) come
+    after the round's starts; the child's output waits in its pipe until then.
+    """
+    begun = register(ctx, namespace, job, attempt, run_id)
+    if job.run is None:
+        return begun
+    try:
+        begun.env = build_env(namespace, job, run_id, scheduled, ctx.store.url)
+        launcher, target = launcher_for(job.run)
+        if isinstance(launcher, ArgvLauncher):
+            begun.command = Command(launcher.argv(target), begun.env, job.cwd)
+    except Exception:  # met again, and recorded, by the run's thread (runner.execute)
+        pass
+    return begun
+
+
+def announce(ctx: RunContext, namespace: str, job: Job, scheduled: datetime, reason: Reason, attempt: int,
+             run_id: int) -> None:
+    get_logger("supertask.run").info("run started", job=job.name, namespace=namespace, run=run_id,
+                                     attempt=attempt, reason=reason.value, scheduled=scheduled.isoformat())
+    notify.ping(job.ping, "start", {"job": job.name, "namespace": namespace, "id": run_id, "attempt": attempt},
+                ctx.outbox)
+
+
+def children(ctx: RunContext) -> Follower:
+    """What follows the run's children: the scheduler's follower, else one of the run's own."""
+    if ctx.follower is None:
+        ctx.follower = Follower()  # never started: each run() is followed in its caller's thread
+    return ctx.follower
+
+
+def follow(ctx: RunContext, namespace: str, job: Job, scheduled: datetime, reason: Reason, begun: Begun,
+           on_done: Callable[[int, Outcome], None]) -> None:
+    """Carry the attempt the round started (``begun.started``, a child) to its end
+    without a thread of its own: the scheduler's follower follows its output and exit,
+    then :func:`end` writes it down and calls ``on_done(run_id, outcome)`` (in the
+    finisher's thread). The log file is created with the first line: a run that prints
+    nothing has none. Raises RuntimeError when the follower is stopping."""
+    active, proc = begun.active, begun.started
+    assert isinstance(proc, subprocess.Popen) and ctx.follower is not None
+    runlog = RunLog(active.log_path, job.log_max, TAIL_LINES, lazy=True)  # type: ignore[arg-type]
+
+    def on_end(outcome: Outcome) -> None:
+        end(ctx, Ended(namespace, job, scheduled, reason, active, outcome, runlog, on_done, time.time()))
+
+    announce(ctx, namespace, job, scheduled, reason, active.attempt, active.run_id)
+    ctx.follower.follow(Followed(
+        proc, sink(ctx, active, runlog), on_end, timeout=job.timeout,
+        deadline=begun.clock + job.timeout if job.timeout else None, stop=active.kill,
+        kill_grace=job.kill_grace, run_key=run_key_in(begun.env),
+    ))
+
+
+@dataclass
+class Ended:
+    """An attempt that has ended, to be written down (:func:`end`)."""
+
+    namespace: str
+    job: Job
+    scheduled: datetime
+    reason: Reason
+    active: ActiveRun
+    outcome: Outcome
+    runlog: RunLog
+    on_done: Callable[[int, Outcome], None]
+    ended: float  # time.time() when its child was seen to exit
+
+
+def end(ctx: RunContext, ended: Ended) -> None:
+    """The attempt is over: no longer in flight; its row written (by the scheduler's
+    finisher, with other ends, or here), reported, then its ``on_done``."""
+    with ctx.lock:
+        ctx.active.pop(ended.active.run_id, None)
+    if ctx.finisher is None or not ctx.finisher.put(ended):
+        finish(ctx, [ended])
+
+
+class Finisher:
+    """Writes down the ends of runs: every end that is waiting, in one transaction, in
+    a thread of its own (so the follower never waits for the store), then each run's
+    event, ping, observers and ``on_done``."""
+
+    def __init__(self, ctx: RunContext):
+        self.ctx = ctx
+        self._items: list[Ended] = []
+        self._cond = threading.Condition()
+        self._closing = False
+        self._thread: threading.Thread | None = None
+
+    def start(self) -> None:
+        self._thread = threading.Thread(target=self._loop, name="supertask-finish", daemon=True)
+        self._thread.start()
+
+    def put(self, ended: Ended) -> bool:
+        """Queue ``ended``; False when this finisher does not run (the caller writes it)."""
+        with self._cond:
+            if self._closing or self._thread is None:
+                return False
+            self._items.append(ended)
+            self._cond.notify()
+        return True
+
+    def close(self, timeout: float | None = None) -> None:
+        """Write down what is waiting, then stop."""
+        with self._cond:
+            self._closing = True
+            self._cond.notify()
+        if self._thread is not None:
+            self._thread.join(timeout)
+
+    def _loop(self) -> None:
+        while True:
+            with self._cond:
+                while not self._items and not self._closing:
+                    self._cond.wait()
+                if not self._items:
+                    return
+                batch, self._items = self._items, []
+            try:
+                finish(self.ctx, batch)
+            except Exception:  # a bug here must not stop the writing down of later runs
+                get_logger("supertask.run").exception("writing down the ends of runs failed")
+
+
+def finish(ctx: RunContext, batch: list[Ended]) -> None:
+    """Write the rows of ``batch`` (one transaction; one by one if that fails), then
+    report each and call its ``on_done``."""
+    log = get_logger("supertask.run")
+    rows = []
+    for e in batch:
+        e.outcome = closed(e.runlog, e.outcome, e.active, e.job)
+        rows.append((e.active.run_id, end_values(e.outcome, e.active, e.runlog, e.ended)))
+    try:
+        ctx.store.update_runs(rows)
+    except Exception:  # one by one: a row that cannot be written must not hold up the others
+        for run_id, values in rows:
+            try:
+                ctx.store.update_run(run_id, **values)
+            except Exception:
+                log.exception("writing down a run's end failed", run=run_id)
+    for e in batch:
+        try:
+            report(ctx, e)
+        except Exception:
+            log.exception("reporting a run's end failed", job=e.job.name, run=e.active.run_id)
+        try:
+            e.on_done(e.active.run_id, e.outcome)
+        except Exception:
+            log.exception("what follows a run's end failed", job=e.job.name, run=e.active.run_id)
+
+
+def closed(runlog: RunLog, outcome: Outcome, active: ActiveRun, job: Job) -> Outcome:
+    """Note how the attempt ended in its log and close the log; a log that could not be
+    written fails the run (its child was ended when that was found: :func:`sink`)."""
+    if runlog.error is None:
+        try:
+            if outcome.message:
+                runlog.note(outcome.message)
+            runlog.close()
+        except OSError as exc:
+            runlog.error = exc
+        if runlog.error is None:
+            return outcome
+    get_logger("supertask.run").error("run crashed: its log cannot be written", job=job.name, run=active.run_id,
+                                      log=str(runlog.path), error=str(runlog.error))
+    failed = Outcome(RunStatus.FAILED, outcome.exit_code, outcome.pid or active.pid,
+                     f"supertask could not run the job: cannot write its log {runlog.path}: {runlog.error}")
+    runlog.note(failed.message)  # type: ignore[arg-type]  # kept for the row's log_tail
+    return failed
+
+
+def end_values(outcome: Outcome, active: ActiveRun, runlog: RunLog, ended: float) -> dict[str, object]:
+    """What the run's row gets when the attempt has ended (at ``ended``); a run that
+    printed nothing has no log file, and no ``log_path``."""
+    values: dict[str, object] = dict(
+        status=outcome.status, exit_code=outcome.exit_code, pid=outcome.pid or active.pid,
+        finished=datetime.fromtimestamp(ended, UTC), log_tail=runlog.tail_text, message=outcome.message)
+    if not runlog.opened:
+        values["log_path"] = None
+    return values
+
+
+def report(ctx: RunContext, e: Ended) -> None:
+    """The "run finished" event, the end ping and the observers, once the row is written."""
+    log = get_logger("supertask.run")
+    job, active, outcome = e.job, e.active, e.outcome
+    run_id = active.run_id
+    duration = e.ended - active.started
+    event = log.info if outcome.status is RunStatus.SUCCEEDED else log.warning
+    event("run finished", job=job.name, namespace=e.namespace, run=run_id, status=outcome.status.value,
+          exit_code=outcome.exit_code, duration=round(duration, 3))
+    if job.ping:
+        facts = {"job": job.name, "namespace": e.namespace, "id": run_id, "attempt": active.attempt}
+        notify.ping(job.ping, "success" if outcome.status is RunStatus.SUCCEEDED else "fail",
+                    {**facts, "log_tail": e.runlog.tail_text}, ctx.outbox)
+    if not ctx.observers:
+        return
+    observed = {"namespace": e.namespace, "job": job.name, "run": run_id, "attempt": active.attempt,
+                "reason": e.reason.value, "status": outcome.status.value, "exit_code": outcome.exit_code,
+                "duration": duration, "scheduled": e.scheduled.timestamp(), "started": active.started}
+    for observer in ctx.observers:
+        try:
+            observer(observed)
+        except Exception:  # an observer must not break a run
+            log.exception("run observer failed", job=job.name, run=run_id)
+
+
+def sink(ctx: RunContext, active: ActiveRun, runlog: RunLog) -> Callable[[str, str], None]:
+    """Each output line goes to the log file and, until ``log_max`` is reached, to the relay."""
+    state = {"relaying": ctx.relay is not None}
+
+    def on_line(stream: str, line: str) -> None:
+        kept = runlog.write(stream, line)
+        if runlog.error is not None and not active.kill.is_set():
+            active.kill.set()  # a run whose log cannot be kept is ended (and fails: closed)
+        if state["relaying"]:
+            if kept or not ctx.relay_capped:
+                ctx.relay(active, stream, line)  # type: ignore[misc]
+            else:
+                state["relaying"] = False
+                get_logger("supertask.run").warning(
+                    "output over log_max: relaying stops, the log keeps its head and tail",
+                    job=active.job, run=active.run_id)
+
+    return on_line

@@ -1,0 +1,65 @@
+"""One run lifecycle, one supervisor: every kind of run ends with a true row, a stop included."""
+
+from __future__ import annotations
+
+import signal
+import time
+from pathlib import Path
+
+from tests.conftest import Cli, wait_until
+
+
+def history(cli: Cli) -> list[dict]:
+    return cli.json("history", "--limit", "2000")
+
+
+def test_runs_ending_right_at_sigterm_all_have_true_final_rows(cli: Cli, tmp_path: Path) -> None:
+    """Round fires (plain commands, with retries, outliving their next fire), pool runs
+    (steps, jitter) and skipped fires, stopped by SIGTERM while runs end around it:
+    every child that ran has its run's row succeeded, no row is left running or queued,
+    and every succeeded row had its child run."""
+    marks = tmp_path / "marks"
+    marks.mkdir()
+    touch = f'touch {marks}/$SUPERTASK_RUN_ID'
+    jobs = []
+    for i in range(12):
+        jobs.append(f'  - {{name: round{i}, when: every 1s, run: "cmd:{touch}; sleep 0.{i % 4 + 1}"}}')
+    for i in range(4):
+        jobs.append(f'  - {{name: retried{i}, when: every 1s, retries: 1, run: "cmd:{touch}; sleep 0.2"}}')
+    for i in range(8):  # outlive their next fire: those fires are skipped
+        jobs.append(f'  - {{name: slow{i}, when: every 1s, run: "cmd:{touch}; sleep 1.3"}}')
+    for i in range(6):
+        jobs.append(f'  - {{name: steps{i}, when: every 1s, steps: [{{name: a, run: "cmd:{touch}"}}, '
+                    f'{{name: b, run: "cmd:sleep 0.2"}}]}}')
+    for i in range(4):
+        jobs.append(f'  - {{name: jitter{i}, when: every 1s, jitter: 0.2s, run: "cmd:{touch}; sleep 0.1"}}')
+    (cli.cwd / "supertask.yaml").write_text("namespace: atstop\njobs:\n" + "\n".join(jobs) + "\n")
+    # few run threads: the pool's queue backs up (skip rows to write wait in it at the stop)
+    sched = cli.start("--grace", "20s", "--max-workers", "3")
+    sched.wait_event("scheduler started")
+    wait_until(lambda: len(list(marks.iterdir())) >= 60, timeout=30, what="three seconds of runs")
+    # right after a second's fires started: runs of 0.1 to 0.4 s end around the signal
+    wait_until(lambda: time.time() % 1 < 0.15, timeout=3, interval=0.005)
+    time.sleep(0.08)
+    t0 = time.monotonic()
+    assert sched.stop(signal.SIGTERM) == 0, sched.output
+    took = time.monotonic() - t0
+    rows = history(cli)
+    ran = {int(p.name) for p in marks.iterdir()}
+    left = [r for r in rows if r["status"] in ("running", "queued")]
+    assert not left, left
+    by_id = {r["id"]: r for r in rows}
+    assert ran <= set(by_id), sorted(ran - set(by_id))
+    wrong = [by_id[i] for i in ran if by_id[i]["status"] != "succeeded"]
+    assert not wrong, wrong
+    invented = [r for r in rows if r["status"] == "succeeded" and r["id"] not in ran]
+    assert not invented, invented
+    assert all(r["finished"] for r in rows if r["status"] == "succeeded")
+    assert any(r["status"] == "skipped" for r in rows)
+    events = sched.events()
+    assert not [e for e in events if e.get("level") in ("error", "critical")], sched.output
+    assert [e for e in events if e.get("event") == "scheduler stopped"]
+    # the runs queued for the pool at the stop were let run or given up, not dropped
+    # with their count of runs in flight (which held the stop for the whole grace)
+    assert not [e for e in events if e.get("event") == "grace period over: ending running jobs"], sched.output
+    assert took < 8, took
