@@ -254,4 +254,13 @@ class RunRecord:
             data[key] = value.isoformat() if value else None
         started, finished = self.started, self.finished
         data["duration"] = (finished - started).total_seconds() if started and finished else None
+        data["lateness"] = self.lateness
         return data
+
+    @property
+    def lateness(self) -> float | None:
+        """How long after its scheduled time the first attempt of a fire started (seconds);
+        None for retries (their delay is on purpose) and runs that did not start."""
+        if self.started is None or self.scheduled is None or self.attempt != 1:
+            return None
+        return max(0.0, (self.started - self.scheduled).total_seconds())

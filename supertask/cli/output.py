@@ -176,8 +176,9 @@ def print_grouped(columns: Sequence[str], rows: Sequence[Sequence[Any]], *, wide
 
 def print_history(runs: Sequence[Any], zones: dict[tuple[str, str], str | None], *, wide: bool = False) -> None:
     """The ``history`` table: scheduled and started in each run's job's time zone (``zones``;
-    the machine's for a job the store no longer has), the exit code with the status, the
-    attempt only when one was retried, and what every row shares said once above it."""
+    the machine's for a job the store no longer has), how late a fire started when one
+    was (10 ms or more), the exit code with the status, the attempt only when one was
+    retried, and what every row shares said once above it."""
     from supertask.model import format_duration
 
     names = {zones.get((r.namespace, r.job)) for r in runs}
@@ -190,10 +191,15 @@ def print_history(runs: Sequence[Any], zones: dict[tuple[str, str], str | None],
         if one_zone:
             scheduled = scheduled.rsplit(" ", 1)[0]
         status = r.status + (f" ({r.exit_code})" if r.exit_code not in (None, 0) else "")
+        late = d.get("lateness")
         rows.append((r.id, r.namespace, r.job, r.attempt, r.reason, scheduled,
-                     zone_time(d["started"], zone, d["scheduled"]), status, format_duration(d["duration"]),
-                     (r.host or "-").split(".")[0], r.message))
-    columns = ["run", "namespace", "job", "try", "reason", "scheduled", "started", "status", "took", "host", "note"]
+                     zone_time(d["started"], zone, d["scheduled"]),
+                     format_duration(late) if late is not None and late >= 0.01 else "", status,
+                     format_duration(d["duration"]), (r.host or "-").split(".")[0], r.message))
+    columns = ["run", "namespace", "job", "try", "reason", "scheduled", "started", "late", "status", "took", "host",
+               "note"]
+    if not any(row[7] for row in rows):  # no run started 10 ms or more after its time
+        columns, rows = columns[:7] + columns[8:], [row[:7] + row[8:] for row in rows]
     if all(r.attempt == 1 for r in runs):
         columns, rows = columns[:3] + columns[4:], [row[:3] + row[4:] for row in rows]
     also = [f"times in {names.pop() or _local_zone_name()}"] if one_zone and runs else []

@@ -272,10 +272,13 @@ def closed(runlog: RunLog, outcome: Outcome, active: ActiveRun, job: Job) -> Out
 
 
 def end_values(outcome: Outcome, active: ActiveRun, runlog: RunLog, ended: float) -> dict[str, object]:
-    """What the run's row gets when the attempt has ended (at ``ended``); a run that
-    printed nothing has no log file, and no ``log_path``."""
+    """What the run's row gets when the attempt has ended (at ``ended``): ``started`` is
+    when its first child started (the row was claimed with the fire's time, maybe ahead
+    of it: a scheduler held up between the claim and the start shows as lateness, not
+    as a longer run); a run that printed nothing has no log file, and no ``log_path``."""
     values: dict[str, object] = dict(
         status=outcome.status, exit_code=outcome.exit_code, pid=outcome.pid or active.pid,
+        started=datetime.fromtimestamp(min(active.started, ended), UTC),
         finished=datetime.fromtimestamp(ended, UTC), log_tail=runlog.tail_text, message=outcome.message)
     if not runlog.opened:
         values["log_path"] = None

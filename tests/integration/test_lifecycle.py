@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
+import os
+import re
 import signal
 import time
+import urllib.request
 from pathlib import Path
 
 from tests.conftest import Cli, wait_until
@@ -63,3 +66,47 @@ def test_runs_ending_right_at_sigterm_all_have_true_final_rows(cli: Cli, tmp_pat
     # with their count of runs in flight (which held the stop for the whole grace)
     assert not [e for e in events if e.get("event") == "grace period over: ending running jobs"], sched.output
     assert took < 8, took
+
+
+def _freeze_around_a_fire(pid: int, seconds: float) -> None:
+    """SIGSTOP the scheduler just after it claimed the next second's fire (it claims a
+    round ~25 ms ahead), before its child starts; SIGCONT ``seconds`` later."""
+    wait_until(lambda: 0.985 <= time.time() % 1 < 0.993, timeout=3, interval=0.001)
+    os.kill(pid, signal.SIGSTOP)
+    try:
+        time.sleep(seconds)
+    finally:
+        os.kill(pid, signal.SIGCONT)
+
+
+def test_a_frozen_scheduler_shows_lateness_not_a_longer_run(cli: Cli) -> None:
+    """Freeze the scheduler 1.5 s around a fire of a 2 ms job every second (real SIGSTOP):
+    the row's started is when its child started, took is the child's time, the lateness
+    is in history (table and --json) and the metric, and no fire is skipped for overlap."""
+    (cli.cwd / "supertask.yaml").write_text(
+        'namespace: frozen\njobs:\n  - {name: tick, when: "* * * * * *", run: "cmd:true"}\n')
+    sched = cli.start("--metrics", "127.0.0.1:0")
+    sched.wait_event("scheduler started")
+    serving = sched.wait_event("metrics serving")
+    wait_until(lambda: len(history(cli)) >= 2, what="two runs")
+    for _ in range(3):
+        _freeze_around_a_fire(sched.proc.pid, 1.5)
+        time.sleep(1.2)
+    wait_until(lambda: history(cli)[0]["status"] == "succeeded", what="the run after the freezes")
+    with urllib.request.urlopen(serving["url"], timeout=5) as response:
+        metrics = response.read().decode()
+    sched.stop()
+    rows = history(cli)
+    ran = [r for r in rows if r["status"] == "succeeded"]
+    assert all(r["duration"] < 0.5 for r in ran), [(r["id"], r["duration"]) for r in ran]
+    assert all(r["started"] >= r["scheduled"] for r in ran)
+    late = [r for r in ran if r["lateness"] is not None and r["lateness"] >= 1.0]
+    assert late, [(r["id"], r["scheduled"], r["started"], r["lateness"]) for r in ran]
+    skipped = [r for r in rows if r["status"] == "skipped" and "still running" in (r["message"] or "")]
+    assert not skipped, skipped
+    table = cli("history", "--limit", "50").stdout
+    assert "late" in table.splitlines()[1] or "late" in table, table
+    bucket = re.search(r'supertask_fire_lateness_seconds_bucket\{job="tick",le="1.0",namespace="frozen"\} (\S+)',
+                       metrics)
+    count = re.search(r'supertask_fire_lateness_seconds_count\{job="tick",namespace="frozen"\} (\S+)', metrics)
+    assert bucket and count and float(count.group(1)) > float(bucket.group(1)), metrics
