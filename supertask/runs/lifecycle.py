@@ -230,7 +230,10 @@ def finish(ctx: RunContext, batch: list[Ended]) -> None:
     log = get_logger("supertask.run")
     rows = []
     for e in batch:
-        e.outcome = closed(e.runlog, e.outcome, e.active, e.job)
+        try:
+            e.outcome = closed(e.runlog, e.outcome, e.active, e.job)
+        except Exception:  # a bug: the row is written all the same
+            log.exception("closing a run's log failed", job=e.job.name, run=e.active.run_id)
         rows.append((e.active.run_id, end_values(e.outcome, e.active, e.runlog, e.ended)))
     try:
         ctx.store.update_runs(rows)
@@ -252,23 +255,44 @@ def finish(ctx: RunContext, batch: list[Ended]) -> None:
 
 
 def closed(runlog: RunLog, outcome: Outcome, active: ActiveRun, job: Job) -> Outcome:
-    """Note how the attempt ended in its log and close the log; a log that could not be
-    written fails the run (its child was ended when that was found: :func:`sink`)."""
+    """Note how the attempt ended in its log and close the log. A log that could not be
+    written (a full disk) was dropped for the run, which went on: its row says so."""
     if runlog.error is None:
-        try:
-            if outcome.message:
-                runlog.note(outcome.message)
-            runlog.close()
-        except OSError as exc:
-            runlog.error = exc
-        if runlog.error is None:
-            return outcome
-    get_logger("supertask.run").error("run crashed: its log cannot be written", job=job.name, run=active.run_id,
-                                      log=str(runlog.path), error=str(runlog.error))
-    failed = Outcome(RunStatus.FAILED, outcome.exit_code, outcome.pid or active.pid,
-                     f"supertask could not run the job: cannot write its log {runlog.path}: {runlog.error}")
-    runlog.note(failed.message)  # type: ignore[arg-type]  # kept for the row's log_tail
-    return failed
+        if outcome.message:
+            runlog.note(outcome.message)
+        runlog.close()
+    if runlog.error is None:
+        return outcome
+    dropped = f"log not kept: cannot write {runlog.path}: {runlog.error.strerror or runlog.error}"
+    LOG_ERRORS.event("run log not kept", job=job.name, run=active.run_id, log=str(runlog.path),
+                     error=str(runlog.error))
+    return Outcome(outcome.status, outcome.exit_code, outcome.pid or active.pid,
+                   f"{outcome.message}; {dropped}" if outcome.message else dropped)
+
+
+class Limited:
+    """An error event logged at most once every ``every`` seconds, with how many were
+    left out since (a full disk must not fill the scheduler's own log)."""
+
+    def __init__(self, every: float = 60.0):
+        self.every = every
+        self._at = -every
+        self._left_out = 0
+        self._lock = threading.Lock()
+
+    def event(self, event: str, **facts: object) -> None:
+        with self._lock:
+            now = time.monotonic()
+            if now - self._at < self.every:
+                self._left_out += 1
+                return
+            left_out, self._left_out, self._at = self._left_out, 0, now
+        get_logger("supertask.run").error(event, **facts, **({"left_out": left_out} if left_out else {}),
+                                          limit=f"at most one such event every {self.every:g}s")
+
+
+#: the scheduler's one limit for "run log not kept"
+LOG_ERRORS = Limited()
 
 
 def end_values(outcome: Outcome, active: ActiveRun, runlog: RunLog, ended: float) -> dict[str, object]:
@@ -316,8 +340,6 @@ def sink(ctx: RunContext, active: ActiveRun, runlog: RunLog) -> Callable[[str, s
 
     def on_line(stream: str, line: str) -> None:
         kept = runlog.write(stream, line)
-        if runlog.error is not None and not active.kill.is_set():
-            active.kill.set()  # a run whose log cannot be kept is ended (and fails: closed)
         if state["relaying"]:
             if kept or not ctx.relay_capped:
                 ctx.relay(active, stream, line)  # type: ignore[misc]

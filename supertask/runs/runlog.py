@@ -51,8 +51,9 @@ def _open(path: Path) -> TextIO:
 
 class RunLog:
     """``lazy``: the file is created with the first line (a run that prints nothing has
-    none: creating a file cost as much as starting the child); when it cannot be,
-    :attr:`error` says why and the lines are only kept for :attr:`tail_text`."""
+    none: creating a file cost as much as starting the child). When it cannot be
+    created or written (a full disk), :attr:`error` says why, the file is left as it
+    is and the lines are only kept for :attr:`tail_text`: the run goes on without it."""
 
     def __init__(self, path: Path, limit: int, tail_lines: int = 20, *, lazy: bool = False):
         self.path = path
@@ -78,7 +79,10 @@ class RunLog:
             self.last_lines.append(line)
             if not self.truncating and self._written + size <= self._head_budget:
                 if self._file is not None or self._opened():
-                    self._file.write(f"{self._clock.stamp()} {stream} {line}\n")  # type: ignore[union-attr]
+                    try:
+                        self._file.write(f"{self._clock.stamp()} {stream} {line}\n")  # type: ignore[union-attr]
+                    except (OSError, ValueError) as exc:  # a full disk: the log is dropped, the run goes on
+                        self._drop(exc)
                 self._written += size
                 return True
             self.truncating = True
@@ -96,6 +100,17 @@ class RunLog:
         """A line from supertask itself (stream ``supertask``), never truncated away."""
         self.write("supertask", text)
 
+    def _drop(self, exc: Exception) -> None:
+        """Stop writing the file (what it holds stays); :attr:`error` says why."""
+        self.error = exc if isinstance(exc, OSError) else OSError(str(exc))
+        file, self._file = self._file, None
+        self._tail.clear()
+        try:
+            if file is not None:
+                file.close()
+        except (OSError, ValueError):
+            pass
+
     def _opened(self) -> bool:
         if self.error is None:
             try:
@@ -111,16 +126,20 @@ class RunLog:
             if self._file is None and not (self.truncating and self._opened()):
                 return
             assert self._file is not None
-            if self.truncating:
-                if self.omitted_lines:
-                    self._file.write(
-                        f"{self._clock.stamp()} supertask ... {self.omitted_lines} lines ({self.omitted_bytes} bytes) "
-                        "left out: the log keeps its head and tail within log_max ...\n"
-                    )
-                clock = _Clock()
-                self._file.writelines(f"{clock.stamp(t)} {s} {text}\n" for t, s, text in self._tail)
-                self._tail.clear()
-            self._file.close()
+            try:
+                if self.truncating:
+                    if self.omitted_lines:
+                        self._file.write(
+                            f"{self._clock.stamp()} supertask ... {self.omitted_lines} lines "
+                            f"({self.omitted_bytes} bytes) left out: the log keeps its head and tail within log_max ...\n"
+                        )
+                    clock = _Clock()
+                    self._file.writelines(f"{clock.stamp(t)} {s} {text}\n" for t, s, text in self._tail)
+                    self._tail.clear()
+                self._file.close()
+                self._file = None
+            except (OSError, ValueError) as exc:
+                self._drop(exc)
 
     @property
     def tail_text(self) -> str:
