@@ -17,6 +17,7 @@ TYPE_CHECKING = False  # typing.TYPE_CHECKING, without importing typing (~2 ms o
 if TYPE_CHECKING:  # the one-shot path records through a LiteStore, without SQLAlchemy
     from supertask.launchers.follow import Follower
     from supertask.runs.lifecycle import Finisher
+    from supertask.runs.unwritten import Unwritten
     from supertask.store.lite import LiteStore
     from supertask.store.sql import Store
 
@@ -65,6 +66,8 @@ class RunContext:
     follower: Follower | None = None
     # writes the ends of runs down in batches, in its own thread (None: each run's own)
     finisher: Finisher | None = None
+    # run rows the store did not take yet (lifecycle.unwritten makes it when first needed)
+    unwritten: Unwritten | None = None
 
     def active_for(self, namespace: str, job: str) -> list[ActiveRun]:
         with self.lock:

@@ -35,6 +35,11 @@ from supertask.runs import notify
 from supertask.runs.context import TAIL_LINES, ActiveRun, RunContext
 from supertask.runs.environ import build_env
 from supertask.runs.runlog import RunLog
+from supertask.runs.unwritten import Unwritten, provisional_id
+
+TYPE_CHECKING = False  # typing.TYPE_CHECKING, without importing typing (a one-shot run's start-up)
+if TYPE_CHECKING:
+    from typing import Any
 
 UTC = timezone.utc
 
@@ -50,6 +55,8 @@ class Begun:
     env: dict[str, str] | None = None
     command: Command | None = None
     started: subprocess.Popen[bytes] | OSError | None = None
+    #: the claim still to make (the store was away at the start: a provisional run)
+    claim: dict[str, Any] | None = None
 
     def start(self) -> None:
         """Start the prepared child, now (the scheduler calls this at the fire's time)."""
@@ -75,10 +82,16 @@ def begin(ctx: RunContext, namespace: str, job: Job, scheduled: datetime, reason
     and register it; None when another scheduler claimed the fire first."""
     settings = ctx.settings
     if run_id is None:
-        run_id = ctx.store.claim_run(
-            namespace=namespace, job=job.name, scheduled=scheduled, attempt=attempt,
-            reason=reason.value, host=settings.host, log_dir=settings.log_dir,
-        )
+        claim: dict[str, Any] = dict(namespace=namespace, job=job.name, scheduled=scheduled, attempt=attempt,
+                                        reason=reason.value, host=settings.host, log_dir=settings.log_dir)
+        try:
+            run_id = ctx.store.claim_run(**claim)
+        except Exception as exc:  # the store is away: the run goes on, its row is claimed when it is back
+            STORE_ERRORS.event("store unavailable: fire runs unrecorded until it is back", job=job.name,
+                               namespace=namespace, scheduled=scheduled.isoformat(), error=str(exc))
+            begun = register(ctx, namespace, job, attempt, provisional_id())
+            begun.claim = claim
+            return begun
         if run_id is None:
             get_logger("supertask.run").info("fire already claimed", job=job.name, namespace=namespace,
                                              scheduled=scheduled.isoformat())
@@ -166,6 +179,7 @@ class Ended:
     runlog: RunLog
     on_done: Callable[[int, Outcome], None]
     ended: float  # time.time() when its child was seen to exit
+    claim: dict[str, Any] | None = None  # a provisional run's claim (Begun.claim)
 
 
 def end(ctx: RunContext, ended: Ended) -> None:
@@ -203,25 +217,41 @@ class Finisher:
         return True
 
     def close(self, timeout: float | None = None) -> None:
-        """Write down what is waiting, then stop."""
+        """Write down what is waiting, then stop (what the store still refuses stays
+        in the state folder's spool, for the next start: runs.unwritten)."""
         with self._cond:
             self._closing = True
             self._cond.notify()
         if self._thread is not None:
             self._thread.join(timeout)
+        if self.ctx.unwritten is not None and len(self.ctx.unwritten):
+            self.ctx.unwritten.retry()
 
     def _loop(self) -> None:
         while True:
             with self._cond:
-                while not self._items and not self._closing:
-                    self._cond.wait()
-                if not self._items:
-                    return
+                while not self._items and not self._closing and not self._retry_due():
+                    pending = self.ctx.unwritten
+                    self._cond.wait(None if pending is None else pending.due_in())
                 batch, self._items = self._items, []
+            if self._retry_due():
+                try:
+                    self.ctx.unwritten.retry()  # type: ignore[union-attr]
+                except Exception:
+                    get_logger("supertask.run").exception("writing down kept run ends failed")
+            if not batch:
+                if self._closing:
+                    return
+                continue
             try:
                 finish(self.ctx, batch)
             except Exception:  # a bug here must not stop the writing down of later runs
                 get_logger("supertask.run").exception("writing down the ends of runs failed")
+
+    def _retry_due(self) -> bool:
+        pending = self.ctx.unwritten
+        due = None if pending is None else pending.due_in()
+        return due is not None and due <= 0
 
 
 def finish(ctx: RunContext, batch: list[Ended]) -> None:
@@ -235,14 +265,15 @@ def finish(ctx: RunContext, batch: list[Ended]) -> None:
         except Exception:  # a bug: the row is written all the same
             log.exception("closing a run's log failed", job=e.job.name, run=e.active.run_id)
         rows.append((e.active.run_id, end_values(e.outcome, e.active, e.runlog, e.ended)))
+    provisional = [{"id": None, "claim": e.claim, "values": values}
+                   for e, (_, values) in zip(batch, rows, strict=True) if e.claim is not None]
+    rows = [row for e, row in zip(batch, rows, strict=True) if e.claim is None]
     try:
         ctx.store.update_runs(rows)
-    except Exception:  # one by one: a row that cannot be written must not hold up the others
-        for run_id, values in rows:
-            try:
-                ctx.store.update_run(run_id, **values)
-            except Exception:
-                log.exception("writing down a run's end failed", run=run_id)
+    except Exception as exc:  # kept, written when the store is back (runs.unwritten)
+        unwritten(ctx).keep([{"id": run_id, "claim": None, "values": values} for run_id, values in rows], exc)
+    if provisional:
+        unwritten(ctx).keep(provisional)
     for e in batch:
         try:
             report(ctx, e)
@@ -252,6 +283,13 @@ def finish(ctx: RunContext, batch: list[Ended]) -> None:
             e.on_done(e.active.run_id, e.outcome)
         except Exception:
             log.exception("what follows a run's end failed", job=e.job.name, run=e.active.run_id)
+
+
+def unwritten(ctx: RunContext) -> Unwritten:
+    """The rows waiting for the store (a one-shot run: its own, spooled at once)."""
+    if ctx.unwritten is None:
+        ctx.unwritten = Unwritten(ctx.store, ctx.settings.home)
+    return ctx.unwritten
 
 
 def closed(runlog: RunLog, outcome: Outcome, active: ActiveRun, job: Job) -> Outcome:
@@ -291,8 +329,9 @@ class Limited:
                                           limit=f"at most one such event every {self.every:g}s")
 
 
-#: the scheduler's one limit for "run log not kept"
+#: the scheduler's one limit for "run log not kept", and for a store that is away
 LOG_ERRORS = Limited()
+STORE_ERRORS = Limited()
 
 
 def end_values(outcome: Outcome, active: ActiveRun, runlog: RunLog, ended: float) -> dict[str, object]:

@@ -31,6 +31,7 @@ from supertask.launchers.docker import end_lost_container
 from supertask.log import get_logger
 from supertask.model import Job, RunRecord
 from supertask.runs import notify
+from supertask.runs.unwritten import replay
 
 
 def mark_lost_runs(service: Any) -> list[tuple[RunRecord, Job | None]]:
@@ -41,6 +42,11 @@ def mark_lost_runs(service: Any) -> list[tuple[RunRecord, Job | None]]:
     the sum of their grace periods.
     """
     log = get_logger("supertask.scheduler.service")
+    # first the ends a scheduler before this one could not write (its store was away):
+    # a run that ended is never marked lost
+    replayed = replay(service.store, service.settings.home)
+    if replayed:
+        log.info("run ends written that the store refused before", runs=replayed)
     lost: list[tuple[RunRecord, Job | None, bool]] = []
     for run in service.store.mark_lost(service.namespaces, service.settings.host):
         try:

@@ -86,18 +86,30 @@ def _after_attempt(ctx: RunContext, namespace: str, job: Job, attempt: int, resu
     done_id, outcome = result
     retry = _retry_due(job, outcome, attempt)
     notifies = job.on_success or job.on_failure or job.on_retry
-    record = ctx.store.get_run(done_id).to_json() if notifies else {}
+    record = _record(ctx, done_id, namespace, job, outcome) if notifies else {}
     if not retry:
         if outcome.status is RunStatus.SUCCEEDED:
             notify.run_actions(job.on_success, record, event="success", outbox=ctx.outbox)
         elif outcome.status is not RunStatus.SKIPPED:
             notify.run_actions(job.on_failure, record, event="failure", outbox=ctx.outbox)
-        apply_retention(ctx.store, namespace, job)
+        try:
+            apply_retention(ctx.store, namespace, job)
+        except Exception as exc:  # the store is away: the next run's end prunes
+            get_logger("supertask.run").warning("history retention skipped", job=job.name, error=str(exc))
         return False
     get_logger("supertask.run").info("retry scheduled", job=job.name, namespace=namespace, run=done_id,
                                      attempt=attempt + 1, delay=retry_delay(job, attempt))
     notify.run_actions(job.on_retry, record, event="retry", outbox=ctx.outbox)
     return True
+
+
+def _record(ctx: RunContext, run_id: int, namespace: str, job: Job, outcome: Outcome) -> dict[str, object]:
+    """The run's row for its notifications; what is known of it while the store is away."""
+    try:
+        return ctx.store.get_run(run_id).to_json()
+    except Exception:
+        return {"id": run_id, "namespace": namespace, "job": job.name, "status": outcome.status.value,
+                "exit_code": outcome.exit_code, "message": outcome.message}
 
 
 def _retry_due(job: Job, outcome: Outcome, attempt: int) -> bool:
@@ -161,7 +173,7 @@ def _attempt(
             done.set()
 
         lifecycle.end(ctx, lifecycle.Ended(namespace, job, scheduled, reason, active, outcome, runlog, on_done,
-                                           time.time()))
+                                           time.time(), begun.claim))
         done.wait()
     return result[0]
 

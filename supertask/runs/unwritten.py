@@ -1,0 +1,173 @@
+"""Run rows the store did not take (it was away, or its disk full): kept, retried with
+backoff, spooled to the state folder, written when the store is back.
+
+A run that ended while the store refused its row is not forgotten, nor later marked
+``lost``: its end is kept in memory and in ``unwritten-runs.jsonl`` in the state
+folder (so a crash or a stop before the store returns loses nothing either), tried
+again after 1 s, 2 s, 4 s ... at most :data:`MAX_DELAY` apart, and written the moment
+the store takes it. A scheduler replays the file at its start, before it marks the
+runs of a crash ``lost``. A run whose fire could not even be claimed (the store was
+away at its start) ran all the same, under a provisional id (negative); its row is
+claimed and written when the store is back.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import threading
+import time
+from datetime import datetime
+from pathlib import Path
+
+from supertask.log import get_logger
+from supertask.model import RunStatus
+
+TYPE_CHECKING = False  # typing.TYPE_CHECKING, without importing typing (a one-shot run's start-up)
+if TYPE_CHECKING:
+    from typing import Any
+
+SPOOL = "unwritten-runs.jsonl"
+FIRST_DELAY = 1.0
+MAX_DELAY = 30.0
+
+
+_last = [0]
+_ids = threading.Lock()
+
+
+def provisional_id() -> int:
+    """An id for a run whose row could not be claimed: negative, unique on this host."""
+    with _ids:
+        _last[0] = max(time.time_ns() // 1000, _last[0] + 1)
+        return -_last[0]
+
+
+class Unwritten:
+    """The rows waiting for the store: ``{"id": run id or None, "claim": the claim to
+    make first (a provisional run) or None, "values": the row's end}``."""
+
+    def __init__(self, store: Any, home: Path | None):
+        self.store = store
+        self.path = home / SPOOL if home is not None else None
+        self._items: list[dict[str, Any]] = []
+        self._lock = threading.Lock()
+        self._delay = FIRST_DELAY
+        self._due: float | None = None
+        self.log = get_logger("supertask.run")
+
+    def __len__(self) -> int:
+        with self._lock:
+            return len(self._items)
+
+    def keep(self, items: list[dict[str, Any]], error: Exception | None = None) -> None:
+        """Keep ``items`` until the store takes them (retried by :meth:`retry`)."""
+        with self._lock:
+            first = not self._items
+            self._items.extend(items)
+            if self._due is None:
+                self._due = time.monotonic() + (self._delay if error is not None else 0.0)
+            self._save()
+        if first and error is not None:
+            self.log.error("store unavailable: run ends kept until it is back", runs=len(items), error=str(error),
+                           retry_in=self._delay, spool=str(self.path) if self.path else None)
+
+    def due_in(self) -> float | None:
+        """Seconds until the next try (0: now), None when nothing waits."""
+        with self._lock:
+            return None if self._due is None else max(0.0, self._due - time.monotonic())
+
+    def retry(self) -> int:
+        """Try to write what waits; return how many rows are still waiting."""
+        with self._lock:
+            items, self._items = self._items, []
+            self._due = None
+        left: list[dict[str, Any]] = []
+        error: Exception | None = None
+        for item in items:
+            if error is not None:
+                left.append(item)
+                continue
+            try:
+                write(self.store, item)
+            except Exception as exc:  # still away: the rest wait too
+                error = exc
+                left.append(item)
+        with self._lock:
+            self._items = left + self._items
+            if error is None:
+                self._delay = FIRST_DELAY
+                if self._items:
+                    self._due = time.monotonic()
+            else:
+                self._delay = min(MAX_DELAY, self._delay * 2)
+                self._due = time.monotonic() + self._delay
+            self._save()
+            waiting = len(self._items)
+        if items and len(left) < len(items):
+            self.log.info("store back: run ends written", runs=len(items) - len(left), waiting=waiting)
+        return waiting
+
+    def _save(self) -> None:
+        """The spool file: what waits, or none (under the lock; a full disk keeps it in memory only)."""
+        if self.path is None:
+            return
+        try:
+            if not self._items:
+                self.path.unlink(missing_ok=True)
+                return
+            tmp = self.path.with_suffix(".tmp")
+            fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+            with os.fdopen(fd, "w") as f:
+                f.writelines(json.dumps(item, default=_plain) + "\n" for item in self._items)
+            os.replace(tmp, self.path)
+        except OSError:
+            pass
+
+
+def write(store: Any, item: dict[str, Any]) -> None:
+    """Write one waiting row: claim it first when it has no id (taken meanwhile: dropped)."""
+    values = dict(item["values"])
+    if isinstance(values.get("status"), str):
+        values["status"] = RunStatus(values["status"])
+    for key in ("started", "finished"):
+        if isinstance(values.get(key), str):
+            values[key] = datetime.fromisoformat(values[key])
+    run_id = item["id"]
+    if run_id is None:
+        claim = dict(item["claim"])
+        claim["scheduled"] = _time(claim["scheduled"])
+        claim["log_dir"] = Path(claim["log_dir"])
+        run_id = store.claim_run(**claim)
+        if run_id is None:
+            return
+    store.update_run(run_id, **values)
+
+
+def replay(store: Any, home: Path) -> int:
+    """At a scheduler's start: write the rows a scheduler before it left unwritten;
+    return how many. What the store still refuses stays in the file."""
+    path = home / SPOOL
+    try:
+        lines = path.read_text().splitlines()
+    except OSError:
+        return 0
+    items = [json.loads(line) for line in lines if line.strip()]
+    pending = Unwritten(store, home)
+    pending._items = items
+    left = pending.retry()
+    return len(items) - left
+
+
+def _plain(value: object) -> object:
+    if isinstance(value, RunStatus):
+        return value.value
+    if isinstance(value, datetime):
+        return value.isoformat()
+    if isinstance(value, Path):
+        return str(value)
+    raise TypeError(f"cannot keep {value!r}")
+
+
+def _time(value: object) -> object:
+    return datetime.fromisoformat(value) if isinstance(value, str) else value
