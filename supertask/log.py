@@ -10,6 +10,8 @@ that drop events below the configured level before anything is imported.
 from __future__ import annotations
 
 import sys
+import threading
+import time
 
 TYPE_CHECKING = False  # typing.TYPE_CHECKING, without importing typing (~2 ms of a one-shot run)
 if TYPE_CHECKING:
@@ -126,3 +128,25 @@ class Logger:
 
 def get_logger(name: str = "supertask") -> Logger:
     return Logger(name)
+
+
+class Limited:
+    """An error event logged at most once every ``every`` seconds, with how many were
+    left out since (a full disk must not fill the scheduler's own log)."""
+
+    def __init__(self, logger: str, every: float = 60.0):
+        self.logger = logger
+        self.every = every
+        self._at = -every
+        self._left_out = 0
+        self._lock = threading.Lock()
+
+    def event(self, event: str, **facts: object) -> None:
+        with self._lock:
+            now = time.monotonic()
+            if now - self._at < self.every:
+                self._left_out += 1
+                return
+            left_out, self._left_out, self._at = self._left_out, 0, now
+        get_logger(self.logger).error(event, **facts, **({"left_out": left_out} if left_out else {}),
+                                          limit=f"at most one such event every {self.every:g}s")

@@ -29,7 +29,7 @@ from datetime import datetime, timezone
 from supertask.launchers import ArgvLauncher, Command, Outcome, launcher_for
 from supertask.launchers.base import run_key_in, start_process
 from supertask.launchers.follow import Followed, Follower
-from supertask.log import get_logger
+from supertask.log import Limited, get_logger
 from supertask.model import Job, Reason, RunStatus
 from supertask.runs import notify
 from supertask.runs.context import TAIL_LINES, ActiveRun, RunContext
@@ -269,11 +269,17 @@ def finish(ctx: RunContext, batch: list[Ended]) -> None:
                    for e, (_, values) in zip(batch, rows, strict=True) if e.claim is not None]
     rows = [row for e, row in zip(batch, rows, strict=True) if e.claim is None]
     try:
-        ctx.store.update_runs(rows)
+        if rows:
+            ctx.store.update_runs(rows)
     except Exception as exc:  # kept, written when the store is back (runs.unwritten)
         unwritten(ctx).keep([{"id": run_id, "claim": None, "values": values} for run_id, values in rows], exc)
-    if provisional:
-        unwritten(ctx).keep(provisional)
+        if provisional:
+            unwritten(ctx).keep(provisional)
+    else:
+        if provisional:
+            unwritten(ctx).keep(provisional)
+        if rows and ctx.unwritten is not None and len(ctx.unwritten):
+            ctx.unwritten.retry()  # the store takes rows again: the kept ones now, not at their next try
     for e in batch:
         try:
             report(ctx, e)
@@ -308,30 +314,9 @@ def closed(runlog: RunLog, outcome: Outcome, active: ActiveRun, job: Job) -> Out
                    f"{outcome.message}; {dropped}" if outcome.message else dropped)
 
 
-class Limited:
-    """An error event logged at most once every ``every`` seconds, with how many were
-    left out since (a full disk must not fill the scheduler's own log)."""
-
-    def __init__(self, every: float = 60.0):
-        self.every = every
-        self._at = -every
-        self._left_out = 0
-        self._lock = threading.Lock()
-
-    def event(self, event: str, **facts: object) -> None:
-        with self._lock:
-            now = time.monotonic()
-            if now - self._at < self.every:
-                self._left_out += 1
-                return
-            left_out, self._left_out, self._at = self._left_out, 0, now
-        get_logger("supertask.run").error(event, **facts, **({"left_out": left_out} if left_out else {}),
-                                          limit=f"at most one such event every {self.every:g}s")
-
-
 #: the scheduler's one limit for "run log not kept", and for a store that is away
-LOG_ERRORS = Limited()
-STORE_ERRORS = Limited()
+LOG_ERRORS = Limited("supertask.run")
+STORE_ERRORS = Limited("supertask.run")
 
 
 def end_values(outcome: Outcome, active: ActiveRun, runlog: RunLog, ended: float) -> dict[str, object]:
@@ -345,6 +330,8 @@ def end_values(outcome: Outcome, active: ActiveRun, runlog: RunLog, ended: float
         finished=datetime.fromtimestamp(ended, UTC), log_tail=runlog.tail_text, message=outcome.message)
     if not runlog.opened:
         values["log_path"] = None
+    elif active.run_id < 0:  # a provisional run (runs.unwritten): its row, claimed later, names its file
+        values["log_path"] = str(runlog.path)
     return values
 
 

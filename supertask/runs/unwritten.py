@@ -4,7 +4,7 @@ backoff, spooled to the state folder, written when the store is back.
 A run that ended while the store refused its row is not forgotten, nor later marked
 ``lost``: its end is kept in memory and in ``unwritten-runs.jsonl`` in the state
 folder (so a crash or a stop before the store returns loses nothing either), tried
-again after 1 s, 2 s, 4 s ... at most :data:`MAX_DELAY` apart, and written the moment
+again after 1 s, 2 s, 4 s, then every :data:`MAX_DELAY` seconds, and written the moment
 the store takes it. A scheduler replays the file at its start, before it marks the
 runs of a crash ``lost``. A run whose fire could not even be claimed (the store was
 away at its start) ran all the same, under a provisional id (negative); its row is
@@ -29,7 +29,7 @@ if TYPE_CHECKING:
 
 SPOOL = "unwritten-runs.jsonl"
 FIRST_DELAY = 1.0
-MAX_DELAY = 30.0
+MAX_DELAY = 5.0
 
 
 _last = [0]

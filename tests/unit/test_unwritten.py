@@ -1,0 +1,70 @@
+"""runs.unwritten: run ends the store refused, kept, spooled, written when it is back."""
+
+from __future__ import annotations
+
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from supertask.model import RunStatus
+from supertask.runs import unwritten
+from supertask.runs.unwritten import Unwritten, provisional_id, replay
+
+UTC = timezone.utc
+END = {"status": RunStatus.SUCCEEDED, "exit_code": 0, "finished": datetime(2026, 12, 5, 20, 0, 1, tzinfo=UTC),
+       "started": datetime(2026, 12, 5, 20, 0, tzinfo=UTC), "message": None}
+CLAIM = {"namespace": "ns", "job": "j", "scheduled": datetime(2026, 12, 5, 20, 0, tzinfo=UTC), "attempt": 1,
+         "reason": "schedule", "host": "h", "log_dir": Path("/logs")}
+
+
+class Store:
+    def __init__(self) -> None:
+        self.away = True
+        self.rows: dict[int, dict[str, Any]] = {}
+        self.claims: list[dict[str, Any]] = []
+
+    def update_run(self, run_id: int, **values: Any) -> None:
+        if self.away:
+            raise ConnectionRefusedError("connection refused")
+        self.rows[run_id] = values
+
+    def claim_run(self, **claim: Any) -> int | None:
+        if self.away:
+            raise ConnectionRefusedError("connection refused")
+        self.claims.append(claim)
+        return 100 + len(self.claims)
+
+
+def test_kept_while_away_then_written_with_backoff(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    store = Store()
+    kept = Unwritten(store, tmp_path)
+    kept.keep([{"id": 7, "claim": None, "values": END}, {"id": None, "claim": CLAIM, "values": END}],
+              ConnectionRefusedError("refused"))
+    assert (tmp_path / unwritten.SPOOL).exists() and len(kept) == 2
+    assert 0 < kept.due_in() <= unwritten.FIRST_DELAY  # type: ignore[operator]
+    assert kept.retry() == 2  # still away: the delay doubles
+    assert kept.due_in() > unwritten.FIRST_DELAY  # type: ignore[operator]
+    store.away = False
+    assert kept.retry() == 0
+    assert store.rows[7] == END and store.rows[101]["status"] is RunStatus.SUCCEEDED
+    assert store.claims[0]["scheduled"] == CLAIM["scheduled"]
+    assert not (tmp_path / unwritten.SPOOL).exists() and kept.due_in() is None
+
+
+def test_the_spool_is_replayed_at_the_next_start(tmp_path: Path) -> None:
+    store = Store()
+    Unwritten(store, tmp_path).keep([{"id": 3, "claim": None, "values": END}], ConnectionRefusedError())
+    assert replay(store, tmp_path) == 0  # still away: the file stays
+    assert (tmp_path / unwritten.SPOOL).exists()
+    store.away = False
+    assert replay(store, tmp_path) == 1
+    assert store.rows[3]["status"] is RunStatus.SUCCEEDED and store.rows[3]["finished"] == END["finished"]
+    assert not (tmp_path / unwritten.SPOOL).exists()
+    assert replay(store, tmp_path) == 0  # nothing left
+
+
+def test_provisional_ids_are_negative_and_unique() -> None:
+    ids = [provisional_id() for _ in range(1000)]
+    assert all(i < 0 for i in ids) and len(set(ids)) == 1000
