@@ -35,11 +35,12 @@ from supertask.runs import notify
 from supertask.runs.context import TAIL_LINES, ActiveRun, RunContext
 from supertask.runs.environ import build_env
 from supertask.runs.runlog import RunLog
-from supertask.runs.unwritten import Unwritten, provisional_id
 
 TYPE_CHECKING = False  # typing.TYPE_CHECKING, without importing typing (a one-shot run's start-up)
 if TYPE_CHECKING:
     from typing import Any
+
+    from supertask.runs.unwritten import Unwritten
 
 UTC = timezone.utc
 
@@ -89,6 +90,8 @@ def begin(ctx: RunContext, namespace: str, job: Job, scheduled: datetime, reason
         except Exception as exc:  # the store is away: the run goes on, its row is claimed when it is back
             STORE_ERRORS.event("store unavailable: fire runs unrecorded until it is back", job=job.name,
                                namespace=namespace, scheduled=scheduled.isoformat(), error=str(exc))
+            from supertask.runs.unwritten import provisional_id  # only when the store is away
+
             begun = register(ctx, namespace, job, attempt, provisional_id())
             begun.claim = claim
             return begun
@@ -294,6 +297,8 @@ def finish(ctx: RunContext, batch: list[Ended]) -> None:
 def unwritten(ctx: RunContext) -> Unwritten:
     """The rows waiting for the store (a one-shot run: its own, spooled at once)."""
     if ctx.unwritten is None:
+        from supertask.runs.unwritten import Unwritten  # only when the store refused a row
+
         ctx.unwritten = Unwritten(ctx.store, ctx.settings.home)
     return ctx.unwritten
 
