@@ -148,17 +148,24 @@ def children(ctx: RunContext) -> Follower:
 
 
 def follow(ctx: RunContext, namespace: str, job: Job, scheduled: datetime, reason: Reason, begun: Begun,
-           on_done: Callable[[int, Outcome], None]) -> None:
+           on_done: Callable[[int, Outcome], None], on_exit: Callable[[Outcome], None] | None = None) -> None:
     """Carry the attempt the round started (``begun.started``, a child) to its end
     without a thread of its own: the scheduler's follower follows its output and exit,
     then :func:`end` writes it down and calls ``on_done(run_id, outcome)`` (in the
-    finisher's thread). The log file is created with the first line: a run that prints
-    nothing has none. Raises RuntimeError when the follower is stopping."""
+    finisher's thread). ``on_exit(outcome)`` is called (in the follower's thread; it
+    must not block) as soon as its child is over, before its row is written. The log
+    file is created with the first line: a run that prints nothing has none. Raises
+    RuntimeError when the follower is stopping."""
     active, proc = begun.active, begun.started
     assert isinstance(proc, subprocess.Popen) and ctx.follower is not None
     runlog = RunLog(active.log_path, job.log_max, TAIL_LINES, lazy=True)  # type: ignore[arg-type]
 
     def on_end(outcome: Outcome) -> None:
+        if on_exit is not None:
+            try:
+                on_exit(outcome)
+            except Exception:
+                get_logger("supertask.run").exception("a run's exit hook failed", job=job.name, run=active.run_id)
         end(ctx, Ended(namespace, job, scheduled, reason, active, outcome, runlog, on_done, time.time()))
 
     announce(ctx, namespace, job, scheduled, reason, active.attempt, active.run_id)

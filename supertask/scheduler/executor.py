@@ -104,6 +104,9 @@ class RunExecutor(compat.executor_base()):  # type: ignore[misc]
         # the child of each job's followed run in flight, when nothing follows it (no
         # retry, no queued fire): a fire of the job finds it busy only while it runs
         self._children: dict[str, subprocess.Popen[bytes]] = {}
+        # when each such child started (by pid): a child started after a fire's time
+        # (the scheduler was held up) did not run at that time
+        self._born: dict[int, float] = {}
         # how many of each job's runs in flight are such runs: while they are all its
         # runs in flight, only the newest child can still run (each started after the
         # one before had exited)
@@ -339,8 +342,8 @@ class RunExecutor(compat.executor_base()):  # type: ignore[misc]
             early = fire.timestamp() - time.time()  # the round is decided ahead (rounds.LEAD)
             if early > 0:
                 time.sleep(early)
-            if after is not None and not _exited(after):
-                skipped.append(item)  # the job's run in flight still runs: overlap: skip
+            if after is not None and not _exited(after) and self._born.get(after.pid, 0.0) <= fire.timestamp():
+                skipped.append(item)  # the job's run in flight still runs, as it did at the fire's time
                 continue
             try:
                 begun.start()
@@ -356,23 +359,26 @@ class RunExecutor(compat.executor_base()):  # type: ignore[misc]
                 if _tracked(definition, then):
                     with self._guard:
                         self._children[key] = begun.started
+                        self._born[begun.started.pid] = begun.active.started
                         self._following[key] += 1
-                done = functools.partial(self._followed, key, ns, definition, fire, then, begun.started)
+                done = functools.partial(self._followed, key, ns, definition, fire, then)
+                exited = functools.partial(self._child_exited, key, definition, then, begun.started)
                 try:
-                    lifecycle.follow(self.ctx, ns, definition, fire, reason, begun, done)
+                    lifecycle.follow(self.ctx, ns, definition, fire, reason, begun, done, exited)
                     continue
                 except RuntimeError:  # the follower is stopping: a thread of its own follows it
                     pass
             self._submit_run(key, ns, definition, fire, reason, run_id, then, begun)
         return prepared
 
-    def _followed(self, key: str, namespace: str, definition: Job, fire: datetime,
-                  then: list[tuple[datetime, Reason]] | None, child: subprocess.Popen[bytes], run_id: int,
-                  outcome: runner.Outcome) -> None:
-        """A followed run is written down: a pool thread carries on with its retries,
-        notifications and the fires queued behind it, if it has any."""
+    def _child_exited(self, key: str, definition: Job, then: list[tuple[datetime, Reason]] | None,
+                      child: subprocess.Popen[bytes], outcome: runner.Outcome) -> None:
+        """A followed run's child has exited (its row is still to be written): when nothing
+        follows the run, the job is no longer busy (a fire now is no overlap, however long
+        the store takes to write the row down)."""
         if _tracked(definition, then):
             with self._guard:
+                self._born.pop(child.pid, None)
                 if self._children.get(key) is child:
                     del self._children[key]
                 self._following[key] -= 1
@@ -380,7 +386,13 @@ class RunExecutor(compat.executor_base()):  # type: ignore[misc]
                     del self._following[key]
         if not then and not runner.needs_after(definition, outcome):
             self._release(key)
-            return
+
+    def _followed(self, key: str, namespace: str, definition: Job, fire: datetime,
+                  then: list[tuple[datetime, Reason]] | None, run_id: int, outcome: runner.Outcome) -> None:
+        """A followed run is written down: a pool thread carries on with its retries,
+        notifications and the fires queued behind it, if it has any."""
+        if not then and not runner.needs_after(definition, outcome):
+            return  # released when its child exited
         args = (key, namespace, definition, fire, then, run_id, outcome)
         try:
             assert self._pool is not None
