@@ -21,7 +21,7 @@ from datetime import datetime, timezone
 from typing import Any
 
 from supertask import compat
-from supertask.log import get_logger
+from supertask.log import Limited, get_logger
 from supertask.model import Job, Overlap, Reason, RunStatus
 from supertask.runs import lifecycle, runner
 from supertask.runs.context import RunContext
@@ -32,6 +32,8 @@ from supertask.scheduler.jobstore import NamespaceJobStore
 UTC = timezone.utc
 #: how often, at most, "fires coalesced" is logged while fires keep being coalesced
 COALESCED_EVERY = 60.0
+#: a store that is away fails every round's claim: said at most once a minute
+CLAIMS_FAILED = Limited("supertask.scheduler.service")
 
 
 #: A fire of a round: (key, namespace, job, fire time, reason, the catch-up fires after
@@ -318,8 +320,8 @@ class RunExecutor(compat.executor_base()):  # type: ignore[misc]
                      host=settings.host, log_dir=settings.log_dir)
                 for _, ns, definition, fire, reason, _, _ in fires
             ])
-        except Exception:  # the store is away: each fire meets it alone (and is recorded as failing)
-            self.log.exception("claiming the round's fires failed; claiming them one by one")
+        except Exception as exc:  # the store is away: each fire meets it alone (runs.lifecycle.begin)
+            CLAIMS_FAILED.event("claiming the round's fires failed; claiming them one by one", error=str(exc))
             for key, ns, definition, fire, reason, then, after in fires:
                 if after is not None and not _exited(after):
                     self._release(key)
