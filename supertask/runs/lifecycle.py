@@ -43,6 +43,8 @@ if TYPE_CHECKING:
     from supertask.runs.unwritten import Unwritten
 
 UTC = timezone.utc
+#: At a stop, how long run ends the store refuses are still tried before they are left to the spool.
+CLOSE_RETRY = 5.0
 
 
 @dataclass
@@ -234,8 +236,12 @@ class Finisher:
             self._cond.notify()
         if self._thread is not None:
             self._thread.join(timeout)
-        if self.ctx.unwritten is not None and len(self.ctx.unwritten):
-            self.ctx.unwritten.retry()
+        pending, until = self.ctx.unwritten, time.monotonic() + CLOSE_RETRY
+        while pending is not None and len(pending) and pending.retry() and time.monotonic() < until:
+            time.sleep(0.5)
+        if pending is not None and len(pending):
+            get_logger("supertask.run").warning("run ends the store refused are left for the next start",
+                                                runs=len(pending), spool=str(pending.path))
 
     def _loop(self) -> None:
         while True:

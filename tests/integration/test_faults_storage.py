@@ -83,6 +83,53 @@ jobs:
     assert [e["event"] for e in errors] in (["run log not kept"], ["run log not kept"] * 2), errors  # rate-limited
 
 
+def test_a_full_state_folder_keeps_firing_and_records_the_runs_when_space_returns(small_disk: Path,
+                                                                                 tmp_path: Path) -> None:
+    """The whole state folder (SQLite store and logs) on a 2 MB tmpfs that a job fills:
+    the quiet job keeps firing, and once space returns every run that ran has its row."""
+    work = tmp_path / "work"
+    work.mkdir()
+    cli = Cli(small_disk, None, work)
+    marks = tmp_path / "marks"
+    marks.mkdir()
+    flag = tmp_path / "fill"
+    flag.touch()
+    (work / "supertask.yaml").write_text(f"""
+namespace: fullhome
+jobs:
+  - {{name: chatty, when: "*/2 * * * * *",
+      run: "cmd:test -e {flag} && head -c 400000 /dev/zero | tr '\\\\0' x | fold -w 100"}}
+  - {{name: quiet, when: "* * * * * *", run: "cmd:touch {marks}/$(date +%s%N)"}}
+""")
+    sched = cli.start()
+    sched.wait_event("scheduler started")
+    wait_until(lambda: sched.events() and [e for e in sched.events() if e.get("level") == "error"], timeout=30,
+               what="the disk to fill")
+    before = len(list(marks.iterdir()))
+    wait_until(lambda: len(list(marks.iterdir())) >= before + 4, timeout=20, what="the quiet job to keep firing")
+    flag.unlink()  # the chatty job stops filling it
+    time.sleep(0.5)
+    for path in small_disk.rglob("*.log"):  # space returns
+        path.unlink()
+    freed = time.time()
+    back = wait_until(lambda: [e for e in sched.events() if e["event"] == "store back: run ends written"],
+                      timeout=30, what="the kept run ends to be written")[0]
+    recovered = datetime.fromisoformat(back["timestamp"].replace("Z", "+00:00")).timestamp() - freed
+    wait_until(lambda: len([r for r in history(cli) if r["job"] == "quiet" and r["status"] == "succeeded"])
+               >= len(list(marks.iterdir())) - 1, timeout=20, what="every quiet run recorded")
+    assert sched.stop() == 0
+    for path in small_disk.rglob("*.log"):
+        path.unlink()
+    rows = history(cli)
+    quiet = [r for r in rows if r["job"] == "quiet"]
+    ran = len(list(marks.iterdir()))
+    print(f"\nfull state folder: quiet fires run {ran}, recorded {len(quiet)}, unfinished "
+          f"{len([r for r in rows if r['status'] in ('running', 'queued')])}, written {recovered:.1f} s after "
+          "space returned")
+    assert not [r for r in rows if r["status"] in ("running", "queued")]
+    assert len([r for r in quiet if r["status"] == "succeeded"]) == ran
+
+
 # -- a store that refuses connections ----------------------------------------------------------
 
 
