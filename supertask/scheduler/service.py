@@ -187,7 +187,7 @@ class Service:
         sup.add("lost runs", started)
         for component in self.components:
             sup.add(type(component).__name__, functools.partial(component.start, self), component.stop)
-        if os.getpid() == 1:
+        if os.getpid() == 1:  # PID 1 in a container: orphans are ours to reap
             self._add_reaper()
         try:
             sup.start()
@@ -202,7 +202,7 @@ class Service:
     def _add_reaper(self) -> None:
         from supertask.launchers import reaper
 
-        stop = threading.Event()
+        stop = threading.Event()  # the reaper's thread is the supervisor's, joined at the stop
         self.supervisor.add("reaper", lambda: reaper.start_if_pid1(stop, thread=self.supervisor.thread), stop.set)
 
     def resync(self, timetable: Timetable) -> SyncReport:
@@ -397,5 +397,4 @@ def _attach(ctx: RunContext, name: str, part: Any) -> None:
 
 def _redacted(url: str) -> str:
     from supertask.store.sql import redact
-
     return redact(url)
