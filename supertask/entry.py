@@ -32,7 +32,7 @@ _SCHEDULER_ONLY = ("file", "grace", "max_workers", "max_concurrent", "listen", "
 def one_shot_args(argv: list[str]) -> tuple[dict[str, str], list[str]] | None:
     """The options and command of ``run [OPTIONS] -- KIND:TARGET ...``, or None when
     ``argv`` is anything else (or the environment sets an option of a scheduler)."""
-    from supertask.settings import LOG_FORMATS, LOG_LEVELS, env_name
+    from supertask.settings import LOG_FORMATS, LOG_LEVELS, ONE_SHOT_LOG_LEVEL, default, env_name
 
     if len(argv) < 3 or argv[0] != "run" or "--" not in argv:
         return None
@@ -57,7 +57,8 @@ def one_shot_args(argv: list[str]) -> tuple[dict[str, str], list[str]] | None:
             opts[key] = os.environ[env_name(key)]
     if any(os.environ.get(env_name(key)) for key in _SCHEDULER_ONLY) or opts.get("when", "once") not in ("once", "now"):
         return None
-    if opts.get("log_format", "auto") not in LOG_FORMATS or opts.get("log_level", "warning").lower() not in LOG_LEVELS:
+    if (opts.get("log_format", default("log_format")) not in LOG_FORMATS
+            or opts.get("log_level", ONE_SHOT_LOG_LEVEL).lower() not in LOG_LEVELS):
         return None
     return opts, command
 
@@ -119,9 +120,10 @@ def _load_one_shot() -> None:
 def _run_once(opts: dict[str, str], command: list[str]) -> int:
     from supertask.cli import commands
     from supertask.log import configure
-    from supertask.settings import Settings
+    from supertask.settings import ONE_SHOT_LOG_LEVEL, Settings, default
 
-    log_format, log_level = opts.get("log_format", "auto"), opts.get("log_level", "warning")
+    log_format = opts.get("log_format", default("log_format"))
+    log_level = opts.get("log_level", ONE_SHOT_LOG_LEVEL)
     configure(log_format, log_level, stdlib=False)  # nothing here logs through the stdlib's logging
     settings = Settings.build(home=opts.get("home"), store=opts.get("store"), log_format=log_format,
                               log_level=log_level)

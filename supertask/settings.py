@@ -1,4 +1,5 @@
-"""Settings, defined once: the defaults table feeds the CLI options and `Settings`.
+"""Settings, defined once: the defaults table feeds the CLI options (typer), the fast
+one-shot path (``supertask/entry.py``) and `Settings`.
 
 Precedence: command-line flag, then the ``SUPERTASK_<OPTION>`` environment variable
 (typer reads it, and ``--help`` shows its name), then the default here.
@@ -10,14 +11,20 @@ import os
 from dataclasses import dataclass, replace
 from pathlib import Path
 
-#: option -> (default, help). The environment variable is ``SUPERTASK_<OPTION>``.
-DEFAULTS: dict[str, tuple[object, str]] = {
+TYPE_CHECKING = False  # typing.TYPE_CHECKING, without importing typing (the fast paths load this)
+if TYPE_CHECKING:
+    from typing import Any
+
+#: option -> (default, help). The environment variable is ``SUPERTASK_<OPTION>``. The
+#: default is the value `Settings` holds (seconds for a duration); :func:`cli_default`
+#: gives it as the command line takes it. ``None``: none, or decided as the help says.
+DEFAULTS: dict[str, tuple[Any, str]] = {
     "store": (None, "Store URL (any SQLAlchemy URL, or memory://); default: SQLite in the state folder"),
     "home": (None, "State folder; default $XDG_STATE_HOME/supertask or ~/.local/state/supertask"),
     "namespace": (None, "Namespace; default: the timetable's, else derived from host, user and file"),
     "log_format": ("auto", "console, json, or auto (console on a terminal, JSON lines otherwise)"),
     "log_level": (None, "debug, info, warning or error; default info, warning for a one-shot run"),
-    "grace": ("30s", "How long running jobs may finish on shutdown before their process groups end"),
+    "grace": (30.0, "How long running jobs may finish on shutdown before their process groups end"),
     "max_workers": (256, "Threads for runs in flight (an upper bound on --max-concurrent)"),
     "max_concurrent": (None, "Most runs in flight at once across all jobs; default: no limit"),
     "listen": (None, "Also serve the control endpoint on TCP HOST:PORT (needs a token)"),
@@ -26,7 +33,14 @@ DEFAULTS: dict[str, tuple[object, str]] = {
     "metrics": (None, "Serve Prometheus metrics on HOST:PORT"),
     "watch": (True, "Reload the timetable when its file changes"),
 }
-
+#: the options whose value is a duration (``30s``, ``2m``; seconds in `Settings`)
+DURATIONS = ("grace",)
+#: ``--log-level``'s default: for a scheduler, and for a one-shot run (which shows its
+#: command's output, and supertask's own events only when asked)
+LOG_LEVEL = "info"
+ONE_SHOT_LOG_LEVEL = "warning"
+#: the host of a ``HOST:PORT`` given as ``:PORT`` (``--listen``, ``--metrics``, ``--connect``)
+DEFAULT_HOST = "127.0.0.1"
 
 LOG_FORMATS = ("auto", "console", "json")
 LOG_LEVELS = ("debug", "info", "warning", "error")
@@ -36,8 +50,16 @@ def env_name(option: str) -> str:
     return "SUPERTASK_" + option.upper().replace("-", "_")
 
 
-def default(option: str) -> object:
+def default(option: str) -> Any:
+    """An option's default, as `Settings` holds it."""
     return DEFAULTS[option][0]
+
+
+def cli_default(option: str) -> Any:
+    """An option's default as the command line takes it (and ``--help`` shows it):
+    ``30s`` for a duration of 30 seconds."""
+    value = default(option)
+    return f"{value:g}s" if option in DURATIONS and value is not None else value
 
 
 def help_for(option: str) -> str:
@@ -85,16 +107,16 @@ def current_user() -> str:
 class Settings:
     home: Path
     store_url: str
-    log_format: str = "auto"
-    log_level: str = "info"
-    grace: float = 30.0
-    max_workers: int = 256
-    max_concurrent: int | None = None
-    listen: str | None = None
-    token: str | None = None
-    connect: str | None = None
-    metrics: str | None = None
-    watch: bool = True
+    log_format: str = default("log_format")
+    log_level: str = LOG_LEVEL
+    grace: float = default("grace")
+    max_workers: int = default("max_workers")
+    max_concurrent: int | None = default("max_concurrent")
+    listen: str | None = default("listen")
+    token: str | None = default("token")
+    connect: str | None = default("connect")
+    metrics: str | None = default("metrics")
+    watch: bool = default("watch")
     host: str = host_name()
     user: str = current_user()
 
@@ -114,11 +136,18 @@ class Settings:
         return replace(self, **changes)  # type: ignore[arg-type]
 
 
+#: a port to show in the error for each option that takes HOST:PORT
+_EXAMPLE_PORTS = {"--metrics": 9100}
+
+
 def parse_hostport(text: str, what: str = "--listen") -> tuple[str, int]:
-    """``HOST:PORT`` of the control endpoint (``--listen``, ``--connect tcp://``)."""
+    """``HOST:PORT`` -> (host, port), the one parser of every address option
+    (``--listen``, ``--connect tcp://``, ``--metrics``): ``[::1]:9100`` gives ``::1``;
+    ``:9100`` gives :data:`DEFAULT_HOST` (loopback: all interfaces only when asked,
+    with ``0.0.0.0:9100``)."""
     from supertask.errors import UsageError
 
     host, sep, port = text.rstrip("/").rpartition(":")
     if not sep or not port.isdigit() or int(port) > 65535:
-        raise UsageError(f"{what} {text!r}: expected HOST:PORT, e.g. 127.0.0.1:7711")
-    return host.strip("[]") or "127.0.0.1", int(port)
+        raise UsageError(f"{what} {text!r}: expected HOST:PORT, e.g. {DEFAULT_HOST}:{_EXAMPLE_PORTS.get(what, 7711)}")
+    return host.strip("[]") or DEFAULT_HOST, int(port)

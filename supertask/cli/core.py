@@ -23,7 +23,14 @@ from supertask.cli.app import (
     timetable_namespace,
 )
 from supertask.errors import UsageError
-from supertask.settings import LOG_FORMATS, LOG_LEVELS, env_name
+from supertask.settings import (
+    LOG_FORMATS,
+    LOG_LEVEL,
+    LOG_LEVELS,
+    ONE_SHOT_LOG_LEVEL,
+    cli_default,
+    env_name,
+)
 
 # -- run -------------------------------------------------------------------------------------------
 
@@ -45,15 +52,15 @@ def run(
     store: StoreOpt = None,
     home: HomeOpt = None,
     namespace: NsOpt = None,
-    grace: Annotated[str, _opt("grace", "--grace")] = "30s",
-    max_workers: Annotated[int, _opt("max_workers", "--max-workers")] = 256,
-    max_concurrent: Annotated[int | None, _opt("max_concurrent", "--max-concurrent", min=1)] = None,
+    grace: Annotated[str, _opt("grace", "--grace")] = cli_default("grace"),
+    max_workers: Annotated[int, _opt("max_workers", "--max-workers")] = cli_default("max_workers"),
+    max_concurrent: Annotated[int | None, _opt("max_concurrent", "--max-concurrent", min=1)] = cli_default("max_concurrent"),
     listen: Annotated[str | None, _opt("listen", "--listen", metavar="HOST:PORT")] = None,
     token: Annotated[str | None, _opt("token", "--token")] = None,
     metrics: Annotated[str | None, _opt("metrics", "--metrics", metavar="HOST:PORT")] = None,
-    watch: Annotated[bool, _opt("watch", "--watch/--no-watch")] = True,
-    log_format: LogFormatOpt = "auto",
-    log_level: Annotated[str | None, _opt("log_level", "--log-level")] = None,
+    watch: Annotated[bool, _opt("watch", "--watch/--no-watch")] = cli_default("watch"),
+    log_format: LogFormatOpt = cli_default("log_format"),
+    log_level: Annotated[str | None, _opt("log_level", "--log-level")] = cli_default("log_level"),
 ) -> None:
     """Run the scheduler in the foreground, or one job once.
 
@@ -67,7 +74,7 @@ def run(
 
     once = (command or (file or "").endswith(".py")) and (when or "once") in ("once", "now")
     # a one-shot run shows its command's output; supertask's own events only when asked
-    log_level = log_level or ("warning" if once else "info")
+    log_level = log_level or (ONE_SHOT_LOG_LEVEL if once else LOG_LEVEL)
     if log_format not in LOG_FORMATS:
         raise UsageError(f"--log-format: {log_format!r} is not a log format; use {', '.join(LOG_FORMATS)}")
     if log_level.lower() not in LOG_LEVELS:

@@ -24,24 +24,17 @@ from typing import Any
 
 from supertask.errors import UsageError
 from supertask.log import get_logger
+from supertask.settings import parse_hostport
 
 DURATION_BUCKETS = (0.01, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 120, 300, 600, 1800, 3600, 7200, 21600)
 LATENESS_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 300)
-
-
-def parse_address(text: str) -> tuple[str, int]:
-    """``HOST:PORT`` (``[::1]:9100``, ``:9100`` for all interfaces) -> (host, port)."""
-    host, sep, port = text.rpartition(":")
-    if not sep or not port.isdigit() or int(port) > 65535:
-        raise UsageError(f"--metrics {text!r}: expected HOST:PORT, e.g. 127.0.0.1:9100")
-    return (host.strip("[]") or "0.0.0.0"), int(port)
 
 
 class Metrics:
     """A scheduler component (see supertask.scheduler.service.Component)."""
 
     def __init__(self, address: str):
-        self.host, self.port = parse_address(address)
+        self.host, self.port = parse_hostport(address, "--metrics")
         self.log = get_logger("supertask.control.metrics")
         self._server: Any = None
         self._thread: Any = None

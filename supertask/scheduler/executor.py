@@ -28,6 +28,7 @@ from supertask.runs.context import RunContext
 from supertask.runs.lifecycle import Begun, prepare
 from supertask.runs.runner import execute
 from supertask.scheduler.jobstore import NamespaceJobStore
+from supertask.settings import default
 
 UTC = timezone.utc
 #: how often, at most, "fires coalesced" is logged while fires keep being coalesced
@@ -86,8 +87,8 @@ class _Waiting:
 
 class RunExecutor(compat.executor_base()):  # type: ignore[misc]
     def __init__(
-        self, ctx: RunContext, jobstore: NamespaceJobStore, max_workers: int = 256,
-        max_concurrent: int | None = None, up_since: datetime | None = None,
+        self, ctx: RunContext, jobstore: NamespaceJobStore, max_workers: int = default("max_workers"),
+        max_concurrent: int | None = default("max_concurrent"), up_since: datetime | None = None,
     ):
         super().__init__()
         self.ctx = ctx
