@@ -8,7 +8,10 @@ is where cron's DST rules live, and cronie's day rule: when day-of-month and
 day-of-week are both restricted a day matching either fires, but a day field that
 *begins with* ``*`` (``*/2`` too) counts as unrestricted, so then a day must match
 both (``0 0 */2 * mon``: Mondays that fall on an odd date; croniter alone would
-read it as either). docs/schedules.md is the user-facing account.
+read it as either). docs/schedules.md is the user-facing account. The text itself is
+read by :mod:`~supertask.schedules.syntax`, zones and their offset changes are
+:mod:`~supertask.schedules.zones`', the next fires as ``supertask next`` lists them :mod:`~supertask.schedules.fires`';
+callers import what they need of them from here.
 
 DST, as cronie (vixie cron) does it. A cron schedule is a *wildcard* schedule when
 its minute or hour field begins with ``*``, else a *fixed-time* schedule:
@@ -28,61 +31,39 @@ import difflib
 import functools
 import re
 from datetime import datetime, timedelta, tzinfo
-from datetime import timezone as dt_timezone
 from typing import TYPE_CHECKING, Any
-from zoneinfo import ZoneInfo, ZoneInfoNotFoundError, available_timezones
+from zoneinfo import ZoneInfo
 
 if TYPE_CHECKING:
     from croniter import croniter
 
 from supertask.errors import ScheduleError
+from supertask.schedules.fires import dst_notes, upcoming
+from supertask.schedules.syntax import (
+    ALIASES,
+    EVERY_RE,
+    FORMS,
+    ISO_RE,
+    LAYOUTS,
+    START_KINDS,
+    check_field,
+    parse_every,
+)
+from supertask.schedules.zones import (
+    UTC,
+    as_zone,
+    first_change,
+    first_instant,
+    offset,
+    resolve_timezone,
+)
 
-UTC = dt_timezone.utc
+# what callers import from here: the `when:` kinds and aliases, zones, what `next` shows
+__all__ = ["ALIASES", "START_KINDS", "Schedule", "dst_notes", "parse_when", "register_with_apscheduler",
+           "resolve_timezone", "upcoming"]
+
 _TICK = timedelta(microseconds=1)
-_WEEK = timedelta(days=7)  # no zone changes its UTC offset twice within a week
 _STATE_VERSION = 1
-#: Kinds that fire when added and then only when the scheduler (re)starts them:
-#: ``@reboot`` after a boot, ``@restart`` at every start (supertask.scheduler.reboot decides).
-START_KINDS = ("once", "reboot", "restart")
-
-ALIASES = {
-    "@yearly": "0 0 1 1 *",
-    "@annually": "0 0 1 1 *",
-    "@monthly": "0 0 1 * *",
-    "@weekly": "0 0 * * 0",
-    "@daily": "0 0 * * *",
-    "@midnight": "0 0 * * *",
-    "@hourly": "0 * * * *",
-}
-_MONTHS = "jan feb mar apr may jun jul aug sep oct nov dec".split()
-_DAYS = "sun mon tue wed thu fri sat".split()
-# (name, low, high, names); names[i] means low + i
-_SECOND, _MINUTE, _HOUR = ("second", 0, 59, ()), ("minute", 0, 59, ()), ("hour", 0, 23, ())
-_DOM, _MONTH = ("day-of-month", 1, 31, ()), ("month", 1, 12, tuple(_MONTHS))
-_DOW, _YEAR = ("day-of-week", 0, 7, tuple(_DAYS)), ("year", 1970, 2099, ())
-_LAYOUTS = {
-    5: (_MINUTE, _HOUR, _DOM, _MONTH, _DOW),
-    6: (_SECOND, _MINUTE, _HOUR, _DOM, _MONTH, _DOW),
-    7: (_SECOND, _MINUTE, _HOUR, _DOM, _MONTH, _DOW, _YEAR),
-}
-_FORMS = (
-    "cron takes 5 fields (minute hour day-of-month month day-of-week), "
-    "6 (second first) or 7 (second first, year last)"
-)
-_UNITS = {"ms": 0.001, "s": 1.0, "m": 60.0, "h": 3600.0, "d": 86400.0, "w": 604800.0}
-_UNIT_WORDS = {
-    **dict.fromkeys(["msec", "msecs", "millis", "millisecond", "milliseconds"], "ms"),
-    **dict.fromkeys(["sec", "secs", "second", "seconds"], "s"),
-    **dict.fromkeys(["min", "mins", "minute", "minutes"], "m"),
-    **dict.fromkeys(["hr", "hrs", "hour", "hours"], "h"),
-    **dict.fromkeys(["day", "days"], "d"),
-    **dict.fromkeys(["wk", "wks", "week", "weeks"], "w"),
-}
-_EVERY_RE = re.compile(r"^(@?every)\b\s*(.*)$", re.IGNORECASE)
-_PART_RE = re.compile(r"(\d+(?:\.\d*)?|\.\d+)\s*([a-z]*)\s*", re.IGNORECASE)
-_ISO_RE = re.compile(
-    r"^\d{4}-\d\d-\d\d(?:[T ]\d\d:\d\d(?::\d\d(?:\.\d+)?)?)?(?:Z|[+-]\d\d:?\d\d)?$"
-)
 
 
 #: Cron fires computed lately, shared by all schedules: ``(when, zone, after) -> next``.
@@ -115,7 +96,7 @@ class Schedule:
 
     def __init__(self, when: str, tz: str | tzinfo | None = None):
         self.when = when
-        self.timezone = tz if isinstance(tz, ZoneInfo) else _as_zone(tz)
+        self.timezone = tz if isinstance(tz, ZoneInfo) else as_zone(tz)
         self._cron: croniter | None = None
         self._wild = False
         self._interval = timedelta(0)
@@ -136,9 +117,9 @@ class Schedule:
             self.kind = "once"
         elif low in ("@reboot", "@restart"):
             self.kind = low[1:]
-        elif _EVERY_RE.match(text):
+        elif EVERY_RE.match(text):
             self.kind = "interval"
-            self._interval = _parse_every(self, text)
+            self._interval = parse_every(self.when, text)
         elif low in ALIASES:
             self._parse_cron(ALIASES[low])
         elif low.startswith("@"):
@@ -156,7 +137,7 @@ class Schedule:
 
     def _parse_date(self, text: str) -> None:
         example = "'2026-12-24T18:00:00+01:00' (ISO 8601)"
-        if not _ISO_RE.match(text):
+        if not ISO_RE.match(text):
             raise self._fail("not an ISO 8601 date-time", example)
         try:
             parsed = datetime.fromisoformat(text[:-1] + "+00:00" if text.endswith("Z") else text)
@@ -170,12 +151,12 @@ class Schedule:
 
     def _parse_cron(self, text: str) -> None:
         fields = text.lower().split()
-        layout = _LAYOUTS.get(len(fields))
+        layout = LAYOUTS.get(len(fields))
         if layout is None:
             hint = f"'@{fields[0]}'" if len(fields) == 1 and f"@{fields[0]}" in ALIASES else None
             if len(fields) == 2 and fields[0] == "every":
                 hint = "'every 5m'"
-            reason = f"it has {len(fields)} field{'s' if len(fields) != 1 else ''}; {_FORMS}"
+            reason = f"it has {len(fields)} field{'s' if len(fields) != 1 else ''}; {FORMS}"
             if len(fields) == 1:
                 reason = (
                     "it is none of cron (5, 6 or 7 fields), an @alias, 'every DURATION', "
@@ -183,7 +164,7 @@ class Schedule:
                 )
             raise self._fail(reason, hint)
         fields = [
-            _check_field(self, spec, field) for spec, field in zip(layout, fields, strict=True)
+            check_field(self.when, spec, field) for spec, field in zip(layout, fields, strict=True)
         ]
         first = len(fields) - 5 if len(fields) < 7 else 1  # index of the minute field
         self._wild = fields[first].startswith("*") or fields[first + 1].startswith("*")
@@ -275,25 +256,19 @@ class Schedule:
         matches. Between two offset changes wall time is UTC plus a constant."""
         cursor, inclusive = after, False
         while True:
-            offset = _offset(self.timezone, cursor)
-            wall = (cursor + offset).replace(tzinfo=None) - (_TICK if inclusive else timedelta(0))
+            shift = offset(self.timezone, cursor)
+            wall = (cursor + shift).replace(tzinfo=None) - (_TICK if inclusive else timedelta(0))
             found = self._wall_next(wall)
             if found is None:
                 return None
-            instant = (found - offset).replace(tzinfo=UTC)
-            change = _first_change(self.timezone, cursor, instant)
+            instant = (found - shift).replace(tzinfo=UTC)
+            change = first_change(self.timezone, cursor, instant)
             if change is None:
                 return instant
             cursor, inclusive = change, True  # no match before the change; go on past it
 
     def _first_instant(self, wall: datetime) -> datetime:
-        """The UTC instant of a naive wall time: its first occurrence when the time is
-        repeated, the end of the gap when a spring-forward jump skipped it."""
-        first = wall.replace(tzinfo=self.timezone, fold=0).astimezone(UTC)
-        if first.astimezone(self.timezone).replace(tzinfo=None) == wall:
-            return first
-        other = wall.replace(tzinfo=self.timezone, fold=1).astimezone(UTC)
-        return _transition(self.timezone, min(first, other), max(first, other))
+        return first_instant(self.timezone, wall)
 
     # -- presentation and persistence -------------------------------------------
 
@@ -354,28 +329,6 @@ def register_with_apscheduler() -> None:
     BaseTrigger.register(Schedule)
 
 
-def resolve_timezone(name: str | None) -> ZoneInfo:
-    """An IANA zone name -> ZoneInfo; ``None`` -> the machine's zone (cron uses local
-    time), UTC when it cannot be told. An unknown name raises ValueError."""
-    if name is None:
-        try:
-            import tzlocal
-
-            return ZoneInfo(tzlocal.get_localzone_name() or "UTC")
-        except Exception:
-            return ZoneInfo("UTC")
-    try:
-        return ZoneInfo(name)
-    except (ZoneInfoNotFoundError, ValueError, TypeError):
-        pass
-    message = f"unknown time zone {name!r}; use an IANA name such as Europe/Berlin or UTC"
-    zones = {zone.lower(): zone for zone in available_timezones()}
-    close = difflib.get_close_matches(str(name).lower(), list(zones), 1, 0.7)
-    if close:
-        message += f" (did you mean {zones[close[0]]!r}?)"
-    raise ValueError(message)
-
-
 def parse_when(when: str, timezone: str | tzinfo | None = None) -> Schedule:
     """Read one ``when:`` text; raises ScheduleError saying what would be accepted.
 
@@ -391,202 +344,6 @@ def parse_when(when: str, timezone: str | tzinfo | None = None) -> Schedule:
 @functools.lru_cache(maxsize=4096)
 def _parse_when_cached(when: str, timezone: str | tzinfo | None) -> Schedule:
     return Schedule(when, timezone)
-
-
-def upcoming(schedule: Schedule, after: datetime, count: int) -> list[datetime]:
-    """The next ``count`` fires strictly after ``after``, found by calling the trigger
-    as APScheduler does (None first, then each previous fire), so what ``supertask
-    next`` shows is what fires. ``once``/``now``/``@reboot`` fire when added: [after]."""
-    if after.tzinfo is None:
-        after = after.replace(tzinfo=schedule.timezone)
-    fires: list[datetime] = []
-    fire = schedule.get_next_fire_time(None, after)
-    if schedule.kind in START_KINDS:
-        return [fire][:count] if fire is not None else []
-    after_utc = after.astimezone(UTC)  # same-zone comparisons would ignore the DST fold
-    while fire is not None and len(fires) < count:
-        if fire.astimezone(UTC) > after_utc:
-            fires.append(fire)
-        fire = schedule.get_next_fire_time(fire, after)
-    return fires
-
-
-def dst_notes(schedule: Schedule, fires: list[datetime]) -> list[str]:
-    """Where a daylight-saving change moves, drops or doubles one of ``fires`` (as
-    :func:`upcoming` lists them) against the plain wall-clock reading of the cron
-    expression; the rules are in the module docstring. Empty for other kinds."""
-    if schedule.kind != "cron" or not fires:
-        return []
-    notes: list[str] = []
-    zone = schedule.timezone
-    for before, fire in zip([None, *fires], fires, strict=False):
-        wall = fire.astimezone(zone).replace(tzinfo=None)
-        if not _matches(schedule, wall):
-            notes.append(f"{_stamp(fire)}: moved by DST; its wall-clock time does not exist that day "
-                         "(clocks go forward), so it fires right after the jump")
-        elif _ambiguous(zone, wall):
-            if schedule._wild:
-                notes.append(f"{_stamp(fire)}: in the hour DST repeats (clocks go back); "
-                             "this schedule fires in both passes")
-            else:
-                notes.append(f"{_stamp(fire)}: {wall:%H:%M} happens twice (clocks go back); "
-                             "it fires once, at the first")
-        if before is not None and schedule._wild:
-            wall_before = before.astimezone(zone).replace(tzinfo=None)
-            missed = schedule._wall_next(wall_before)
-            if missed is not None and missed < wall and not _exists(zone, missed):
-                notes.append(f"{missed:%Y-%m-%d %H:%M}: skipped; DST jumps over it (clocks go forward)")
-    return list(dict.fromkeys(notes))
-
-
-def _matches(schedule: Schedule, wall: datetime) -> bool:
-    found = schedule._wall_next(wall - _TICK)
-    return found == wall.replace(microsecond=0) if found is not None else False
-
-
-def _exists(zone: tzinfo, wall: datetime) -> bool:
-    return wall.replace(tzinfo=zone).astimezone(UTC).astimezone(zone).replace(tzinfo=None) == wall
-
-
-def _ambiguous(zone: tzinfo, wall: datetime) -> bool:
-    return wall.replace(tzinfo=zone, fold=0).utcoffset() != wall.replace(tzinfo=zone, fold=1).utcoffset() and _exists(zone, wall)
-
-
-def _stamp(fire: datetime) -> str:
-    return fire.strftime("%Y-%m-%d %H:%M %Z")
-
-
-# -- helpers -------------------------------------------------------------------
-
-
-def _as_zone(tz: str | tzinfo | None) -> tzinfo:
-    if tz is None or isinstance(tz, str):
-        return resolve_timezone(tz)
-    if tz is UTC:
-        return ZoneInfo("UTC")
-    name = getattr(tz, "key", None) or getattr(tz, "zone", None)  # zoneinfo, pytz
-    return ZoneInfo(name) if isinstance(name, str) else tz  # else a fixed offset
-
-
-def _offset(tz: tzinfo, instant: datetime) -> timedelta:
-    return instant.astimezone(tz).utcoffset() or timedelta(0)
-
-
-def _transition(tz: tzinfo, low: datetime, high: datetime) -> datetime:
-    """The first whole second in (low, high] whose offset differs from low's; the
-    caller knows that offset changes there once. Binary search: ~20 steps a week."""
-    before = _offset(tz, low)
-    lo, hi = int(low.timestamp()), -int(-high.timestamp() // 1)
-    while hi - lo > 1:
-        mid = (lo + hi) // 2
-        if _offset(tz, datetime.fromtimestamp(mid, UTC)) == before:
-            lo = mid
-        else:
-            hi = mid
-    return datetime.fromtimestamp(hi, UTC)
-
-
-def _first_change(tz: tzinfo, start: datetime, end: datetime) -> datetime | None:
-    """The first instant in (start, end] where the zone's UTC offset changes, if any."""
-    before = _offset(tz, start)
-    low = start
-    while low < end:
-        high = min(low + _WEEK, end)
-        if _offset(tz, high) != before:
-            return _transition(tz, low, high)
-        low = high
-    return None
-
-
-def _check_field(schedule: Schedule, spec: tuple, text: str) -> str:
-    """Validate one cron field with a precise message; returns croniter's spelling."""
-    name, low, high, names = spec
-    out = []
-    for item in text.split(","):
-        if name == "day-of-week" and (m := re.fullmatch(r"(\w+)#(\w+)", item)):
-            _value(schedule, spec, m[1])
-            if not (m[2].isdigit() and 1 <= int(m[2]) <= 5):
-                raise schedule._fail(f"in {item!r}, #{m[2]} must be 1 to 5 (the n-th such day)")
-        elif name == "day-of-week" and (m := re.fullmatch(r"l(\w+)|(\w+)l", item)):
-            item = "l" + str(_value(schedule, spec, m[1] or m[2]) % 7)  # croniter says L5
-        elif name == "day-of-month" and (m := re.fullmatch(r"l|(\d+)w", item)):
-            if m[1]:
-                _value(schedule, spec, m[1])
-        else:
-            base, _, step = item.partition("/")
-            if "/" in item and not (step.isdigit() and int(step) > 0):
-                raise schedule._fail(
-                    f"{name} step {step!r} in {item!r} must be a whole number of 1 or more"
-                )
-            if base == "?" and name not in ("day-of-month", "day-of-week"):
-                raise schedule._fail(
-                    f"'?' is only allowed in day-of-month and day-of-week, not in {name}"
-                )
-            if base not in ("*", "?"):
-                for part in base.split("-", 1):
-                    _value(schedule, spec, part)
-        out.append(item)
-    return ",".join(out)
-
-
-def _value(schedule: Schedule, spec: tuple, token: str) -> int:
-    name, low, high, names = spec
-    if token.isdigit():
-        value = int(token)
-        if not low <= value <= high:
-            extra = " (0 and 7 are Sunday)" if name == "day-of-week" else ""
-            raise schedule._fail(f"{name} {value} out of range {low}-{high}{extra}")
-        return value
-    if token in names:
-        return low + names.index(token)
-    if names:
-        close = difflib.get_close_matches(token[:3], names, 1, 0.5)
-        raise schedule._fail(
-            f"{name} {token!r} is neither a number {low}-{high} nor one of {' '.join(names)}",
-            f"{close[0]!r}" if close else None,
-        )
-    if token in ("l", "w", "#", "h", "r") or not token:
-        raise schedule._fail(
-            f"{name} does not take {token.upper() or 'an empty value'!r}; only numbers {low}-{high}"
-        )
-    raise schedule._fail(f"{name} {token!r} is not a number {low}-{high}")
-
-
-def _parse_every(schedule: Schedule, text: str) -> timedelta:
-    m = _EVERY_RE.match(text)
-    assert m is not None
-    prefix, rest = m[1].lower(), m[2].strip()
-    example = f"'{prefix} 30s', '{prefix} 5m' or '{prefix} 1h30m'"
-    parts = list(_PART_RE.finditer(rest))
-    if not rest or "".join(p[0] for p in parts) != rest:
-        word = rest.lower()
-        hint = {
-            "second": "'every 1s'",
-            "minute": "'every 1m'",
-            "hour": "'@hourly'",
-            "day": "'@daily'",
-            "week": "'@weekly'",
-            "month": "'@monthly'",
-            "year": "'@yearly'",
-        }.get(word)
-        if word[:3] in _DAYS:
-            hint = f"'0 0 * * {word[:3]}'"
-        return_reason = f"{rest!r} is not a duration" if rest else "'every' needs a duration"
-        raise schedule._fail(f"{return_reason}; use e.g. 30s, 5m, 2h, 1d or 1h30m", hint or example)
-    seconds, fixed, bad = 0.0, [], None
-    for part in parts:
-        number, unit = part[1], part[2].lower()
-        if unit and unit not in _UNITS:
-            bad = bad or unit
-            unit = _UNIT_WORDS.get(unit, "?")
-        seconds += float(number) * _UNITS.get(unit or "s", 0.0)
-        fixed.append(number + unit)
-    if bad is not None:
-        hint = f"'{prefix} {''.join(fixed)}'" if "?" not in "".join(fixed) else example
-        raise schedule._fail(f"{bad!r} is not a duration unit (use ms, s, m, h, d or w)", hint)
-    if seconds <= 0:
-        raise schedule._fail("the interval is zero; it must be longer than that", example)
-    return timedelta(seconds=seconds)
 
 
 def _describe_interval(interval: timedelta) -> str:
