@@ -5,7 +5,7 @@ UV := $(shell command -v uv 2>/dev/null || echo $(HOME)/.local/bin/uv)
 VENV := .venv
 STAMP := $(VENV)/.synced
 
-.PHONY: run test test-unit test-integration lint bench setup clean help-snapshot
+.PHONY: run test test-unit test-integration test-pythons containers lint bench setup clean help-snapshot
 
 # uv first (from PyPI, no other network needed), then the locked environment.
 $(UV):
@@ -25,9 +25,20 @@ setup: $(STAMP)
 run: $(STAMP)
 	SUPERTASK_HOME=$(CURDIR)/state $(VENV)/bin/supertask run --file timetable.yaml
 
-## Unit and integration tests (PostgreSQL tests use a database of their own per run).
-test: $(STAMP)
+## Unit and integration tests (PostgreSQL tests use a database of their own per run;
+## container tests use podman, which `containers` installs and configures first).
+test: $(STAMP) containers
 	$(VENV)/bin/pytest -q -p no:cacheprovider
+
+## podman, runc and a local busybox image for the container tests (Debian's packages,
+## installed when missing; without them those tests skip, saying why).
+containers:
+	@tests/containers/podman.sh || echo "containers: not ready; the container tests will skip"
+
+## The unit tests and a scheduler smoke test on each Python the package claims
+## (3.10-3.13, each found in ~/.pyenv/versions or on PATH; one missing is skipped).
+test-pythons: | $(UV)
+	UV=$(UV) .ci/test-pythons
 
 test-unit: $(STAMP)
 	$(VENV)/bin/pytest -q tests/unit
@@ -54,4 +65,4 @@ bench: $(STAMP) $(ORIGINAL)
 	UV=$(UV) $(VENV)/bin/python bench/run.py $(if $(BASELINE),--baseline $(BASELINE)) $(BENCH_ARGS)
 
 clean:
-	rm -rf $(VENV) .pytest_cache
+	rm -rf $(VENV) .venv-3.* .pytest_cache

@@ -1,4 +1,4 @@
-"""docker: jobs for real: podman (set up by ../shared/containers/setup-podman.sh), the CLI
+"""docker: jobs for real: podman (installed and set up by tests/containers/podman.sh), the CLI
 in a subprocess, a locally built busybox image (no registry here), and the store's runs."""
 
 from __future__ import annotations
@@ -19,14 +19,13 @@ from tests.conftest import Cli, wait_until
 
 pytestmark = pytest.mark.containers
 
-SETUP = Path(__file__).resolve().parents[3] / "shared" / "containers" / "setup-podman.sh"
+SETUP = Path(__file__).resolve().parents[1] / "containers" / "podman.sh"
 IMAGE = "localhost/busybox"
 
 
 def source_setup() -> dict[str, str]:
-    """The variables setup-podman.sh exports (CONTAINERS_CONF, ...); skips if it fails."""
-    if not SETUP.exists():
-        pytest.skip(f"containers: {SETUP} is missing (the shared/ folder beside the clone)")
+    """The variables tests/containers/podman.sh exports (CONTAINERS_CONF, ...); skips,
+    with its reason, where podman cannot be installed or run."""
     proc = subprocess.run(
         ["bash", "-c", 'source "$0" >&2 || exit $?; env -0', str(SETUP)],
         capture_output=True, timeout=900,
