@@ -28,6 +28,12 @@ for it):
   ``_scheduler``, ``_alias``, ``_logger`` (:func:`plugin_logger`);
 - ``BaseExecutor``'s abstract ``_do_submit_job`` (:func:`executor_base`: supertask's
   executor replaces ``submit_job`` whole).
+
+RPyC 6 ``ThreadedServer`` (rpyc is imported only by its callers):
+
+- ``_listen``, to bind and listen before serving, so the port is known at once
+  (:func:`listen_now`), and ``clients``, the connections ``close`` ends
+  (:func:`forget_clients`).
 """
 
 from __future__ import annotations
@@ -172,3 +178,18 @@ def make_job(jobstore: Any, **state: Any) -> Any:
     job._scheduler = jobstore._scheduler
     job._jobstore_alias = jobstore._alias
     return job
+
+
+# -- RPyC 6 -----------------------------------------------------------------------------------
+
+
+def listen_now(server: Any) -> None:
+    """Make an RPyC ``ThreadedServer`` listen before ``start`` (which would listen
+    itself): its ``port`` is then the one bound (port 0 picks one) and peers may connect."""
+    server._listen()
+
+
+def forget_clients(server: Any) -> None:
+    """Make an RPyC server's ``close`` leave its open connections alone (they end with
+    the process): ``close`` ends every connection in ``clients``."""
+    server.clients = set()

@@ -36,6 +36,7 @@ from rpyc.utils.authenticators import AuthenticationError
 from rpyc.utils.factory import connect_stream
 from rpyc.utils.server import ThreadedServer
 
+from supertask import compat
 from supertask.errors import NoScheduler, SupertaskError, UsageError
 from supertask.settings import parse_hostport
 
@@ -204,7 +205,7 @@ class _Server(ThreadedServer):
 
     def close(self) -> None:
         if self.keep_clients:
-            self.clients: set[Any] = set()
+            compat.forget_clients(self)
         super().close()
 
 
@@ -304,7 +305,7 @@ class ControlServer:
                       token_file=str(token_file) if token_file else None)
 
     def _serve(self, server: _Server) -> None:
-        server._listen()
+        compat.listen_now(server)
         assert self.service is not None
         self.service.supervisor.thread("supertask-control", server.start)  # joined once stop() closes it
         self.servers.append(server)

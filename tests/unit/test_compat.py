@@ -205,3 +205,45 @@ def test_executor_base_needs_only_submit_job():
     assert set(inspect.signature(BaseExecutor.start).parameters) == {"self", "scheduler", "alias"}
     executor.start(BackgroundScheduler(timezone=UTC), "default")
     assert isinstance(compat.plugin_logger(executor), logging.Logger)
+
+
+# -- RPyC 6 -----------------------------------------------------------------------------------
+
+
+def test_rpyc_server_listens_before_start_and_closes_what_clients_holds():
+    import socket
+
+    import rpyc
+    from rpyc.utils.server import ThreadedServer
+
+    assert list(inspect.signature(ThreadedServer._listen).parameters) == ["self"]
+    server = ThreadedServer(rpyc.VoidService, hostname="127.0.0.1", port=0)
+    try:
+        compat.listen_now(server)
+        assert server.port != 0
+        peer = socket.create_connection(("127.0.0.1", server.port), timeout=5)  # accepted into the backlog
+        peer.close()
+        assert server.clients == set()
+        held, kept = socket.socketpair()
+        server.clients.add(held)
+        compat.forget_clients(server)
+        server.close()
+        assert held.fileno() != -1, "close() must leave connections no longer in clients"
+        held.close()
+        kept.close()
+    finally:
+        server.close()
+
+
+def test_rpyc_server_close_ends_the_connections_in_clients():
+    import socket
+
+    import rpyc
+    from rpyc.utils.server import ThreadedServer
+
+    server = ThreadedServer(rpyc.VoidService, hostname="127.0.0.1", port=0)
+    held, kept = socket.socketpair()
+    server.clients.add(held)
+    server.close()
+    assert held.fileno() == -1  # what forget_clients keeps from happening
+    kept.close()
