@@ -45,8 +45,8 @@ jobs:
     monkeypatch.setattr(sys.modules["tests.conftest"], "SUPERTASK", [sys.executable, "-c", SPY])
     sched = Scheduler(cli, ["--file", "timetable.yaml", "--no-watch"], {"SPY_FILE": str(spied)})
     try:
-        wait_until(lambda: out.exists() and len(out.read_text().splitlines()) >= 2, what="two fires")
-        event = sched.wait_event("run finished", job="tick")
+        wait_until(lambda: out.exists() and len(out.read_text().splitlines()) >= 2, timeout=45, what="two fires")
+        event = sched.wait_event("run finished", timeout=45, job="tick")
         assert event["status"] == "succeeded"
         assert any(e.get("stream") == "stdout" and e["event"] == "relayed" for e in sched.events())
     finally:
