@@ -80,7 +80,7 @@ _supertask_podman_write() {  # FILE: stdin to FILE, atomically (another checkout
   tmp=$(mktemp "$1.XXXXXX") && cat >"$tmp" && chmod 644 "$tmp" && mv -f "$tmp" "$1"
 }
 
-if [ "${BASH_SOURCE[0]}" = "$0" ]; then  # run, not sourced
+if ! (return 0 2>/dev/null); then  # run, not sourced (`return` works only in a sourced file)
   if _supertask_podman; then
     echo "containers: podman $(podman --version | awk '{print $3}') with runc and localhost/busybox ready" \
          "(CONTAINERS_CONF=$CONTAINERS_CONF)"
