@@ -24,7 +24,18 @@ JOB_FORMAT_VERSION = 1
 NAME_RE = re.compile(r"^[A-Za-z0-9_.-]+$")
 
 
-class RunStatus(str, Enum):
+class Word(str, Enum):
+    """An enum of words: stored, shown, sent as JSON and compared as its value (the
+    same on every Python: 3.11 changed what ``format()`` gives for a ``str`` enum)."""
+
+    def __str__(self) -> str:
+        return str(self.value)
+
+    def __format__(self, spec: str) -> str:
+        return format(str(self.value), spec)
+
+
+class RunStatus(Word):
     QUEUED = "queued"
     RUNNING = "running"
     SUCCEEDED = "succeeded"
@@ -39,17 +50,60 @@ class RunStatus(str, Enum):
         return self not in (RunStatus.QUEUED, RunStatus.RUNNING)
 
 
-class Reason(str, Enum):
+class Reason(Word):
     SCHEDULE = "schedule"
     MANUAL = "manual"
     RETRY = "retry"
     CATCH_UP = "catch-up"
 
 
-class Overlap(str, Enum):
+class StopCause(Word):
+    """Who ended a ``killed`` run: ``supertask jobs kill``, or a scheduler stopping
+    (its grace ran out, or it was asked to stop twice)."""
+
+    KILL = "kill"
+    SHUTDOWN = "shutdown"
+
+    def says(self, message: str | None) -> str:
+        """The run's message with "ended on request" (a launcher's words) made precise."""
+        why = _STOPPED_BY[self]
+        if message and message.startswith("ended on request"):
+            return why + message[len("ended on request"):]
+        return f"{why}; {message}" if message else why
+
+
+_STOPPED_BY = {
+    StopCause.KILL: "ended by `supertask jobs kill`",
+    StopCause.SHUTDOWN: "ended at shutdown: the scheduler stopped before the run did (grace over)",
+}
+
+
+class Overlap(Word):
+    """``overlap:``: what a fire does while the job's previous run is in flight."""
+
     SKIP = "skip"
     QUEUE = "queue"
     ALLOW = "allow"
+
+
+class CatchUp(Word):
+    """``catch_up:``: which of a job's overdue fires within ``misfire_grace`` run."""
+
+    LATEST = "latest"
+    ALL = "all"
+
+
+class StepIf(Word):
+    """A step's ``if:``: whether it runs after the steps before it."""
+
+    SUCCESS = "success"
+    FAILURE = "failure"
+    ALWAYS = "always"
+
+
+#: the statuses ``retry_on:`` may name, and its default
+RETRYABLE = (RunStatus.FAILED, RunStatus.TIMED_OUT, RunStatus.LOST, RunStatus.KILLED)
+RETRY_ON = (RunStatus.FAILED, RunStatus.TIMED_OUT, RunStatus.LOST)
 
 
 _DURATION_RE = re.compile(r"^\s*(\d+(?:\.\d*)?|\.\d+)\s*(ms|s|m|h|d|w)?\s*$")
@@ -109,9 +163,9 @@ class Step:
 
     name: str
     run: str
-    # when the step runs: "success" (all before succeeded, the default), "failure",
-    # "always"; the original supertask's `if:` expressions map onto these.
-    if_: str = "success"
+    # when the step runs (all before succeeded, the default; one failed; always);
+    # the original supertask's `if:` expressions map onto these
+    if_: StepIf = StepIf.SUCCESS
     continue_on_error: bool = False
 
 
@@ -137,11 +191,11 @@ class Job:
     env: Mapping[str, str] = field(default_factory=dict)
     env_file: str | None = None
     # -- when things go wrong (docs/runs.md) --
-    retry_on: tuple[str, ...] = ("failed", "timed-out", "lost")  # run statuses that retry
+    retry_on: tuple[RunStatus, ...] = RETRY_ON  # run statuses that retry
     retry_delay_max: float = 3600.0  # the cap of the doubling retry delay
     kill_grace: float = 10.0  # TERM, then this long, then KILL
     max_concurrent: int | None = None  # with overlap: allow; None: no limit
-    catch_up: str = "latest"  # latest | all: missed fires within misfire_grace
+    catch_up: CatchUp = CatchUp.LATEST  # missed fires within misfire_grace
     log_max: int = 10 * 1024 * 1024  # bytes of log kept per run (head and tail)
     history_keep_runs: int | None = None  # keep this many runs of the job
     history_keep_age: float | None = None  # keep runs younger than this (seconds)
@@ -166,9 +220,11 @@ class Job:
         time of syncing 100,000 jobs)."""
         data = {name: getattr(self, name) for name in _PERSISTED}
         data["overlap"] = self.overlap.value
+        data["catch_up"] = self.catch_up.value
+        data["retry_on"] = [status.value for status in self.retry_on]
         data["env"] = dict(self.env)
         data["steps"] = [
-            {"name": s.name, "run": s.run, "if_": s.if_, "continue_on_error": s.continue_on_error}
+            {"name": s.name, "run": s.run, "if_": s.if_.value, "continue_on_error": s.continue_on_error}
             for s in self.steps
         ]
         return data
@@ -180,8 +236,11 @@ class Job:
     @classmethod
     def from_dict(cls, data: Mapping[str, Any]) -> Job:
         kw = {k: v for k, v in data.items() if k in _PERSISTED_SET}
-        kw["steps"] = tuple(Step(**s) for s in kw.get("steps") or ())
+        kw["steps"] = tuple(Step(**{**s, "if_": StepIf(s.get("if_", "success"))}) for s in kw.get("steps") or ())
         kw["overlap"] = Overlap(kw.get("overlap", "skip"))
+        kw["catch_up"] = CatchUp(kw.get("catch_up", "latest"))
+        if "retry_on" in kw:
+            kw["retry_on"] = tuple(RunStatus(status) for status in kw["retry_on"])
         kw["env"] = dict(kw.get("env") or {})
         for name in _TUPLE_FIELDS:
             if name in kw:
@@ -215,7 +274,7 @@ except ImportError:
 
 _PERSISTED = tuple(f.name for f in fields(Job) if f.name != "source_line")
 _PERSISTED_SET = frozenset(_PERSISTED)
-_TUPLE_FIELDS = tuple(f.name for f in fields(Job) if isinstance(f.default, tuple) and f.name != "steps")
+_TUPLE_FIELDS = tuple(f.name for f in fields(Job) if isinstance(f.default, tuple) and f.name not in ("steps", "retry_on"))
 
 
 @dataclass(frozen=True)

@@ -15,7 +15,17 @@ from typing import Any
 
 from yaml.nodes import Node, ScalarNode, SequenceNode
 
-from supertask.model import NAME_RE, Overlap, RunStatus, Step, parse_duration, parse_size
+from supertask.model import (
+    NAME_RE,
+    RETRYABLE,
+    CatchUp,
+    Overlap,
+    RunStatus,
+    Step,
+    StepIf,
+    parse_duration,
+    parse_size,
+)
 from supertask.schedules import trigger as schedules
 from supertask.timetable.runtext import RUN_KINDS, normalise_run  # noqa: F401  (re-exported)
 from supertask.timetable.yamldoc import Bad, Doc, describe, join, text
@@ -30,7 +40,6 @@ JOB_KEYS = (
     "volumes", "network", "pull", "cpus", "memory", "docker_cli",
 )  # fmt: skip
 STEP_KEYS = ("name", "run", "if", "continue_on_error")
-STEP_IFS = ("success", "failure", "always")
 
 # Words people write for a key, from cron, systemd, APScheduler, Dagu, CI files.
 TOP_ALIASES = {"job": "jobs", "default": "defaults", "ns": "namespace", "name": "namespace"}
@@ -195,7 +204,7 @@ def _steps(doc: Doc, node: Node, path: str) -> tuple[Step, ...] | None:
         doc.check_keys(entries, here, STEP_KEYS, STEP_ALIASES)
         values: dict[str, Any] = {
             "name": f"step-{i + 1}",
-            "if": "success",
+            "if": StepIf.SUCCESS,
             "continue_on_error": False,
         }
         convert: dict[str, Callable[[Doc, Node], Any]] = {
@@ -228,15 +237,16 @@ def _steps(doc: Doc, node: Node, path: str) -> tuple[Step, ...] | None:
     return tuple(steps) if len(doc.problems) == before else None
 
 
-def _step_if(doc: Doc, node: Node) -> str:
+def _step_if(doc: Doc, node: Node) -> StepIf:
     word = text(doc, node, "success, failure or always").strip().lower()
-    if word not in STEP_IFS:
-        close = difflib.get_close_matches(word, STEP_IFS, n=1, cutoff=0.5)
+    try:
+        return StepIf(word)
+    except ValueError:
+        close = difflib.get_close_matches(word, [c.value for c in StepIf], n=1, cutoff=0.5)
         guess = f"; did you mean '{close[0]}'?" if close else ""
         raise Bad(
             f"{word!r} is not a step condition: use success (the default), failure or always{guess}"
-        )
-    return word
+        ) from None
 
 
 def _scalar_list(doc: Doc, node: Node, what: str) -> list[tuple[Node, str]]:
@@ -250,15 +260,13 @@ def _scalar_list(doc: Doc, node: Node, what: str) -> list[tuple[Node, str]]:
     return out
 
 
-_RETRYABLE = (RunStatus.FAILED.value, RunStatus.TIMED_OUT.value, RunStatus.LOST.value, RunStatus.KILLED.value)
-
-
-def _retry_on(doc: Doc, node: Node) -> tuple[str, ...]:
+def _retry_on(doc: Doc, node: Node) -> tuple[RunStatus, ...]:
     words = [w.lower() for _, w in _scalar_list(doc, node, "a list of run statuses")]
-    bad = [word for word in words if word not in _RETRYABLE]
+    known = [status.value for status in RETRYABLE]
+    bad = [word for word in words if word not in known]
     if bad:
-        raise Bad(f"{', '.join(map(repr, bad))} cannot retry; use a list of {', '.join(_RETRYABLE)}")
-    return tuple(words)
+        raise Bad(f"{', '.join(map(repr, bad))} cannot retry; use a list of {', '.join(known)}")
+    return tuple(RunStatus(word) for word in words)
 
 
 def _count(doc: Doc, node: Node) -> int | None:
@@ -268,6 +276,10 @@ def _count(doc: Doc, node: Node) -> int | None:
     if isinstance(value, bool) or not isinstance(value, int) or value < 1:
         raise Bad(f"expected a whole number of 1 or more, got {describe(node)}")
     return value
+
+
+def _catch_up(doc: Doc, node: Node) -> CatchUp:
+    return CatchUp(_choice("latest", "all")(doc, node))
 
 
 def _choice(*choices: str) -> Callable[[Doc, Node], str]:
@@ -406,7 +418,7 @@ _CONVERTERS: dict[str, Callable[[Doc, Node], Any]] = {
     "retry_delay_max": _duration,
     "kill_grace": _duration,
     "max_concurrent": _count,
-    "catch_up": _choice("latest", "all"),
+    "catch_up": _catch_up,
     "log_max": _size,
     "history_keep": _history_keep,
     "on_success": _actions,

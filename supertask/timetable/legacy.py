@@ -36,7 +36,7 @@ from typing import Any
 
 from yaml.nodes import Node, ScalarNode, SequenceNode
 
-from supertask.model import NAME_RE, Job, Step, Timetable
+from supertask.model import NAME_RE, Job, Step, StepIf, Timetable
 from supertask.timetable.checks import check_unique, check_when
 from supertask.timetable.yamldoc import Bad, Doc, describe, join, text
 
@@ -47,7 +47,7 @@ STEP_KEYS = ("name", "uses", "run", "args", "kwargs", "if")
 USES = ("python-entrypoint", "python-file")
 
 _ENTRYPOINT_RE = re.compile(r"^[A-Za-z_][\w.]*:[A-Za-z_][\w.]*$")
-_IF_WORDS = {"success": "success", "failure": "failure", "always": "always", "true": "success"}
+_IF_WORDS = {"success": StepIf.SUCCESS, "failure": StepIf.FAILURE, "always": StepIf.ALWAYS, "true": StepIf.SUCCESS}
 
 
 def load_legacy(doc: Doc, top: dict[str, tuple[Node, Node]]) -> Timetable | None:
@@ -227,7 +227,7 @@ def _step(doc: Doc, entries: dict[str, tuple[Node, Node]], i: int) -> Step | Non
     name = _located(doc, entries, "name", "a step name") if "name" in entries else f"step-{i + 1}"
     args = _plain(doc, entries, "args", list, [])
     kwargs = _plain(doc, entries, "kwargs", dict, {})
-    if_ = _if(doc, entries["if"][1]) if "if" in entries else "success"
+    if_ = _if(doc, entries["if"][1]) if "if" in entries else StepIf.SUCCESS
     if uses == "python-entrypoint":
         if not _ENTRYPOINT_RE.match(run):
             raise Bad(
@@ -265,12 +265,12 @@ def _plain(doc: Doc, entries: dict, key: str, kind: type, default: Any) -> Any:
     return value
 
 
-def _if(doc: Doc, node: Node) -> str | None:
+def _if(doc: Doc, node: Node) -> StepIf | None:
     value = doc.value(node) if isinstance(node, ScalarNode) else None
     if value is False:
         return None
     if value is True:
-        return "success"
+        return StepIf.SUCCESS
     word = (
         str(value).strip().removeprefix("${{").removesuffix("}}").strip().removesuffix("()").lower()
     )
