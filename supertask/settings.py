@@ -32,6 +32,8 @@ DEFAULTS: dict[str, tuple[Any, str]] = {
     "connect": (None, "Scheduler to talk to: unix:PATH or tcp://HOST:PORT; default: the local one"),
     "metrics": (None, "Serve Prometheus metrics on HOST:PORT"),
     "watch": (True, "Reload the timetable when its file changes"),
+    "allow_second": (False, "Serve a namespace that another scheduler already serves from this state folder "
+                            "(refused by default: exit 2)"),
 }
 #: the options whose value is a duration (``30s``, ``2m``; seconds in `Settings`)
 DURATIONS = ("grace",)
@@ -117,6 +119,7 @@ class Settings:
     connect: str | None = default("connect")
     metrics: str | None = default("metrics")
     watch: bool = default("watch")
+    allow_second: bool = default("allow_second")
     host: str = host_name()
     user: str = current_user()
 

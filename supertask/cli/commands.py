@@ -207,6 +207,13 @@ def _serve(settings: Settings, namespace: str, timetable: Timetable, *, store: A
     from supertask.timetable import syncmark
 
     log = get_logger("supertask.scheduler.service")
+    # one scheduler per namespace and state folder (before the store is changed)
+    from supertask.scheduler import lock as scheduler_lock
+
+    held = scheduler_lock.take(settings.home, namespace, allow_second=settings.allow_second)
+    if not held.held:
+        log.warning("second scheduler by request", namespace=namespace, first_pid=scheduler_lock.holder(held.path),
+                    lock=str(held.path), note="this one has no control socket: `supertask stop` stops the first")
     # from here on SIGINT/SIGTERM mean "stop", even before the service is up
     early_stop = threading.Event()
     for sig in (signal.SIGINT, signal.SIGTERM):
@@ -236,7 +243,10 @@ def _serve(settings: Settings, namespace: str, timetable: Timetable, *, store: A
     service = Service(settings, store, [namespace], timetable=timetable, components=components, stop_event=early_stop,
                       up_since=up_since)
     service.install_signal_handlers()
-    return service.serve()
+    try:
+        return service.serve()
+    finally:
+        held.release()
 
 
 def _fire_start_jobs(settings: Settings, store: Any, namespace: str, log: Any, *, jobs: Any = None,

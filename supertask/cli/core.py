@@ -59,6 +59,7 @@ def run(
     token: Annotated[str | None, _opt("token", "--token")] = None,
     metrics: Annotated[str | None, _opt("metrics", "--metrics", metavar="HOST:PORT")] = None,
     watch: Annotated[bool, _opt("watch", "--watch/--no-watch")] = cli_default("watch"),
+    allow_second: Annotated[bool, _opt("allow_second", "--allow-second")] = cli_default("allow_second"),
     log_format: LogFormatOpt = cli_default("log_format"),
     log_level: Annotated[str | None, _opt("log_level", "--log-level")] = cli_default("log_level"),
 ) -> None:
@@ -85,7 +86,7 @@ def run(
     except ValueError as exc:
         raise UsageError(f"--grace: {exc}") from exc
     settings = _settings(store, home, grace=grace_s, max_workers=max_workers, max_concurrent=max_concurrent,
-                         listen=listen, token=token, metrics=metrics, watch=watch,
+                         listen=listen, token=token, metrics=metrics, watch=watch, allow_second=allow_second,
                          log_format=log_format, log_level=log_level)
     code = commands.run(settings, command=command or [], file=file, when=when, name=name, namespace=namespace)
     raise typer.Exit(code)
