@@ -66,6 +66,7 @@ _PLAIN = (str, int, float, bool, type(None))
 _quiet = logging.getLogger("supertask.control.endpoint.rpyc")
 _quiet.setLevel(logging.CRITICAL + 1)  # rpyc logs every rejected peer; we log our own events
 _quiet.propagate = False
+_peer = threading.local()  # the peer of the connection a control thread serves
 
 
 def get_logger(name: str) -> Any:
@@ -135,10 +136,18 @@ class ControlService(rpyc.Service):
     def __init__(self, api: LiveControl):
         self._api = api
 
-    def _call(self, op: str, *args: Any) -> str:
+    def on_connect(self, conn: Any) -> None:
+        # who is on the other end, as the authenticator found it (a live change names them);
+        # a connection's calls are served on the thread that accepted it
+        _peer.who = conn._config.get("credentials") or "unknown"
+
+    def _call(self, op: str, *args: Any, change: bool = False) -> str:
         try:
             _check_args(args)
-            result = getattr(self._api, op)(*args)
+            if change:
+                result = getattr(self._api, op)(*args, by=getattr(_peer, "who", "unknown"))
+            else:
+                result = getattr(self._api, op)(*args)
             return json.dumps({"ok": True, "result": result}, default=str)
         except SupertaskError as exc:
             return json.dumps({"ok": False, "error": str(exc), "exit_code": exc.exit_code})
@@ -160,20 +169,20 @@ class ControlService(rpyc.Service):
         return self._call("trigger", namespace, job)
 
     def exposed_pause_job(self, namespace: str | None, job: str) -> str:
-        return self._call("pause_job", namespace, job, True)
+        return self._call("pause_job", namespace, job, True, change=True)
 
     def exposed_resume_job(self, namespace: str | None, job: str) -> str:
-        return self._call("pause_job", namespace, job, False)
+        return self._call("pause_job", namespace, job, False, change=True)
 
     def exposed_remove_job(self, namespace: str | None, job: str) -> str:
-        return self._call("remove_job", namespace, job)
+        return self._call("remove_job", namespace, job, change=True)
 
     def exposed_edit_job(self, namespace: str | None, job: str, assignments: tuple[str, ...]) -> str:
-        return self._call("edit_job", namespace, job, assignments)
+        return self._call("edit_job", namespace, job, assignments, change=True)
 
     def exposed_add_job(self, namespace: str | None, job: str, when: str, run: str,
                         assignments: tuple[str, ...] = ()) -> str:
-        return self._call("add_job", namespace, job, when, run, assignments)
+        return self._call("add_job", namespace, job, when, run, assignments, change=True)
 
     def exposed_kill_run(self, run_id: int) -> str:
         return self._call("kill_run", run_id)
@@ -252,7 +261,16 @@ def _same_user(sock: socket.socket) -> tuple[socket.socket, str]:
     if uid not in (os.getuid(), 0):
         get_logger("supertask.control.endpoint").warning("control connection refused", uid=uid, reason="another user")
         raise AuthenticationError("another user")
-    return sock, f"uid {uid}"
+    return sock, _user_name(uid)
+
+
+def _user_name(uid: int) -> str:
+    try:
+        import pwd
+
+        return pwd.getpwuid(uid).pw_name
+    except (ImportError, KeyError):
+        return f"uid {uid}"
 
 
 class ControlServer:

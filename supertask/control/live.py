@@ -264,35 +264,68 @@ class LiveControl:
         return {"namespace": ns, "job": name, "scheduled": fire.isoformat(),
                 "run_id": found["id"] if found else None}
 
-    def pause_job(self, namespace: str | None, name: str, paused: bool) -> dict[str, Any]:
+    def _changed(self, event: str, ns: str, name: str, by: str, before: Any, after: Any, **extra: Any) -> None:
+        """The one event of a live change (supertask.control.changes)."""
+        from supertask.log import get_logger
+
+        get_logger("supertask.control.live").info(event, by=by, namespace=ns, job=name, before=before,
+                                                   after=after, **extra)
+
+    def pause_job(self, namespace: str | None, name: str, paused: bool, by: str = "unknown") -> dict[str, Any]:
         ns = self.service.served(namespace)
+        was = self.service.store.get_job(ns, name).paused
         self.service.set_job_paused(ns, name, paused)
         (self._paused_jobs().add if paused else self._paused_jobs().discard)((ns, name))
-        return self._row(ns, name)
+        row = self._row(ns, name)
+        self._changed("job paused" if paused else "job resumed", ns, name, by, {"paused": was},
+                      {"paused": paused}, next_fire=row["next_fire"])
+        return row
 
-    def remove_job(self, namespace: str | None, name: str) -> dict[str, Any]:
+    def remove_job(self, namespace: str | None, name: str, by: str = "unknown") -> dict[str, Any]:
+        from supertask.control.changes import plain
+
         ns = self.service.served(namespace)
+        try:
+            before: Any = plain(self.service.store.get_job(ns, name).job)
+        except JobNotFound:
+            before = None  # remove_job says so
         self.service.remove_job(ns, name)
         self._paused_jobs().discard((ns, name))
+        self._changed("job removed", ns, name, by, before, None)
         return {"namespace": ns, "name": name, "removed": True}
 
-    def edit_job(self, namespace: str | None, name: str, assignments: tuple[str, ...]) -> dict[str, Any]:
+    def edit_job(self, namespace: str | None, name: str, assignments: tuple[str, ...],
+                 by: str = "unknown") -> dict[str, Any]:
+        from supertask.control.changes import difference, edit_event
+
         ns = self.service.served(namespace)
         values = parse_assignments(assignments)
         if not values:
             raise UsageError("nothing to change: give --set key=value")
-        self.service.put_job(ns, edited(self._job(ns, name), name, values))
-        return self._row(ns, name)
+        job = self._job(ns, name)
+        next_before = self.service.jobstore.next_run_ts(f"{ns}/{name}")
+        new = edited(job, name, values)
+        self.service.put_job(ns, new)
+        row = self._row(ns, name)
+        before, after = difference(job, new)
+        self._changed(edit_event(before, after), ns, name, by, before, after,
+                      next_fire_before=_iso(next_before), next_fire=row["next_fire"])
+        return row
 
     def add_job(self, namespace: str | None, name: str, when: str, run: str,
-                assignments: tuple[str, ...]) -> dict[str, Any]:
+                assignments: tuple[str, ...], by: str = "unknown") -> dict[str, Any]:
+        from supertask.control.changes import plain
+
         ns = self.service.served(namespace)
         if self.service.jobstore.definition(f"{ns}/{name}") is not None:
             raise UsageError(f"job {name!r} exists in namespace {ns!r}; change it with `supertask jobs edit`")
         values = parse_assignments(assignments)
         values.update(when=when, run=run)
-        self.service.put_job(ns, edited(None, name, values))
-        return self._row(ns, name)
+        job = edited(None, name, values)
+        self.service.put_job(ns, job)
+        row = self._row(ns, name)
+        self._changed("job added", ns, name, by, None, plain(job), next_fire=row["next_fire"])
+        return row
 
     def kill_run(self, run_id: int) -> dict[str, Any]:
         return self.service.kill_run(run_id)

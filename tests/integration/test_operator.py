@@ -61,3 +61,45 @@ def test_a_scheduler_of_another_namespace_in_the_same_folder_starts(cli: Cli, tm
             assert other.stop() == 0
     finally:
         assert first.stop() == 0
+
+
+def test_every_live_change_writes_one_event_naming_who_and_what(cli: Cli) -> None:
+    import getpass
+    import json
+
+    timetable(cli, """
+namespace: audited
+jobs:
+  - {name: nightly, when: "0 3 * * *", timezone: UTC, run: "cmd:echo dump", env: {PGPASSWORD: hunter2}}
+""")
+    sched = cli.start("--listen", "127.0.0.1:0")
+    try:
+        ready = sched.wait_event("control ready")
+        me = getpass.getuser()
+        for args in (("pause", "nightly"), ("resume", "nightly"), ("reschedule", "nightly", "--when", "0 4 * * *"),
+                     ("edit", "nightly", "--set", "retries=2", "--set", "env.PGPASSWORD=s3cret"),
+                     ("add", "hourly", "--when", "@hourly", "--", "cmd:echo hi")):
+            proc = cli("jobs", *args)
+            assert proc.returncode == 0, proc.stderr
+        proc = cli("jobs", "remove", "hourly", "--connect", ready["tcp"])
+        assert proc.returncode == 0, proc.stderr
+        paused = sched.wait_event("job paused", job="nightly")
+        resumed = sched.wait_event("job resumed", job="nightly")
+        moved = sched.wait_event("job rescheduled", job="nightly")
+        edited = sched.wait_event("job edited", job="nightly")
+        added = sched.wait_event("job added", job="hourly")
+        removed = sched.wait_event("job removed", job="hourly")
+    finally:
+        assert sched.stop() == 0
+    assert paused["by"] == resumed["by"] == moved["by"] == edited["by"] == added["by"] == me
+    assert removed["by"] == "token"  # over TCP the peer is whoever holds the token
+    assert (paused["before"], paused["after"]) == ({"paused": False}, {"paused": True})
+    assert (resumed["before"], resumed["after"]) == ({"paused": True}, {"paused": False})
+    assert (moved["before"], moved["after"]) == ({"when": "0 3 * * *"}, {"when": "0 4 * * *"})
+    assert "T04:00:00" in moved["next_fire"] and "T03:00:00" in moved["next_fire_before"]
+    assert edited["before"] == {"env": {"PGPASSWORD": "***"}, "retries": 0}
+    assert edited["after"] == {"env": {"PGPASSWORD": "***"}, "retries": 2}
+    assert added["before"] is None and added["after"]["when"] == "@hourly" and added["after"]["run"] == "cmd:echo hi"
+    assert removed["before"]["when"] == "@hourly" and removed["after"] is None
+    assert "hunter2" not in sched.output and "s3cret" not in sched.output
+    assert sum(1 for e in sched.events() if e.get("event", "").startswith("job ")) == 6, json.dumps(sched.events())

@@ -1,0 +1,66 @@
+"""What a live change did, said as one log event: who, which job, before and after.
+
+Every change made through the control endpoint (``jobs pause``, ``resume``, ``edit``,
+``reschedule``, ``add``, ``remove``) is logged by the scheduler as one event
+(``job paused``, ``job resumed``, ``job edited``, ``job rescheduled``, ``job added``,
+``job removed``) with
+
+- ``by``: who asked: the Unix user of the peer on the control socket (``SO_PEERCRED``),
+  or ``token`` for a TCP peer that gave the control token;
+- ``namespace`` and ``job``;
+- ``before`` and ``after``: the keys that changed, each with its old and new value (a
+  new job: what it sets besides the defaults; a removed one: what it had).
+
+Values of ``env:`` never appear: a variable is named, its value shown as ``***``.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from supertask.model import Job
+
+HIDDEN = "***"
+#: the keys whose change alone is a reschedule
+SCHEDULE_KEYS = frozenset({"when", "timezone"})
+
+
+def _shown(key: str, value: Any) -> Any:
+    if key == "env" and isinstance(value, dict):
+        return {name: HIDDEN for name in sorted(value)}
+    return value
+
+
+def plain(job: Job) -> dict[str, Any]:
+    """What ``job`` sets besides the defaults (its name, schedule and run always)."""
+    data = job.to_dict()
+    base = Job(name=job.name, when=job.when).to_dict()
+    out = {key: _shown(key, value) for key, value in data.items()
+           if key in ("name", "when") or value != base.get(key)}
+    return out
+
+
+def difference(before: Job, after: Job) -> tuple[dict[str, Any], dict[str, Any]]:
+    """The keys whose value differs, as ``(before, after)`` (env values hidden; an env
+    change names the variables added, removed or given another value)."""
+    old, new = before.to_dict(), after.to_dict()
+    was: dict[str, Any] = {}
+    now: dict[str, Any] = {}
+    for key in sorted(set(old) | set(new)):
+        a, b = old.get(key), new.get(key)
+        if a == b:
+            continue
+        if key == "env":
+            a, b = a or {}, b or {}
+            names = sorted(n for n in set(a) | set(b) if a.get(n) != b.get(n))
+            was[key] = {n: HIDDEN for n in names if n in a}
+            now[key] = {n: HIDDEN for n in names if n in b}
+            continue
+        was[key], now[key] = a, b
+    return was, now
+
+
+def edit_event(before: dict[str, Any], after: dict[str, Any]) -> str:
+    """``job rescheduled`` when only the schedule changed, else ``job edited``."""
+    changed = set(before) | set(after)
+    return "job rescheduled" if changed and changed <= SCHEDULE_KEYS else "job edited"
