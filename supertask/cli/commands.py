@@ -251,18 +251,17 @@ def _serve(settings: Settings, namespace: str, timetable: Timetable, *, store: A
 
 def _fire_start_jobs(settings: Settings, store: Any, namespace: str, log: Any, *, jobs: Any = None,
                      restart: tuple[str, ...] = (), reboot: tuple[str, ...] = ()) -> None:
-    """``@restart`` jobs fire at this start, ``@reboot`` ones when the machine booted
-    since the namespace's last start (supertask.scheduler.reboot). The jobs are ``jobs``, or
+    """``@restart`` jobs fire at this start, ``@reboot`` ones at the first start of the
+    namespace on this host since it booted (supertask.scheduler.reboot). The jobs are ``jobs``, or
     named by a sync mark (``restart``, ``reboot``)."""
-    from supertask.scheduler.reboot import boot_time, booted_since_last_start, start_jobs
+    from supertask.scheduler.reboot import boot_id, booted_since_last_start, start_jobs
 
-    boot = boot_time()
-    booted = booted_since_last_start(settings.home, namespace, boot)
+    boot = boot_id()
+    booted = booted_since_last_start(store, namespace, settings.host, boot, settings.home)
     due = start_jobs(jobs, booted=booted) if jobs is not None else [*restart, *(reboot if booted else ())]
     if due:
         store.set_next_run_times(namespace, [(name, time.time()) for name in due])
-    log.info("start jobs", namespace=namespace, booted=booted, boot_time=datetime.fromtimestamp(boot, UTC).isoformat(),
-             due=due)
+    log.info("start jobs", namespace=namespace, booted=booted, boot=boot, host=settings.host, due=due)
 
 
 # -- next ---------------------------------------------------------------------------------------

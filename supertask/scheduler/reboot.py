@@ -1,23 +1,31 @@
 """``@reboot`` and ``@restart``: which jobs fire when the scheduler starts.
 
 Cron runs ``@reboot`` jobs once when the machine boots. supertask runs them when
-the scheduler starts *after a boot*: the machine's boot time (psutil) is kept per
-namespace in the state folder (``$SUPERTASK_HOME/boot/<namespace>``), and only a
-start that sees a different boot time than the last start of that namespace fires
-them; restarting supertask on the same boot does not. ``@restart`` jobs fire at
+the scheduler starts *after a boot*: the boot (the kernel's boot id,
+``/proc/sys/kernel/random/boot_id``; where there is none, the boot time) is kept in
+the store per namespace and host, and only the first start of that namespace on
+that host that sees a new boot fires them; restarting supertask on the same boot
+does not, nor does another scheduler of the namespace on the same host serving it
+from another state folder (a shared store). Hosts are told apart by name: each
+host's boot fires the namespace's ``@reboot`` jobs once. ``@restart`` jobs fire at
 every start. A job first added (or changed) fires once when synced, like ``once``.
+
+Before 0.2.0 the boot time was kept per state folder (``$SUPERTASK_HOME/boot/<namespace>``);
+a store with no boot recorded yet takes that file's word for the current boot, so
+the upgrade does not fire ``@reboot`` jobs again.
 """
 
 from __future__ import annotations
 
-import os
 from collections.abc import Iterable
 from pathlib import Path
+from typing import Any
 
 from supertask.model import Job
 from supertask.schedules.trigger import parse_when
 
-BOOT_FOLDER = "boot"
+BOOT_FOLDER = "boot"  # the per-folder marker of older releases (read once, at the upgrade)
+BOOT_ID = Path("/proc/sys/kernel/random/boot_id")
 
 
 def boot_time() -> float:
@@ -27,23 +35,40 @@ def boot_time() -> float:
     return float(psutil.boot_time())
 
 
-def booted_since_last_start(home: Path, namespace: str, boot: float) -> bool:
-    """True when ``boot`` differs from the boot time recorded at the namespace's last
-    start (or none was recorded); records ``boot`` either way.
-
-    The kernel's boot time can wobble by a second between reads (it is derived from
-    uptime), so times within 2 s count as the same boot.
-    """
-    path = home / BOOT_FOLDER / namespace
+def boot_id() -> str:
+    """This boot's identity: the kernel's boot id, else the boot time (whole minutes:
+    the kernel derives it from the uptime, and it wobbles by a second between reads)."""
     try:
-        last: float | None = float(path.read_text().strip())
+        text = BOOT_ID.read_text().strip()
+    except OSError:
+        text = ""
+    return text or f"boot-time-{round(boot_time() / 60)}"
+
+
+def boot_key(namespace: str, host: str) -> str:
+    from supertask.model import sha256_hex
+
+    return "boot:" + sha256_hex(f"{namespace}|{host}".encode())[:40]
+
+
+def booted_since_last_start(store: Any, namespace: str, host: str, boot: str, home: Path | None = None) -> bool:
+    """True for the first start of ``namespace`` on ``host`` that sees the boot ``boot``
+    (none recorded counts as a new boot); records ``boot`` in the store either way.
+    Of several starts at once, one gets True."""
+    key = boot_key(namespace, host)
+    if home is not None and store.get_meta(key) is None and _old_marker_is_this_boot(home, namespace):
+        store.swap_meta(key, boot)
+        return False
+    return bool(store.swap_meta(key, boot))
+
+
+def _old_marker_is_this_boot(home: Path, namespace: str) -> bool:
+    """The state folder's marker of an older release names this boot (within 2 s)."""
+    try:
+        last = float((home / BOOT_FOLDER / namespace).read_text().strip())
     except (OSError, ValueError):
-        last = None
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_suffix(".tmp")
-    tmp.write_text(f"{boot:.0f}\n")
-    os.replace(tmp, path)
-    return last is None or abs(last - boot) > 2
+        return False
+    return abs(last - boot_time()) <= 2
 
 
 def start_jobs(jobs: Iterable[Job], *, booted: bool) -> list[str]:

@@ -429,6 +429,23 @@ class Store:
             if not conn.execute(meta_table.update().where(meta_table.c.key == key).values(value=value)).rowcount:
                 conn.execute(meta_table.insert().values(key=key, value=value))
 
+    def swap_meta(self, key: str, value: str) -> bool:
+        """Set ``key`` to ``value``; True when it was missing or held another value. Of
+        several processes setting the same value at once, exactly one gets True."""
+        with self._write() as conn:
+            changed = conn.execute(meta_table.update().where(meta_table.c.key == key, meta_table.c.value != value)
+                                   .values(value=value)).rowcount
+            if changed:
+                return True
+            if conn.execute(sa.select(meta_table.c.key).where(meta_table.c.key == key)).first() is not None:
+                return False
+            try:
+                with conn.begin_nested():
+                    conn.execute(meta_table.insert().values(key=key, value=value))
+            except IntegrityError:  # another process inserted it first
+                return False
+            return True
+
     # -- runs ---------------------------------------------------------------------------------
 
     def _runs(self) -> Any:

@@ -7,6 +7,7 @@ import json
 import math
 import os
 import signal
+import sqlite3
 import time
 import urllib.request
 from datetime import datetime
@@ -139,12 +140,57 @@ jobs:
     again = serve_once(3)  # same boot: only @restart
     assert again["booted"] is False and again["due"] == ["on-start"]
     assert len(boots.read_text().splitlines()) == 1 and len(starts.read_text().splitlines()) == 2
-    # the machine rebooted since: the recorded boot time is an older one
-    write(cli.home / "boot" / "boot", f"{psutil.boot_time() - 3600:.0f}\n")
+    # the machine rebooted since: the boot recorded in the store is an older one
+    assert boot_marks(cli) == [first["boot"]]
+    set_boot_marks(cli, "an-older-boot")
     after_boot = serve_once(5)
     assert after_boot["booted"] is True and sorted(after_boot["due"]) == ["on-boot", "on-start"]
     assert len(boots.read_text().splitlines()) == 2 and len(starts.read_text().splitlines()) == 3
-    assert (cli.home / "boot" / "boot").read_text().strip() == f"{psutil.boot_time():.0f}"
+    assert boot_marks(cli) == [first["boot"]]
+    # an upgrade from a release that kept the boot time in the state folder: its word holds
+    set_boot_marks(cli, None)
+    (cli.home / "boot").mkdir()
+    write(cli.home / "boot" / "boot", f"{psutil.boot_time():.0f}\n")
+    upgraded = serve_once(6)
+    assert upgraded["booted"] is False and upgraded["due"] == ["on-start"]
+    assert boot_marks(cli) == [first["boot"]]
+
+
+def boot_marks(cli: Cli) -> list[str]:
+    with sqlite3.connect(cli.home / "supertask.db") as db:
+        return [v for (v,) in db.execute("SELECT value FROM supertask_meta WHERE key LIKE 'boot:%'")]
+
+
+def set_boot_marks(cli: Cli, value: str | None) -> None:
+    with sqlite3.connect(cli.home / "supertask.db") as db:
+        if value is None:
+            db.execute("DELETE FROM supertask_meta WHERE key LIKE 'boot:%'")
+        else:
+            db.execute("UPDATE supertask_meta SET value = ? WHERE key LIKE 'boot:%'", (value,))
+
+
+def test_reboot_jobs_run_once_a_boot_when_two_state_folders_share_a_store(tmp_path: Path) -> None:
+    store = f"sqlite:///{tmp_path / 'shared.db'}"
+    boots = tmp_path / "boots"
+    work = tmp_path / "work"
+    work.mkdir()
+    write(work / "supertask.yaml", f"""
+namespace: shared-boot
+jobs:
+  - {{name: on-boot, when: "@reboot", run: "cmd:echo x >> {boots}"}}
+""")
+    events = []
+    for folder in ("home-a", "home-b", "home-a"):
+        cli = Cli(tmp_path / folder, store, work)
+        sched = cli.start()
+        try:
+            events.append(sched.wait_event("start jobs"))
+            wait_until(lambda cli=cli: history(cli) and all(r["status"] == "succeeded" for r in history(cli)),
+                       what="the @reboot run")
+        finally:
+            assert sched.stop() == 0
+    assert [e["booted"] for e in events] == [True, False, False]
+    assert boots.read_text().splitlines() == ["x"]  # one run for the boot, whichever folder started first
 
 
 # -- live reload ---------------------------------------------------------------------------------
