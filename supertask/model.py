@@ -203,6 +203,7 @@ class Job:
     on_failure: tuple[str, ...] = ()
     on_retry: tuple[str, ...] = ()
     ping: str | None = None  # healthchecks.io-style base URL: /start, (success), /fail
+    mailto: tuple[str, ...] = ()  # mailed when a run fails for good (supertask.runs.mail)
     # -- docker: jobs --
     volumes: tuple[str, ...] = ()  # "HOST:CONTAINER[:ro]"
     network: str | None = None
@@ -222,6 +223,8 @@ class Job:
         data["overlap"] = self.overlap.value
         data["catch_up"] = self.catch_up.value
         data["retry_on"] = [status.value for status in self.retry_on]
+        if not self.mailto:  # added in 0.2.0: absent when unused, so no stored job reads as changed
+            del data["mailto"]
         data["env"] = dict(self.env)
         data["steps"] = [
             {"name": s.name, "run": s.run, "if_": s.if_.value, "continue_on_error": s.continue_on_error}

@@ -152,7 +152,8 @@ defaults:                     # applied to every job below; a job's own keys win
   # retries: 2                # extra attempts after a failure
   # retry_delay: 30s          # doubles on each attempt
   # overlap: skip             # skip | queue | allow, while the previous run still runs
-  # on_failure: ["cmd:echo \\"$SUPERTASK_JOB failed\\" | mail -s supertask root"]
+  # mailto: root              # mail a failed run (exit code, log tail) through sendmail, as cron's MAILTO
+  # on_failure: ["cmd:supertask logs $SUPERTASK_RUN_ID | mail -s \\"$SUPERTASK_JOB failed\\" root"]
 
 jobs:
   - name: hello

@@ -14,7 +14,7 @@ import time
 from datetime import datetime, timezone
 from pathlib import Path
 
-from supertask.errors import ScheduleError, SupertaskError, UsageError
+from supertask.errors import ScheduleError, SupertaskError, TimetableError, UsageError
 from supertask.log import get_logger
 from supertask.model import Job, Reason, RunStatus, Timetable, sha256_hex
 from supertask.settings import Settings
@@ -162,13 +162,23 @@ def _serve_timetable(settings: Settings, file: str | None, namespace: str | None
         raw: bytes | None = path.read_bytes()
     except OSError:
         raw = None  # read_timetable says what is wrong
-    store = _existing_store(settings.store_url) if raw is not None else None
+    store = _existing_store(settings.store_url)
     mark = syncmark.valid_mark(store, key, raw) if store is not None and raw is not None else None
     if mark is not None:
         source = os.path.abspath(path)
         return _serve(settings, mark.namespace, Timetable(jobs=(), namespace=mark.file_namespace, source=source),
                       store=store, mark=mark)
-    timetable = read_timetable(path, raw)  # an invalid file stops here, before the store is changed
+    try:
+        timetable = read_timetable(path, raw)  # an invalid file stops here, before the store is changed
+    except TimetableError as exc:
+        last = syncmark.last_mark(store, key) if store is not None else None
+        if last is None:  # a first start: no good timetable to fall back on
+            raise
+        # a restart on a file broken since its last good sync: serve what that sync left in
+        # the store (systemd would otherwise restart us into the same error, with no jobs)
+        source = os.path.abspath(path)
+        return _serve(settings, last.namespace, Timetable(jobs=(), namespace=last.file_namespace, source=source),
+                      store=store, mark=last, broken=exc)
     ns = namespace or timetable.namespace or default_namespace(timetable.source, settings.host, settings.user)
     # handed on, not kept here: _serve lets go of the parsed jobs and the file once they
     # are synced, which it could not while this frame held them (448 -> 103 MB idle at
@@ -195,9 +205,10 @@ def _existing_store(url: str) -> Any:
 
 
 def _serve(settings: Settings, namespace: str, timetable: Timetable, *, store: Any = None,
-           mark: Any = None, marking: tuple[str, bytes] | None = None) -> int:
+           mark: Any = None, marking: tuple[str, bytes] | None = None, broken: TimetableError | None = None) -> int:
     """Sync ``timetable`` (unless ``mark`` says the store holds it already) and serve
-    ``namespace`` until a stop; ``marking``: mark the synced file for the next start."""
+    ``namespace`` until a stop; ``marking``: mark the synced file for the next start;
+    ``broken``: the file's problems, when ``mark`` is its last good sync."""
     import signal
     import threading
 
@@ -226,8 +237,16 @@ def _serve(settings: Settings, namespace: str, timetable: Timetable, *, store: A
     if mark is not None:
         store.ensure_namespace(namespace, source=timetable.source, host=settings.host, user=settings.user)
         _fire_start_jobs(settings, store, namespace, log, restart=mark.restart, reboot=mark.reboot)
-        log.info("timetable synced", namespace=namespace, source=timetable.source, unchanged="all",
-                 note="the file and the namespace are as at the last sync: not read again")
+        if broken is not None:
+            from supertask.scheduler.reload import failure
+
+            error = failure("start", broken.problems)
+            log.error("timetable invalid at start", namespace=namespace, source=timetable.source,
+                      problems=error["problems"], message="serving the last good timetable from the store; fix the "
+                      "file (`supertask validate FILE`): it is reloaded when saved, or with SIGHUP")
+        else:
+            log.info("timetable synced", namespace=namespace, source=timetable.source, unchanged="all",
+                     note="the file and the namespace are as at the last sync: not read again")
     else:
         report = sync_timetable(store, namespace, timetable, settings)
         if marking is not None:
@@ -242,6 +261,8 @@ def _serve(settings: Settings, namespace: str, timetable: Timetable, *, store: A
         give_back_memory()
     service = Service(settings, store, [namespace], timetable=timetable, components=components, stop_event=early_stop,
                       up_since=up_since)
+    if broken is not None:
+        service.timetable_error = error
     service.install_signal_handlers()
     try:
         return service.serve()

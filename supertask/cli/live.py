@@ -80,6 +80,12 @@ def print_status(data: dict[str, Any], *, wide: bool = False) -> None:
         f"{' '.join(f'{x:.2f}' for x in tel['load'])}, memory {tel['memory']['percent']:.0f}%, "
         f"disk {tel['disk']['percent']:.0f}% ({tel['disk']['path']})"
     )
+    timetable = data.get("timetable") or {}
+    error = timetable.get("last_error")
+    if error:
+        typer.echo(f"timetable {timetable.get('source')}: the last {'load at start' if error['trigger'] == 'start' else 'reload'} "
+                   f"failed at {short_time(error['at'])} ({error['trigger']}); serving the last good one:\n"
+                   + "\n".join(f"  {p}" for p in error["problems"]))
     if data["runs"]:
         print_table("runs in flight", ["run", "namespace", "job", "pid", "started", "elapsed", "cpu %", "memory"],
                     [(r["run_id"], r["namespace"], r["job"], r["pid"], zone_time(r["started"], r.get("timezone")),

@@ -196,6 +196,8 @@ class LiveControl:
             "store": redact(service.store.url), "namespaces": list(service.namespaces),
             "paused": service.paused, "stopping": service.stop_request.event.is_set(),
             "endpoints": self.endpoints,
+            "timetable": {"source": service.timetable.source if service.timetable else None,
+                          "last_error": service.timetable_error},
             "jobs": {"total": len(jobs), "paused": sum(r["paused"] for r in jobs),
                      "running": sum(bool(r["running"]) for r in jobs)},
             "runs": runs,

@@ -78,10 +78,11 @@ def retry_lost_runs(service: Any, lost: list[tuple[RunRecord, Job | None]]) -> N
             log.info("retry scheduled", job=run.job, namespace=run.namespace, run=run.id,
                      attempt=run.attempt + 1, delay=0)
             service.executor.submit_retry(run.namespace, job, run.scheduled, run.attempt + 1)
-        elif job.on_failure or job.ping:
+        elif job.on_failure or job.ping or job.mailto:
             record = service.store.get_run(run.id).to_json()
             record["log_tail"] = record.get("log_tail") or _log_tail(record.get("log_path"))
-            notify.run_actions(job.on_failure, record, event="failure", outbox=service.ctx.outbox)
+            notify.run_actions(job.on_failure, record, event="failure", outbox=service.ctx.outbox,
+                               settings=service.settings, mailto=job.mailto)
             notify.ping(job.ping, "fail", record, service.ctx.outbox)
 
 

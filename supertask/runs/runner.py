@@ -85,13 +85,14 @@ def _after_attempt(ctx: RunContext, namespace: str, job: Job, attempt: int, resu
     """The notifications and the retention after an attempt; True: a retry is due."""
     done_id, outcome = result
     retry = _retry_due(job, outcome, attempt)
-    notifies = job.on_success or job.on_failure or job.on_retry
+    notifies = job.on_success or job.on_failure or job.on_retry or job.mailto
     record = _record(ctx, done_id, namespace, job, outcome) if notifies else {}
     if not retry:
         if outcome.status is RunStatus.SUCCEEDED:
-            notify.run_actions(job.on_success, record, event="success", outbox=ctx.outbox)
+            notify.run_actions(job.on_success, record, event="success", outbox=ctx.outbox, settings=ctx.settings)
         elif outcome.status is not RunStatus.SKIPPED:
-            notify.run_actions(job.on_failure, record, event="failure", outbox=ctx.outbox)
+            notify.run_actions(job.on_failure, record, event="failure", outbox=ctx.outbox, settings=ctx.settings,
+                               mailto=job.mailto)
         try:
             apply_retention(ctx.store, namespace, job)
         except Exception as exc:  # the store is away: the next run's end prunes
@@ -99,7 +100,7 @@ def _after_attempt(ctx: RunContext, namespace: str, job: Job, attempt: int, resu
         return False
     get_logger("supertask.run").info("retry scheduled", job=job.name, namespace=namespace, run=done_id,
                                      attempt=attempt + 1, delay=retry_delay(job, attempt))
-    notify.run_actions(job.on_retry, record, event="retry", outbox=ctx.outbox)
+    notify.run_actions(job.on_retry, record, event="retry", outbox=ctx.outbox, settings=ctx.settings)
     return True
 
 
@@ -120,7 +121,7 @@ def needs_after(job: Job, outcome: Outcome, attempt: int = 1) -> bool:
     """Whether anything follows the attempt: a retry, a notification, a retention."""
     return bool(
         _retry_due(job, outcome, attempt)
-        or job.on_success or job.on_failure or job.on_retry
+        or job.on_success or job.on_failure or job.on_retry or job.mailto
         or job.history_keep_runs is not None or job.history_keep_age is not None
     )
 

@@ -48,6 +48,8 @@ class TimetableWatcher:
 
     def start(self, service: Any) -> None:
         self._service = service
+        if getattr(service, "timetable_error", None) is not None:
+            self._served = None  # started on a broken file: the same bytes again are read (and refused) again
         worker = threading.Thread(target=self._work, name="supertask-reload", daemon=True)
         worker.start()
         self._threads.append(worker)
@@ -113,9 +115,7 @@ class TimetableWatcher:
 
         service = self._service
         if not self.path.exists():
-            self.log.error("timetable reload failed", source=str(self.path), trigger=trigger,
-                           problems=[f"{self.path}: no such file; keeping the last good timetable"])
-            return False
+            return self._failed(trigger, [f"{self.path}: no such file; keeping the last good timetable"])
         try:
             raw = self.path.read_bytes()
         except OSError:
@@ -126,17 +126,13 @@ class TimetableWatcher:
         try:
             timetable = read_timetable(self.path, raw)
         except TimetableError as exc:
-            self.log.error("timetable reload failed", source=str(self.path), trigger=trigger,
-                           problems=[str(p) for p in exc.problems],
-                           message="the scheduler goes on with the last good timetable")
-            return False
+            return self._failed(trigger, [str(p) for p in exc.problems])
         current = service.timetable
         if current is not None and timetable.namespace != current.namespace:
-            self.log.error("timetable reload failed", source=str(self.path), trigger=trigger,
-                           problems=[f"namespace changed from {current.namespace!r} to {timetable.namespace!r}; "
-                                     "restart supertask to move to another namespace"])
-            return False
+            return self._failed(trigger, [f"namespace changed from {current.namespace!r} to {timetable.namespace!r}; "
+                                          "restart supertask to move to another namespace"])
         report = service.resync(timetable)  # a file that names the same jobs changes nothing
+        service.timetable_error = None
         self._served = hashlib.sha256(raw).hexdigest() if raw is not None else None
         if not (report.added or report.changed or report.removed):
             self.log.info("timetable unchanged", source=str(self.path), trigger=trigger)
@@ -144,6 +140,23 @@ class TimetableWatcher:
         self.log.info("timetable reloaded", source=str(self.path), trigger=trigger,
                       added=sorted(report.added), changed=sorted(report.changed), removed=sorted(report.removed))
         return True
+
+
+    def _failed(self, trigger: str, problems: list[str]) -> bool:
+        """Log a failed reload and keep it for ``supertask status`` until a good one."""
+        self.log.error("timetable reload failed", source=str(self.path), trigger=trigger, problems=problems,
+                       message="the scheduler goes on with the last good timetable")
+        if self._service is not None:
+            self._service.timetable_error = failure(trigger, problems)
+        return False
+
+
+def failure(trigger: str, problems: Any) -> dict[str, Any]:
+    """What ``supertask status`` shows of a failed (re)load: when, what set it off, why."""
+    from datetime import datetime, timezone
+
+    return {"at": datetime.now(timezone.utc).isoformat(timespec="seconds"), "trigger": trigger,
+            "problems": [str(p) for p in problems]}
 
 
 def _digest(path: Path) -> str | None:

@@ -76,16 +76,30 @@ def import_crontabs(crontabs: Iterable[Crontab], *, run_as: str) -> Imported:
             if timezone:
                 job["timezone"] = timezone
             mailto = env.get("MAILTO")
-            if mailto and mailto not in mailto_reported:
+            addresses, note = _mailto(mailto) if mailto else ((), "")
+            if addresses:
+                job["mailto"] = ", ".join(addresses)
+            if note and mailto and mailto not in mailto_reported:
                 mailto_reported.add(mailto)
-                notes.append(Note(entry.source, dict(entry.env_lines).get("MAILTO", entry.line), (
-                    f"MAILTO={mailto} is not carried over: supertask keeps each run's output in its log "
-                    "(`supertask logs RUN_ID`) instead of mailing it; to be told of failures add e.g. "
-                    f"on_failure: [\"cmd:supertask logs $SUPERTASK_RUN_ID | mail -s 'cron job failed' {mailto}\"]")))
+                notes.append(Note(entry.source, dict(entry.env_lines).get("MAILTO", entry.line), note))
             result.jobs.append(job)
         result.notes.extend(sorted(notes, key=lambda n: n.line or 0))  # stable: a line's notes keep their order
     _hoist_defaults(result)
     return result
+
+
+def _mailto(mailto: str) -> tuple[tuple[str, ...], str]:
+    """MAILTO's addresses as ``mailto:`` takes them, and the note that says how it differs."""
+    from supertask.runs.mail import bad_address
+
+    addresses = tuple(a for a in re.split(r"[,\s]+", mailto) if a)
+    bad = [a for a in addresses if bad_address(a)]
+    if bad:
+        return (), (f"MAILTO={mailto} is not carried over: {bad[0]!r} is not a mail address supertask takes; "
+                    "set mailto: in the timetable (e.g. mailto: ops@example.com)")
+    return addresses, (f"MAILTO={mailto} carried over as mailto: supertask mails a run that fails (its exit code "
+                       "and the last lines of its log) through sendmail, not every run's output as cron does; "
+                       "the whole output is in `supertask logs RUN_ID`")
 
 
 def _job(entry: CronEntry, env: dict[str, str], run_as: str, used: set[str], notes: list[Note]) -> dict[str, object]:
@@ -145,6 +159,12 @@ def _hoist_defaults(result: Imported) -> None:
                 job["env"] = rest
             else:
                 job.pop("env", None)
+    for key in ("mailto",):
+        values = {job.get(key) for job in jobs}
+        if len(values) == 1 and None not in values:
+            result.defaults[key] = values.pop()
+            for job in jobs:
+                job.pop(key, None)
     zones = {job.get("timezone") for job in jobs}
     if len(zones) == 1 and None not in zones:
         result.defaults["timezone"] = zones.pop()

@@ -10,7 +10,9 @@ read a crontab (crontab(5)):
 - ``NAME = value`` (optional blanks, optional matching quotes round the value) sets
   an environment variable for the jobs *below* it in the same file. ``SHELL`` picks
   the shell that runs the command, ``CRON_TZ`` the time zone of the schedules,
-  ``MAILTO``/``MAILFROM`` where cron mails output (not carried: reported); every
+  ``MAILTO`` where cron mails output (carried over as ``mailto:``, which mails a
+  run's failure; reported), ``MAILFROM`` (not carried: the scheduler's
+  ``SUPERTASK_MAIL_FROM`` is the sender); every
   other name goes into the job's ``env:`` (``TZ`` too: as in cron, it only sets the
   child's environment);
 - a job is five time fields or an ``@`` form, then (``system`` crontabs:

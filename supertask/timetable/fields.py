@@ -36,7 +36,7 @@ JOB_KEYS = (
     "retry_delay", "retry_backoff", "overlap", "misfire_grace", "jitter", "timezone",
     "cwd", "env", "env_file",
     "retry_on", "retry_delay_max", "kill_grace", "max_concurrent", "catch_up", "log_max",
-    "history_keep", "on_success", "on_failure", "on_retry", "ping",
+    "history_keep", "on_success", "on_failure", "on_retry", "ping", "mailto",
     "volumes", "network", "pull", "cpus", "memory", "docker_cli",
 )  # fmt: skip
 STEP_KEYS = ("name", "run", "if", "continue_on_error")
@@ -60,6 +60,7 @@ JOB_ALIASES = {
     "environment_file": "env_file", "disabled": "enabled", "active": "enabled", "enable": "enabled",
     "id": "name", "title": "name", "desc": "description", "comment": "description",
     "step": "steps", "tasks": "steps",
+    "mail_to": "mailto", "mail": "mailto", "email": "mailto", "MAILTO": "mailto", "notify_email": "mailto",
 }  # fmt: skip
 STEP_ALIASES = {
     "command": "run", "cmd": "run", "script": "run", "uses": "run", "when": "if",
@@ -339,6 +340,22 @@ def _actions(doc: Doc, node: Node) -> tuple[str, ...]:
     return tuple(out)
 
 
+def _mailto(doc: Doc, node: Node) -> tuple[str, ...]:
+    """Addresses, as cron's MAILTO takes them: "a@example.com, b" or a list; "" mails no one."""
+    from supertask.runs.mail import bad_address
+
+    if node.tag.endswith(":null"):
+        return ()
+    out: list[str] = []
+    for _, value in _scalar_list(doc, node, "mail addresses"):
+        for address in (a for a in re.split(r"[,\s]+", value) if a):
+            problem = bad_address(address)
+            if problem:
+                raise Bad(f"{address!r} is not a mail address ({problem}); use e.g. ops@example.com or root")
+            out.append(address)
+    return tuple(out)
+
+
 def _url(doc: Doc, node: Node) -> str:
     value = text(doc, node, "a URL").strip()
     if not re.match(r"^https?://", value):
@@ -425,6 +442,7 @@ _CONVERTERS: dict[str, Callable[[Doc, Node], Any]] = {
     "on_failure": _actions,
     "on_retry": _actions,
     "ping": _url,
+    "mailto": _mailto,
     "volumes": _volumes,
     "network": lambda doc, node: text(doc, node, "a network name").strip(),
     "pull": _choice("never", "missing", "always"),

@@ -17,7 +17,8 @@ At the next start the file is read as bytes only; the sync is skipped when
 - every ``env_file`` the timetable names still exists (else the full read reports it).
 
 A timetable that fails to validate is never marked, so an invalid file is always
-read (and refused) in full. What the skipped sync would have done is nothing: the
+read (and refused) in full. A restart on an invalid file that was synced well before
+serves what that sync left in the store (:func:`last_mark`), rather than nothing. What the skipped sync would have done is nothing: the
 same file gives the same jobs, and unchanged jobs keep their schedule state.
 """
 
@@ -68,6 +69,23 @@ def valid_mark(store: Any, key: str, raw: bytes) -> Mark | None:
     except Exception:  # an old or odd mark: read the file
         return None
     if not all(os.path.exists(p) for p in data.get("env_files", [])):
+        return None
+    return Mark(data["namespace"], data.get("file_namespace"), tuple(data.get("restart", ())),
+                tuple(data.get("reboot", ())))
+
+
+def last_mark(store: Any, key: str) -> Mark | None:
+    """The mark of this file's last good sync, whatever the file holds now (a start on a
+    broken file serves what that sync left in the store); None when it was never synced
+    or its namespace has no jobs left."""
+    try:
+        text = store.get_meta(key)
+        if text is None:
+            return None
+        data = json.loads(text)
+        if not store.generation(data["namespace"])[0]:
+            return None
+    except Exception:
         return None
     return Mark(data["namespace"], data.get("file_namespace"), tuple(data.get("restart", ())),
                 tuple(data.get("reboot", ())))

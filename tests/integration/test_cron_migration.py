@@ -53,7 +53,8 @@ def test_import_system_crontabs_gives_a_valid_timetable_and_reports_what_differs
 def test_import_a_user_crontab_from_stdin(cli: Cli) -> None:
     proc = cli("import-crontab", "-", "--user", "alice", input=(DATA / "user-crontab").read_text())
     assert proc.returncode == 0, proc.stderr
-    assert "MAILTO=ops@example.com is not carried over" in proc.stderr and "on_failure" in proc.stderr
+    assert "MAILTO=ops@example.com carried over as mailto" in proc.stderr
+    assert 'mailto: "ops@example.com"' in proc.stdout
     path = write(cli.cwd / "supertask.yaml", proc.stdout)
     rows = {r["job"]: r for r in cli.json("next", str(path), "-n", "1", "--after", "2026-06-01T00:00:00+00:00")}
     assert rows["warm-cache"]["when"] == "@reboot"

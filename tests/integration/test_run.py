@@ -161,16 +161,25 @@ def _ts(iso: str) -> float:
 
 
 def test_invalid_timetable_exits_2_and_leaves_the_store_as_it_was(cli: Cli) -> None:
+    write(cli.cwd / "other.yaml", "namespace: other\njobs:\n  - {name: b, shedule: '@daily', run: 'cmd:true'}\n")
+    proc = cli("run", "--file", "other.yaml")  # a first start: nothing good to fall back on
+    assert proc.returncode == 2
+    assert "other.yaml:3" in proc.stderr and "shedule" in proc.stderr
+    assert cli.json("list-namespaces") == []
     write(cli.cwd / "supertask.yaml", "namespace: keep\njobs:\n  - {name: a, when: '@daily', run: 'cmd:true'}\n")
     sched = cli.start()
     sched.wait_event("scheduler started")
     assert sched.stop() == 0
     before = cli.json("list-jobs")
     write(cli.cwd / "supertask.yaml", "namespace: keep\njobs:\n  - {name: b, shedule: '@daily', run: 'cmd:true'}\n")
-    proc = cli("run")
-    assert proc.returncode == 2
-    assert "supertask.yaml:3" in proc.stderr and "shedule" in proc.stderr
-    assert cli.json("list-jobs") == before
+    sched = cli.start()  # a restart on a broken file: the last good jobs, the store as it was
+    try:
+        invalid = sched.wait_event("timetable invalid at start")
+        assert "supertask.yaml:3" in invalid["problems"][0] and "shedule" in invalid["problems"][0]
+        sched.wait_event("scheduler started")
+        assert cli.json("list-jobs", "--no-live") == before
+    finally:
+        assert sched.stop() == 0
 
 
 def test_restart_keeps_unchanged_schedules_and_syncs_changes(cli: Cli) -> None:
@@ -460,9 +469,13 @@ def test_an_unchanged_timetable_is_not_read_again_at_a_restart(cli: Cli) -> None
     # a one-shot run in the namespace adds a job: the next start syncs, and the file wins
     assert cli("run", "--ns", "marks", "--name", "stray", "--", "cmd:true").returncode == 0
     assert synced()["removed"] == 1
-    env_file.unlink()
-    proc = cli("run", "--no-watch")
-    assert proc.returncode == 2 and "env_file" in proc.stderr and "does not exist" in proc.stderr
+    env_file.unlink()  # the file is read again (and found broken: the last good sync is served)
+    sched = cli.start("--no-watch")
+    try:
+        invalid = sched.wait_event("timetable invalid at start")
+    finally:
+        assert sched.stop() == 0
+    assert "env_file" in invalid["problems"][0] and "does not exist" in invalid["problems"][0]
 
 
 def test_a_timeout_ends_only_its_own_runs_not_another_stores(cli: Cli, tmp_path: Path) -> None:

@@ -170,12 +170,36 @@ def test_shell_cron_tz_and_mailto() -> None:
     assert job.run == "exec:/bin/bash -c 'echo ${HOME}'"
     assert job.timezone == "Asia/Tokyo"
     assert "SHELL" not in job.env and "MAILTO" not in job.env and "CRON_TZ" not in job.env
-    assert len(notes) == 1 and "MAILTO=me@example.com" in notes[0] and "on_failure" in notes[0]
+    assert job.mailto == ("me@example.com",)
+    assert len(notes) == 1 and "MAILTO=me@example.com carried over as mailto" in notes[0]
+
+
+@pytest.mark.parametrize(("crontab", "defaults", "per_job"), [
+    # shared by every job: into defaults
+    ("MAILTO=ops@example.com\n0 9 * * * a\n0 10 * * * b\n", ("ops@example.com",), {"a": None, "b": None}),
+    # a list, as cron takes it
+    ("MAILTO=\"ops@example.com,root\"\n0 9 * * * a\n", None, {"a": ("ops@example.com", "root")}),
+    # from a line on: those jobs only; MAILTO="" mails no one
+    ("0 8 * * * a\nMAILTO=ops@example.com\n0 9 * * * b\nMAILTO=\"\"\n0 10 * * * c\n", None,
+     {"a": None, "b": ("ops@example.com",), "c": None}),
+    # not an address supertask takes: not carried (a note says so)
+    ("MAILTO=-oops\n0 9 * * * a\n", None, {"a": None}),
+])
+def test_mailto_carries_over(crontab: str, defaults: tuple[str, ...] | None, per_job: dict) -> None:
+    from supertask.timetable.load import load_timetable
+
+    result = import_crontabs([parse_crontab(crontab, "tab")], run_as="me")
+    text = render_timetable(result)
+    assert tuple(str(result.defaults.get("mailto", "")).split(", ")) == (defaults or ("",))
+    jobs = {j.name: j for j in load_timetable(text, "t").jobs}
+    for name, want in per_job.items():
+        assert jobs[name].mailto == (want or defaults or ())
 
 
 def test_the_mailto_note_names_the_mailto_line() -> None:
     result = import_crontabs([parse_crontab("MAILTO=ops@example.com\n\n# x\n0 9 * * * a\n", "tab")], run_as="me")
     assert [(n.line, n.message.split()[0]) for n in result.notes] == [(1, "MAILTO=ops@example.com")]
+    assert "carried over as mailto" in result.notes[0].message
 
 
 def test_user_column_wrapped_for_root_reported_otherwise() -> None:
