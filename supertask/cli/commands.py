@@ -213,6 +213,7 @@ def _serve(settings: Settings, namespace: str, timetable: Timetable, *, store: A
     import threading
 
     from supertask.scheduler.components import build_components
+    from supertask.scheduler.reboot import fire_start_jobs
     from supertask.scheduler.service import Service, give_back_memory, sync_timetable
     from supertask.store.sql import Store
     from supertask.timetable import syncmark
@@ -236,7 +237,7 @@ def _serve(settings: Settings, namespace: str, timetable: Timetable, *, store: A
         store = Store.open(settings.store_url)
     if mark is not None:
         store.ensure_namespace(namespace, source=timetable.source, host=settings.host, user=settings.user)
-        _fire_start_jobs(settings, store, namespace, log, restart=mark.restart, reboot=mark.reboot)
+        fire_start_jobs(settings, store, namespace, log, restart=mark.restart, reboot=mark.reboot)
         if broken is not None:
             from supertask.scheduler.reload import failure
 
@@ -251,7 +252,7 @@ def _serve(settings: Settings, namespace: str, timetable: Timetable, *, store: A
         report = sync_timetable(store, namespace, timetable, settings)
         if marking is not None:
             syncmark.record(store, marking[0], marking[1], namespace, timetable)
-        _fire_start_jobs(settings, store, namespace, log, jobs=timetable.jobs)
+        fire_start_jobs(settings, store, namespace, log, jobs=timetable.jobs)
         log.info("timetable synced", namespace=namespace, source=timetable.source, added=len(report.added),
                  changed=len(report.changed), removed=len(report.removed), unchanged=len(report.unchanged))
         # the jobs live in the store now: the parsed ones (and the file) would hold on to
@@ -268,21 +269,6 @@ def _serve(settings: Settings, namespace: str, timetable: Timetable, *, store: A
         return service.serve()
     finally:
         held.release()
-
-
-def _fire_start_jobs(settings: Settings, store: Any, namespace: str, log: Any, *, jobs: Any = None,
-                     restart: tuple[str, ...] = (), reboot: tuple[str, ...] = ()) -> None:
-    """``@restart`` jobs fire at this start, ``@reboot`` ones at the first start of the
-    namespace on this host since it booted (supertask.scheduler.reboot). The jobs are ``jobs``, or
-    named by a sync mark (``restart``, ``reboot``)."""
-    from supertask.scheduler.reboot import boot_id, booted_since_last_start, start_jobs
-
-    boot = boot_id()
-    booted = booted_since_last_start(store, namespace, settings.host, boot, settings.home)
-    due = start_jobs(jobs, booted=booted) if jobs is not None else [*restart, *(reboot if booted else ())]
-    if due:
-        store.set_next_run_times(namespace, [(name, time.time()) for name in due])
-    log.info("start jobs", namespace=namespace, booted=booted, boot=boot, host=settings.host, due=due)
 
 
 # -- next ---------------------------------------------------------------------------------------

@@ -82,3 +82,18 @@ def start_jobs(jobs: Iterable[Job], *, booted: bool) -> list[str]:
         if kind == "restart" or (kind == "reboot" and booted):
             due.append(job.name)
     return due
+
+
+def fire_start_jobs(settings: Any, store: Any, namespace: str, log: Any, *, jobs: Iterable[Job] | None = None,
+                    restart: tuple[str, ...] = (), reboot: tuple[str, ...] = ()) -> None:
+    """Make the jobs due at this start fire now: ``@restart`` ones always, ``@reboot``
+    ones at the first start of the namespace on this host since it booted. The jobs are
+    ``jobs`` (a timetable just synced), or named by a sync mark (``restart``, ``reboot``)."""
+    import time
+
+    boot = boot_id()
+    booted = booted_since_last_start(store, namespace, settings.host, boot, settings.home)
+    due = start_jobs(jobs, booted=booted) if jobs is not None else [*restart, *(reboot if booted else ())]
+    if due:
+        store.set_next_run_times(namespace, [(name, time.time()) for name in due])
+    log.info("start jobs", namespace=namespace, booted=booted, boot=boot, host=settings.host, due=due)
