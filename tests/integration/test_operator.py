@@ -264,7 +264,7 @@ jobs:
     path.write_text(good)
     sched = cli.start()
     try:
-        sched.wait_event("scheduler started")
+        wait_until(ticks.exists, what="a first tick")
     finally:
         assert sched.stop() == 0
     path.write_text(good.replace("every 1s", "every 5 mins"))
