@@ -213,19 +213,14 @@ def _serve(settings: Settings, namespace: str, timetable: Timetable, *, store: A
     import threading
 
     from supertask.scheduler.components import build_components
+    from supertask.scheduler.lock import take_for
     from supertask.scheduler.reboot import fire_start_jobs
     from supertask.scheduler.service import Service, give_back_memory, sync_timetable
     from supertask.store.sql import Store
     from supertask.timetable import syncmark
 
     log = get_logger("supertask.scheduler.service")
-    # one scheduler per namespace and state folder (before the store is changed)
-    from supertask.scheduler import lock as scheduler_lock
-
-    held = scheduler_lock.take(settings.home, namespace, allow_second=settings.allow_second)
-    if not held.held:
-        log.warning("second scheduler by request", namespace=namespace, first_pid=scheduler_lock.holder(held.path),
-                    lock=str(held.path), note="this one has no control socket: `supertask stop` stops the first")
+    held = take_for(settings, namespace, log)  # one scheduler per namespace and state folder (exit 2)
     # from here on SIGINT/SIGTERM mean "stop", even before the service is up
     early_stop = threading.Event()
     for sig in (signal.SIGINT, signal.SIGTERM):
@@ -239,12 +234,9 @@ def _serve(settings: Settings, namespace: str, timetable: Timetable, *, store: A
         store.ensure_namespace(namespace, source=timetable.source, host=settings.host, user=settings.user)
         fire_start_jobs(settings, store, namespace, log, restart=mark.restart, reboot=mark.reboot)
         if broken is not None:
-            from supertask.scheduler.reload import failure
+            from supertask.scheduler.reload import invalid_at_start
 
-            error = failure("start", broken.problems)
-            log.error("timetable invalid at start", namespace=namespace, source=timetable.source,
-                      problems=error["problems"], message="serving the last good timetable from the store; fix the "
-                      "file (`supertask validate FILE`): it is reloaded when saved, or with SIGHUP")
+            error = invalid_at_start(log, namespace, timetable.source, broken.problems)
         else:
             log.info("timetable synced", namespace=namespace, source=timetable.source, unchanged="all",
                      note="the file and the namespace are as at the last sync: not read again")

@@ -65,7 +65,7 @@ def status(connect: ConnectOpt = None, home: HomeOpt = None, namespace: NsOpt = 
 
 
 def print_status(data: dict[str, Any], *, wide: bool = False) -> None:
-    from supertask.cli.output import print_table, zone_time
+    from supertask.cli.output import print_table, short_time, zone_time
     from supertask.model import format_duration
 
     tel = data["telemetry"]

@@ -21,6 +21,7 @@ from __future__ import annotations
 import os
 import re
 from pathlib import Path
+from typing import Any
 
 from supertask.errors import UsageError
 
@@ -95,3 +96,13 @@ def take(home: Path, namespace: str, *, allow_second: bool = False) -> Scheduler
     os.ftruncate(fd, 0)
     os.write(fd, f"{os.getpid()}\n".encode())
     return SchedulerLock(path, fd)
+
+
+def take_for(settings: Any, namespace: str, log: Any) -> SchedulerLock:
+    """:func:`take` for a scheduler about to serve ``namespace``; a second one started on
+    purpose (``--allow-second``) says so."""
+    held = take(settings.home, namespace, allow_second=settings.allow_second)
+    if not held.held:
+        log.warning("second scheduler by request", namespace=namespace, first_pid=holder(held.path),
+                    lock=str(held.path), note="this one has no control socket: `supertask stop` stops the first")
+    return held

@@ -151,6 +151,15 @@ class TimetableWatcher:
         return False
 
 
+def invalid_at_start(log: Any, namespace: str, source: str | None, problems: Any) -> dict[str, Any]:
+    """A start on a file broken since its last good sync, which is served: said, and kept."""
+    error = failure("start", problems)
+    log.error("timetable invalid at start", namespace=namespace, source=source, problems=error["problems"],
+              message="serving the last good timetable from the store; fix the file (`supertask validate FILE`): "
+              "it is reloaded when saved, or with SIGHUP")
+    return error
+
+
 def failure(trigger: str, problems: Any) -> dict[str, Any]:
     """What ``supertask status`` shows of a failed (re)load: when, what set it off, why."""
     from datetime import datetime, timezone
