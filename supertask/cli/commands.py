@@ -236,7 +236,7 @@ def _serve(settings: Settings, namespace: str, timetable: Timetable, *, store: A
         if broken is not None:
             from supertask.scheduler.reload import invalid_at_start
 
-            error = invalid_at_start(log, namespace, timetable.source, broken.problems)
+            invalid_at_start(log, namespace, timetable.source, broken.problems, components)
         else:
             log.info("timetable synced", namespace=namespace, source=timetable.source, unchanged="all",
                      note="the file and the namespace are as at the last sync: not read again")
@@ -254,8 +254,6 @@ def _serve(settings: Settings, namespace: str, timetable: Timetable, *, store: A
         give_back_memory()
     service = Service(settings, store, [namespace], timetable=timetable, components=components, stop_event=early_stop,
                       up_since=up_since)
-    if broken is not None:
-        service.timetable_error = error
     service.install_signal_handlers()
     try:
         return service.serve()

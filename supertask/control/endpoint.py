@@ -27,6 +27,7 @@ import logging
 import os
 import socket
 import struct
+import threading
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 

@@ -197,7 +197,7 @@ class LiveControl:
             "paused": service.paused, "stopping": service.stop_request.event.is_set(),
             "endpoints": self.endpoints,
             "timetable": {"source": service.timetable.source if service.timetable else None,
-                          "last_error": service.timetable_error},
+                          "last_error": _timetable_error(service)},
             "jobs": {"total": len(jobs), "paused": sum(r["paused"] for r in jobs),
                      "running": sum(bool(r["running"]) for r in jobs)},
             "runs": runs,
@@ -339,6 +339,13 @@ class LiveControl:
     def stop(self, grace: float | None) -> dict[str, Any]:
         self.service.stop(grace)
         return {"stopping": True, "pid": os.getpid(), "grace": self.service.settings.grace}
+
+
+def _timetable_error(service: Any) -> dict[str, Any] | None:
+    """The last failed (re)load of the served file, as its watcher keeps it."""
+    from supertask.scheduler.reload import TimetableWatcher
+
+    return next((c.error for c in service.components if isinstance(c, TimetableWatcher)), None)
 
 
 def _tree_usage(pid: int | None, now: float) -> dict[str, Any]:

@@ -43,12 +43,13 @@ class TimetableWatcher:
         self._previous_hup: Any = None
         self._seen = _fingerprint(self.path)  # the file as the served timetable was read
         self._served = _digest(self.path)  # its bytes: the same bytes again change nothing
+        self.error: dict[str, Any] | None = None  # the last failed (re)load, until a good one (`status`)
 
     # -- Component ---------------------------------------------------------------------------
 
     def start(self, service: Any) -> None:
         self._service = service
-        if getattr(service, "timetable_error", None) is not None:
+        if self.error is not None:
             self._served = None  # started on a broken file: the same bytes again are read (and refused) again
         worker = threading.Thread(target=self._work, name="supertask-reload", daemon=True)
         worker.start()
@@ -132,7 +133,7 @@ class TimetableWatcher:
             return self._failed(trigger, [f"namespace changed from {current.namespace!r} to {timetable.namespace!r}; "
                                           "restart supertask to move to another namespace"])
         report = service.resync(timetable)  # a file that names the same jobs changes nothing
-        service.timetable_error = None
+        self.error = None
         self._served = hashlib.sha256(raw).hexdigest() if raw is not None else None
         if not (report.added or report.changed or report.removed):
             self.log.info("timetable unchanged", source=str(self.path), trigger=trigger)
@@ -146,18 +147,20 @@ class TimetableWatcher:
         """Log a failed reload and keep it for ``supertask status`` until a good one."""
         self.log.error("timetable reload failed", source=str(self.path), trigger=trigger, problems=problems,
                        message="the scheduler goes on with the last good timetable")
-        if self._service is not None:
-            self._service.timetable_error = failure(trigger, problems)
+        self.error = failure(trigger, problems)
         return False
 
 
-def invalid_at_start(log: Any, namespace: str, source: str | None, problems: Any) -> dict[str, Any]:
-    """A start on a file broken since its last good sync, which is served: said, and kept."""
+def invalid_at_start(log: Any, namespace: str, source: str | None, problems: Any, components: Any) -> None:
+    """A start on a file broken since its last good sync, which is served: said, and kept
+    by the file's watcher for ``supertask status``."""
     error = failure("start", problems)
+    for component in components:
+        if isinstance(component, TimetableWatcher):
+            component.error = error
     log.error("timetable invalid at start", namespace=namespace, source=source, problems=error["problems"],
               message="serving the last good timetable from the store; fix the file (`supertask validate FILE`): "
               "it is reloaded when saved, or with SIGHUP")
-    return error
 
 
 def failure(trigger: str, problems: Any) -> dict[str, Any]:

@@ -134,8 +134,6 @@ class Service:
         self._scheduler: Any = None
         self._edit_lock = threading.RLock()
         self.supervisor = Supervisor()
-        # the last failed (re)load of the timetable file, until a good one (supertask.scheduler.reload)
-        self.timetable_error: dict[str, Any] | None = None
 
     def _build(self) -> Any:
         from supertask.scheduler.rounds import RoundScheduler
