@@ -27,6 +27,7 @@ from supertask.runs import lifecycle, runner
 from supertask.runs.context import RunContext
 from supertask.runs.lifecycle import Begun, prepare
 from supertask.runs.runner import execute
+from supertask.scheduler import decisions
 from supertask.scheduler.jobstore import NamespaceJobStore
 from supertask.settings import default
 
@@ -99,6 +100,8 @@ class RunExecutor(compat.executor_base()):  # type: ignore[misc]
         self._up_since = up_since
         self.started_at = up_since or datetime.now(UTC)
         self._pool: ThreadPoolExecutor | None = None
+        # spans of paused firing (supertask pause .. resume), oldest first
+        self._pauses: list[decisions.Pause] = []
         self._inflight: Counter[str] = Counter()
         self._waiting: dict[str, _Waiting] = {}
         self._guard = threading.Lock()
@@ -145,42 +148,39 @@ class RunExecutor(compat.executor_base()):  # type: ignore[misc]
             self._pool.shutdown(wait=True)
 
     def submit_job(self, job: Any, run_times: list[datetime]) -> None:
-        """Decide what the due fires of ``job`` become.
-
-        Misfires: fires more than ``misfire_grace`` late (the scheduler was down or
-        busy) do not run; they become one ``skipped`` run row naming how many were
-        missed and when. Of the fires within the grace, ``catch_up: latest`` (the
-        default) runs only the latest (they are coalesced); ``catch_up: all`` runs each,
-        oldest first. A fire due before this scheduler came up (while it was down) runs
-        with reason ``catch-up``, else ``schedule``: a ``once``, ``@restart`` or
-        ``@reboot`` job firing at start-up, or a fire due while the timetable was being
-        synced, is on schedule.
-        """
+        """Act on what :func:`~supertask.scheduler.decisions.due` says the due fires of
+        ``job`` become: missed ones one ``skipped`` row, coalesced ones a tally, the
+        others runs (the first now, the rest after it, oldest first)."""
         found = self.jobstore.definition(job.id)
         if found is None:
             return
         namespace, definition = found
-        now = datetime.now(UTC)
-        grace = definition.misfire_grace
-        late = [t for t in run_times if (now - t).total_seconds() > grace]
-        timely = [t for t in run_times if (now - t).total_seconds() <= grace]
-        if late:
-            first, last = late[0], late[-1]
-            span = first.isoformat() if first == last else f"{first.isoformat()} to {last.isoformat()}"
-            message = (
-                f"missed {len(late)} fire(s) ({span}) by more than misfire_grace "
-                f"{grace:g}s; the scheduler was not running or was overloaded"
-            )
-            self.log.warning("fires missed", job=definition.name, namespace=namespace, missed=len(late),
-                             first=first.isoformat(), last=last.isoformat())
-            self._skip(namespace, definition, last, message)
-        if not timely:
-            return
-        fires = timely if definition.catch_up == "all" else timely[-1:]
-        if len(fires) < len(timely):
-            self._coalesced(namespace, definition, timely[:-1])
-        reasons = [Reason.CATCH_UP if fire < self.started_at else Reason.SCHEDULE for fire in fires]
-        self.submit(namespace, definition, fires[0], reasons[0], then=list(zip(fires[1:], reasons[1:], strict=True)))
+        decided = decisions.due(run_times, datetime.now(UTC), grace=definition.misfire_grace,
+                                catch_up=definition.catch_up, up_since=self.started_at, pauses=self._pauses)
+        runs, folded = [], []
+        for fire in decided:
+            if fire.verdict is decisions.Verdict.SKIP:
+                self.log.warning("fires missed", job=definition.name, namespace=namespace, missed=fire.count,
+                                 first=(fire.first or fire.fire).isoformat(), last=fire.fire.isoformat())
+                self._skip(namespace, definition, fire.fire, fire.message or "")
+            elif fire.verdict is decisions.Verdict.COALESCE:
+                folded.append(fire.fire)
+            else:
+                runs.append((fire.fire, fire.reason))
+        if folded:
+            self._coalesced(namespace, definition, folded)
+        if runs:
+            (first, reason), *then = runs
+            self.submit(namespace, definition, first, reason, then=then)
+
+    def pause(self, paused: bool, now: datetime) -> None:
+        """All firing is held from ``now`` (``supertask pause``), or released: fires due
+        meanwhile are judged at release as missed while paused (:func:`decisions.due`)."""
+        pauses = self._pauses
+        if paused and (not pauses or pauses[-1][1] is not None):
+            self._pauses = [*pauses[-7:], (now, None)]
+        elif not paused and pauses and pauses[-1][1] is None:
+            self._pauses = [*pauses[:-1], (pauses[-1][0], now)]
 
     def submit(
         self, namespace: str, definition: Job, fire: datetime, reason: Reason,

@@ -327,10 +327,10 @@ class Service:
         return self._scheduler is not None and self._scheduler.state == STATE_PAUSED
 
     def pause_all(self, paused: bool) -> None:
-        """Hold (or release) all firing. Fires due while held are judged on release like
-        fires missed in downtime: within ``misfire_grace`` they run once, else skipped."""
+        """Hold (or release) all firing; fires held are judged at release (``RunExecutor.pause``)."""
         if self._scheduler is None or not self._scheduler.running:
             raise SupertaskError("the scheduler is not running")
+        self.executor.pause(paused, datetime.now(UTC))
         if paused:
             self._scheduler.pause()
         else:
