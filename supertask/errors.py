@@ -67,6 +67,20 @@ class StoreError(SupertaskError, RuntimeError):
     exit_code = 2
 
 
+class StoreUnavailable(StoreError, ConnectionError):
+    """The store did not answer (refused, reset, timed out): a fault that passes, not a
+    wrong URL. ``store.health`` (:mod:`supertask.store.health`) says since when; callers
+    that can wait for it (a scheduler recording runs) keep what they meant to write and
+    try again when ``store.health.up`` is true again."""
+
+    exit_code = 2
+
+    def __init__(self, url: str, error: str):
+        self.url, self.error = url, error
+        super().__init__(f"store {url} is unreachable: {error}; check that the database runs and the network "
+                         "to it is up (`supertask doctor` checks it)")
+
+
 class JobNotFound(SupertaskError, LookupError):
     """A job name the namespace does not have: an input error, like a wrong option."""
 

@@ -70,8 +70,8 @@ def _open_store(settings):  # type: ignore[no-untyped-def]
     """The store a reading command looks at. A SQLite file named with ``--store`` (or
     ``SUPERTASK_STORE``) that does not exist is a typo to report, not a new, empty store
     to leave behind; the default one in the state folder is made as usual."""
-    from supertask.store.lite import sqlite_file
-    from supertask.store.sql import Store
+    from supertask.store.sql import open_store
+    from supertask.store.statements import sqlite_file
 
     path = sqlite_file(settings.store_url)
     if path is not None and not Path(path).exists() and Path(path) != settings.home / "supertask.db":
@@ -79,7 +79,7 @@ def _open_store(settings):  # type: ignore[no-untyped-def]
 
         raise StoreError(f"no store at {path}: the file does not exist; check --store (or SUPERTASK_STORE), "
                          "or create it with `supertask run --store sqlite:///PATH ...`")
-    return Store.open(settings.store_url)
+    return open_store(settings.store_url)
 
 
 def _known_namespace(st, namespace: str | None) -> None:  # type: ignore[no-untyped-def]

@@ -23,6 +23,8 @@ TYPE_CHECKING = False  # typing.TYPE_CHECKING, without importing typing (~2 ms o
 if TYPE_CHECKING:
     from typing import Any
 
+    from supertask.store.base import RunStore, Store
+
 UTC = timezone.utc
 
 
@@ -100,20 +102,20 @@ def _run_once(settings: Settings, job: Job, namespace: str | None) -> int:
     """Run one job now in the foreground, record it, return its exit code."""
     from supertask.store.lite import open_lite
 
-    store: Any = open_lite(settings.store_url)  # an existing SQLite store: no SQLAlchemy import
+    store: RunStore | None = open_lite(settings.store_url)  # an existing SQLite store: no SQLAlchemy import
     if store is None:
         from supertask.log import configure_stdlib
-        from supertask.store.sql import Store
+        from supertask.store.sql import open_store
 
         configure_stdlib()  # SQLAlchemy logs through it (the console script's one-shot path skipped it)
-        store = Store.open(settings.store_url)
+        store = open_store(settings.store_url)
     try:
         return _record_once(settings, store, job, namespace)
     finally:
         store.close()  # now, not whenever the interpreter gets to it: SQLite checkpoints its WAL here
 
 
-def _record_once(settings: Settings, store: Any, job: Job, namespace: str | None) -> int:
+def _record_once(settings: Settings, store: RunStore, job: Job, namespace: str | None) -> int:
     from supertask.runs.context import RunContext
     from supertask.runs.runner import execute, plain_relay
 
@@ -189,17 +191,17 @@ def _serve_timetable(settings: Settings, file: str | None, namespace: str | None
     return _serve(settings, ns, parsed.pop(), store=store, marking=marking.pop())
 
 
-def _existing_store(url: str) -> Any:
+def _existing_store(url: str) -> Store | None:
     """The store, when it exists already (opened without creating anything), else None."""
     from supertask.errors import StoreError
-    from supertask.store.lite import sqlite_file
-    from supertask.store.sql import Store
+    from supertask.store.sql import open_store
+    from supertask.store.statements import sqlite_file
 
     path = sqlite_file(url)
     if url.startswith("memory:") or (path is not None and not Path(path).is_file()):
         return None
     try:
-        return Store.open(url, create=False)
+        return open_store(url, create=False)
     except StoreError:
         return None  # opened (and reported) again below
 
@@ -216,7 +218,7 @@ def _serve(settings: Settings, namespace: str, timetable: Timetable, *, store: A
     from supertask.scheduler.lock import take_for
     from supertask.scheduler.reboot import fire_start_jobs
     from supertask.scheduler.service import Service, give_back_memory, sync_timetable
-    from supertask.store.sql import Store
+    from supertask.store.sql import open_store
     from supertask.timetable import syncmark
 
     log = get_logger("supertask.scheduler.service")
@@ -229,7 +231,7 @@ def _serve(settings: Settings, namespace: str, timetable: Timetable, *, store: A
     # made (and their options checked: a bad --metrics) before the store is touched
     components = build_components(settings, timetable)
     if store is None or store.schema_missing:
-        store = Store.open(settings.store_url)
+        store = open_store(settings.store_url)
     if mark is not None:
         store.ensure_namespace(namespace, source=timetable.source, host=settings.host, user=settings.user)
         fire_start_jobs(settings, store, namespace, log, restart=mark.restart, reboot=mark.reboot)
@@ -367,27 +369,37 @@ def log_json(store: Any, run_id: int, *, follow: bool, namespace: str | None = N
 # -- prune --------------------------------------------------------------------------------------
 
 
-def prune(store: Any, namespace: str | None, *, keep: int | None, max_age: float | None) -> dict[str, int]:
+def prune(store: Store, namespace: str | None, *, keep: int | None,
+          max_age: float | None) -> dict[str, dict[str, int]]:
     """Apply retention: ``keep``/``max_age`` for every job when given, else each job's
-    own ``history_keep``. Returns removed runs per namespace (log files go too)."""
-    import os
-
+    own ``history_keep``. Returns per namespace the real runs and the skipped rows
+    removed (their log files go too)."""
     from supertask.runs.runner import apply_retention
+    from supertask.store.statements import Pruned
 
     names = [namespace] if namespace else [n["name"] for n in store.list_namespaces()]
-    removed: dict[str, int] = {}
+    removed: dict[str, dict[str, int]] = {}
     for ns in names:
-        count = 0
+        pruned = Pruned()
         if keep is not None or max_age is not None:
-            paths = store.prune_runs(ns, None, keep=keep, max_age=max_age)
-            for path in paths:
-                try:
-                    os.unlink(path)
-                except OSError:
-                    pass
-            count = len(paths)
+            pruned = apply_retention(store, ns, None, keep=keep, max_age=max_age) or pruned
         else:
             for stored in store.list_jobs(ns):
-                count += apply_retention(store, ns, stored.job)
-        removed[ns] = count
+                pruned += apply_retention(store, ns, stored.job) or Pruned()
+        removed[ns] = {"runs": pruned.runs, "skipped": pruned.skipped}
     return removed
+
+
+def pruned_text(removed: dict[str, dict[str, int]], keep: int | None) -> str:
+    """What ``prune`` says: real runs and skipped rows removed, in all and per namespace."""
+    def counted(runs: int, skipped: int) -> str:
+        text = f"{runs} run{'s' if runs != 1 else ''}"
+        return text + (f" and {skipped} skipped row{'s' if skipped != 1 else ''}" if skipped else "")
+
+    runs, skipped = sum(r["runs"] for r in removed.values()), sum(r["skipped"] for r in removed.values())
+    lines = [f"removed {counted(runs, skipped)}, with their logs"]
+    lines += [f"  {ns}: {counted(r['runs'], r['skipped'])}" for ns, r in removed.items() if r["runs"] or r["skipped"]]
+    if keep is not None:
+        lines.append(f"kept the newest {keep} run{'s' if keep != 1 else ''} of each job (skipped fires do not count); "
+                     "skipped rows older than the oldest run kept went with it, newer ones stay")
+    return "\n".join(lines)

@@ -288,8 +288,6 @@ def prune(
 
         print_json(removed)
         return
-    total = sum(removed.values())
-    typer.echo(f"removed {total} run{'s' if total != 1 else ''} and their logs"
-               + "".join(f"\n  {ns}: {n}" for ns, n in removed.items() if n))
+    typer.echo(commands.pruned_text(removed, keep))
 
 

@@ -59,8 +59,8 @@ def _state_folder(settings: Settings) -> Check:
 
 
 def _store(settings: Settings) -> Check:
-    from supertask.store.lite import sqlite_file
-    from supertask.store.sql import Store, redact
+    from supertask.store.sql import open_store, redact
+    from supertask.store.statements import sqlite_file
 
     url = redact(settings.store_url)
     path = sqlite_file(settings.store_url)
@@ -68,7 +68,7 @@ def _store(settings: Settings) -> Check:
         return Check("store", "warn", f"{url}: no store yet (`supertask run` creates it)",
                      "run `supertask run`, or point --store / SUPERTASK_STORE at the store a scheduler uses")
     try:
-        store = Store.open(settings.store_url, create=False)
+        store = open_store(settings.store_url, create=False)
         try:
             missing = store.schema_missing
             namespaces = [] if missing else store.list_namespaces()

@@ -18,8 +18,7 @@ if TYPE_CHECKING:  # the one-shot path records through a LiteStore, without SQLA
     from supertask.launchers.follow import Follower
     from supertask.runs.lifecycle import Finisher
     from supertask.runs.unwritten import Unwritten
-    from supertask.store.lite import LiteStore
-    from supertask.store.sql import Store
+    from supertask.store.base import RunStore
 
 #: How many of a run's last output lines its row keeps (``log_tail``).
 TAIL_LINES = 20
@@ -46,7 +45,7 @@ class ActiveRun:
 class RunContext:
     """Everything a run needs, passed in: no globals."""
 
-    store: Store | LiteStore
+    store: RunStore
     settings: Settings
     relay: Relay | None = None
     relay_capped: bool = True  # relaying stops at log_max (the foreground one-shot relays all)

@@ -29,8 +29,8 @@ from supertask.runs.runlog import RunLog
 
 TYPE_CHECKING = False  # typing.TYPE_CHECKING, without importing typing (~2 ms of a one-shot run)
 if TYPE_CHECKING:  # the one-shot path records through a LiteStore, without SQLAlchemy
-    from supertask.store.lite import LiteStore
-    from supertask.store.sql import Store
+    from supertask.store.base import RunStore
+    from supertask.store.statements import Pruned
 
 __all__ = ["ActiveRun", "RunContext", "execute", "resume", "needs_after", "retry_delay", "apply_retention"]
 
@@ -229,17 +229,21 @@ def _run_steps(
     return failed or Outcome(RunStatus.SUCCEEDED, 0, last.pid)
 
 
-def apply_retention(store: Store | LiteStore, namespace: str, job: Job) -> int:
-    """Drop the job's runs beyond ``history_keep`` (count or age) and their log files."""
-    if job.history_keep_runs is None and job.history_keep_age is None:
-        return 0
-    removed = store.prune_runs(namespace, job.name, keep=job.history_keep_runs, max_age=job.history_keep_age)
-    for path in removed:
+def apply_retention(store: RunStore, namespace: str, job: Job | None, *, keep: int | None = None,
+                    max_age: float | None = None) -> Pruned | None:
+    """Drop the job's runs beyond ``history_keep`` (count or age; ``keep``/``max_age``
+    instead when given, for every job when ``job`` is None) and their log files."""
+    if keep is None and max_age is None:
+        if job is None or (job.history_keep_runs is None and job.history_keep_age is None):
+            return None
+        keep, max_age = job.history_keep_runs, job.history_keep_age
+    pruned = store.prune_runs(namespace, job.name if job is not None else None, keep=keep, max_age=max_age)
+    for path in pruned.log_paths:
         try:
             os.unlink(path)
         except OSError:
             pass
-    return len(removed)
+    return pruned
 
 
 def relay_to_log(active: ActiveRun, stream: str, line: str) -> None:

@@ -28,7 +28,7 @@ from apscheduler.jobstores.base import BaseJobStore, ConflictingIdError, JobLook
 from supertask import compat
 from supertask.model import Job
 from supertask.schedules.trigger import register_with_apscheduler
-from supertask.store.sql import Store, StoredJob
+from supertask.store.base import Store, StoredJob
 
 register_with_apscheduler()  # our Schedule is the trigger of every job this store holds
 

@@ -31,7 +31,7 @@ from supertask.scheduler.jobstore import NamespaceJobStore, job_id
 from supertask.scheduler.supervisor import Supervisor
 from supertask.schedules.trigger import Schedule, parse_when
 from supertask.settings import Settings
-from supertask.store.sql import Store, StoredJob, SyncReport
+from supertask.store.base import Store, StoredJob, SyncReport
 
 UTC = timezone.utc
 #: After the grace period, how long a stop waits for the ended runs' rows at most.

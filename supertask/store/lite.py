@@ -1,44 +1,48 @@
-"""A one-shot run's store on the stdlib ``sqlite3``: the same tables, the few calls it makes.
+"""A store on the stdlib ``sqlite3``: run rows on a SQLite file, without SQLAlchemy.
 
 ``supertask run -- cmd:true`` must cost little more than the command itself
 (docs/benchmarks.md). Importing SQLAlchemy alone takes ~200 ms, longer than the rest
 of the run, so when the store is an existing SQLite file with this schema version,
-the one-shot path records its run through this class instead of :class:`~supertask.store.sql.Store`,
-and a scheduler's ``Store`` on SQLite writes its run rows (the firing path) through it.
-It writes exactly what ``Store`` writes (the tables are :mod:`supertask.store.tables`; the
-values are stored the way SQLAlchemy's SQLite dialect stores them: naive UTC
-``YYYY-MM-DD HH:MM:SS.ffffff`` text, booleans as 0/1), so a later ``history`` or a
-scheduler cannot tell the two apart. A new store, another schema version or any other
-database goes through ``Store``. Calls it does not have (retention) open a ``Store``.
+the one-shot path records its run through this class instead of
+:class:`~supertask.store.sql.SqlStore`, and a scheduler's ``SqlStore`` on SQLite writes
+its run rows (the firing path) through it. It runs the statements of
+:mod:`supertask.store.statements`, the same text the ``SqlStore`` runs, storing values
+the way SQLAlchemy's SQLite dialect does (naive UTC ``YYYY-MM-DD HH:MM:SS.ffffff`` text,
+booleans as 0/1), so a later ``history`` or a scheduler cannot tell the two apart. It is
+a :class:`~supertask.store.base.RunStore`: a new store, another schema version or any
+other database goes through ``SqlStore``.
 """
 
 from __future__ import annotations
 
 import sqlite3
 import threading
-from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timezone
 from pathlib import Path
 
-from supertask.model import JOB_FORMAT_VERSION, Job, RunRecord, RunStatus, digest
+from supertask.model import RunRecord, RunStatus
+from supertask.store import statements
+from supertask.store.health import StoreHealth
+from supertask.store.statements import (
+    GET_RUN,
+    RUN_COLUMNS,
+    SCHEMA_VERSION,
+    TIME_COLUMNS,
+    sqlite_file,
+)
 
 TYPE_CHECKING = False  # typing.TYPE_CHECKING, without importing typing (~2 ms of a one-shot run)
 if TYPE_CHECKING:
+    from collections.abc import Callable, Sequence
     from typing import Any
 
+    from supertask.model import Job
+    from supertask.store.statements import Pruned, SyncReport
+
 UTC = timezone.utc
-SCHEMA_VERSION = 1  # supertask.store.tables.SCHEMA_VERSION; a unit test keeps the two equal
-_RUN_COLUMNS = ("id", "namespace", "job", "attempt", "reason", "scheduled", "started", "finished", "status",
-                "exit_code", "host", "pid", "log_path", "log_tail", "message")
-
-
-def sqlite_file(url: str) -> str | None:
-    """FILE of a plain ``sqlite:///FILE`` URL (no query, not in memory), else None."""
-    if not url.startswith("sqlite:///"):
-        return None
-    path = url[len("sqlite:///"):]
-    return None if "?" in path or not path or path == ":memory:" else path
+#: Milliseconds a writer waits for another process's write to end (SQLite's busy timeout).
+BUSY_TIMEOUT_MS = 30000
 
 
 def open_lite(url: str) -> LiteStore | None:
@@ -57,159 +61,122 @@ def open_lite(url: str) -> LiteStore | None:
     return store
 
 
-def _stamp(value: datetime | None) -> str | None:
-    if value is None:
-        return None
+def stamp(value: datetime) -> str:
+    """A time as SQLAlchemy's SQLite dialect stores it: naive UTC text."""
     return value.astimezone(UTC).replace(tzinfo=None).isoformat(" ", "microseconds")
-
-
-def _started(now: str | None, scheduled: datetime) -> str | None:
-    """``now``, or the fire's time when that is still to come."""
-    at = _stamp(scheduled)
-    return at if at is not None and now is not None and at > now else now
 
 
 def _parse(value: str | None) -> datetime | None:
     return datetime.fromisoformat(value).replace(tzinfo=UTC) if value else None
 
 
+class _Tx:
+    """A :mod:`~supertask.store.statements` transaction on one ``sqlite3`` connection."""
+
+    stamp = staticmethod(stamp)
+
+    def __init__(self, conn: sqlite3.Connection):
+        self.conn = conn
+
+    def run(self, sql: str, params: dict[str, Any]) -> int:
+        return self.conn.execute(sql, params).rowcount
+
+    def run_many(self, sql: str, params: list[dict[str, Any]]) -> None:
+        self.conn.executemany(sql, params)
+
+    def rows(self, sql: str, params: dict[str, Any]) -> list[tuple[Any, ...]]:
+        return self.conn.execute(sql, params).fetchall()
+
+    def insert(self, sql: str, params: dict[str, Any], key: str) -> int | None:
+        try:  # a failed statement leaves SQLite's transaction as it was
+            return int(self.conn.execute(sql, params).lastrowid or 0)
+        except sqlite3.IntegrityError:
+            return None
+
+    def insert_rows(self, table: str, rows: Sequence[dict[str, Any]]) -> None:
+        keys = list(rows[0])
+        self.conn.executemany(f"INSERT INTO {table} ({', '.join(keys)}) VALUES ({', '.join(':' + k for k in keys)})",
+                              rows)
+
+
 @dataclass(eq=False)
 class _Grouped:
     sql: str
-    params: tuple[Any, ...]
+    params: dict[str, Any]
     done: bool = False
     error: Exception | None = None
 
 
 class LiteStore:
-    """The subset of :class:`~supertask.store.sql.Store` that a one-shot run uses."""
-
-    def __init__(self, url: str, path: str, lock: threading.Lock | None = None):
-        self.url = url
-        self._conn = sqlite3.connect(path, timeout=30, isolation_level=None, check_same_thread=False)
-        self._conn.execute("PRAGMA journal_mode=WAL")
-        self._conn.execute("PRAGMA synchronous=NORMAL")
-        self._conn.execute("PRAGMA busy_timeout=30000")
-        self._lock = lock or threading.Lock()  # a Store shares its own: one writer per process
-        self._queue: list[_Grouped] = []  # statements waiting for a group commit (_grouped)
-        self._queue_lock = threading.Lock()
+    """A :class:`~supertask.store.base.RunStore` on one ``sqlite3`` connection."""
 
     dialect = "sqlite"
+
+    def __init__(self, url: str, path: str, lock: threading.Lock | None = None, health: StoreHealth | None = None):
+        self.url = url
+        self._conn = sqlite3.connect(path, timeout=BUSY_TIMEOUT_MS / 1000, isolation_level=None,
+                                     check_same_thread=False)
+        self._conn.execute("PRAGMA journal_mode=WAL")
+        self._conn.execute("PRAGMA synchronous=NORMAL")
+        self._conn.execute(f"PRAGMA busy_timeout={BUSY_TIMEOUT_MS}")
+        self._lock = lock or threading.Lock()  # a SqlStore shares its own: one writer per process
+        self._queue: list[_Grouped] = []  # statements waiting for a group commit (_grouped)
+        self._queue_lock = threading.Lock()
+        self.health = health or StoreHealth(url)  # a SqlStore shares its own
 
     def close(self) -> None:
         self._conn.close()
 
-    def _write(self, statements: Callable[[sqlite3.Connection], Any]) -> Any:
+    def ping(self) -> None:
         with self._lock:
-            self._conn.execute("BEGIN IMMEDIATE")
+            self._conn.execute("SELECT 1 FROM supertask_meta LIMIT 1").fetchall()
+
+    def _write(self, statements: Callable[[_Tx], Any]) -> Any:
+        with self._lock:
             try:
-                result = statements(self._conn)
+                self._conn.execute("BEGIN IMMEDIATE")
+            except sqlite3.OperationalError as exc:
+                self.health.failed(exc)
+                raise
+            try:
+                result = statements(_Tx(self._conn))
             except BaseException:
                 self._conn.execute("ROLLBACK")
                 raise
             self._conn.execute("COMMIT")
-            return result
+        self.health.ok()
+        return result
 
     def ensure_namespace(self, name: str, *, source: str | None, host: str, user: str) -> None:
-        now = _stamp(datetime.now(UTC))
+        self._write(lambda tx: statements.ensure_namespace(tx, name, source=source, host=host, user=user))
 
-        def write(conn: sqlite3.Connection) -> None:
-            cur = conn.execute('UPDATE supertask_namespaces SET source = ?, host = ?, "user" = ?, updated = ? '
-                               "WHERE name = ?", (source, host, user, now, name))
-            if not cur.rowcount:
-                conn.execute('INSERT INTO supertask_namespaces (name, source, host, "user", created, updated) '
-                             "VALUES (?, ?, ?, ?, ?, ?)", (name, source, host, user, now, now))
-
-        self._write(write)
-
-    def sync(self, namespace: str, jobs: Sequence[Job], first_fire: Any, *, remove_missing: bool = True) -> None:
-        """Add or change ``jobs`` in the namespace (a one-shot run never removes any)."""
-        if remove_missing:
-            raise NotImplementedError("a one-shot run keeps the namespace's other jobs")
-        now = _stamp(datetime.now(UTC))
-
-        def write(conn: sqlite3.Connection) -> None:
-            for job in jobs:
-                text = job.definition()
-                fp = digest(text)
-                row = conn.execute("SELECT fingerprint FROM supertask_jobs WHERE namespace = ? AND name = ?",
-                                   (namespace, job.name)).fetchone()
-                if row is not None and row[0] == fp:
-                    continue
-                values = (text, JOB_FORMAT_VERSION, fp, 0, first_fire(job) if job.enabled else None, now)
-                if row is None:
-                    conn.execute("INSERT INTO supertask_jobs (definition, format, fingerprint, paused, next_run_time, "
-                                 "updated, namespace, name) VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
-                                 (*values, namespace, job.name))
-                else:
-                    conn.execute("UPDATE supertask_jobs SET definition = ?, format = ?, fingerprint = ?, paused = ?, "
-                                 "next_run_time = ?, updated = ? WHERE namespace = ? AND name = ?",
-                                 (*values, namespace, job.name))
-
-        self._write(write)
+    def sync(self, namespace: str, jobs: Sequence[Job], first_fire: Callable[[Job], float | None], *,
+             remove_missing: bool = True) -> SyncReport:
+        """Make the namespace hold ``jobs`` (:func:`supertask.store.statements.sync_jobs`)."""
+        return self._write(lambda tx: statements.sync_jobs(tx, namespace, jobs, first_fire,  # type: ignore[no-any-return]
+                                                           remove_missing=remove_missing))
 
     def claim_run(
         self, *, namespace: str, job: str, scheduled: datetime, attempt: int, reason: str, host: str,
         status: RunStatus = RunStatus.RUNNING, message: str | None = None, log_dir: Any = None,
     ) -> int | None:
-        """As :meth:`Store.claim_run`: the row that claims one fire; None when it was taken."""
+        """The row that claims one fire; None when it was taken (:func:`statements.claim_runs`)."""
         return self.claim_runs([dict(namespace=namespace, job=job, scheduled=scheduled, attempt=attempt,
                                      reason=reason, host=host, status=status, message=message,
                                      log_dir=log_dir)])[0]
 
     def claim_runs(self, claims: Sequence[dict[str, Any]]) -> list[int | None]:
-        """:meth:`claim_run` of each of ``claims`` (its keyword arguments), all in one
-        transaction: a fire already claimed gets None, the rest their run ids. A fire
-        claimed ahead of its time (the scheduler decides a round early) is recorded as
-        started at its time, when its child starts."""
-        now = _stamp(datetime.now(UTC))
-
-        def write(conn: sqlite3.Connection) -> list[int | None]:
-            ids: list[int | None] = []
-            for claim in claims:
-                status = claim.get("status", RunStatus.RUNNING)
-                try:  # a failed statement leaves SQLite's transaction as it was
-                    cur = conn.execute(
-                        "INSERT INTO supertask_runs (namespace, job, attempt, reason, scheduled, started, finished, "
-                        "status, host, message) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
-                        (claim["namespace"], claim["job"], claim["attempt"], claim["reason"],
-                         _stamp(claim["scheduled"]), _started(now, claim["scheduled"]) if status is RunStatus.RUNNING else None,
-                         now if status.finished else None, status.value, claim["host"], claim.get("message")))
-                except sqlite3.IntegrityError:
-                    ids.append(None)
-                    continue
-                run_id = int(cur.lastrowid or 0)
-                if claim.get("log_dir") is not None:
-                    conn.execute("UPDATE supertask_runs SET log_path = ? WHERE id = ?",
-                                 (str(Path(claim["log_dir"]) / claim["namespace"] / claim["job"] / f"{run_id}.log"),
-                                  run_id))
-                ids.append(run_id)
-            return ids
-
-        return list(self._write(write))
+        """:meth:`claim_run` of each of ``claims``, all in one transaction."""
+        return list(self._write(lambda tx: statements.claim_runs(tx, claims)))
 
     def update_run(self, run_id: int, **values: Any) -> None:
         self.update_runs([(run_id, values)])
 
     def update_runs(self, rows: Sequence[tuple[int, dict[str, Any]]]) -> None:
-        """:meth:`update_run` of each ``(run_id, values)``, all in one transaction."""
-        items = [self._update(run_id, values) for run_id, values in rows if values]
+        """:meth:`update_run` of each ``(run_id, values)``, in a shared commit (:meth:`_grouped`)."""
+        items = [_Grouped(*statements.run_update(run_id, values, stamp)) for run_id, values in rows if values]
         if items:
             self._grouped(items)
-
-    @staticmethod
-    def _update(run_id: int, values: dict[str, Any]) -> _Grouped:
-        params = []
-        for key, value in values.items():
-            if key not in _RUN_COLUMNS or key == "id":
-                raise ValueError(f"no run column {key!r}")
-            if isinstance(value, RunStatus):
-                value = value.value
-            elif isinstance(value, datetime):
-                value = _stamp(value)
-            params.append(value)
-        sets = ", ".join(f"{key} = ?" for key in values)
-        return _Grouped(f"UPDATE supertask_runs SET {sets} WHERE id = ?", (*params, run_id))
 
     def _grouped(self, items: list[_Grouped]) -> None:
         """Run statements in a transaction shared with the statements other threads
@@ -256,23 +223,18 @@ class LiteStore:
 
     def get_run(self, run_id: int) -> RunRecord:
         with self._lock:
-            row = self._conn.execute(f"SELECT {', '.join(_RUN_COLUMNS)} FROM supertask_runs WHERE id = ?",
-                                     (run_id,)).fetchone()
+            row = self._conn.execute(GET_RUN, {"id": run_id}).fetchone()
         if row is None:
             from supertask.errors import RunNotFound
 
             raise RunNotFound(run_id)
-        data = dict(zip(_RUN_COLUMNS, row, strict=True))
-        for key in ("scheduled", "started", "finished"):
+        data = dict(zip(RUN_COLUMNS, row, strict=True))
+        for key in TIME_COLUMNS:
             data[key] = _parse(data[key])
         return RunRecord(**data)
 
     def prune_runs(self, namespace: str, job: str | None, *, keep: int | None = None,
-                   max_age: float | None = None) -> list[str]:
-        from supertask.store.sql import Store
-
-        store = Store.open(self.url)
-        try:
-            return store.prune_runs(namespace, job, keep=keep, max_age=max_age)
-        finally:
-            store.close()
+                   max_age: float | None = None) -> Pruned:
+        """:func:`supertask.store.statements.prune_runs` in one transaction."""
+        return self._write(lambda tx: statements.prune_runs(tx, namespace, job,  # type: ignore[no-any-return]
+                                                            keep=keep, max_age=max_age))

@@ -1,4 +1,4 @@
-"""The tables of a store and the engine behind it: the schema, in one place.
+"""The tables of a store and the engine behind it (with its timeouts): the schema, in one place.
 
 Persisted data is plain: a job row holds its definition as JSON (``Job.to_dict``,
 with ``format``), never a pickled object; the schedule state is ``next_run_time``
@@ -8,18 +8,33 @@ unique on ``(namespace, job, scheduled, attempt)``: a run row is the claim on a 
 
 from __future__ import annotations
 
+import time
 from datetime import datetime, timezone
 from typing import Any
 
 import sqlalchemy as sa
 from sqlalchemy.engine import Engine
+from sqlalchemy.exc import SQLAlchemyError
 
-from supertask.errors import StoreError
+from supertask.errors import StoreError, StoreUnavailable
+from supertask.store.lite import BUSY_TIMEOUT_MS
+from supertask.store.statements import SCHEMA_VERSION
 
 UTC = timezone.utc
+__all__ = ["SCHEMA_VERSION", "UTC", "jobs_table", "make_engine", "meta_table", "namespaces_table", "runs_table"]
 
-#: Bumped when the tables change; a store with another version is refused.
-SCHEMA_VERSION = 1
+#: libpq's limits on a PostgreSQL connection (psycopg 3 and 2), unless the URL sets its own:
+#: a connect (with its authentication) gives up after connect_timeout seconds; an idle
+#: connection whose server went away is noticed within keepalives_idle + interval * count
+#: seconds; data the server does not acknowledge ends the connection after
+#: tcp_user_timeout ms; a statement the server works on longer than statement_timeout ms
+#: is cancelled. A network cut then fails operations within seconds instead of leaving
+#: them waiting on TCP's own timeouts (minutes: issue 18).
+PG_TIMEOUTS: dict[str, Any] = {"connect_timeout": 5, "keepalives": 1, "keepalives_idle": 5,
+                               "keepalives_interval": 2, "keepalives_count": 2, "tcp_user_timeout": 10000}
+PG_STATEMENT_TIMEOUT_MS = 60000
+#: Seconds to wait for a free pooled connection (all of them may be stuck on a cut network).
+POOL_TIMEOUT = 10
 
 
 
@@ -98,6 +113,52 @@ runs_table = sa.Table(
 )
 
 
+_SCHEMA_LOCK = 0x5E7A5C  # pg_advisory_xact_lock key for creating the schema
+
+
+def schema_version(engine: Engine, url: str) -> int | None:
+    """The stored schema version; None when the tables are not there yet. A server
+    that does not answer is a StoreError at once (no waiting on a wrong URL)."""
+    deadline = time.monotonic() + 10
+    while True:
+        try:
+            conn = engine.connect()
+            break
+        except (SQLAlchemyError, StoreUnavailable) as exc:  # SQLite's first PRAGMA may meet a creator's lock
+            if "locked" not in str(exc) or time.monotonic() > deadline:
+                raise StoreError(f"cannot open store {redact(url)}: {short_error(exc)}") from exc
+            time.sleep(0.05)
+    with conn:
+        try:
+            row = conn.execute(sa.select(meta_table.c.value).where(meta_table.c.key == "schema_version")).first()
+        except SQLAlchemyError:
+            return None  # no tables yet: create_schema makes them
+    return int(row[0]) if row is not None else None
+
+
+def create_schema(engine: Engine, url: str) -> int:
+    """Create the tables and record the schema version; safe when several processes
+    open a new store at once (a scheduler and a `supertask history`, say). PostgreSQL
+    serialises them with an advisory lock; SQLite's loser sees "table already exists"
+    or "locked" and tries again, then finds the tables the winner made."""
+    deadline = time.monotonic() + 10
+    while True:
+        try:
+            with engine.begin() as conn:
+                if engine.dialect.name == "postgresql":
+                    conn.execute(sa.text("SELECT pg_advisory_xact_lock(:key)"), {"key": _SCHEMA_LOCK})
+                metadata.create_all(conn)
+                row = conn.execute(sa.select(meta_table.c.value).where(meta_table.c.key == "schema_version")).first()
+                if row is not None:
+                    return int(row[0])
+                conn.execute(meta_table.insert().values(key="schema_version", value=str(SCHEMA_VERSION)))
+                return SCHEMA_VERSION
+        except (SQLAlchemyError, StoreUnavailable) as exc:
+            if time.monotonic() > deadline:
+                raise StoreError(f"cannot open store {redact(url)}: {short_error(exc)}") from exc
+            time.sleep(0.05)
+
+
 def normalise_url(url: str) -> str:
     """Accept the URLs people write: ``postgres://`` and ``postgresql://`` use psycopg 3."""
     if url.startswith("postgres://"):
@@ -122,9 +183,11 @@ def make_engine(url: str) -> Engine:
             ) from exc
         kwargs: dict[str, Any] = {}
         if sa_url.get_backend_name() == "sqlite":
-            kwargs["connect_args"] = {"check_same_thread": False, "timeout": 30}
+            kwargs["connect_args"] = {"check_same_thread": False, "timeout": BUSY_TIMEOUT_MS / 1000}
         else:
-            kwargs.update(pool_pre_ping=True, pool_size=10, max_overflow=20)
+            kwargs.update(pool_pre_ping=True, pool_size=10, max_overflow=20, pool_timeout=POOL_TIMEOUT)
+            if sa_url.get_backend_name() == "postgresql" and sa_url.get_driver_name() in ("psycopg", "psycopg2"):
+                kwargs["connect_args"] = pg_connect_args(dict(sa_url.query))
         try:
             engine = sa.create_engine(sa_url, **kwargs)
         except Exception as exc:  # unknown dialect or driver
@@ -140,10 +203,21 @@ def make_engine(url: str) -> Engine:
             if url not in ("memory://", "memory:"):
                 cur.execute("PRAGMA journal_mode=WAL")
             cur.execute("PRAGMA synchronous=NORMAL")
-            cur.execute("PRAGMA busy_timeout=30000")
+            cur.execute(f"PRAGMA busy_timeout={BUSY_TIMEOUT_MS}")
             cur.close()
 
     return engine
+
+
+def pg_connect_args(query: dict[str, Any]) -> dict[str, Any]:
+    """libpq's timeouts (:data:`PG_TIMEOUTS`, a statement_timeout in ``options``) for a
+    URL whose query is ``query``; what the URL sets itself wins."""
+    args = {key: value for key, value in PG_TIMEOUTS.items() if key not in query}
+    options = query.get("options") or ""
+    options = " ".join(options) if isinstance(options, tuple) else options
+    if "statement_timeout" not in options:
+        args["options"] = f"{options} -c statement_timeout={PG_STATEMENT_TIMEOUT_MS}".strip()
+    return args
 
 
 def short_error(exc: BaseException) -> str:

@@ -29,10 +29,13 @@ import json
 import os
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING
 
 from supertask import __version__
 from supertask.model import JOB_FORMAT_VERSION, Timetable
+
+if TYPE_CHECKING:
+    from supertask.store.base import Store
 
 _PREFIX = "timetable:"
 
@@ -55,7 +58,7 @@ def digest_of(raw: bytes) -> str:
     return hashlib.sha256(head + raw).hexdigest()
 
 
-def valid_mark(store: Any, key: str, raw: bytes) -> Mark | None:
+def valid_mark(store: Store, key: str, raw: bytes) -> Mark | None:
     """The mark of this file when a start may skip reading and syncing it, else None."""
     try:
         text = store.get_meta(key)

@@ -178,7 +178,7 @@ def test_claiming_a_round_at_once_takes_each_fire_once(store_url: str, tmp_path:
     for a fire already claimed, a fire ahead of its time started at its time."""
     from datetime import datetime, timedelta, timezone
 
-    from supertask.store.sql import Store
+    from supertask.store.sql import SqlStore as Store
 
     store = Store.open(store_url)
     try:
@@ -200,7 +200,8 @@ def test_claiming_a_round_at_once_takes_each_fire_once(store_url: str, tmp_path:
 def test_listing_fields_are_those_of_the_stored_definitions(store_url: str, monkeypatch: pytest.MonkeyPatch) -> None:
     """Store.definitions picks a listing's keys out with the database's JSON functions;
     they must be what parsing the whole definition gives."""
-    from supertask.store.sql import LISTED, Store
+    from supertask.store.listing import LISTED
+    from supertask.store.sql import SqlStore as Store
     from supertask.timetable.load import load_timetable
 
     tt = load_timetable("""

@@ -7,14 +7,9 @@ from pathlib import Path
 
 from supertask.model import Job, RunStatus
 from supertask.store import lite as litestore
-from supertask.store import tables
-from supertask.store.sql import Store
+from supertask.store.sql import SqlStore as Store
 
 UTC = timezone.utc
-
-
-def test_schema_versions_agree() -> None:
-    assert litestore.SCHEMA_VERSION == tables.SCHEMA_VERSION
 
 
 def test_only_an_existing_sqlite_store_of_this_version(tmp_path: Path) -> None:
@@ -91,7 +86,7 @@ def test_run_updates_from_many_threads_are_each_committed(tmp_path: Path) -> Non
     for t in threads:
         t.join()
     with pytest.raises(sqlite3.OperationalError):
-        lite._grouped([litestore._Grouped("UPDATE no_such_table SET x = 1", ())])
+        lite._grouped([litestore._Grouped("UPDATE no_such_table SET x = 1", {})])
     lite.update_run(ids[0], message="after a failed one")  # type: ignore[arg-type]
     lite.close()
     store = Store.open(url)
@@ -99,3 +94,45 @@ def test_run_updates_from_many_threads_are_each_committed(tmp_path: Path) -> Non
     assert all((runs[i].status, runs[i].exit_code) == ("succeeded", i % 7) for i in ids)  # type: ignore[index,operator]
     assert runs[ids[0]].message == "after a failed one"  # type: ignore[index]
     store.close()
+
+
+def test_started_is_the_later_of_now_and_the_fire() -> None:
+    """One rule for both stores (it was a number comparison in one and a string
+    comparison in the other): a fire claimed ahead of its time starts at its time."""
+    from supertask.store.statements import started_at
+
+    now = datetime(2026, 12, 5, 10, 0, 0, tzinfo=UTC)
+    cases = [
+        (now - timedelta(seconds=5), now),  # late: now
+        (now, now),
+        (now + timedelta(milliseconds=300), now + timedelta(milliseconds=300)),  # claimed early: its time
+        # another zone, same instant order: a string comparison of local texts got this wrong
+        ((now + timedelta(seconds=1)).astimezone(timezone(timedelta(hours=-5))), now + timedelta(seconds=1)),
+    ]
+    for scheduled, want in cases:
+        assert started_at(now, scheduled) == want, scheduled
+
+
+def test_both_stores_write_the_same_claim_rows(tmp_path: Path) -> None:
+    """The claim statement is written once: a LiteStore and a SqlStore (SQLAlchemy, here on
+    an SQLite URL with a query so that it does not take the sqlite3 path) store equal rows."""
+    ahead = datetime.now(UTC) + timedelta(hours=1)
+    rows = []
+    for kind in ("lite", "sql"):
+        path = tmp_path / f"{kind}.db"
+        url = f"sqlite:///{path}"
+        Store.open(url).close()
+        store = litestore.open_lite(url) if kind == "lite" else Store.open(f"{url}?timeout=30")
+        assert store is not None
+        store.ensure_namespace("ns", source=None, host="h", user="u")
+        store.sync("ns", [Job(name="j", when="@daily", run="cmd:true")], lambda _job: 7.0, remove_missing=False)
+        [run_id] = store.claim_runs([dict(namespace="ns", job="j", scheduled=ahead, attempt=1, reason="schedule",
+                                          host="h", log_dir=tmp_path)])
+        assert store.claim_runs([dict(namespace="ns", job="j", scheduled=ahead, attempt=1, reason="schedule",
+                                      host="h")]) == [None]
+        assert run_id is not None
+        run = store.get_run(run_id)
+        store.close()
+        assert run.started == ahead and run.log_path == str(tmp_path / "ns" / "j" / f"{run_id}.log")
+        rows.append(run)
+    assert rows[0] == rows[1]

@@ -1,0 +1,150 @@
+"""Whether the store answers: its health as its last operations and probes saw it.
+
+Every store has a :class:`StoreHealth` (``store.health``). An operation that meets an
+unreachable database (refused, reset, timed out) marks it down; one that succeeds marks
+it up. A network cut where nothing answers leaves operations waiting rather than
+failing, so a scheduler also runs a :class:`HealthWatch`: a probe (``store.ping()``)
+every second that must answer within :data:`PROBE_DEADLINE` seconds.
+
+Events (logger ``supertask.store``): ``store unreachable`` (error) once when it goes,
+``store still unreachable`` at most once a :data:`REPEAT` seconds while it stays away,
+``store reachable again`` (warning, with how long it was away) when it is back.
+``supertask status``, ``supertask doctor`` and the ``supertask_store_up`` metric read
+:meth:`StoreHealth.snapshot`. Callers that must not wait on a store that is away (a
+scheduler recording runs) check :attr:`StoreHealth.up` or catch
+:class:`~supertask.errors.StoreUnavailable`.
+
+No SQLAlchemy and no ``typing`` here: the one-shot path loads it.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+
+TYPE_CHECKING = False  # typing.TYPE_CHECKING, without importing typing (~2 ms of a one-shot run)
+if TYPE_CHECKING:
+    from typing import Any
+
+#: Seconds a probe may take before the store counts as unreachable.
+PROBE_DEADLINE = 2.0
+#: Seconds between probes.
+PROBE_INTERVAL = 1.0
+#: Seconds between two ``store still unreachable`` events.
+REPEAT = 60.0
+
+
+class StoreHealth:
+    """Up or down, since when, and the last error; thread-safe. ``url`` is shown in
+    events (its password already hidden)."""
+
+    def __init__(self, url: str, *, repeat: float = REPEAT):
+        self.url = url
+        self.repeat = repeat
+        self.up = True
+        self.error: str | None = None
+        self.since: float | None = None  # epoch seconds when it went away
+        self.checked: float | None = None  # epoch seconds of the last operation or probe seen
+        self._said = 0.0  # monotonic time of the last event while down
+        self._lock = threading.Lock()
+
+    def ok(self) -> None:
+        """An operation or a probe was answered."""
+        self.checked = time.time()
+        if self.up:
+            return
+        with self._lock:
+            if self.up:
+                return
+            down_for = time.time() - (self.since or time.time())
+            self.up, self.error, self.since = True, None, None
+        _log().warning("store reachable again", store=self.url, down_for=round(down_for, 1))
+
+    def failed(self, error: BaseException | str) -> None:
+        """An operation or a probe could not reach the store."""
+        text = error if isinstance(error, str) else _short(error)
+        now = time.time()
+        self.checked = now
+        with self._lock:
+            first = self.up
+            self.up, self.error = False, text
+            if first:
+                self.since = now
+            elif time.monotonic() - self._said < self.repeat:
+                return
+            self._said = time.monotonic()
+            since = self.since or now
+        if first:
+            _log().error("store unreachable", store=self.url, error=text,
+                         note="runs are recorded when it is back; status and doctor show it")
+        else:
+            _log().error("store still unreachable", store=self.url, error=text, down_for=round(now - since, 1))
+
+    def snapshot(self) -> dict[str, Any]:
+        """Plain data for status, doctor and metrics."""
+        since = self.since
+        return {"up": self.up, "error": self.error,
+                "since": _iso(since) if since is not None else None,
+                "down_for": round(time.time() - since, 1) if since is not None else None}
+
+
+class HealthWatch:
+    """A daemon thread probing ``store.ping()`` every :data:`PROBE_INTERVAL` seconds; a
+    probe with no answer within :data:`PROBE_DEADLINE` marks the store down (the probe
+    itself is left to finish or fail on its own: the store's timeouts end it)."""
+
+    def __init__(self, store: Any, *, interval: float = PROBE_INTERVAL, deadline: float = PROBE_DEADLINE):
+        self.store, self.interval, self.deadline = store, interval, deadline
+        self._stop = threading.Event()
+        self._thread: threading.Thread | None = None
+
+    def start(self) -> None:
+        self._thread = threading.Thread(target=self._loop, name="supertask-store-health", daemon=True)
+        self._thread.start()
+
+    def stop(self) -> None:
+        self._stop.set()
+        if self._thread is not None:
+            self._thread.join(self.interval + 1)
+
+    def _loop(self) -> None:
+        health: StoreHealth = self.store.health
+        probe: threading.Thread | None = None
+        result: list[BaseException | None] = []
+        while not self._stop.wait(self.interval):
+            if probe is None or not probe.is_alive():
+                result = []
+                probe = threading.Thread(target=self._probe, args=(result,), name="supertask-store-probe",
+                                         daemon=True)
+                probe.start()
+            probe.join(self.deadline)
+            if probe.is_alive():
+                health.failed(f"no answer within {self.deadline:g}s")
+            elif result and result[0] is not None:
+                health.failed(result[0])
+            else:
+                health.ok()
+
+    def _probe(self, result: list[BaseException | None]) -> None:
+        try:
+            self.store.ping()
+            result.append(None)
+        except Exception as exc:
+            result.append(exc)
+
+
+def _short(exc: BaseException) -> str:
+    text = str(getattr(exc, "orig", None) or exc).strip().splitlines()
+    return text[0] if text else type(exc).__name__
+
+
+def _iso(ts: float) -> str:
+    from datetime import datetime, timezone
+
+    return datetime.fromtimestamp(ts, timezone.utc).isoformat(timespec="seconds")
+
+
+def _log() -> Any:
+    from supertask.log import get_logger
+
+    return get_logger("supertask.store")

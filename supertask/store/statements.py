@@ -1,0 +1,270 @@
+"""Every write the stores make, written once, and the rules those writes carry.
+
+Two implementations run them (:mod:`supertask.store.base` names their interface):
+:class:`~supertask.store.sql.SqlStore` on SQLAlchemy (PostgreSQL, any other SQLAlchemy
+URL, and SQLite for what is not a run row) and :class:`~supertask.store.lite.LiteStore`
+on the stdlib ``sqlite3`` (a one-shot run, and the run rows of a scheduler on a SQLite
+file: importing SQLAlchemy alone costs more than a whole one-shot ``supertask run``,
+docs/benchmarks.md). Both hand these functions a *transaction* that runs plain SQL text
+with ``:name`` parameters; how a backend runs it is its own affair:
+
+- ``tx.run(sql, params) -> int`` (rows changed), ``tx.run_many(sql, [params, ...])``,
+  ``tx.rows(sql, params) -> list[tuple]``;
+- ``tx.insert(sql, params, key) -> int | None``: the new row's ``key`` column (its id;
+  for a table without one, anything but None) or None when the row's unique key was
+  taken; the transaction goes on, as after ``INSERT ... ON CONFLICT DO NOTHING``;
+- ``tx.insert_rows(table, rows)``: many rows at once (SQLAlchemy batches them);
+- ``tx.stamp(datetime)``: a time as the backend stores it (SQLite: naive UTC text
+  ``YYYY-MM-DD HH:MM:SS.ffffff``, exactly what SQLAlchemy's SQLite dialect writes).
+
+This module imports neither SQLAlchemy nor ``typing``: the one-shot path loads it.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import datetime, timezone
+from pathlib import Path
+
+from supertask.model import JOB_FORMAT_VERSION, RunStatus, digest
+
+TYPE_CHECKING = False  # typing.TYPE_CHECKING, without importing typing (~2 ms of a one-shot run)
+if TYPE_CHECKING:
+    from collections.abc import Callable, Sequence
+    from typing import Any
+
+    from supertask.model import Job
+
+UTC = timezone.utc
+
+#: Bumped when the tables change; a store with another version is refused.
+SCHEMA_VERSION = 1
+
+RUN_COLUMNS = ("id", "namespace", "job", "attempt", "reason", "scheduled", "started", "finished", "status",
+               "exit_code", "host", "pid", "log_path", "log_tail", "message")
+TIME_COLUMNS = ("scheduled", "started", "finished")
+
+
+def sqlite_file(url: str) -> str | None:
+    """FILE of a plain ``sqlite:///FILE`` URL (no query, not in memory), else None."""
+    if not url.startswith("sqlite:///"):
+        return None
+    path = url[len("sqlite:///"):]
+    return None if "?" in path or not path or path == ":memory:" else path
+
+
+@dataclass(frozen=True)
+class SyncReport:
+    added: tuple[str, ...] = ()
+    changed: tuple[str, ...] = ()
+    removed: tuple[str, ...] = ()
+    unchanged: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True)
+class StoredJob:
+    """A job as the store holds it: its definition and its schedule state."""
+
+    namespace: str
+    job: Job
+    paused: bool
+    next_run_time: float | None
+    updated: datetime | None = None
+
+    def to_json(self) -> dict[str, Any]:
+        nrt = self.next_run_time
+        return {
+            "namespace": self.namespace,
+            "name": self.job.name,
+            "when": self.job.when,
+            "run": self.job.run if self.job.run else [s.run for s in self.job.steps],
+            "description": self.job.description,
+            "enabled": self.job.enabled,
+            "paused": self.paused,
+            "timezone": self.job.timezone,
+            "next_fire": datetime.fromtimestamp(nrt, UTC).isoformat() if nrt is not None else None,
+        }
+
+
+@dataclass(frozen=True)
+class Pruned:
+    """What a prune removed: ``runs`` real runs and ``skipped`` skipped rows, and the
+    log files those had (for the caller to delete)."""
+
+    runs: int = 0
+    skipped: int = 0
+    log_paths: tuple[str, ...] = ()
+
+    def __add__(self, other: Pruned) -> Pruned:
+        return Pruned(self.runs + other.runs, self.skipped + other.skipped, self.log_paths + other.log_paths)
+
+
+# -- namespaces -----------------------------------------------------------------------------
+
+_NS_UPDATE = ('UPDATE supertask_namespaces SET source = :source, host = :host, "user" = :user, updated = :now '
+              "WHERE name = :name")
+_NS_INSERT = ('INSERT INTO supertask_namespaces (name, source, host, "user", created, updated) '
+              "VALUES (:name, :source, :host, :user, :now, :now)")
+
+
+def ensure_namespace(tx: Any, name: str, *, source: str | None, host: str, user: str) -> None:
+    """Create the namespace's row, or update its origin. Another process adding it at the
+    same moment is fine (its insert wins, ours is dropped)."""
+    params = {"name": name, "source": source, "host": host, "user": user, "now": tx.stamp(datetime.now(UTC))}
+    if not tx.run(_NS_UPDATE, params):
+        tx.insert(_NS_INSERT, params, "name")
+
+
+# -- jobs -------------------------------------------------------------------------------------
+
+_JOB_FINGERPRINTS = "SELECT name, fingerprint FROM supertask_jobs WHERE namespace = :namespace"
+_JOB_FINGERPRINT = "SELECT name, fingerprint FROM supertask_jobs WHERE namespace = :namespace AND name = :name"
+_JOB_UPDATE = ("UPDATE supertask_jobs SET definition = :definition, format = :format, fingerprint = :fingerprint, "
+               "paused = :paused, next_run_time = :next_run_time, updated = :updated "
+               "WHERE namespace = :namespace AND name = :name")
+_JOB_DELETE = "DELETE FROM supertask_jobs WHERE namespace = :namespace AND name = :name"
+
+
+def sync_jobs(tx: Any, namespace: str, jobs: Sequence[Job], first_fire: Callable[[Job], float | None], *,
+              remove_missing: bool) -> SyncReport:
+    """Make the namespace hold ``jobs`` (and no others, with ``remove_missing``).
+
+    Added and changed jobs get ``next_run_time = first_fire(job)`` (None when disabled);
+    unchanged ones (same fingerprint) keep their schedule state, so a restart neither
+    loses nor doubles a fire."""
+    now = tx.stamp(datetime.now(UTC))
+    wanted = {job.name: job for job in jobs}
+    if remove_missing or len(wanted) > 50:
+        existing = dict(tx.rows(_JOB_FINGERPRINTS, {"namespace": namespace}))
+    else:  # a one-liner or a live edit: look at its own rows only
+        existing = {}
+        for name in wanted:
+            existing.update(tx.rows(_JOB_FINGERPRINT, {"namespace": namespace, "name": name}))
+    added, changed, unchanged, inserts = [], [], [], []
+    for name, job in wanted.items():
+        text = job.definition()
+        fingerprint = digest(text)
+        if existing.get(name) == fingerprint:
+            unchanged.append(name)
+            continue
+        row = {"namespace": namespace, "name": name, "definition": text, "format": JOB_FORMAT_VERSION,
+               "fingerprint": fingerprint, "paused": False,
+               "next_run_time": first_fire(job) if job.enabled else None, "updated": now}
+        if name in existing:
+            changed.append(name)
+            tx.run(_JOB_UPDATE, row)
+        else:
+            added.append(name)
+            inserts.append(row)
+    for chunk in _chunks(inserts, 5000):
+        tx.insert_rows("supertask_jobs", chunk)
+    removed = sorted(set(existing) - set(wanted)) if remove_missing else []
+    if removed:
+        tx.run_many(_JOB_DELETE, [{"namespace": namespace, "name": name} for name in removed])
+    return SyncReport(tuple(added), tuple(changed), tuple(removed), tuple(unchanged))
+
+
+# -- runs -------------------------------------------------------------------------------------
+
+_RUN_INSERT = ("INSERT INTO supertask_runs (namespace, job, attempt, reason, scheduled, started, finished, "
+               "status, host, message) VALUES (:namespace, :job, :attempt, :reason, :scheduled, :started, "
+               ":finished, :status, :host, :message)")
+_RUN_LOG_PATH = "UPDATE supertask_runs SET log_path = :log_path WHERE id = :id"
+GET_RUN = f"SELECT {', '.join(RUN_COLUMNS)} FROM supertask_runs WHERE id = :id"
+
+
+def started_at(now: datetime, scheduled: datetime) -> datetime:
+    """When a claimed run is recorded as started: now, or the fire's own time when that
+    is still to come (the scheduler claims a round's fires a little ahead of time, and
+    their children start on time)."""
+    return scheduled if scheduled > now else now
+
+
+def claim_runs(tx: Any, claims: Sequence[dict[str, Any]]) -> list[int | None]:
+    """Insert the run row that claims each fire (``claims``: :meth:`Store.claim_run`'s
+    keyword arguments); a fire already claimed gets None, the others their run ids.
+    ``(namespace, job, scheduled, attempt)`` is unique: of two schedulers racing for one
+    fire exactly one insert wins. With ``log_dir``, the row's ``log_path``
+    (``log_dir/NAMESPACE/JOB/ID.log``) is set in the same transaction."""
+    now = datetime.now(UTC)
+    ids: list[int | None] = []
+    for claim in claims:
+        status = claim.get("status", RunStatus.RUNNING)
+        scheduled = claim["scheduled"]
+        run_id = tx.insert(_RUN_INSERT, {
+            "namespace": claim["namespace"], "job": claim["job"], "attempt": claim["attempt"],
+            "reason": claim["reason"], "scheduled": tx.stamp(scheduled),
+            "started": tx.stamp(started_at(now, scheduled)) if status is RunStatus.RUNNING else None,
+            "finished": tx.stamp(now) if status.finished else None, "status": status.value,
+            "host": claim["host"], "message": claim.get("message")}, "id")
+        if run_id is not None and claim.get("log_dir") is not None:
+            path = Path(claim["log_dir"]) / claim["namespace"] / claim["job"] / f"{run_id}.log"
+            tx.run(_RUN_LOG_PATH, {"log_path": str(path), "id": run_id})
+        ids.append(run_id)
+    return ids
+
+
+def run_update(run_id: int, values: dict[str, Any], stamp: Callable[[datetime], Any]) -> tuple[str, dict[str, Any]]:
+    """The statement that sets ``values`` (column: value) on one run row."""
+    params: dict[str, Any] = {"id": run_id}
+    for key, value in values.items():
+        if key not in RUN_COLUMNS or key == "id":
+            raise ValueError(f"no run column {key!r}")
+        if isinstance(value, RunStatus):
+            value = value.value
+        elif isinstance(value, datetime):
+            value = stamp(value)
+        params[key] = value
+    return f"UPDATE supertask_runs SET {', '.join(f'{key} = :{key}' for key in values)} WHERE id = :id", params
+
+
+# -- retention --------------------------------------------------------------------------------
+
+_FINISHED = tuple(s.value for s in RunStatus if s.finished)
+_REAL = tuple(s for s in _FINISHED if s != RunStatus.SKIPPED.value)
+
+
+def _quoted(values: tuple[str, ...]) -> str:
+    return ", ".join(f"'{v}'" for v in values)
+
+
+_PRUNE_JOBS = f"SELECT DISTINCT job FROM supertask_runs WHERE namespace = :namespace AND status IN ({_quoted(_FINISHED)})"
+_PRUNE_CUTOFF = (f"SELECT id FROM supertask_runs WHERE namespace = :namespace AND job = :job "
+                 f"AND status IN ({_quoted(_REAL)}) ORDER BY id DESC LIMIT 1 OFFSET :keep")
+_PRUNE_WHERE = (f"namespace = :namespace AND job = :job AND status IN ({_quoted(_FINISHED)}) "
+                "AND (id <= :cutoff OR scheduled < :before)")
+_PRUNE_SELECT = f"SELECT status, log_path FROM supertask_runs WHERE {_PRUNE_WHERE}"
+_PRUNE_DELETE = f"DELETE FROM supertask_runs WHERE {_PRUNE_WHERE}"
+
+
+def prune_runs(tx: Any, namespace: str, job: str | None, *, keep: int | None, max_age: float | None) -> Pruned:
+    """Delete a job's finished runs (every job's, when ``job`` is None) beyond the
+    ``keep`` newest *real* runs and those scheduled more than ``max_age`` seconds ago.
+
+    Real runs are those that ran (any finished status but ``skipped``). Skipped rows
+    (a fire dropped for overlap or downtime) go with the real runs older than the
+    oldest one kept, and stay where they are newer: they tell what happened between
+    the runs kept. Running and queued runs are never touched."""
+    jobs = [job] if job is not None else [r[0] for r in tx.rows(_PRUNE_JOBS, {"namespace": namespace})]
+    before = tx.stamp(datetime.fromtimestamp(datetime.now(UTC).timestamp() - max_age, UTC)) if max_age is not None \
+        else tx.stamp(datetime(1, 1, 1, tzinfo=UTC))
+    pruned = Pruned()
+    for name in jobs:
+        cutoff = 0
+        if keep is not None:
+            found = tx.rows(_PRUNE_CUTOFF, {"namespace": namespace, "job": name, "keep": keep})
+            cutoff = int(found[0][0]) if found else 0
+            if keep == 0:  # nothing kept: every finished run goes
+                cutoff = 2**62
+        params = {"namespace": namespace, "job": name, "cutoff": cutoff, "before": before}
+        rows = tx.rows(_PRUNE_SELECT, params)
+        if not rows:
+            continue
+        tx.run(_PRUNE_DELETE, params)
+        skipped = sum(1 for status, _ in rows if status == RunStatus.SKIPPED.value)
+        pruned += Pruned(len(rows) - skipped, skipped, tuple(path for _, path in rows if path))
+    return pruned
+
+
+def _chunks(items: Sequence[Any], size: int) -> list[Sequence[Any]]:
+    return [items[i:i + size] for i in range(0, len(items), size)]
