@@ -67,19 +67,33 @@ def _settings(store: str | None, home: str | None, **kw: object):  # type: ignor
 
 
 def _open_store(settings):  # type: ignore[no-untyped-def]
-    """The store a reading command looks at. A SQLite file named with ``--store`` (or
-    ``SUPERTASK_STORE``) that does not exist is a typo to report, not a new, empty store
-    to leave behind; the default one in the state folder is made as usual."""
+    """The store a reading command looks at. A SQLite file that does not exist is a
+    wrong folder or a typo to report (exit 2), not a new, empty store to leave behind."""
     from supertask.store.sql import open_store
+
+    missing = missing_store(settings)
+    if missing is not None:
+        from supertask.errors import StoreError
+
+        raise StoreError(missing)
+    return open_store(settings.store_url)
+
+
+def missing_store(settings) -> str | None:  # type: ignore[no-untyped-def]
+    """What to say when the settings' store is a SQLite file that does not exist, else None."""
     from supertask.store.statements import sqlite_file
 
     path = sqlite_file(settings.store_url)
-    if path is not None and not Path(path).exists() and Path(path) != settings.home / "supertask.db":
-        from supertask.errors import StoreError
-
-        raise StoreError(f"no store at {path}: the file does not exist; check --store (or SUPERTASK_STORE), "
-                         "or create it with `supertask run --store sqlite:///PATH ...`")
-    return open_store(settings.store_url)
+    if path is None or Path(path).exists():
+        return None
+    if Path(path) != settings.home / "supertask.db":
+        return (f"no store at {path}: the file does not exist; check --store (or SUPERTASK_STORE), "
+                "or create it with `supertask run --store sqlite:///PATH ...`")
+    return (f"no store in the state folder {settings.home} (no {path}): nothing has run with this folder yet. "
+            "The state folder is --home, else SUPERTASK_HOME, else $XDG_STATE_HOME/supertask, else "
+            "~/.local/state/supertask; a service installed with `supertask service install` keeps its store in "
+            "/var/lib/supertask (a system unit) or ~/.local/state/supertask (a user unit): pass --home DIR, "
+            "or --store URL for another store")
 
 
 def _known_namespace(st, namespace: str | None) -> None:  # type: ignore[no-untyped-def]

@@ -401,5 +401,5 @@ def pruned_text(removed: dict[str, dict[str, int]], keep: int | None) -> str:
     lines += [f"  {ns}: {counted(r['runs'], r['skipped'])}" for ns, r in removed.items() if r["runs"] or r["skipped"]]
     if keep is not None:
         lines.append(f"kept the newest {keep} run{'s' if keep != 1 else ''} of each job (skipped fires do not count); "
-                     "skipped rows older than the oldest run kept went with it, newer ones stay")
+                     "skipped rows before the oldest run kept went too, those since stay")
     return "\n".join(lines)

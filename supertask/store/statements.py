@@ -229,10 +229,10 @@ def _quoted(values: tuple[str, ...]) -> str:
 
 
 _PRUNE_JOBS = f"SELECT DISTINCT job FROM supertask_runs WHERE namespace = :namespace AND status IN ({_quoted(_FINISHED)})"
-_PRUNE_CUTOFF = (f"SELECT id FROM supertask_runs WHERE namespace = :namespace AND job = :job "
-                 f"AND status IN ({_quoted(_REAL)}) ORDER BY id DESC LIMIT 1 OFFSET :keep")
+_PRUNE_OLDEST = (f"SELECT MIN(id) FROM (SELECT id FROM supertask_runs WHERE namespace = :namespace AND job = :job "
+                 f"AND status IN ({_quoted(_REAL)}) ORDER BY id DESC LIMIT :keep) AS kept")
 _PRUNE_WHERE = (f"namespace = :namespace AND job = :job AND status IN ({_quoted(_FINISHED)}) "
-                "AND (id <= :cutoff OR scheduled < :before)")
+                "AND (id < :oldest OR scheduled < :before)")
 _PRUNE_SELECT = f"SELECT status, log_path FROM supertask_runs WHERE {_PRUNE_WHERE}"
 _PRUNE_DELETE = f"DELETE FROM supertask_runs WHERE {_PRUNE_WHERE}"
 
@@ -242,21 +242,21 @@ def prune_runs(tx: Any, namespace: str, job: str | None, *, keep: int | None, ma
     ``keep`` newest *real* runs and those scheduled more than ``max_age`` seconds ago.
 
     Real runs are those that ran (any finished status but ``skipped``). Skipped rows
-    (a fire dropped for overlap or downtime) go with the real runs older than the
-    oldest one kept, and stay where they are newer: they tell what happened between
-    the runs kept. Running and queued runs are never touched."""
+    (a fire dropped for overlap or downtime) older than the oldest real run kept go
+    with the runs before it; newer ones stay: they tell what happened since. Running
+    and queued runs are never touched."""
     jobs = [job] if job is not None else [r[0] for r in tx.rows(_PRUNE_JOBS, {"namespace": namespace})]
     before = tx.stamp(datetime.fromtimestamp(datetime.now(UTC).timestamp() - max_age, UTC)) if max_age is not None \
         else tx.stamp(datetime(1, 1, 1, tzinfo=UTC))
     pruned = Pruned()
     for name in jobs:
-        cutoff = 0
-        if keep is not None:
-            found = tx.rows(_PRUNE_CUTOFF, {"namespace": namespace, "job": name, "keep": keep})
-            cutoff = int(found[0][0]) if found else 0
-            if keep == 0:  # nothing kept: every finished run goes
-                cutoff = 2**62
-        params = {"namespace": namespace, "job": name, "cutoff": cutoff, "before": before}
+        oldest = 0  # the oldest real run kept: rows before it go
+        if keep == 0:  # nothing kept: every finished row goes
+            oldest = 2**62
+        elif keep is not None:
+            found = tx.rows(_PRUNE_OLDEST, {"namespace": namespace, "job": name, "keep": keep})
+            oldest = int(found[0][0]) if found and found[0][0] is not None else 0
+        params = {"namespace": namespace, "job": name, "oldest": oldest, "before": before}
         rows = tx.rows(_PRUNE_SELECT, params)
         if not rows:
             continue

@@ -84,6 +84,22 @@ def test_a_mistyped_sqlite_store_is_reported_not_made(cli: Cli, tmp_path: Path) 
     assert [r["status"] for r in cli.json("history", "--store", f"sqlite:///{typo}")] == ["succeeded"]
 
 
+def test_reading_an_empty_state_folder_names_it_and_makes_nothing(cli: Cli) -> None:
+    """Reading commands with an empty SUPERTASK_HOME printed an empty table, exited 0 and
+    left a new supertask.db behind (issue 14 point 2): they exit 2 naming the folder
+    they looked in and where a service's store usually is, and create nothing (doctor
+    warns "no store yet" and creates nothing: test_doctor_creates_nothing...)."""
+    for command in (["history"], ["list-jobs"], ["list-namespaces"], ["prune", "--keep", "1"]):
+        proc = cli(*command)
+        assert proc.returncode == 2, (command, proc.stdout, proc.stderr)
+        said = proc.stdout + proc.stderr
+        assert f"no store in the state folder {cli.home}" in said, (command, said)
+        assert "/var/lib/supertask" in said and "--home" in said and "Traceback" not in said
+    assert not cli.home.exists()  # no folder, no supertask.db
+    assert cli("run", "--", "cmd:true").returncode == 0  # a run makes it
+    assert [r["status"] for r in cli.json("history")] == ["succeeded"]
+
+
 def test_default_store_lives_in_the_state_folder(cli: Cli) -> None:
     cli("run", "--", "cmd:echo hello")
     assert (cli.home / "supertask.db").is_file()
