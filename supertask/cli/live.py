@@ -74,7 +74,8 @@ def print_status(data: dict[str, Any], *, wide: bool = False) -> None:
     typer.echo(
         f"supertask {data['version']} pid {data['pid']} on {data['host']}: {state}, "
         f"up {format_duration(data['uptime'])}\n"
-        f"store {data['store']}; namespaces {', '.join(data['namespaces'])}\n"
+        f"store {data['store']}{_store_state(data.get('store_health'))}; "
+        f"namespaces {', '.join(data['namespaces'])}\n"
         f"jobs {jobs['total']} ({jobs['paused']} paused, {jobs['running']} running)\n"
         f"host cpu {tel['cpu_percent']:.0f}% of {tel['cpu_count']}, load "
         f"{' '.join(f'{x:.2f}' for x in tel['load'])}, memory {tel['memory']['percent']:.0f}%, "
@@ -95,6 +96,13 @@ def print_status(data: dict[str, Any], *, wide: bool = False) -> None:
         print_table("next fires", ["namespace", "job", "next fire"],
                     [(r["namespace"], r["job"], zone_time(r["next_fire"], r.get("timezone")))
                      for r in data["next_fires"]], wide=wide, keep=("next fire",))
+
+
+def _store_state(health: dict[str, Any] | None) -> str:
+    """`` UNREACHABLE since ... (error)`` while the scheduler cannot reach its store."""
+    if not health or health.get("up", True):
+        return ""
+    return f" UNREACHABLE since {health['since']} ({health['error']})"
 
 
 def _bytes(value: int | None) -> str | None:

@@ -139,6 +139,18 @@ class LiveControl:
             out.setdefault((run.namespace, run.job), []).append(run.run_id)
         return out
 
+    def _jobs_in_memory(self) -> list[dict[str, Any]]:
+        """What status shows of the jobs while the store is unreachable: the schedule the
+        scheduler holds (no definitions, no paused flag: those are in the store)."""
+        jobstore, running = self.service.jobstore, self._running()
+        rows = []
+        for jid in jobstore.ids():
+            ns, _, name = jid.partition("/")
+            ts = jobstore.next_run_ts(jid)
+            rows.append({"namespace": ns, "name": name, "paused": False, "running": running.get((ns, name), []),
+                         "next_fire": None if ts is None else datetime.fromtimestamp(ts, UTC).isoformat()})
+        return rows
+
     def list_jobs(self, namespace: str | None = None) -> list[dict[str, Any]]:
         """Every served job as the scheduler holds it: next fire, paused, runs in flight.
         Definitions come from the store (one query per namespace, read as plain dicts:
@@ -173,7 +185,8 @@ class LiveControl:
 
         service = self.service
         now = time.time()
-        jobs = self.list_jobs()
+        health = service.store.health.snapshot()
+        jobs = self.list_jobs() if health["up"] else self._jobs_in_memory()
         with service.ctx.lock:
             active = list(service.ctx.active.values())
         zones = {(r["namespace"], r["name"]): r["timezone"] for r in jobs}  # the job's zone: how status shows times
@@ -193,7 +206,7 @@ class LiveControl:
         return {
             "version": __version__, "pid": os.getpid(), "host": service.settings.host,
             "started": _iso(service.started), "uptime": round(now - service.started, 3),
-            "store": redact(service.store.url), "namespaces": list(service.namespaces),
+            "store": redact(service.store.url), "store_health": health, "namespaces": list(service.namespaces),
             "paused": service.paused, "stopping": service.stop_request.event.is_set(),
             "endpoints": self.endpoints,
             "timetable": {"source": service.timetable.source if service.timetable else None,

@@ -55,6 +55,8 @@ class Metrics:
         self.up = Gauge("supertask_up", "1 while the scheduler serves", registry=self.registry)
         self.started = Gauge("supertask_start_time_seconds", "When the scheduler started (epoch seconds)",
                              registry=self.registry)
+        self.store_up = Gauge("supertask_store_up", "1 while the store answers, 0 while it is unreachable",
+                              registry=self.registry)
         self._ctx: Any = None
         self.registry.register(_ByJob(self, "gauge", "supertask_runs_in_flight", "Runs running now",
                                       lambda ctx: Tally((run.namespace, run.job) for run in ctx.active.values())))
@@ -84,6 +86,8 @@ class Metrics:
         host, port = self._server.server_address[:2]
         self.up.set(1)
         self.started.set(getattr(service, "started", time.time()))
+        health = service.store.health
+        self.store_up.set_function(lambda: 1.0 if health.up else 0.0)
         self.log.info("metrics serving", address=f"{host}:{port}", url=f"http://{host}:{port}/metrics")
 
     def stop(self) -> None:

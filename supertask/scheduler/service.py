@@ -32,6 +32,7 @@ from supertask.scheduler.supervisor import Supervisor
 from supertask.schedules.trigger import Schedule, parse_when
 from supertask.settings import Settings
 from supertask.store.base import Store, StoredJob, SyncReport
+from supertask.store.health import HealthWatch
 
 UTC = timezone.utc
 #: After the grace period, how long a stop waits for the ended runs' rows at most.
@@ -119,7 +120,8 @@ class Service:
         # the last good timetable's namespace and source, when serving one: its jobs live
         # in the store (holding 100,000 parsed jobs here doubled the scheduler's memory)
         self.timetable = _without_jobs(timetable)
-        self.components = list(components)
+        # the store's health probe first: a store that stops answering is seen in seconds
+        self.components = [HealthWatch(store), *components]
         self.store = store
         self.namespaces = list(namespaces)
         self.log = get_logger("supertask.scheduler.service")

@@ -6,7 +6,8 @@ it up. A network cut where nothing answers leaves operations waiting rather than
 failing, so a scheduler also runs a :class:`HealthWatch`: a probe (``store.ping()``)
 every second that must answer within :data:`PROBE_DEADLINE` seconds.
 
-Events (logger ``supertask.store``): ``store unreachable`` (error) once when it goes,
+Events (logger ``supertask.store``, once a :class:`HealthWatch` runs: a command that
+meets an unreachable store reports its error itself): ``store unreachable`` (error) once when it goes,
 ``store still unreachable`` at most once a :data:`REPEAT` seconds while it stays away,
 ``store reachable again`` (warning, with how long it was away) when it is back.
 ``supertask status``, ``supertask doctor`` and the ``supertask_store_up`` metric read
@@ -42,6 +43,7 @@ class StoreHealth:
         self.url = url
         self.repeat = repeat
         self.up = True
+        self.events = False  # log the changes (a scheduler's HealthWatch turns it on)
         self.error: str | None = None
         self.since: float | None = None  # epoch seconds when it went away
         self.checked: float | None = None  # epoch seconds of the last operation or probe seen
@@ -58,7 +60,8 @@ class StoreHealth:
                 return
             down_for = time.time() - (self.since or time.time())
             self.up, self.error, self.since = True, None, None
-        _log().warning("store reachable again", store=self.url, down_for=round(down_for, 1))
+        if self.events:
+            _log().warning("store reachable again", store=self.url, down_for=round(down_for, 1))
 
     def failed(self, error: BaseException | str) -> None:
         """An operation or a probe could not reach the store."""
@@ -74,6 +77,8 @@ class StoreHealth:
                 return
             self._said = time.monotonic()
             since = self.since or now
+        if not self.events:
+            return
         if first:
             _log().error("store unreachable", store=self.url, error=text,
                          note="runs are recorded when it is back; status and doctor show it")
@@ -98,7 +103,9 @@ class HealthWatch:
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
 
-    def start(self) -> None:
+    def start(self, _service: Any = None) -> None:
+        """Start probing (a scheduler component: the service starts and stops it)."""
+        self.store.health.events = True
         self._thread = threading.Thread(target=self._loop, name="supertask-store-health", daemon=True)
         self._thread.start()
 

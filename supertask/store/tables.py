@@ -124,7 +124,9 @@ def schema_version(engine: Engine, url: str) -> int | None:
         try:
             conn = engine.connect()
             break
-        except (SQLAlchemyError, StoreUnavailable) as exc:  # SQLite's first PRAGMA may meet a creator's lock
+        except StoreUnavailable:
+            raise
+        except SQLAlchemyError as exc:  # SQLite's first PRAGMA may meet a creator's lock
             if "locked" not in str(exc) or time.monotonic() > deadline:
                 raise StoreError(f"cannot open store {redact(url)}: {short_error(exc)}") from exc
             time.sleep(0.05)

@@ -241,3 +241,23 @@ jobs:
         assert dict(st.definitions("ns")) == got
     finally:
         st.close()
+
+
+def test_postgresql_connections_have_timeouts(store_url: str) -> None:
+    """A network cut must fail statements within seconds, not TCP's minutes (issue 18):
+    every PostgreSQL connection has connect, keepalive, TCP and statement timeouts."""
+    if not store_url.startswith("postgresql"):
+        pytest.skip("about PostgreSQL")
+    import sqlalchemy as sa
+
+    from supertask.store.sql import open_store
+
+    store = open_store(store_url)
+    try:
+        with store.engine.connect() as conn:
+            assert conn.execute(sa.text("SHOW statement_timeout")).scalar() == "1min"
+            assert conn.execute(sa.text("SHOW search_path")).scalar().startswith("t_")  # the URL's options kept
+            params = conn.connection.dbapi_connection.info.get_parameters()  # type: ignore[union-attr]
+        assert (params["connect_timeout"], params["keepalives_idle"], params["tcp_user_timeout"]) == ("5", "5", "10000")
+    finally:
+        store.close()

@@ -1,0 +1,64 @@
+"""The store's health (one event when it goes, rate-limited while away, one when back)
+and the PostgreSQL engine's timeouts."""
+
+from __future__ import annotations
+
+import pytest
+from structlog.testing import capture_logs
+
+from supertask.store.health import StoreHealth
+from supertask.store.tables import PG_STATEMENT_TIMEOUT_MS, PG_TIMEOUTS, pg_connect_args
+
+
+@pytest.mark.parametrize(
+    ("steps", "events", "up"),
+    [
+        ("ok ok", [], True),
+        ("fail", ["store unreachable"], False),
+        ("fail fail fail", ["store unreachable"], False),  # rate-limited while it stays away
+        ("fail fail ok", ["store unreachable", "store reachable again"], True),
+        ("fail ok fail ok", ["store unreachable", "store reachable again"] * 2, True),
+        ("ok fail wait fail", ["store unreachable", "store still unreachable"], False),  # after REPEAT
+    ],
+)
+def test_health_events(steps: str, events: list[str], up: bool, monkeypatch: pytest.MonkeyPatch) -> None:
+    import supertask.store.health as health_module
+
+    clock = [1000.0]
+    monkeypatch.setattr(health_module.time, "monotonic", lambda: clock[0])
+    health = StoreHealth("postgresql://u@db/x", repeat=60)
+    health.events = True
+    with capture_logs() as logs:
+        for step in steps.split():
+            if step == "wait":
+                clock[0] += 61
+            elif step == "ok":
+                health.ok()
+            else:
+                health.failed("connection refused")
+    assert [e["event"] for e in logs] == events
+    assert health.up is up
+    snap = health.snapshot()
+    assert snap["up"] is up and (snap["error"] == "connection refused") is (not up) and bool(snap["since"]) is (not up)
+
+
+def test_health_is_quiet_unless_a_watch_runs() -> None:
+    health = StoreHealth("sqlite:///x.db")
+    with capture_logs() as logs:
+        health.failed("disk I/O error")
+        health.ok()
+    assert logs == [] and health.up
+
+
+@pytest.mark.parametrize(
+    ("query", "want"),
+    [
+        ({}, {**PG_TIMEOUTS, "options": f"-c statement_timeout={PG_STATEMENT_TIMEOUT_MS}"}),
+        ({"options": "-csearch_path=s"}, {**PG_TIMEOUTS, "options": f"-csearch_path=s -c statement_timeout={PG_STATEMENT_TIMEOUT_MS}"}),
+        ({"connect_timeout": "30"}, {**{k: v for k, v in PG_TIMEOUTS.items() if k != "connect_timeout"},
+                                     "options": f"-c statement_timeout={PG_STATEMENT_TIMEOUT_MS}"}),
+        ({"options": "-c statement_timeout=0"}, PG_TIMEOUTS),  # the URL's own wins
+    ],
+)
+def test_postgresql_timeouts_unless_the_url_sets_them(query: dict[str, str], want: dict[str, object]) -> None:
+    assert pg_connect_args(query) == want
