@@ -8,13 +8,17 @@ that ``--help`` and quick commands start fast.
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Annotated, Any
+from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 
 from supertask import __version__
 from supertask.errors import UsageError
 from supertask.settings import env_name, help_for
+
+if TYPE_CHECKING:
+    from supertask.settings import Settings
+    from supertask.store.base import Store
 
 app = typer.Typer(
     name="supertask",
@@ -66,7 +70,7 @@ def _settings(store: str | None, home: str | None, **kw: object):  # type: ignor
     return Settings.build(home=home, store=store, **kw)
 
 
-def _open_store(settings):  # type: ignore[no-untyped-def]
+def _open_store(settings: Settings) -> Store:
     """The store a reading command looks at. A SQLite file that does not exist is a
     wrong folder or a typo to report (exit 2), not a new, empty store to leave behind."""
     from supertask.store.sql import open_store
@@ -79,7 +83,7 @@ def _open_store(settings):  # type: ignore[no-untyped-def]
     return open_store(settings.store_url)
 
 
-def missing_store(settings) -> str | None:  # type: ignore[no-untyped-def]
+def missing_store(settings: Settings) -> str | None:
     """What to say when the settings' store is a SQLite file that does not exist, else None."""
     from supertask.store.statements import sqlite_file
 
@@ -96,7 +100,7 @@ def missing_store(settings) -> str | None:  # type: ignore[no-untyped-def]
             "or --store URL for another store")
 
 
-def _known_namespace(st, namespace: str | None) -> None:  # type: ignore[no-untyped-def]
+def _known_namespace(st: Store, namespace: str | None) -> None:
     """A --ns the store does not have is a typo to report, not an empty listing."""
     if namespace is None:
         return

@@ -310,7 +310,7 @@ def _parse_after(after: str | None) -> datetime:
 # -- logs ---------------------------------------------------------------------------------------
 
 
-def print_log(store: Any, run_id: int, *, follow: bool, namespace: str | None = None,
+def print_log(store: Store, run_id: int, *, follow: bool, namespace: str | None = None,
               write: Any = None) -> int:
     """Print a run's log file (to ``write``, else stdout); with ``follow``, keep printing
     until the run ends. With ``namespace``, a run of another namespace is not found."""
