@@ -56,6 +56,8 @@ class SqlTx:
 
     def _text(self, sql: str, params: dict[str, Any]) -> Any:
         times = [key for key, value in params.items() if isinstance(value, datetime)]
+        if self.dialect not in ("sqlite", "postgresql"):  # the statements quote "user" the standard way
+            sql = sql.replace('"user"', self.conn.dialect.identifier_preparer.quote_identifier("user"))
         return _text(sql, tuple(times))
 
     def run(self, sql: str, params: dict[str, Any]) -> int:
