@@ -69,6 +69,11 @@ class Scheduler:
             [*SUPERTASK, "run", *args], cwd=cli.cwd, env={**cli.env, **env},
             stdout=self._log, stderr=subprocess.STDOUT, text=True, start_new_session=True,
         )
+        if not cli.store and not {"SUPERTASK_STORE", "SUPERTASK_HOME"} & set(env) and \
+                not any(a.startswith(("--store", "--home")) for a in args):
+            # the reading commands a test polls with exit 2 until the default store exists
+            db = cli.home / "supertask.db"
+            wait_until(lambda: db.exists() or self.proc.poll() is not None, 60, what=f"{db} made")
 
     def events(self) -> list[dict[str, Any]]:
         out = []

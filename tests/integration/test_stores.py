@@ -64,7 +64,7 @@ def test_memory_store_keeps_nothing(cli: Cli) -> None:
     [
         ("nosuchdb://x", "cannot use store URL"),
         ("not a url", "is not a database URL"),
-        ("postgresql://nobody@127.0.0.1:1/none", "cannot open store"),
+        ("postgresql://nobody@127.0.0.1:1/none", "is unreachable: connection failed"),
     ],
 )
 def test_bad_store_url_is_a_clear_error(cli: Cli, url: str, says: str) -> None:
