@@ -25,7 +25,8 @@ from typing import Any, Protocol
 
 from supertask.model import Job, RunRecord, RunStatus
 from supertask.store.health import StoreHealth
-from supertask.store.statements import Pruned, StoredJob, SyncReport
+from supertask.store.rows import StoredJob
+from supertask.store.statements import Pruned, SyncReport
 
 __all__ = ["Pruned", "RunStore", "Store", "StoredJob", "SyncReport"]
 

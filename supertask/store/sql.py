@@ -31,8 +31,9 @@ from supertask.model import Job, RunRecord, RunStatus
 from supertask.store import listing, statements
 from supertask.store.health import StoreHealth
 from supertask.store.lite import LiteStore
+from supertask.store.rows import StoredJob
 from supertask.store.sqltx import SqlTx, WriteTx, chunks
-from supertask.store.statements import SCHEMA_VERSION, Pruned, StoredJob, SyncReport, sqlite_file
+from supertask.store.statements import SCHEMA_VERSION, Pruned, SyncReport, sqlite_file
 from supertask.store.tables import (
     UTC,
     create_schema,
