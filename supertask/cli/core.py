@@ -288,6 +288,19 @@ def prune(
 
         print_json(removed)
         return
-    typer.echo(commands.pruned_text(removed, keep))
+    typer.echo(_pruned_text(removed, keep))
 
 
+def _pruned_text(removed: dict[str, dict[str, int]], keep: int | None) -> str:
+    """What ``prune`` says: real runs and skipped rows removed, in all and per namespace."""
+    def counted(runs: int, skipped: int) -> str:
+        text = f"{runs} run{'s' if runs != 1 else ''}"
+        return text + (f" and {skipped} skipped row{'s' if skipped != 1 else ''}" if skipped else "")
+
+    runs, skipped = sum(r["runs"] for r in removed.values()), sum(r["skipped"] for r in removed.values())
+    lines = [f"removed {counted(runs, skipped)}, with their logs"]
+    lines += [f"  {ns}: {counted(r['runs'], r['skipped'])}" for ns, r in removed.items() if r["runs"] or r["skipped"]]
+    if keep is not None:
+        lines.append(f"kept the newest {keep} run{'s' if keep != 1 else ''} of each job (skipped fires do not count); "
+                     "skipped rows before the oldest run kept went too, those since stay")
+    return "\n".join(lines)
