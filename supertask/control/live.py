@@ -148,6 +148,7 @@ class LiveControl:
             ns, _, name = jid.partition("/")
             ts = jobstore.next_run_ts(jid)
             rows.append({"namespace": ns, "name": name, "paused": False, "running": running.get((ns, name), []),
+                         "timezone": None,
                          "next_fire": None if ts is None else datetime.fromtimestamp(ts, UTC).isoformat()})
         return rows
 
