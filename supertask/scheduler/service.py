@@ -31,8 +31,7 @@ from supertask.scheduler.jobstore import NamespaceJobStore, job_id
 from supertask.scheduler.supervisor import Supervisor
 from supertask.schedules.trigger import Schedule, parse_when
 from supertask.settings import Settings
-from supertask.store.base import Store, StoredJob, SyncReport
-from supertask.store.health import HealthWatch
+from supertask.store.base import HealthWatch, Store, StoredJob, SyncReport
 
 UTC = timezone.utc
 #: After the grace period, how long a stop waits for the ended runs' rows at most.
@@ -120,8 +119,7 @@ class Service:
         # the last good timetable's namespace and source, when serving one: its jobs live
         # in the store (holding 100,000 parsed jobs here doubled the scheduler's memory)
         self.timetable = _without_jobs(timetable)
-        # the store's health probe first: a store that stops answering is seen in seconds
-        self.components = [HealthWatch(store), *components]
+        self.components = [HealthWatch(store), *components]  # the store's probe first
         self.store = store
         self.namespaces = list(namespaces)
         self.log = get_logger("supertask.scheduler.service")

@@ -24,11 +24,11 @@ from datetime import datetime
 from typing import Any, Protocol
 
 from supertask.model import Job, RunRecord, RunStatus
-from supertask.store.health import StoreHealth
+from supertask.store.health import HealthWatch, StoreHealth
 from supertask.store.rows import StoredJob
 from supertask.store.statements import Pruned, SyncReport
 
-__all__ = ["Pruned", "RunStore", "Store", "StoredJob", "SyncReport"]
+__all__ = ["HealthWatch", "Pruned", "RunStore", "Store", "StoredJob", "SyncReport"]
 
 
 class RunStore(Protocol):
