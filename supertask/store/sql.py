@@ -260,7 +260,7 @@ class SqlStore:
             try:
                 with conn.begin_nested():
                     conn.execute(meta_table.insert().values(key=key, value=value))
-            except IntegrityError:  # another process inserted it first
+            except sa.exc.IntegrityError:  # another process inserted it first
                 return False
             return True
 

@@ -77,7 +77,7 @@ def valid_mark(store: Store, key: str, raw: bytes) -> Mark | None:
                 tuple(data.get("reboot", ())))
 
 
-def last_mark(store: Any, key: str) -> Mark | None:
+def last_mark(store: Store, key: str) -> Mark | None:
     """The mark of this file's last good sync, whatever the file holds now (a start on a
     broken file serves what that sync left in the store); None when it was never synced
     or its namespace has no jobs left."""
@@ -94,7 +94,7 @@ def last_mark(store: Any, key: str) -> Mark | None:
                 tuple(data.get("reboot", ())))
 
 
-def record(store: Any, key: str, raw: bytes, namespace: str, timetable: Timetable) -> None:
+def record(store: Store, key: str, raw: bytes, namespace: str, timetable: Timetable) -> None:
     """After a full sync of ``timetable`` (read from ``raw``): mark it."""
     from supertask.schedules.trigger import parse_when
 
