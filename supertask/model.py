@@ -74,7 +74,7 @@ class StopCause(Word):
 
 _STOPPED_BY = {
     StopCause.KILL: "ended by `supertask jobs kill`",
-    StopCause.SHUTDOWN: "ended at shutdown: the scheduler stopped before the run did (grace over)",
+    StopCause.SHUTDOWN: "ended at shutdown: the scheduler stopped before the run did",
 }
 
 

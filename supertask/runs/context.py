@@ -10,6 +10,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from supertask.model import StopCause
 from supertask.runs import notify
 from supertask.settings import Settings
 
@@ -39,6 +40,12 @@ class ActiveRun:
     pid: int | None = None
     kill: threading.Event = field(default_factory=threading.Event)
     log_path: Path | None = None
+    stopped_by: StopCause | None = None  # who set ``kill``: jobs kill, or a shutdown
+
+    def end(self, cause: StopCause) -> None:
+        """Ask the run to end (its process group: TERM, then KILL), saying who asks."""
+        self.stopped_by = self.stopped_by or cause
+        self.kill.set()
 
 
 @dataclass

@@ -319,6 +319,8 @@ def unwritten(ctx: RunContext) -> Unwritten:
 def closed(runlog: RunLog, outcome: Outcome, active: ActiveRun, job: Job) -> Outcome:
     """Note how the attempt ended in its log and close the log. A log that could not be
     written (a full disk) was dropped for the run, which went on: its row says so."""
+    if outcome.status is RunStatus.KILLED and active.stopped_by is not None:
+        outcome.message = active.stopped_by.says(outcome.message)
     if runlog.error is None:
         if outcome.message:
             runlog.note(outcome.message)

@@ -22,7 +22,7 @@ from typing import Any, Protocol
 from supertask import compat
 from supertask.errors import JobNotFound, SupertaskError, UsageError
 from supertask.log import get_logger
-from supertask.model import Job, Overlap, Reason, Timetable
+from supertask.model import Job, Overlap, Reason, StopCause, Timetable
 from supertask.runs import notify
 from supertask.runs.context import RunContext
 from supertask.runs.runner import relay_to_log
@@ -312,7 +312,7 @@ class Service:
         with self.ctx.lock:
             run = self.ctx.active.get(run_id)
             if run is not None:
-                run.kill.set()
+                run.end(StopCause.KILL)
         if run is None:
             status = self.store.get_run(run_id).status  # RunNotFound (exit 2) for an id the store does not have
             raise SupertaskError(f"run {run_id} is not running in this scheduler (it is {status}); "
@@ -371,7 +371,7 @@ class Service:
     def _end_runs(self) -> None:
         with self.ctx.lock:
             for run in self.ctx.active.values():
-                run.kill.set()
+                run.end(StopCause.SHUTDOWN)
 
 
 class _Both:

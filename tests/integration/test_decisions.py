@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import time
 from datetime import datetime
+from pathlib import Path
 
 from tests.conftest import Cli, wait_until
 
@@ -46,3 +47,29 @@ jobs:
     (missed,) = [r for r in history(cli, "strict") if r["status"] == "skipped" and ts(r["scheduled"]) > paused]
     assert "firing was paused (supertask pause)" in missed["message"], missed
     assert "not running" not in missed["message"]
+
+
+def test_a_run_ended_at_shutdown_says_so_and_differs_from_jobs_kill(cli: Cli, tmp_path: Path) -> None:
+    (cli.cwd / "supertask.yaml").write_text("""
+namespace: ended
+jobs:
+  - {name: killed, when: once, run: "cmd:sleep 300"}
+  - {name: stopped, when: once, run: "cmd:sleep 300"}
+""")
+    sched = cli.start("--grace", "0.5s")
+    try:
+        sched.wait_event("control ready")
+        running = wait_until(lambda: {r["job"]: r["run_id"] for r in cli.json("status")["runs"]
+                                      if r["pid"]} if len(cli.json("status")["runs"]) == 2 else None,
+                             what="both runs to start")
+        proc = cli("jobs", "kill", str(running["killed"]))
+        assert proc.returncode == 0, proc.stderr
+        wait_until(lambda: history(cli, "killed")[0]["status"] == "killed", what="the kill")
+    finally:
+        assert sched.stop() == 0
+    (killed,), (stopped,) = history(cli, "killed"), history(cli, "stopped")
+    assert killed["status"] == stopped["status"] == "killed"
+    assert killed["message"].startswith("ended by `supertask jobs kill`"), killed
+    assert stopped["message"].startswith("ended at shutdown: the scheduler stopped"), stopped
+    assert "on request" not in killed["message"] + stopped["message"]
+    assert stopped["log_tail"].endswith(stopped["message"])
