@@ -4,6 +4,7 @@
     python bench/run.py --quick    # small sizes and short runs (< 3 min)
     python bench/run.py --baseline a5753cf   # and that commit's supertask, turn by turn (~35 min)
     python bench/run.py --only lateness,startup   # some sections (others kept from the last run)
+    python bench/run.py --sizes 100,500 --seconds 15   # lateness at those rates, shorter windows
     python bench/run.py --report   # rewrite docs/benchmarks.md from bench/results/results.json
 
 Results go to ``bench/results/results.json`` (git-ignored); ``bench/report.py``
@@ -453,6 +454,9 @@ def main() -> None:
     ap.add_argument("--baseline", metavar="REF",
                     help="also measure the supertask of commit REF (a worktree and venv under bench/baseline-*/), "
                          "turn by turn with this tree's, and report before/after against the run-to-run noise")
+    ap.add_argument("--sizes", metavar="N,N,...",
+                    help="lateness: fires a second to measure (default 1,100,500,1000; --quick 1,100)")
+    ap.add_argument("--seconds", type=int, metavar="S", help="lateness: each run's window (default 30; --quick 5)")
     args = ap.parse_args()
     RESULTS.mkdir(parents=True, exist_ok=True)
     path = RESULTS / ("results-quick.json" if args.quick else "results.json")
@@ -475,8 +479,12 @@ def main() -> None:
         with pg_database() as pg:
             if "lateness" in only:
                 sizes, duration = ([1, 100], 5) if args.quick else ([1, 100, 500, 1000], 30)
+                if args.sizes:
+                    sizes = [int(s) for s in args.sizes.split(",")]
+                duration = args.seconds or duration
                 results["lateness"] = lateness(sizes, duration, pg, repeats=(2 if args.baseline else 1) if args.quick else 3,
-                                               ab_sizes=(100,) if args.quick else (100, 500, 1000))
+                                               ab_sizes=tuple(s for s in sizes if s >= 100) if args.sizes else
+                                               (100,) if args.quick else (100, 500, 1000))
                 path.write_text(json.dumps(results, indent=1))
             if "launch" in only:
                 results["launch"] = launch(runs, label, turns=turns)
