@@ -3,11 +3,11 @@
 from __future__ import annotations
 
 from supertask.scheduler.reboot import boot_id, booted_since_last_start
-from supertask.store.sql import Store
+from supertask.store.sql import open_store
 
 
 def test_one_start_per_namespace_host_and_boot_sees_the_boot() -> None:
-    store = Store.open("memory://")
+    store = open_store("memory://")
     steps = [  # (namespace, host, boot, booted?)
         ("ns", "a", "boot-1", True),   # nothing recorded: a boot
         ("ns", "a", "boot-1", False),  # the same boot again (another folder, or a restart)
