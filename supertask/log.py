@@ -38,6 +38,8 @@ def configure(log_format: str = "auto", level: str = "info", *, stdlib: bool = T
         log_format = "console" if sys.stderr.isatty() else "json"
     numeric = _LEVELS.get(level.lower(), INFO)
     _wanted, _min_level, _applied = (log_format, numeric), numeric, False
+    if log_format == "json":
+        _json_excepthooks()
     if "structlog" in sys.modules:
         _apply()
     if stdlib:
@@ -49,8 +51,58 @@ def configure_stdlib() -> None:
     unless the level is debug."""
     import logging
 
-    logging.basicConfig(level=logging.WARNING, stream=sys.stderr, format="%(levelname)s %(name)s: %(message)s")
+    if _wanted is not None and _wanted[0] == "json":  # one JSON event a record, its traceback a field
+        handler = logging.StreamHandler(sys.stderr)
+        handler.setFormatter(_JsonFormatter())
+        logging.basicConfig(level=logging.WARNING, handlers=[handler])
+    else:
+        logging.basicConfig(level=logging.WARNING, stream=sys.stderr, format="%(levelname)s %(name)s: %(message)s")
     logging.getLogger("apscheduler").setLevel(logging.ERROR if _min_level > logging.DEBUG else logging.DEBUG)
+
+
+class _JsonFormatterBase:
+    """A stdlib log record as one JSON line, in the shape of supertask's own events
+    (``event``, ``level``, ``logger``, ``timestamp``; ``exception``: the traceback text)."""
+
+    def format(self, record: Any) -> str:
+        import json
+        import traceback
+        from datetime import datetime, timezone
+
+        event: dict[str, Any] = {
+            "event": record.getMessage(), "level": record.levelname.lower(), "logger": record.name,
+            "timestamp": datetime.fromtimestamp(record.created, timezone.utc).isoformat().replace("+00:00", "Z"),
+        }
+        if record.exc_info:
+            event["exception"] = "".join(traceback.format_exception(*record.exc_info)).rstrip()
+        return json.dumps(event, default=str)
+
+
+def _JsonFormatter() -> Any:  # noqa: N802  (a class made on first use: logging is imported late)
+    import logging
+
+    return type("JsonFormatter", (_JsonFormatterBase, logging.Formatter), {})()
+
+
+def _json_excepthooks() -> None:
+    """Uncaught exceptions (the main thread's, other threads') as one JSON event each."""
+    import threading
+
+    def main_hook(kind: Any, value: Any, tb: Any) -> None:
+        if issubclass(kind, KeyboardInterrupt):
+            sys.__excepthook__(kind, value, tb)
+            return
+        get_logger("supertask").error("uncaught exception", exc_info=(kind, value, tb))
+
+    def thread_hook(args: Any) -> None:
+        if args.exc_type is SystemExit:
+            return
+        get_logger("supertask").error("uncaught exception in a thread",
+                                      thread=getattr(args.thread, "name", None),
+                                      exc_info=(args.exc_type, args.exc_value, args.exc_traceback))
+
+    sys.excepthook = main_hook
+    threading.excepthook = thread_hook
 
 
 def _apply() -> Any:

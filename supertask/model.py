@@ -21,7 +21,19 @@ if TYPE_CHECKING:
 #: Bumped whenever the persisted shape of a Job (``Job.to_dict``) changes.
 JOB_FORMAT_VERSION = 1
 
-NAME_RE = re.compile(r"^[A-Za-z0-9_.-]+$")
+#: Job names and namespaces become folder and file names (logs/NAMESPACE/JOB/, the
+#: control socket, boot/NAMESPACE): no '/', no leading '.' (so never '.' or '..'), and
+#: short enough for a file name.
+NAME_RE = re.compile(r"^[A-Za-z0-9_-][A-Za-z0-9_.-]{0,127}$")
+NAME_RULE = "letters, digits, '_', '.' and '-', not starting with '.', at most 128 characters"
+
+
+def name_problem(name: str, what: str = "name") -> str | None:
+    """Why ``name`` cannot be a job name or namespace (:data:`NAME_RE`), else None."""
+    if NAME_RE.match(name):
+        return None
+    fixed = re.sub(r"[^A-Za-z0-9_.-]+", "-", name).strip("-.")[:128] or ("my-namespace" if what == "namespace" else "my-job")
+    return f"{name!r} is not a valid {what}: use {NAME_RULE}, e.g. {fixed!r}"
 
 
 class Word(str, Enum):

@@ -70,14 +70,27 @@ def help_for(option: str) -> str:
 
 def state_home(explicit: str | os.PathLike[str] | None = None) -> Path:
     """The state folder: explicit, else $SUPERTASK_HOME, else $XDG_STATE_HOME/supertask,
-    else ~/.local/state/supertask."""
+    else ~/.local/state/supertask; canonical (symlinks resolved), so one folder reached
+    by two paths gives one store URL and one run key (an orphan of ``--home /link`` is
+    found again by a restart with ``--home /real``)."""
     if explicit:
-        return Path(explicit).expanduser()
-    if os.environ.get("SUPERTASK_HOME"):
-        return Path(os.environ["SUPERTASK_HOME"]).expanduser()
-    xdg = os.environ.get("XDG_STATE_HOME")
-    base = Path(xdg).expanduser() if xdg else Path.home() / ".local" / "state"
-    return base / "supertask"
+        folder = Path(explicit).expanduser()
+    elif os.environ.get("SUPERTASK_HOME"):
+        folder = Path(os.environ["SUPERTASK_HOME"]).expanduser()
+    else:
+        xdg = os.environ.get("XDG_STATE_HOME")
+        folder = (Path(xdg).expanduser() if xdg else Path.home() / ".local" / "state") / "supertask"
+    return Path(os.path.realpath(folder))
+
+
+def canonical_store_url(url: str) -> str:
+    """``sqlite:///FILE`` with FILE's symlinks resolved (the run key derives from the URL);
+    any other URL as given."""
+    prefix = "sqlite:///"
+    path = url[len(prefix):] if url.startswith(prefix) else ""
+    if not path or "?" in path or path == ":memory:":
+        return url
+    return prefix + os.path.realpath(os.path.expanduser(path))
 
 
 def host_name() -> str:
@@ -132,7 +145,7 @@ class Settings:
         cls, *, home: str | None = None, store: str | None = None, **kw: object
     ) -> Settings:
         folder = state_home(home)
-        url = store or os.environ.get("SUPERTASK_STORE") or f"sqlite:///{folder / 'supertask.db'}"
+        url = canonical_store_url(store or os.environ.get("SUPERTASK_STORE") or f"sqlite:///{folder / 'supertask.db'}")
         return cls(home=folder, store_url=url, **kw)  # type: ignore[arg-type]
 
     def with_(self, **changes: object) -> Settings:

@@ -38,6 +38,8 @@ def run(
     namespace: str | None,
 ) -> int:
     """``supertask run``: a one-liner once, a one-liner or .py on a schedule, or a timetable."""
+    if namespace is not None:
+        check_namespace(namespace)
     if command:
         if file:
             raise UsageError("give either --file or a command after --, not both")
@@ -49,13 +51,24 @@ def run(
         path = Path(file).resolve()
         if not path.is_file():
             raise UsageError(f"--file {file}: no such file")
-        job = _one_liner(f"uv:{path}", when, name or re.sub(r"[^A-Za-z0-9_.-]+", "-", path.stem))
+        job = _one_liner(f"uv:{path}", when, name or re.sub(r"[^A-Za-z0-9_.-]+", "-", path.stem).strip("-.")[:40] or "job")
         if job.when in ("once", "now"):
             return _run_once(settings, job, namespace)
         return _serve_one(settings, job, namespace, source=str(path))
     if when:
         raise UsageError("--when applies to a one-line job (-- KIND:TARGET) or a .py --file, not to a timetable")
     return _serve_timetable(settings, file, namespace)
+
+
+def check_namespace(namespace: str, option: str = "--ns") -> str:
+    """A namespace given on the command line: it becomes folder and file names in the
+    state folder (logs/, control/, boot/), so it follows the timetable's name rule."""
+    from supertask.model import name_problem
+
+    problem = name_problem(namespace, "namespace")
+    if problem:
+        raise UsageError(f"{option} {problem}")
+    return namespace
 
 
 def _join_command(words: list[str]) -> str:
@@ -66,7 +79,7 @@ def _join_command(words: list[str]) -> str:
 def _one_liner(run_text: str, when: str | None, name: str | None) -> Job:
     """The job of a one-line ``run -- KIND:TARGET``: the same ``Job`` a timetable entry
     ``{name, when, run}`` gives, checked without YAML (a one-shot run never needs it)."""
-    from supertask.model import NAME_RE
+    from supertask.model import NAME_RE, NAME_RULE
     from supertask.timetable.runtext import normalise_run
 
     when = when or "once"
@@ -81,7 +94,7 @@ def _one_liner(run_text: str, when: str | None, name: str | None) -> Job:
         target = run_text.split(":", 1)[1] if re.match(r"^[a-z]+:", run_text) else run_text
         name = re.sub(r"[^A-Za-z0-9_.-]+", "-", target).strip("-.")[:40].strip("-.") or "job"
     elif not NAME_RE.match(name):
-        raise UsageError(f"--name {name!r}: a job name is letters, digits, '_', '.' and '-'; e.g. --name nightly-dump")
+        raise UsageError(f"--name {name!r}: a job name is {NAME_RULE}; e.g. --name nightly-dump")
     try:
         run = normalise_run(run_text)
     except ValueError as exc:

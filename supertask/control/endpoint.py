@@ -81,6 +81,11 @@ def control_dir(home: Path) -> Path:
 
 
 def socket_path(home: Path, namespace: str) -> Path:
+    from supertask.model import name_problem
+
+    problem = name_problem(namespace, "namespace")
+    if problem:  # a namespace becomes a file name here: never one outside control/
+        raise UsageError(f"--ns {problem}")
     path = control_dir(home) / f"{namespace}.sock"
     if len(str(path)) > MAX_SOCKET_PATH:
         import hashlib  # here: with hmac and secrets, ~3 ms of a client's start (OpenSSL's hashes)

@@ -66,6 +66,10 @@ def parse_assignments(assignments: tuple[str, ...] | list[str]) -> dict[str, Any
             continue
         import yaml
 
+        from supertask.timetable.yamldoc import MAX_DEPTH, deeper_than
+
+        if deeper_than(raw, MAX_DEPTH) is not None:
+            raise UsageError(f"--set {key}=...: nested deeper than {MAX_DEPTH} levels; give a plain value")
         try:
             out[key] = yaml.safe_load(raw) if raw.strip() else None
         except yaml.YAMLError:

@@ -16,13 +16,13 @@ from typing import Any
 from yaml.nodes import Node, ScalarNode, SequenceNode
 
 from supertask.model import (
-    NAME_RE,
     RETRYABLE,
     CatchUp,
     Overlap,
     RunStatus,
     Step,
     StepIf,
+    name_problem,
     parse_duration,
     parse_size,
 )
@@ -73,11 +73,9 @@ _ENV_NAME_RE = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
 
 def check_name(doc: Doc, node: Node, what: str = "name") -> str:
     name = text(doc, node, f"a {what}").strip()
-    if not NAME_RE.match(name):
-        fixed = re.sub(r"[^A-Za-z0-9_.-]+", "-", name).strip("-") or "my-job"
-        raise Bad(
-            f"{name!r} is not a valid {what}: use letters, digits, '_', '.' and '-' only, e.g. {fixed!r}"
-        )
+    problem = name_problem(name, what)
+    if problem:
+        raise Bad(problem)
     return name
 
 
@@ -172,6 +170,10 @@ def _env(doc: Doc, node: Node, path: str) -> dict[str, str] | None:
                 join(path, key),
                 f"expected a text value, got {describe(value_node)}; quote it to pass it literally",
             )
+            ok = False
+        elif "\0" in str(value_node.value):
+            doc.problem(value_node, join(path, key), "contains a NUL byte (\\0), which no environment can hold; "
+                        "remove it")
             ok = False
         else:
             env[key] = "" if value_node.tag.endswith(":null") else str(value_node.value)

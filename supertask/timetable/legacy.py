@@ -36,7 +36,7 @@ from typing import Any
 
 from yaml.nodes import Node, ScalarNode, SequenceNode
 
-from supertask.model import NAME_RE, Job, Step, StepIf, Timetable
+from supertask.model import Job, Step, StepIf, Timetable, name_problem
 from supertask.timetable.checks import check_unique, check_when
 from supertask.timetable.yamldoc import Bad, Doc, describe, join, text
 
@@ -58,10 +58,9 @@ def load_legacy(doc: Doc, top: dict[str, tuple[Node, Node]]) -> Timetable | None
         if "namespace" in meta:
             try:
                 namespace = text(doc, meta["namespace"][1], "a namespace").strip()
-                if not NAME_RE.match(namespace):
-                    raise Bad(
-                        f"{namespace!r} is not a valid namespace: use letters, digits, '_', '.' and '-' only"
-                    )
+                problem = name_problem(namespace, "namespace")
+                if problem:
+                    raise Bad(problem)
             except Bad as err:
                 doc.problem(meta["namespace"][1], "meta.namespace", str(err))
     tasks = top["tasks"][1]
@@ -104,10 +103,9 @@ def _task(doc: Doc, item: Node, path: str) -> list[tuple[Job, int | None]]:
                 raise Bad("missing 'id'; it becomes the job's name, e.g. id: nightly-cleanup")
             id_line = meta["id"][0].start_mark.line + 1
             name = text(doc, meta["id"][1], "an id").strip()
-            if not NAME_RE.match(name):
-                raise Bad(
-                    f"{name!r} is not a valid job name: use letters, digits, '_', '.' and '-' only"
-                )
+            problem = name_problem(name, "job name")
+            if problem:
+                raise Bad(problem)
         except Bad as err:
             doc.problem(
                 meta["id"][1] if "id" in meta else entries["meta"][1],

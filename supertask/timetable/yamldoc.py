@@ -22,6 +22,11 @@ from supertask.errors import Problem
 #: twice as fast as the pure-Python one on big timetables (see docs/benchmarks.md).
 _Loader = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
 
+#: The deepest nesting of lists and mappings a timetable may have (a real one has about
+#: 6). libyaml's composer recurses on the C stack: a 50 KB file nested 25,000 deep
+#: crashed the process (SIGSEGV), so the depth is bounded before composing.
+MAX_DEPTH = 100
+
 
 class Bad(Exception):
     """One problem with one value; its text is the Problem's message."""
@@ -33,11 +38,17 @@ class Doc:
     def __init__(self, text: str, source: str, base_dir: Path | None):
         self.source, self.base_dir = source, base_dir
         self.problems: list[Problem] = []
+        self._text = text
         self._loader = _Loader(text)
         self._text = text  # for the line of a YAML error
 
     def root(self) -> Node | None:
         try:
+            too_deep = deeper_than(self._text, MAX_DEPTH)
+            if too_deep is not None:
+                self.problem(too_deep, "", f"nested deeper than {MAX_DEPTH} levels of lists and mappings; "
+                             "a timetable needs about 6: flatten it")
+                return None
             return self._loader.get_single_node()
         except yaml.MarkedYAMLError as err:
             mark = err.problem_mark or err.context_mark
@@ -116,6 +127,54 @@ class Doc:
     def dispose(self) -> None:
         self._loader.dispose()
         self._text = ""
+
+
+def depth_bound(text: str) -> int:
+    """An upper bound on the nesting depth of ``text`` as YAML, from its characters
+    alone (a few ms for a 100,000-job file, far less than composing it).
+
+    Block collections nest by indentation (a column holds at most a mapping and the
+    list under its key) or on one line, one indicator (``-``, ``?``, ``:``) each; a
+    flow collection needs a ``[`` or ``{`` (and an implicit ``a: b`` pair inside a
+    flow list one more level). Quotes are ignored: an indicator in a quoted text
+    only makes the bound looser, never too small."""
+    block = 0
+    for line in text.splitlines():
+        stripped = line.lstrip(" ")
+        if not stripped:
+            continue
+        level = 2 * (len(line) - len(stripped) + 1) + stripped.count("-") + stripped.count(":") + stripped.count("?")
+        if level > block:
+            block = level
+    return block + 2 * (text.count("[") + text.count("{")) + 1
+
+
+def deeper_than(text: str, limit: int) -> int | None:
+    """The line where ``text`` nests deeper than ``limit`` lists and mappings, else None.
+
+    Exact (libyaml's event stream, whose parser keeps its stack on the heap) only when
+    :func:`depth_bound` cannot rule it out, as for a big file written in flow style.
+    Text that is not valid YAML up to that point is left for the composer to report."""
+    if depth_bound(text) <= limit:
+        return None
+    loader = _Loader(text)
+    starts, ends = (yaml.MappingStartEvent, yaml.SequenceStartEvent), (yaml.MappingEndEvent, yaml.SequenceEndEvent)
+    depth = 0
+    try:
+        while True:
+            event = loader.get_event()
+            if event is None:
+                return None
+            if isinstance(event, starts):
+                depth += 1
+                if depth > limit:
+                    return int(event.start_mark.line) + 1 if event.start_mark else 1
+            elif isinstance(event, ends):
+                depth -= 1
+    except yaml.YAMLError:
+        return None
+    finally:
+        loader.dispose()
 
 
 def join(path: str, key: str | int) -> str:

@@ -451,9 +451,22 @@ JOB = '  - name: a\n    when: "@daily"\n    run: "cmd:true"\n'
             "jobs:\n  - {name: 'a b', when: '@daily', run: x}\n",
             2,
             "jobs[0].name",
-            "'a b' is not a valid name: use letters, digits, '_', '.' and '-' only, e.g. 'a-b'",
+            "'a b' is not a valid name: use letters, digits, '_', '.' and '-', not starting with '.', "
+            "at most 128 characters, e.g. 'a-b'",
         ),
         ("namespace: a/b\njobs:\n" + JOB, 1, "namespace", "'a/b' is not a valid namespace"),
+        # names become paths (logs/NAMESPACE/JOB/): never '.', '..' or hidden
+        ("namespace: '..'\njobs:\n" + JOB, 1, "namespace", "'..' is not a valid namespace"),
+        ("namespace: .\njobs:\n" + JOB, 1, "namespace", "'.' is not a valid namespace"),
+        ("jobs:\n  - {name: '..', when: '@daily', run: x}\n", 2, "jobs[0].name", "'..' is not a valid name"),
+        ("jobs:\n  - {name: " + "a" * 129 + ", when: '@daily', run: x}\n", 2, "jobs[0].name",
+         "at most 128 characters"),
+        # a NUL byte cannot be in an environment: every run would fail
+        ("jobs:\n  - {name: a, when: '@daily', run: x, env: {A: \"x\\0y\"}}\n", 2, "jobs[0].env.A",
+         "contains a NUL byte"),
+        # deep nesting would crash libyaml's composer (SIGSEGV at 25,000 levels)
+        ("jobs:\n  - " + "[" * 25000 + "]" * 25000 + "\n", 2, "", "nested deeper than 100 levels"),
+        ("jobs:\n" + "".join(" " * i + "- \n" for i in range(2, 300)), 101, "", "nested deeper than 100 levels"),
         (
             "jobs:\n  - {name: a, when: every 5 mins, run: x}\n",
             2,
