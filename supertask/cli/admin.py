@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import subprocess
 import sys
 from datetime import datetime, timezone
@@ -235,10 +236,20 @@ def service_install(
     metrics: Annotated[str | None, typer.Option("--metrics", metavar="HOST:PORT", help="Serve Prometheus metrics")] = None,
     grace: Annotated[str, typer.Option("--grace", help="How long running jobs may finish on stop")] = "30s",
     store: StoreOpt = None,
+    force: Annotated[bool, typer.Option("--force", help="Replace a unit (and its environment file) that exists")] = False,
 ) -> None:
     """Write a systemd unit that runs `supertask run --file FILE` (restart on failure,
-    state in systemd's StateDirectory, SIGHUP reloads), or print it with --print."""
-    from supertask.cli.systemd import UnitOptions, next_steps, render_unit, unit_path
+    state in systemd's StateDirectory, SIGHUP reloads), or print it with --print. A store
+    URL with a password goes to a 0600 environment file beside it, not into the unit."""
+    from supertask.cli.systemd import (
+        UnitOptions,
+        env_file_path,
+        next_steps,
+        render_env_file,
+        render_unit,
+        store_has_secret,
+        unit_path,
+    )
     from supertask.errors import TimetableError
     from supertask.model import parse_duration
     from supertask.timetable.load import find_timetable, read_timetable
@@ -255,16 +266,52 @@ def service_install(
     options = UnitOptions(timetable=path, user_unit=user_unit, name=name, store=store, run_as=run_as,
                           grace=grace_s, metrics=metrics)
     text = render_unit(options)
+    secret = store_has_secret(store)
+    env_file = env_file_path(options)
     if print_only:
         sys.stdout.write(text)
+        if secret:
+            typer.echo(f"note: the store URL has a password, so the unit reads it from {env_file}: write "
+                       "SUPERTASK_STORE=<the URL> there (mode 0600)", err=True)
         return
     target = unit_path(options)
+    for path in [target, *([env_file] if secret else [])]:
+        if path.exists() and not force:
+            raise UsageError(f"{path} exists; pass --force to replace it (or --print the new one to compare)")
     try:
-        target.parent.mkdir(parents=True, exist_ok=True)
-        target.write_text(text, encoding="utf-8")
+        if secret:
+            _write_private(env_file, render_env_file(options))
+        _make_dirs(target.parent)
+        fd = os.open(target, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_NOFOLLOW, 0o644)
+        with os.fdopen(fd, "w", encoding="utf-8") as fh:
+            os.fchmod(fh.fileno(), 0o644)
+            fh.write(text)
     except OSError as exc:
         hint = "run it as root, or pass --user for a user unit" if not user_unit else "check the folder"
-        raise UsageError(f"cannot write {target}: {exc.strerror or exc}; {hint} (or --print it)") from exc
+        raise UsageError(f"cannot write {exc.filename or target}: {exc.strerror or exc}; {hint} (or --print it)") from exc
+    if secret:
+        typer.echo(f"wrote {env_file} (mode 0600: the store URL and its password)")
     typer.echo(f"wrote {target}; now run:")
     for step in next_steps(options):
         typer.echo(f"  {step}")
+
+
+def _write_private(path: Path, text: str) -> None:
+    """``text`` to ``path`` with mode 0600 whatever the umask, never through a symlink."""
+    _make_dirs(path.parent)
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_NOFOLLOW, 0o600)
+    with os.fdopen(fd, "w", encoding="utf-8") as fh:
+        os.fchmod(fh.fileno(), 0o600)
+        fh.write(text)
+
+
+def _make_dirs(folder: Path) -> None:
+    """``mkdir -p -m 0755``: every folder made 0755 whatever the umask (``Path.mkdir``
+    gives the parents it makes the umask's mode)."""
+    missing = [p for p in [folder, *folder.parents] if not p.exists()]
+    for path in reversed(missing):
+        try:
+            os.mkdir(path, 0o755)
+            os.chmod(path, 0o755)
+        except FileExistsError:
+            pass

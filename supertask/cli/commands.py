@@ -40,6 +40,9 @@ def run(
     """``supertask run``: a one-liner once, a one-liner or .py on a schedule, or a timetable."""
     if namespace is not None:
         check_namespace(namespace)
+    from supertask.statefolder import secure_home
+
+    secure_home(settings.home)  # ours alone, or exit 2 before anything is read or written there
     if command:
         if file:
             raise UsageError("give either --file or a command after --, not both")

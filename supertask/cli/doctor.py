@@ -40,7 +40,13 @@ def run_checks(settings: Settings, timetable: Path | None) -> list[Check]:
 
 
 def _state_folder(settings: Settings) -> Check:
+    from supertask.statefolder import UnsafeStateFolder, looser_than_private, secure_home
+
     home = settings.home
+    try:
+        secure_home(home, create=False)  # ours alone, as `supertask run` requires (it refuses others)
+    except UnsafeStateFolder as exc:
+        return Check("state folder", "fail", f"{exc.path}: {exc.why}; supertask refuses to use it", exc.fix)
     if not home.exists():
         parent = next((p for p in home.parents if p.exists()), None)
         if parent is None or not os.access(parent, os.W_OK | os.X_OK):
@@ -52,10 +58,12 @@ def _state_folder(settings: Settings) -> Check:
     if not home.is_dir() or not os.access(home, os.W_OK | os.X_OK):
         return Check("state folder", "fail", f"{home}: not a writable folder for {settings.user}",
                      f"make {home} writable for {settings.user}, or point --home / SUPERTASK_HOME elsewhere")
-    mode = home.stat().st_mode & 0o777
-    if mode & 0o022:
-        return Check("state folder", "warn", f"{home} is writable by others (mode {mode:o})", f"chmod 700 {home}")
-    return Check("state folder", "ok", f"{home} (writable)")
+    loose = looser_than_private(home)
+    if loose:
+        shown = ", ".join(loose[:3]) + (f" and {len(loose) - 3} more" if len(loose) > 3 else "")
+        return Check("state folder", "warn", f"others may read what is in {home}: {shown}",
+                     f"chmod -R go-rwx {home}")
+    return Check("state folder", "ok", f"{home} (private)")
 
 
 def _store(settings: Settings) -> Check:

@@ -50,13 +50,43 @@ def unit_path(options: UnitOptions, home: Path | None = None) -> Path:
     return Path("/etc/systemd/system") / f"{options.name}.service"
 
 
+def store_has_secret(url: str | None) -> bool:
+    """Whether a store URL carries a password (``postgresql://u:pw@host/db`` or a
+    ``password=`` query): then it goes to a 0600 environment file, not the 0644 unit."""
+    if not url:
+        return False
+    from urllib.parse import urlsplit
+
+    try:
+        parts = urlsplit(url)
+        return parts.password is not None or "password=" in parts.query.lower()
+    except ValueError:
+        return True  # cannot tell: keep it out of the unit
+
+
+def env_file_path(options: UnitOptions, home: Path | None = None) -> Path:
+    """Where the unit's secrets go (mode 0600): ``/etc/supertask/NAME.env``, or
+    ``~/.config/supertask/NAME.env`` for a user unit."""
+    if options.user_unit:
+        return (home or Path.home()) / ".config" / "supertask" / f"{options.name}.env"
+    return Path("/etc/supertask") / f"{options.name}.env"
+
+
+def render_env_file(options: UnitOptions) -> str:
+    """The environment file's text (``SUPERTASK_STORE=...``; systemd reads it as root)."""
+    return (f"# Written by supertask {__version__} for {options.name}.service: secrets, mode 0600\n"
+            f"SUPERTASK_STORE={_systemd_quote(options.store or '')}\n")
+
+
 def render_unit(options: UnitOptions) -> str:
-    """The unit file text."""
+    """The unit file text. A store URL with a password is not in it: the unit names
+    :func:`env_file_path` (``EnvironmentFile=``), which holds it."""
     command = [*(options.executable or supertask_command()), "run", "--file", str(options.timetable)]
     if options.metrics:
         command += ["--metrics", options.metrics]
     env = ["SUPERTASK_HOME=%S/supertask", "SUPERTASK_LOG_FORMAT=json", f"SUPERTASK_GRACE={options.grace:g}s"]
-    if options.store:
+    secret = store_has_secret(options.store)
+    if options.store and not secret:
         env.append(f"SUPERTASK_STORE={options.store}")
     lines = [
         f"# Written by supertask {__version__}: `supertask service install{' --user' if options.user_unit else ''}`",
@@ -74,6 +104,7 @@ def render_unit(options: UnitOptions) -> str:
         "ExecReload=/bin/kill -HUP $MAINPID",
         f"WorkingDirectory={options.timetable.parent}",
         *(f"Environment={_systemd_quote(item)}" for item in env),
+        *([f"EnvironmentFile={env_file_path(options)}"] if secret else []),
         "StateDirectory=supertask",
         "StateDirectoryMode=0700",
         "Restart=on-failure",

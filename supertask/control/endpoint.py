@@ -98,29 +98,26 @@ def token_path(home: Path) -> Path:
     return control_dir(home) / "token"
 
 
-def _private_dir(path: Path) -> Path:
-    path.mkdir(parents=True, exist_ok=True)
-    os.chmod(path, 0o700)
-    return path
-
-
 def load_or_make_token(home: Path) -> tuple[str, Path]:
-    """The token in ``control/token`` (made with mode 0600 when missing)."""
-    path = token_path(home)
-    _private_dir(path.parent)
-    try:
-        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
-    except FileExistsError:
-        os.chmod(path, 0o600)
-        token = path.read_text().strip()
-        if token:
-            return token, path
-        fd = os.open(path, os.O_WRONLY | os.O_TRUNC)
-    import secrets
+    """The token in ``control/token``: made (0600) when missing; one that is there is
+    used only when it is a file of ours with no other name (never through a symlink)."""
+    from supertask import statefolder
 
-    with os.fdopen(fd, "w") as fh:
-        token = secrets.token_urlsafe(32)
-        fh.write(token + "\n")
+    path = token_path(home)
+    statefolder.private_dir(path.parent, home)
+    try:
+        fd = statefolder.open_private(path, os.O_RDWR)
+    except OSError as exc:
+        raise UsageError(f"refusing the token file {path}: {exc.strerror}; remove it (a new one is made), "
+                         "or give --token / SUPERTASK_TOKEN") from exc
+    with os.fdopen(fd, "r+") as fh:
+        os.fchmod(fh.fileno(), 0o600)
+        token = fh.read().strip()
+        if not token:
+            import secrets
+
+            token = secrets.token_urlsafe(32)
+            fh.write(token + "\n")
     return token, path
 
 
@@ -300,7 +297,9 @@ class ControlServer:
         api = LiveControl(service, endpoints)
         rpyc_service = ControlService(api)
         home = self.settings.home
-        _private_dir(control_dir(home))
+        from supertask import statefolder
+
+        statefolder.private_dir(control_dir(home), home)
         for namespace in service.namespaces:
             path = socket_path(home, namespace)
             if path.exists() or path.is_symlink():

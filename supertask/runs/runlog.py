@@ -8,11 +8,14 @@ was left out. Memory stays bounded however much a job prints.
 
 from __future__ import annotations
 
+import os
 import threading
 import time
 from collections import deque
 from datetime import datetime, timezone
 from pathlib import Path
+
+from supertask import statefolder
 
 TYPE_CHECKING = False  # typing.TYPE_CHECKING, without importing typing (a one-shot run's start-up)
 if TYPE_CHECKING:
@@ -39,14 +42,14 @@ class _Clock:
 
 
 def _open(path: Path) -> TextIO:
-    """The log file, opened to append; its folder made first if it is not there (a
-    ``mkdir`` for every run, when the folder is there already, cost a tenth of the
-    scheduler's time at a thousand runs a second)."""
-    try:
-        return open(path, "a", encoding="utf-8", buffering=1)
-    except FileNotFoundError:
-        path.parent.mkdir(parents=True, exist_ok=True)
-        return open(path, "a", encoding="utf-8", buffering=1)
+    """The log file (``HOME/logs/NAMESPACE/JOB/ID.log``), created 0600 and never through
+    a symlink (:mod:`supertask.statefolder`); its folders are made (0700) and checked
+    the first time this process writes in them (a ``mkdir`` for every run, when the
+    folder is there already, cost a tenth of the scheduler's time at a thousand runs a
+    second)."""
+    if str(path.parent) not in statefolder._checked:
+        statefolder.private_dir(path.parent, path.parents[3])
+    return os.fdopen(statefolder.open_private(path), "a", encoding="utf-8", buffering=1)
 
 
 class RunLog:

@@ -17,6 +17,7 @@ A database that does not answer (refused, reset, the timeouts of
 from __future__ import annotations
 
 import json
+import os
 import threading
 import time
 from collections.abc import Callable, Iterable, Sequence
@@ -75,7 +76,11 @@ class SqlStore:
         """Open (and by default create) the store; refuse one with another schema version."""
         path = sqlite_file(url)
         if path is not None and create:
-            Path(path).parent.mkdir(parents=True, exist_ok=True)
+            from supertask import statefolder
+
+            Path(path).parent.mkdir(mode=0o700, parents=True, exist_ok=True)
+            if not os.path.lexists(path):  # made 0600: SQLite gives its journals the same mode
+                statefolder.private_file(path)
         store = cls(url)
         version = schema_version(store.engine, url)
         if version is None and create:

@@ -5,7 +5,9 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import signal
+import stat
 import subprocess
 import sys
 from pathlib import Path
@@ -13,7 +15,11 @@ from pathlib import Path
 import psutil
 import pytest
 
-from tests.conftest import Cli, wait_until
+from tests.conftest import SUPERTASK, Cli, wait_until
+
+NOBODY = 65534  # the uid `nobody` has on Debian and most distributions
+
+needs_root = pytest.mark.skipif(os.geteuid() != 0, reason="needs root: chown to another user (nobody)")
 
 
 def timetable(cli: Cli, text: str) -> Path:
@@ -24,6 +30,136 @@ def timetable(cli: Cli, text: str) -> Path:
 
 def files_under(folder: Path) -> set[str]:
     return {str(p.relative_to(folder)) for p in folder.rglob("*")} if folder.exists() else set()
+
+
+def mode(path: Path) -> int:
+    return stat.S_IMODE(os.lstat(path).st_mode)
+
+
+def with_umask(cli: Cli, umask: int, *args: str) -> subprocess.CompletedProcess[str]:
+    """``supertask ARGS`` started under ``umask``."""
+    return subprocess.run(["sh", "-c", f'umask {umask:03o}; exec "$@"', "sh", *SUPERTASK, *args], cwd=cli.cwd,
+                          env=cli.env, text=True, capture_output=True, timeout=60)
+
+
+# -- a state folder is private (point 4) --------------------------------------------------------------
+
+
+def test_the_state_folder_and_its_files_are_private_whatever_the_umask(cli: Cli) -> None:
+    proc = with_umask(cli, 0, "run", "--ns", "private", "--name", "echo", "--", "cmd:echo a secret")
+    assert proc.returncode == 0, proc.stderr
+    log = cli.home / "logs" / "private" / "echo" / "1.log"
+    assert "a secret" in log.read_text()
+    for folder in (cli.home, cli.home / "logs", log.parent.parent, log.parent):
+        assert mode(folder) == 0o700, folder
+    for file in (cli.home / "supertask.db", log):
+        assert mode(file) == 0o600, file
+    doctor = cli("doctor")
+    assert "ok   state folder" in doctor.stdout, doctor.stdout
+    os.chmod(cli.home / "supertask.db", 0o644)  # as an older supertask made it
+    doctor = cli("doctor")
+    assert f"WARN state folder: others may read what is in {cli.home}: {cli.home / 'supertask.db'} (mode 644)" \
+        in doctor.stdout, doctor.stdout
+    assert f"fix: chmod -R go-rwx {cli.home}" in doctor.stdout
+
+
+def test_the_control_folder_socket_and_token_are_private_whatever_the_umask(cli: Cli) -> None:
+    timetable(cli, "namespace: ctl\njobs:\n  - {name: a, when: '@daily', run: 'cmd:true'}\n")
+    proc = subprocess.Popen(["sh", "-c", 'umask 000; exec "$@"', "sh", *SUPERTASK, "run", "--listen", "127.0.0.1:0"],
+                            cwd=cli.cwd, env=cli.env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+                            start_new_session=True)
+    try:
+        control = cli.home / "control"
+        wait_until(lambda: (control / "ctl.sock").exists() and (control / "token").exists(), what="the socket")
+        assert mode(control) == 0o700 and mode(control / "ctl.sock") == 0o600 and mode(control / "token") == 0o600
+    finally:
+        proc.terminate()
+        proc.wait(30)
+
+
+def test_service_install_keeps_the_store_password_out_of_the_unit_and_never_overwrites(cli: Cli, tmp_path: Path) -> None:
+    cli("init")
+    home = tmp_path / "userhome"
+    url = "postgresql://app:s3cret@db.example/app"
+    written = subprocess.run(
+        ["sh", "-c", 'umask 000; exec "$@"', "sh", *SUPERTASK, "service", "install", "--user", "--store", url],
+        cwd=cli.cwd, env={**cli.env, "HOME": str(home)}, text=True, capture_output=True, timeout=60)
+    assert written.returncode == 0, written.stderr
+    unit = home / ".config" / "systemd" / "user" / "supertask.service"
+    env_file = home / ".config" / "supertask" / "supertask.env"
+    assert "s3cret" not in unit.read_text() and mode(unit) == 0o644
+    assert f"EnvironmentFile={env_file}" in unit.read_text().splitlines()
+    assert f"SUPERTASK_STORE={url}" in env_file.read_text().splitlines() and mode(env_file) == 0o600
+    unit.write_text("# mine\n")
+    again = cli("service", "install", "--user", "--store", url, env={"HOME": str(home)})
+    assert again.returncode == 2 and f"{unit} exists; pass --force" in again.stderr
+    assert unit.read_text() == "# mine\n"
+    forced = cli("service", "install", "--user", "--store", url, "--force", env={"HOME": str(home)})
+    assert forced.returncode == 0, forced.stderr
+    assert "EnvironmentFile=" in unit.read_text()
+    printed = cli("service", "install", "--print", "--store", url)
+    assert "s3cret" not in printed.stdout and "EnvironmentFile=/etc/supertask/supertask.env" in printed.stdout
+
+
+# -- a state folder is trusted only when it is ours (point 5) ------------------------------------------
+
+
+@needs_root
+@pytest.mark.parametrize("case", ["another user's", "writable by all", "under a folder of another user's"])
+def test_a_state_folder_others_could_write_to_is_refused(cli: Cli, tmp_path: Path, case: str) -> None:
+    if case == "another user's":
+        cli.home.mkdir(mode=0o777)
+        os.chmod(cli.home, 0o777)
+        os.chown(cli.home, NOBODY, -1)
+        culprit, why = cli.home, f"it belongs to another user (uid {NOBODY}); chown root {cli.home}"
+    elif case == "writable by all":
+        cli.home.mkdir()
+        os.chmod(cli.home, 0o777)
+        culprit, why = cli.home, f"anyone can write to it (mode 777); chmod o-w {cli.home}"
+    else:
+        parent = tmp_path / "theirs"
+        parent.mkdir()
+        os.chown(parent, NOBODY, -1)
+        cli.env["SUPERTASK_HOME"] = str(parent / "home")
+        culprit, why = parent, f"it belongs to another user (uid {NOBODY}); chown root {parent}"
+    (culprit / "planted").mkdir()
+    before = files_under(tmp_path)
+    for args in (["run", "--", "cmd:echo hi"], ["run", "--listen", "127.0.0.1:0", "--when", "@daily", "--", "cmd:true"]):
+        proc = cli(*args)
+        assert proc.returncode == 2, proc.stderr
+        assert f"refusing to use {culprit}: {why}" in proc.stderr
+    assert files_under(tmp_path) == before  # no store, no token, no log
+    doctor = cli("doctor")
+    assert doctor.returncode == 1 and f"FAIL state folder: {culprit}:" in doctor.stdout
+
+
+@needs_root
+def test_a_planted_token_is_refused(cli: Cli) -> None:
+    control = cli.home / "control"
+    control.mkdir(parents=True)
+    (control / "token").write_text("planted\n")
+    os.chown(control / "token", NOBODY, -1)
+    timetable(cli, "jobs:\n  - {name: a, when: '@daily', run: 'cmd:true'}\n")
+    proc = cli("run", "--listen", "127.0.0.1:0", timeout=60)
+    assert proc.returncode == 2
+    assert f"refusing the token file {control / 'token'}: not a private file of ours" in proc.stderr
+
+
+def test_planted_symlinks_in_the_state_folder_are_not_followed(cli: Cli, tmp_path: Path) -> None:
+    victim = tmp_path / "victim"
+    victim.write_text("root's file\n")
+    folder = cli.home / "logs" / "ns" / "job"
+    folder.mkdir(parents=True)
+    (folder / "1.log").symlink_to(victim)  # the first run's log
+    proc = cli("run", "--ns", "ns", "--name", "job", "--", "cmd:echo the secret")
+    assert victim.read_text() == "root's file\n"
+    (row,) = cli.json("history")
+    assert row["status"] == "failed" and "cannot write its log" in row["message"] and row["log_path"] is None, proc
+    # a folder on the way that is a symlink: refused too
+    shutil.rmtree(cli.home / "logs" / "ns")
+    (cli.home / "logs" / "ns").symlink_to(tmp_path)
+    cli("run", "--ns", "ns", "--name", "job", "--", "cmd:echo the secret")
+    assert not (tmp_path / "job").exists()
 
 
 # -- names become paths (point 6) ----------------------------------------------------------------
