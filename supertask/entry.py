@@ -169,7 +169,7 @@ def _live_list_jobs(argv: list[str]) -> bool:
     elif rest:
         return False
     try:
-        from supertask.control.endpoint import connect
+        from supertask.control.client import connect
         from supertask.settings import state_home
 
         with connect(os.environ.get(env_name("connect")) or None, home=state_home(None), namespace=namespace,

@@ -59,9 +59,10 @@ def _user(uid: int) -> str:
         return str(uid)
 
 
-def secure_home(home: Path) -> Path:
-    """Check ``home`` and the folders above it; make it (0700, and any missing folder above
-    it 0700) when it is not there. Raises :class:`UnsafeStateFolder` (exit 2)."""
+def secure_home(home: Path, *, create: bool = True) -> Path:
+    """Check ``home`` and the folders above it; with ``create``, make it (0700, and any
+    missing folder above it 0700) when it is not there. Raises :class:`UnsafeStateFolder`
+    (exit 2)."""
     home = Path(os.path.realpath(home))
     key = str(home)
     if key in _checked:
@@ -82,6 +83,8 @@ def secure_home(home: Path) -> Path:
         problem = _owner_problem(above, st, above=above != home)
         if problem:
             raise problem
+    if not create:
+        return home
     for made in reversed(missing):
         try:
             os.mkdir(made, 0o700)
@@ -108,6 +111,7 @@ def private_dir(path: Path, home: Path) -> Path:
     key = str(path)
     if key in _checked:
         return path
+    home = secure_home(home)
     relative = Path(os.path.relpath(path, home))
     if relative.parts[:1] == ("..",) or relative.is_absolute():
         raise UnsafeStateFolder(path, f"it is outside the state folder {home}", "use a name without '/' or '..'")

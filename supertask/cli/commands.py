@@ -42,7 +42,8 @@ def run(
         check_namespace(namespace)
     from supertask.statefolder import secure_home
 
-    secure_home(settings.home)  # ours alone, or exit 2 before anything is read or written there
+    # ours alone, or exit 2 before anything is read or written there (made when first written to)
+    secure_home(settings.home, create=False)
     if command:
         if file:
             raise UsageError("give either --file or a command after --, not both")

@@ -26,7 +26,7 @@ app.add_typer(jobs_app, name="jobs")
 
 def client(connect: str | None, home: str | None, namespace: str | None, token: str | None) -> Any:
     """A connection to the scheduler (NoScheduler, exit 3, when none answers)."""
-    from supertask.control.endpoint import connect as open_connection
+    from supertask.control.client import connect as open_connection
     from supertask.settings import state_home
 
     return open_connection(connect, home=state_home(home), namespace=namespace, token=token)

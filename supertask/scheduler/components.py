@@ -42,7 +42,9 @@ class _Control:
         self.server: Component | None = None
 
     def start(self, service: Service) -> None:
-        from supertask.control.endpoint import ControlServer
+        from supertask.control.server import ControlServer
+
+        raise_nofile_limit()
 
         self.server = ControlServer(self.settings)
         self.server.start(service)
@@ -50,3 +52,25 @@ class _Control:
     def stop(self) -> None:
         if self.server is not None:
             self.server.stop()
+
+
+NOFILE = 65536
+
+
+def raise_nofile_limit() -> None:
+    """The soft descriptor limit up to the hard one (at most 65,536, what ``service
+    install`` gives the unit, which the jobs inherit too), as the scheduler starts: each
+    run in flight holds three descriptors and each control connection one, and a
+    shell's usual 1,024 ran out under a flood of connections."""
+    from supertask.log import get_logger
+
+    try:
+        import resource
+
+        soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+        wanted = NOFILE if hard == resource.RLIM_INFINITY else min(hard, NOFILE)
+        if soft != resource.RLIM_INFINITY and soft < wanted:
+            resource.setrlimit(resource.RLIMIT_NOFILE, (wanted, hard))
+            get_logger("supertask.scheduler.service").debug("descriptor limit raised", soft=soft, now=wanted)
+    except (ImportError, OSError, ValueError) as exc:
+        get_logger("supertask.scheduler.service").warning("descriptor limit not raised", error=str(exc))

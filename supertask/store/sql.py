@@ -78,7 +78,8 @@ class SqlStore:
         if path is not None and create:
             from supertask import statefolder
 
-            Path(path).parent.mkdir(mode=0o700, parents=True, exist_ok=True)
+            if not Path(path).parent.is_dir():  # made 0700, each folder on the way checked
+                statefolder.secure_home(Path(path).parent)
             if not os.path.lexists(path):  # made 0600: SQLite gives its journals the same mode
                 statefolder.private_file(path)
         store = cls(url)

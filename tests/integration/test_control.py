@@ -359,7 +359,7 @@ def test_tcp_without_a_token_uses_the_generated_token_file(cli: Cli) -> None:
 
 
 def test_two_clients_editing_at_once_leave_a_consistent_store(cli: Cli, sched: Scheduler) -> None:
-    from supertask.control.endpoint import connect
+    from supertask.control.client import connect
 
     errors: list[BaseException] = []
 
@@ -396,7 +396,7 @@ def test_live_commands_answer_promptly_while_hundreds_of_jobs_fire(cli: Cli) -> 
     write(cli.cwd / "supertask.yaml", f"namespace: busy\njobs:\n{jobs}\n")
     sched = started(cli)
     try:
-        from supertask.control.endpoint import connect
+        from supertask.control.client import connect
 
         sched.wait_event("run finished")
         with connect(None, home=cli.home) as client:

@@ -7,15 +7,19 @@ import json
 import os
 import shutil
 import signal
+import socket
 import stat
+import struct
 import subprocess
 import sys
+import time
+import zlib
 from pathlib import Path
 
 import psutil
 import pytest
 
-from tests.conftest import SUPERTASK, Cli, wait_until
+from tests.conftest import SUPERTASK, Cli, Scheduler, wait_until
 
 NOBODY = 65534  # the uid `nobody` has on Debian and most distributions
 
@@ -160,6 +164,127 @@ def test_planted_symlinks_in_the_state_folder_are_not_followed(cli: Cli, tmp_pat
     (cli.home / "logs" / "ns").symlink_to(tmp_path)
     cli("run", "--ns", "ns", "--name", "job", "--", "cmd:echo the secret")
     assert not (tmp_path / "job").exists()
+
+
+# -- the control endpoint under load (points 9 and 10) ------------------------------------------------
+
+
+def listening(cli: Cli, *args: str, prefix: str = "") -> tuple[Scheduler, str, int, str]:
+    """A scheduler serving TCP with a token (under the shell ``prefix``, e.g. a ulimit)."""
+    timetable(cli, "namespace: ctl\njobs:\n  - {name: a, when: '@daily', run: 'cmd:true'}\n")
+    env = {"SUPERTASK_TOKEN": "tok-" + "x" * 20}
+    sched = cli.start(*args, env={**env, "SUPERTASK_LISTEN": "127.0.0.1:0"}) if not prefix else \
+        _prefixed(cli, prefix, list(args), {**env, "SUPERTASK_LISTEN": "127.0.0.1:0"})
+    ready = sched.wait_event("control ready")
+    host, port = ready["tcp"][len("tcp://"):].rsplit(":", 1)
+    return sched, host, int(port), env["SUPERTASK_TOKEN"]
+
+
+def _prefixed(cli: Cli, prefix: str, args: list[str], env: dict[str, str]) -> Scheduler:
+    """A Scheduler whose `supertask run` starts under a shell ``prefix``."""
+    sched = Scheduler.__new__(Scheduler)
+    sched.cli, sched.log_path = cli, cli.home.parent / "scheduler-prefixed.log"
+    cli.home.mkdir(parents=True, exist_ok=True)
+    sched._log = open(sched.log_path, "w")
+    sched.proc = subprocess.Popen(["sh", "-c", f'{prefix}; exec "$@"', "sh", *SUPERTASK, "run", *args],
+                                  cwd=cli.cwd, env={**cli.env, **env}, stdout=sched._log,
+                                  stderr=subprocess.STDOUT, text=True, start_new_session=True)
+    return sched
+
+
+def authenticated(host: str, port: int, token: str) -> socket.socket:
+    sock = socket.create_connection((host, port), timeout=10)
+    sock.sendall(b"SUPERTASK-TOKEN " + token.encode() + b"\n")
+    assert sock.recv(16) == b"OK\n"
+    return sock
+
+
+def status_over_tcp(cli: Cli, host: str, port: int, token: str) -> subprocess.CompletedProcess[str]:
+    return cli("status", "--json", "--connect", f"tcp://{host}:{port}", "--token", token)
+
+
+def peak_rss(pid: int) -> int:
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith("VmHWM:"):
+            return int(line.split()[1]) * 1024
+    raise AssertionError("no VmHWM")
+
+
+def test_a_compressed_frame_bomb_is_refused_before_it_is_inflated(cli: Cli) -> None:
+    sched, host, port, token = listening(cli)
+    try:
+        before = peak_rss(sched.proc.pid)
+        inflater = zlib.compressobj(9)
+        zeros = bytes(1 << 20)
+        bomb = b"".join(inflater.compress(zeros) for _ in range(512)) + inflater.flush()  # 512 MiB of zeros in 0.5 MB
+        sock = authenticated(host, port, token)
+        sock.sendall(struct.pack("!LB", len(bomb), 1) + bomb + b"\n")
+        refused = sched.wait_event("control frame refused")
+        assert "inflating past 8388608 bytes" in refused["frame"]
+        while sock.recv(65536):  # what rpyc sent on connecting, then the scheduler hangs up
+            pass
+        sock.close()
+        big = authenticated(host, port, token)  # a frame that claims 4 GiB is not read at all
+        big.sendall(struct.pack("!LB", 0xFFFFFFF0, 0) + bytes(1000))
+        wait_until(lambda: any("a frame of 4294967280 bytes" in e.get("frame", "") for e in sched.events()),
+                   what="the 4 GiB frame refused")
+        big.close()
+        assert peak_rss(sched.proc.pid) - before < 64 << 20  # was: the whole 512 MiB and more
+        assert status_over_tcp(cli, host, port, token).returncode == 0
+    finally:
+        assert sched.stop() == 0
+
+
+def test_a_flood_of_silent_connections_neither_closes_the_listener_nor_locks_others_out(cli: Cli) -> None:
+    import resource
+
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    if hard < 4096:
+        pytest.skip(f"needs 1,100 descriptors here (hard limit {hard})")
+    resource.setrlimit(resource.RLIMIT_NOFILE, (max(soft, 4096), hard))
+    # the scheduler at 256 descriptors, soft and hard: raising the soft limit cannot help it
+    sched, host, port, token = listening(cli, prefix="ulimit -n 256")
+    flood: list[socket.socket] = []
+    try:
+        for _ in range(1100):
+            flood.append(socket.create_connection((host, port), timeout=10))
+        sched.wait_event("control connections refused", timeout=30)
+        for sock in flood:
+            sock.close()
+        flood.clear()
+        # the listener is still there, and a peer with the token gets in
+        proc = wait_until(lambda: (p := status_over_tcp(cli, host, port, token)).returncode == 0 and p,
+                          timeout=30, what="status over TCP after the flood")
+        assert json.loads(proc.stdout)["namespaces"] == ["ctl"]
+        slow = socket.create_connection((host, port), timeout=30)  # a byte now and then is not a token
+        began = time.monotonic()
+        try:
+            while time.monotonic() - began < 15:
+                slow.sendall(b"S")
+                time.sleep(1)
+        except OSError:
+            pass
+        assert time.monotonic() - began < 8  # cut off after AUTH_TIMEOUT (5 s) in all
+        slow.close()
+    finally:
+        for sock in flood:
+            sock.close()
+        assert sched.stop() == 0
+
+
+def test_the_scheduler_raises_its_soft_descriptor_limit(cli: Cli) -> None:
+    import resource
+
+    _soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    if hard <= 1024:
+        pytest.skip(f"the hard descriptor limit here is {hard}: nothing to raise to")
+    sched, *_ = listening(cli, prefix="ulimit -S -n 1024")
+    try:
+        limits = Path(f"/proc/{sched.proc.pid}/limits").read_text()
+        line = next(x for x in limits.splitlines() if x.startswith("Max open files"))
+        assert int(line.split()[3]) == min(hard, 65536), line
+    finally:
+        assert sched.stop() == 0
 
 
 # -- names become paths (point 6) ----------------------------------------------------------------

@@ -1,0 +1,95 @@
+"""Who may talk to the control endpoint: the token line on TCP, the same user on a Unix socket.
+
+A TCP peer has :data:`AUTH_TIMEOUT` seconds in all (not per read) to send its one
+line ``SUPERTASK-TOKEN <token>``; a peer that sends nothing, or a byte now and then,
+is cut off when the time is up. How many peers may be at this stage at once is the
+server's (:mod:`supertask.control.server`).
+"""
+
+from __future__ import annotations
+
+import os
+import socket
+import struct
+import time
+from typing import Any
+
+from rpyc.utils.authenticators import AuthenticationError
+
+from supertask.control.endpoint import TOKEN_PREFIX
+
+AUTH_TIMEOUT = 5.0
+MAX_TOKEN_LINE = 512
+
+
+def get_logger(name: str) -> Any:
+    from supertask.log import get_logger as _get
+
+    return _get(name)
+
+
+def read_token_line(sock: socket.socket, timeout: float = AUTH_TIMEOUT) -> bytes:
+    """The first line a peer sends, read within ``timeout`` seconds in all; b"" when it
+    sends none in time (or hangs up)."""
+    deadline = time.monotonic() + timeout
+    line = b""
+    try:
+        while not line.endswith(b"\n") and len(line) < MAX_TOKEN_LINE:
+            left = deadline - time.monotonic()
+            if left <= 0:
+                return b""
+            sock.settimeout(left)
+            chunk = sock.recv(MAX_TOKEN_LINE - len(line))
+            if not chunk:
+                break
+            line += chunk
+    except OSError:
+        return b""
+    return line
+
+
+def token_authenticator(token: str) -> Any:
+    expected = token.encode()
+    log = get_logger("supertask.control.endpoint")
+
+    def authenticate(sock: socket.socket) -> tuple[socket.socket, str]:
+        line = read_token_line(sock)
+        given = line[len(TOKEN_PREFIX):].strip() if line.startswith(TOKEN_PREFIX) else b""
+        import hmac
+
+        if not given or not hmac.compare_digest(given, expected):
+            try:
+                peer = sock.getpeername()
+                sock.sendall(b"DENIED\n")
+            except OSError:
+                peer = None
+            log.warning("control connection refused", peer=str(peer),
+                        reason="wrong or missing token" if line else f"no token within {AUTH_TIMEOUT:g}s")
+            raise AuthenticationError("wrong or missing token")
+        sock.sendall(b"OK\n")
+        sock.settimeout(None)
+        return sock, "token"
+
+    return authenticate
+
+
+def same_user(sock: socket.socket) -> tuple[socket.socket, str]:
+    """Unix socket peers: the scheduler's own user, or root (SO_PEERCRED)."""
+    try:
+        creds = sock.getsockopt(socket.SOL_SOCKET, socket.SO_PEERCRED, struct.calcsize("3i"))
+        _pid, uid, _gid = struct.unpack("3i", creds)
+    except (OSError, AttributeError):  # no SO_PEERCRED here: the 0600 socket mode is the check
+        return sock, "unix"
+    if uid not in (os.getuid(), 0):
+        get_logger("supertask.control.endpoint").warning("control connection refused", uid=uid, reason="another user")
+        raise AuthenticationError("another user")
+    return sock, _user_name(uid)
+
+
+def _user_name(uid: int) -> str:
+    try:
+        import pwd
+
+        return pwd.getpwuid(uid).pw_name
+    except (ImportError, KeyError):
+        return f"uid {uid}"
