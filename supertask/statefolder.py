@@ -3,8 +3,8 @@
 
 - The folder, every folder above it and every folder in it that supertask writes to
   must belong to the user supertask runs as (or root) and must not be writable by
-  anyone else: not by all (a sticky folder of root's such as /tmp may sit *above* it),
-  not by a group other than the user's own. Otherwise the command stops (exit 2) and
+  anyone else: not by all (a sticky folder of root's such as /tmp, or a tmpfs, may be
+  above it or in it, not be it), not by a group other than the user's own. Otherwise the command stops (exit 2) and
   says what to fix; nothing is read from or written to it. A folder owned by another
   user could hand supertask a token, a store or symlinks of that user's choosing.
 - What supertask makes there is private whatever the umask: folders 0700, files 0600
@@ -96,10 +96,17 @@ def secure_home(home: Path, *, create: bool = True) -> Path:
 
 
 def check_folder(path: Path, *, above: bool = False) -> None:
-    """``path`` is a real folder (not a symlink) that is ours and only ours to write."""
+    """``path`` is a folder that is ours and only ours to write (``above``: or a sticky
+    one of root's). A symlink counts as the folder it points to when the link itself is
+    ours or root's (logs/ on another disk): in a state folder only we can write to, no
+    one else could have made it."""
     st = os.lstat(path)
+    if stat.S_ISLNK(st.st_mode):
+        if st.st_uid not in (os.geteuid(), 0):
+            raise UnsafeStateFolder(path, f"it is a symlink of another user's (uid {st.st_uid})", f"remove {path}")
+        st = os.stat(path)
     if not stat.S_ISDIR(st.st_mode):
-        raise UnsafeStateFolder(path, "it is a symlink or a file, not a folder", f"remove {path}")
+        raise UnsafeStateFolder(path, "it is not a folder", f"remove {path}")
     problem = _owner_problem(path, st, above=above)
     if problem:
         raise problem
@@ -126,7 +133,9 @@ def private_dir(path: Path, home: Path) -> Path:
             os.mkdir(folder, 0o700)
         except FileExistsError:
             pass
-        check_folder(folder)
+        # a sticky folder of root's (a tmpfs mounted for logs/) is fine inside too: what we
+        # make in it is checked in turn, and no one else can rename or remove it
+        check_folder(folder, above=True)
         _checked.add(str(folder))
     return path
 

@@ -48,7 +48,10 @@ def _open(path: Path) -> TextIO:
     folder is there already, cost a tenth of the scheduler's time at a thousand runs a
     second)."""
     if str(path.parent) not in statefolder._checked:
-        statefolder.private_dir(path.parent, path.parents[3])
+        try:
+            statefolder.private_dir(path.parent, path.parents[3])
+        except statefolder.UnsafeStateFolder as exc:  # this run's log is not kept; the run goes on
+            raise PermissionError(13, str(exc)) from None
     return os.fdopen(statefolder.open_private(path), "a", encoding="utf-8", buffering=1)
 
 

@@ -159,11 +159,26 @@ def test_planted_symlinks_in_the_state_folder_are_not_followed(cli: Cli, tmp_pat
     assert victim.read_text() == "root's file\n"
     (row,) = cli.json("history")
     assert row["status"] == "failed" and "cannot write its log" in row["message"] and row["log_path"] is None, proc
-    # a folder on the way that is a symlink: refused too
-    shutil.rmtree(cli.home / "logs" / "ns")
+
+
+@needs_root
+def test_a_folder_symlink_of_another_users_is_refused_and_ours_is_followed(cli: Cli, tmp_path: Path) -> None:
+    (cli.home / "logs").mkdir(parents=True)
     (cli.home / "logs" / "ns").symlink_to(tmp_path)
+    os.lchown(cli.home / "logs" / "ns", NOBODY, -1)
     cli("run", "--ns", "ns", "--name", "job", "--", "cmd:echo the secret")
     assert not (tmp_path / "job").exists()
+    (row,) = cli.json("history")
+    assert f"{cli.home / 'logs' / 'ns'}: it is a symlink of another user's (uid {NOBODY})" in row["message"]
+    # logs/ on a disk of its own (a tmpfs is a sticky folder of root's): ours, so followed
+    shutil.rmtree(cli.home / "logs")
+    disk = tmp_path / "disk"
+    disk.mkdir(mode=0o1777)
+    os.chmod(disk, 0o1777)
+    (cli.home / "logs").symlink_to(disk)
+    assert cli("run", "--ns", "ns", "--name", "job", "--", "cmd:echo kept").returncode == 0
+    assert (disk / "ns" / "job" / "2.log").read_text().endswith(" stdout kept\n")
+    assert mode(disk / "ns") == 0o700 and mode(disk / "ns" / "job" / "2.log") == 0o600
 
 
 # -- the control endpoint under load (points 9 and 10) ------------------------------------------------
