@@ -74,7 +74,7 @@ def test_the_control_folder_socket_and_token_are_private_whatever_the_umask(cli:
                             start_new_session=True)
     try:
         control = cli.home / "control"
-        wait_until(lambda: (control / "ctl.sock").exists() and (control / "token").exists(), what="the socket")
+        wait_until(lambda: (control / "ctl.sock").exists() and (control / "token").exists(), timeout=60, what="the socket")
         assert mode(control) == 0o700 and mode(control / "ctl.sock") == 0o600 and mode(control / "token") == 0o600
     finally:
         proc.terminate()
@@ -190,7 +190,7 @@ def listening(cli: Cli, *args: str, prefix: str = "") -> tuple[Scheduler, str, i
     env = {"SUPERTASK_TOKEN": "tok-" + "x" * 20}
     sched = cli.start(*args, env={**env, "SUPERTASK_LISTEN": "127.0.0.1:0"}) if not prefix else \
         _prefixed(cli, prefix, list(args), {**env, "SUPERTASK_LISTEN": "127.0.0.1:0"})
-    ready = sched.wait_event("control ready")
+    ready = sched.wait_event("control ready", timeout=60)
     host, port = ready["tcp"][len("tcp://"):].rsplit(":", 1)
     return sched, host, int(port), env["SUPERTASK_TOKEN"]
 
@@ -234,7 +234,7 @@ def test_a_compressed_frame_bomb_is_refused_before_it_is_inflated(cli: Cli) -> N
         bomb = b"".join(inflater.compress(zeros) for _ in range(512)) + inflater.flush()  # 512 MiB of zeros in 0.5 MB
         sock = authenticated(host, port, token)
         sock.sendall(struct.pack("!LB", len(bomb), 1) + bomb + b"\n")
-        refused = sched.wait_event("control frame refused")
+        refused = sched.wait_event("control frame refused", timeout=60)
         assert "inflating past 8388608 bytes" in refused["frame"]
         while sock.recv(65536):  # what rpyc sent on connecting, then the scheduler hangs up
             pass
@@ -242,7 +242,7 @@ def test_a_compressed_frame_bomb_is_refused_before_it_is_inflated(cli: Cli) -> N
         big = authenticated(host, port, token)  # a frame that claims 4 GiB is not read at all
         big.sendall(struct.pack("!LB", 0xFFFFFFF0, 0) + bytes(1000))
         wait_until(lambda: any("a frame of 4294967280 bytes" in e.get("frame", "") for e in sched.events()),
-                   what="the 4 GiB frame refused")
+                   timeout=60, what="the 4 GiB frame refused")
         big.close()
         assert peak_rss(sched.proc.pid) - before < 64 << 20  # was: the whole 512 MiB and more
         assert status_over_tcp(cli, host, port, token).returncode == 0
@@ -263,13 +263,13 @@ def test_a_flood_of_silent_connections_neither_closes_the_listener_nor_locks_oth
     try:
         for _ in range(1100):
             flood.append(socket.create_connection((host, port), timeout=10))
-        sched.wait_event("control connections refused", timeout=30)
+        sched.wait_event("control connections refused", timeout=60)
         for sock in flood:
             sock.close()
         flood.clear()
         # the listener is still there, and a peer with the token gets in
         proc = wait_until(lambda: (p := status_over_tcp(cli, host, port, token)).returncode == 0 and p,
-                          timeout=30, what="status over TCP after the flood")
+                          timeout=60, what="status over TCP after the flood")
         assert json.loads(proc.stdout)["namespaces"] == ["ctl"]
         slow = socket.create_connection((host, port), timeout=30)  # a byte now and then is not a token
         began = time.monotonic()
@@ -340,13 +340,13 @@ jobs:
   - {{name: sleeper, when: once, run: "cmd:sleep 300 & echo $! > {pidfile}; wait"}}
 """)
     sched = cli.start(env={"SUPERTASK_HOME": str(link)})
-    sleeper = int(wait_until(lambda: pidfile.exists() and pidfile.read_text().strip(), what="the sleeper"))
+    sleeper = int(wait_until(lambda: pidfile.exists() and pidfile.read_text().strip(), timeout=60, what="the sleeper"))
     os.kill(sched.proc.pid, signal.SIGKILL)  # the scheduler only: the job's group lives on
     sched.proc.wait(10)
     assert psutil.pid_exists(sleeper)
     sched = cli.start(env={"SUPERTASK_HOME": str(real)})
     try:
-        sched.wait_event("run lost", job="sleeper", orphans_ended=1)
+        sched.wait_event("run lost", timeout=60, job="sleeper", orphans_ended=1)
     finally:
         assert sched.stop() == 0
     wait_until(lambda: not psutil.pid_exists(sleeper) or psutil.Process(sleeper).status() == psutil.STATUS_ZOMBIE,
@@ -367,10 +367,10 @@ def test_deep_yaml_is_an_error_at_validate_and_a_reload_keeps_the_last_good(cli:
     path = timetable(cli, "namespace: deep\njobs:\n  - {name: kept, when: '@daily', run: 'cmd:true'}\n")
     sched = cli.start("--file", str(path))
     try:
-        sched.wait_event("control ready")
+        sched.wait_event("control ready", timeout=60)
         path.write_text(deep)
         sched.proc.send_signal(signal.SIGHUP)
-        failed = sched.wait_event("timetable reload failed")
+        failed = sched.wait_event("timetable reload failed", timeout=60)
         assert "nested deeper than 100 levels" in failed["problems"][0]
         assert sched.proc.poll() is None
         assert [j["name"] for j in cli.json("list-jobs")] == ["kept"]
