@@ -367,7 +367,7 @@ def test_deep_yaml_is_an_error_at_validate_and_a_reload_keeps_the_last_good(cli:
     path = timetable(cli, "namespace: deep\njobs:\n  - {name: kept, when: '@daily', run: 'cmd:true'}\n")
     sched = cli.start("--file", str(path))
     try:
-        sched.wait_event("control ready", timeout=60)
+        sched.wait_event("watching timetable", timeout=60)  # its SIGHUP handler is in place
         path.write_text(deep)
         sched.proc.send_signal(signal.SIGHUP)
         failed = sched.wait_event("timetable reload failed", timeout=60)
