@@ -34,6 +34,17 @@ class UnsafeStateFolder(UsageError):
         self.path, self.why, self.fix = str(path), why, fix
 
 
+def check_namespace(namespace: str, option: str = "--ns") -> str:
+    """A namespace given on the command line: it becomes folder and file names in the
+    state folder (logs/, control/, boot/), so it follows the timetable's name rule."""
+    from supertask.model import name_problem
+
+    problem = name_problem(namespace, "namespace")
+    if problem:
+        raise UsageError(f"{option} {problem}")
+    return namespace
+
+
 def _owner_problem(path: Path | str, st: os.stat_result, *, above: bool) -> UnsafeStateFolder | None:
     """Why a folder (``above``: one above the state folder) is not safe to write in."""
     me = os.geteuid()

@@ -38,12 +38,11 @@ def run(
     namespace: str | None,
 ) -> int:
     """``supertask run``: a one-liner once, a one-liner or .py on a schedule, or a timetable."""
+    from supertask.statefolder import check_namespace, secure_home
+
     if namespace is not None:
         check_namespace(namespace)
-    from supertask.statefolder import secure_home
-
-    # ours alone, or exit 2 before anything is read or written there (made when first written to)
-    secure_home(settings.home, create=False)
+    secure_home(settings.home, create=False)  # ours alone, or exit 2 before anything is read or written
     if command:
         if file:
             raise UsageError("give either --file or a command after --, not both")
@@ -62,17 +61,6 @@ def run(
     if when:
         raise UsageError("--when applies to a one-line job (-- KIND:TARGET) or a .py --file, not to a timetable")
     return _serve_timetable(settings, file, namespace)
-
-
-def check_namespace(namespace: str, option: str = "--ns") -> str:
-    """A namespace given on the command line: it becomes folder and file names in the
-    state folder (logs/, control/, boot/), so it follows the timetable's name rule."""
-    from supertask.model import name_problem
-
-    problem = name_problem(namespace, "namespace")
-    if problem:
-        raise UsageError(f"{option} {problem}")
-    return namespace
 
 
 def _join_command(words: list[str]) -> str:

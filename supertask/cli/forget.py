@@ -14,7 +14,7 @@ from supertask.errors import UsageError
 
 def served_by(home: Path, namespace: str) -> int | None:
     """The pid of the scheduler on this host that serves ``namespace``, if one answers."""
-    from supertask.control.endpoint import connect
+    from supertask.control.client import connect
     from supertask.errors import SupertaskError
 
     try:
