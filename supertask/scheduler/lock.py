@@ -73,7 +73,9 @@ def take(home: Path, namespace: str, *, allow_second: bool = False) -> Scheduler
     import fcntl
 
     path = lock_path(home, namespace)
-    path.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
+    from supertask import statefolder
+
+    statefolder.private_dir(path.parent, home)  # home and locks/ made 0700 and checked
     flags = os.O_RDWR | os.O_CREAT | getattr(os, "O_NOFOLLOW", 0) | getattr(os, "O_CLOEXEC", 0)
     try:
         fd = os.open(path, flags, 0o600)
