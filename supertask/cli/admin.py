@@ -11,7 +11,7 @@ from typing import Annotated
 
 import typer
 
-from supertask.cli.app import HomeOpt, JsonOpt, StoreOpt, _settings, app
+from supertask.cli.app import HomeOpt, JsonOpt, StoreOpt, _settings, app, missing_store
 from supertask.errors import UsageError
 
 service_app = typer.Typer(help="Run supertask as a systemd service.", no_args_is_help=True)
@@ -206,7 +206,8 @@ def doctor(
     from supertask.timetable.load import TIMETABLE_NAMES
 
     path = Path(file) if file else next((Path(n) for n in TIMETABLE_NAMES if Path(n).is_file()), None)
-    checks = run_checks(_settings(store, home), path)
+    settings = _settings(store, home)
+    checks = run_checks(settings, path)
     failed = any(c.status == "fail" for c in checks)
     if as_json:
         from supertask.cli.output import print_json
@@ -220,6 +221,10 @@ def doctor(
                 typer.echo(f"     fix: {check.fix}")
         typer.echo("some checks failed" if failed else "all good" if all(c.status == "ok" for c in checks)
                    else "usable; see the warnings")
+    missing = missing_store(settings)
+    if missing is not None:  # as the reading commands say it: the folder looked in, where a service's is
+        typer.echo(f"supertask: {missing}", err=True)
+        raise typer.Exit(2)
     raise typer.Exit(1 if failed else 0)
 
 

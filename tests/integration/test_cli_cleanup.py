@@ -97,6 +97,7 @@ def test_doctor_creates_nothing_and_says_how_to_use_podman(cli: Cli, tmp_path: P
     write(tools / "podman", "#!/bin/sh\necho 'podman version 5.0.0'\n").chmod(0o755)
     proc = cli("doctor", "--json", env={"SUPERTASK_HOME": str(home), "PATH": str(tools)})
     assert not home.exists()  # no state folder, no store
+    assert proc.returncode == 2 and "no store in the state folder" in proc.stderr
     checks = {c["name"]: c for c in json.loads(proc.stdout)}
     assert checks["state folder"]["status"] == "warn" and "does not exist yet" in checks["state folder"]["detail"]
     assert checks["store"]["status"] == "warn" and "no store yet" in checks["store"]["detail"]

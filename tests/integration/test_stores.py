@@ -88,8 +88,8 @@ def test_reading_an_empty_state_folder_names_it_and_makes_nothing(cli: Cli) -> N
     """Reading commands with an empty SUPERTASK_HOME printed an empty table, exited 0 and
     left a new supertask.db behind (issue 14 point 2): they exit 2 naming the folder
     they looked in and where a service's store usually is, and create nothing (doctor
-    warns "no store yet" and creates nothing: test_doctor_creates_nothing...)."""
-    for command in (["history"], ["list-jobs"], ["list-namespaces"], ["prune", "--keep", "1"]):
+    too, after printing its checks: test_doctor_creates_nothing...)."""
+    for command in (["history"], ["list-jobs"], ["list-namespaces"], ["prune", "--keep", "1"], ["doctor"]):
         proc = cli(*command)
         assert proc.returncode == 2, (command, proc.stdout, proc.stderr)
         said = proc.stdout + proc.stderr
