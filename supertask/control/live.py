@@ -20,6 +20,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from supertask import __version__
+from supertask.control.readout import decode_whole, tree_usage
 from supertask.errors import JobNotFound, RunNotFound, SupertaskError, TimetableError, UsageError
 from supertask.model import Job, RunStatus
 
@@ -201,7 +202,7 @@ class LiveControl:
                 "run_id": run.run_id, "namespace": run.namespace, "job": run.job, "attempt": run.attempt,
                 "timezone": zones.get((run.namespace, run.job)),
                 "pid": run.pid, "started": _iso(run.started), "elapsed": round(now - run.started, 3),
-                **_tree_usage(run.pid, now),
+                **tree_usage(run.pid, now),
             })
         upcoming = sorted((r for r in jobs if r["next_fire"]), key=lambda r: r["next_fire"])[:10]
         mem = psutil.virtual_memory()
@@ -253,7 +254,7 @@ class LiveControl:
                 size = os.fstat(fh.fileno()).st_size
         elif not finished:
             return {"data": "", "offset": offset, "finished": False, "status": record.status, "exit_code": None}
-        text, used = _decode_whole(data)
+        text, used = decode_whole(data)
         new_offset = max(0, offset) + used
         return {"data": text, "offset": new_offset, "finished": finished and new_offset >= size,
                 "status": record.status, "exit_code": record.exit_code}
@@ -364,41 +365,6 @@ def _timetable_error(service: Any) -> dict[str, Any] | None:
     from supertask.scheduler.reload import TimetableWatcher
 
     return next((c.error for c in service.components if isinstance(c, TimetableWatcher)), None)
-
-
-def _tree_usage(pid: int | None, now: float) -> dict[str, Any]:
-    """CPU (average since the run's process started) and memory of a run's process tree."""
-    import psutil
-
-    if pid is None:
-        return {"cpu_percent": None, "memory_rss": None, "processes": 0}
-    try:
-        root = psutil.Process(pid)
-        procs = [root, *root.children(recursive=True)]
-    except psutil.Error:
-        return {"cpu_percent": None, "memory_rss": None, "processes": 0}
-    cpu = rss = 0.0
-    count = 0
-    for proc in procs:
-        try:
-            with proc.oneshot():
-                times = proc.cpu_times()
-                cpu += (times.user + times.system) / max(0.001, now - proc.create_time())
-                rss += proc.memory_info().rss
-                count += 1
-        except psutil.Error:
-            continue
-    return {"cpu_percent": round(cpu * 100, 1), "memory_rss": int(rss), "processes": count}
-
-
-def _decode_whole(data: bytes) -> tuple[str, int]:
-    """Decode ``data``, leaving a UTF-8 sequence cut at the end for the next read."""
-    try:
-        return data.decode("utf-8"), len(data)
-    except UnicodeDecodeError as exc:
-        if exc.reason == "unexpected end of data" and exc.start >= len(data) - 3:
-            return data[: exc.start].decode("utf-8", errors="replace"), exc.start
-        return data.decode("utf-8", errors="replace"), len(data)
 
 
 __all__ = ["LiveControl", "RunNotFound", "SupertaskError", "edited", "parse_assignments"]

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from dataclasses import dataclass
 from datetime import datetime, timezone
 from typing import Any
@@ -20,6 +21,12 @@ class StoredJob:
     paused: bool
     next_run_time: float | None
     updated: datetime | None = None
+
+    @classmethod
+    def from_row(cls, row: Any) -> StoredJob:
+        """A row of the jobs table (a mapping) -> the job it holds."""
+        return cls(namespace=row["namespace"], job=Job.from_dict(json.loads(row["definition"])),
+                   paused=bool(row["paused"]), next_run_time=row["next_run_time"], updated=row["updated"])
 
     def to_json(self) -> dict[str, Any]:
         nrt = self.next_run_time

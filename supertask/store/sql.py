@@ -16,7 +16,6 @@ A database that does not answer (refused, reset, the timeouts of
 
 from __future__ import annotations
 
-import json
 import os
 import threading
 import time
@@ -160,7 +159,7 @@ class SqlStore:
             query = query.where(jobs_table.c.namespace == namespace)
         with self.engine.connect() as conn:
             rows = conn.execute(query).mappings().all()
-        return [_stored_job(r) for r in rows]
+        return [StoredJob.from_row(r) for r in rows]
 
     def get_jobs(self, namespace: str, names: Iterable[str]) -> list[StoredJob]:
         """The named jobs of a namespace that exist (in no particular order)."""
@@ -170,7 +169,7 @@ class SqlStore:
                 rows = conn.execute(
                     sa.select(jobs_table).where(jobs_table.c.namespace == namespace, jobs_table.c.name.in_(chunk))
                 ).mappings().all()
-                out += [_stored_job(r) for r in rows]
+                out += [StoredJob.from_row(r) for r in rows]
         return out
 
     def job_states(self, namespace: str) -> list[tuple[str, float | None, bool]]:
@@ -198,7 +197,7 @@ class SqlStore:
             )
         if row is None:
             raise JobNotFound(namespace, name)
-        return _stored_job(row)
+        return StoredJob.from_row(row)
 
     def set_next_run_times(self, namespace: str, updates: Iterable[tuple[str, float | None]]) -> None:
         """Persist schedule state for many jobs in one transaction."""
@@ -391,13 +390,3 @@ class SqlStore:
                     )
                 )
         return [RunRecord(**r) for r in rows]
-
-
-def _stored_job(row: Any) -> StoredJob:
-    return StoredJob(
-        namespace=row["namespace"],
-        job=Job.from_dict(json.loads(row["definition"])),
-        paused=bool(row["paused"]),
-        next_run_time=row["next_run_time"],
-        updated=row["updated"],
-    )
