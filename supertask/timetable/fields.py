@@ -1,4 +1,4 @@
-"""The keys of a native timetable job and step, and their values -> model values.
+"""A native timetable job's and step's values -> model values (the keys are :mod:`.keys`).
 
 Each converter takes a :class:`~supertask.timetable.yamldoc.Doc` and a value node and returns the
 model's value (durations in seconds, ``run`` with its explicit kind...) or raises
@@ -27,46 +27,10 @@ from supertask.model import (
     parse_size,
 )
 from supertask.schedules import trigger as schedules
+from supertask.timetable.containers import cpus, memory, volumes
+from supertask.timetable.keys import STEP_ALIASES, STEP_KEYS
 from supertask.timetable.runtext import RUN_KINDS, normalise_run  # noqa: F401  (re-exported)
-from supertask.timetable.yamldoc import Bad, Doc, describe, join, text
-
-TOP_KEYS = ("namespace", "defaults", "jobs")
-JOB_KEYS = (
-    "name", "when", "run", "steps", "description", "enabled", "timeout", "retries",
-    "retry_delay", "retry_backoff", "overlap", "misfire_grace", "jitter", "timezone",
-    "cwd", "env", "env_file",
-    "retry_on", "retry_delay_max", "kill_grace", "max_concurrent", "catch_up", "log_max",
-    "history_keep", "on_success", "on_failure", "on_retry", "ping", "mailto",
-    "volumes", "network", "pull", "cpus", "memory", "docker_cli",
-)  # fmt: skip
-STEP_KEYS = ("name", "run", "if", "continue_on_error")
-
-# Words people write for a key, from cron, systemd, APScheduler, Dagu, CI files.
-TOP_ALIASES = {"job": "jobs", "default": "defaults", "ns": "namespace", "name": "namespace"}
-JOB_ALIASES = {
-    "schedule": "when", "cron": "when", "at": "when", "every": "when", "trigger": "when",
-    "interval": "when", "on": "when", "calendar": "when", "oncalendar": "when",
-    "command": "run", "cmd": "run", "exec": "run", "script": "run", "shell": "run",
-    "uses": "run", "action": "run",
-    "timeout_seconds": "timeout", "timeout_sec": "timeout", "max_runtime": "timeout",
-    "time_limit": "timeout", "timeout_s": "timeout",
-    "retry": "retries", "max_retries": "retries", "attempts": "retries", "retry_count": "retries",
-    "retry_interval": "retry_delay", "retry_wait": "retry_delay", "backoff": "retry_backoff",
-    "concurrency": "overlap", "max_instances": "overlap", "concurrent": "overlap",
-    "misfire_grace_time": "misfire_grace", "grace": "misfire_grace", "grace_time": "misfire_grace",
-    "tz": "timezone", "time_zone": "timezone",
-    "workdir": "cwd", "working_dir": "cwd", "working_directory": "cwd", "dir": "cwd",
-    "directory": "cwd", "environment": "env", "envfile": "env_file", "dotenv": "env_file",
-    "environment_file": "env_file", "disabled": "enabled", "active": "enabled", "enable": "enabled",
-    "id": "name", "title": "name", "desc": "description", "comment": "description",
-    "step": "steps", "tasks": "steps",
-    "mail_to": "mailto", "mail": "mailto", "email": "mailto", "MAILTO": "mailto", "notify_email": "mailto",
-}  # fmt: skip
-STEP_ALIASES = {
-    "command": "run", "cmd": "run", "script": "run", "uses": "run", "when": "if",
-    "condition": "if", "continue-on-error": "continue_on_error", "ignore_errors": "continue_on_error",
-    "allow_failure": "continue_on_error", "ignore_failure": "continue_on_error",
-}  # fmt: skip
+from supertask.timetable.yamldoc import Bad, Doc, describe, join, scalar_list, text
 
 _ENV_NAME_RE = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
 
@@ -252,19 +216,8 @@ def _step_if(doc: Doc, node: Node) -> StepIf:
         ) from None
 
 
-def _scalar_list(doc: Doc, node: Node, what: str) -> list[tuple[Node, str]]:
-    """A list of texts, or one text standing for a list of one."""
-    items = node.value if isinstance(node, SequenceNode) else [node]
-    out: list[tuple[Node, str]] = []
-    for item in items:
-        if not isinstance(item, ScalarNode) or item.tag.endswith(":null"):
-            raise Bad(f"expected {what}, got {describe(item)}")
-        out.append((item, str(item.value).strip()))
-    return out
-
-
 def _retry_on(doc: Doc, node: Node) -> tuple[RunStatus, ...]:
-    words = [w.lower() for _, w in _scalar_list(doc, node, "a list of run statuses")]
+    words = [w.lower() for _, w in scalar_list(doc, node, "a list of run statuses")]
     known = [status.value for status in RETRYABLE]
     bad = [word for word in words if word not in known]
     if bad:
@@ -349,7 +302,7 @@ def _mailto(doc: Doc, node: Node) -> tuple[str, ...]:
     if node.tag.endswith(":null"):
         return ()
     out: list[str] = []
-    for _, value in _scalar_list(doc, node, "mail addresses"):
+    for _, value in scalar_list(doc, node, "mail addresses"):
         for address in (a for a in re.split(r"[,\s]+", value) if a):
             problem = bad_address(address)
             if problem:
@@ -362,53 +315,6 @@ def _url(doc: Doc, node: Node) -> str:
     value = text(doc, node, "a URL").strip()
     if not re.match(r"^https?://", value):
         raise Bad(f"{value!r} is not an http(s) URL")
-    return value
-
-
-#: the options ``docker run -v HOST:CONTAINER:OPTIONS`` takes (comma-separated)
-VOLUME_OPTIONS = ("ro", "rw", "z", "Z", "nocopy", "consistent", "cached", "delegated",
-                  "shared", "rshared", "slave", "rslave", "private", "rprivate")
-
-
-def _volumes(doc: Doc, node: Node) -> tuple[str, ...]:
-    out = []
-    for _, value in _scalar_list(doc, node, "a list of HOST:CONTAINER[:ro] volumes"):
-        parts = value.split(":")
-        if len(parts) not in (2, 3) or not all(parts[:2]):
-            raise Bad(f"{value!r} is not a volume; use HOST_PATH:CONTAINER_PATH[:ro]")
-        unknown = [o for o in parts[2].split(",") if o not in VOLUME_OPTIONS] if len(parts) == 3 else []
-        if unknown:
-            raise Bad(f"{value!r}: unknown volume option {', '.join(map(repr, unknown))}; "
-                      f"use HOST_PATH:CONTAINER_PATH[:ro], options: {', '.join(VOLUME_OPTIONS)}")
-        out.append(value)
-    return tuple(out)
-
-
-def _cpus(doc: Doc, node: Node) -> float:
-    value = doc.value(node) if isinstance(node, ScalarNode) else None
-    try:
-        cpus = float(value)  # type: ignore[arg-type]
-    except (TypeError, ValueError):
-        raise Bad(f"expected a number of CPUs such as 0.5 or 2, got {describe(node)}") from None
-    if cpus <= 0:
-        raise Bad("cpus must be more than 0, e.g. 0.5")
-    return cpus
-
-
-#: Docker refuses a memory limit under 6 MiB ("Minimum memory limit allowed is 6MB")
-MIN_MEMORY = 6 * 2**20
-_MEMORY_UNITS = {"": 1, "b": 1, "k": 2**10, "m": 2**20, "g": 2**30}
-
-
-def _memory(doc: Doc, node: Node) -> str:
-    value = str(doc.value(node) if isinstance(node, ScalarNode) else "").strip().lower()
-    match = re.match(r"^(\d+(?:\.\d+)?)([bkmg]?)$", value)
-    if not match:
-        raise Bad(f"{value!r} is not a memory limit; use e.g. 512m or 2g")
-    number, unit = match.groups()
-    if float(number) * _MEMORY_UNITS[unit] < MIN_MEMORY:
-        hint = f"; for {number} MiB write {number}m" if not unit or unit == "b" else ""
-        raise Bad(f"memory {value!r} is under Docker's least limit of 6m (a number alone is bytes{hint})")
     return value
 
 
@@ -445,11 +351,11 @@ _CONVERTERS: dict[str, Callable[[Doc, Node], Any]] = {
     "on_retry": _actions,
     "ping": _url,
     "mailto": _mailto,
-    "volumes": _volumes,
+    "volumes": volumes,
     "network": lambda doc, node: text(doc, node, "a network name").strip(),
     "pull": _choice("never", "missing", "always"),
-    "cpus": _cpus,
-    "memory": _memory,
+    "cpus": cpus,
+    "memory": memory,
     "docker_cli": lambda doc, node: text(doc, node, "docker or podman").strip(),
 }
 INVALID = object()

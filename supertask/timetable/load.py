@@ -31,15 +31,12 @@ from supertask.model import Job, Timetable
 from supertask.timetable.checks import check_unique, check_when
 from supertask.timetable.fields import (
     INVALID,
-    JOB_ALIASES,
-    JOB_KEYS,
     RUN_KINDS,
-    TOP_ALIASES,
-    TOP_KEYS,
     check_name,
     convert_fields,
     normalise_run,
 )
+from supertask.timetable.keys import JOB_ALIASES, JOB_KEYS, TOP_ALIASES, TOP_KEYS
 from supertask.timetable.yamldoc import Bad, Doc, describe, join, suggest_key
 
 __all__ = [

@@ -232,3 +232,14 @@ def text(doc: Doc, node: Node, what: str = "text") -> str:
     if not isinstance(node, ScalarNode) or node.tag.endswith(":null"):
         raise Bad(f"expected {what}, got {describe(node)}")
     return str(node.value)
+
+
+def scalar_list(doc: Doc, node: Node, what: str) -> list[tuple[Node, str]]:
+    """A list of texts, or one text standing for a list of one."""
+    items = node.value if isinstance(node, SequenceNode) else [node]
+    out: list[tuple[Node, str]] = []
+    for item in items:
+        if not isinstance(item, ScalarNode) or item.tag.endswith(":null"):
+            raise Bad(f"expected {what}, got {describe(item)}")
+        out.append((item, str(item.value).strip()))
+    return out
