@@ -8,7 +8,6 @@ owns the rules and records every decision as a run row.
 from __future__ import annotations
 
 import functools
-import os
 import random
 import subprocess
 import threading
@@ -16,64 +15,23 @@ import time
 from collections import Counter
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from datetime import datetime, timezone
 from typing import Any
 
 from supertask import compat
-from supertask.log import Limited, get_logger
+from supertask.log import get_logger
 from supertask.model import Job, Overlap, Reason, RunStatus
-from supertask.runs import lifecycle, runner
 from supertask.runs.context import RunContext
-from supertask.runs.lifecycle import Begun, prepare
+from supertask.runs.lifecycle import Begun
 from supertask.runs.runner import execute
 from supertask.scheduler import decisions
+from supertask.scheduler.coalesce import Coalesced
 from supertask.scheduler.jobstore import NamespaceJobStore
+from supertask.scheduler.launch import SKIPPED, Fire, launch
 from supertask.settings import default
 
 UTC = timezone.utc
-#: how often, at most, "fires coalesced" is logged while fires keep being coalesced
-COALESCED_EVERY = 60.0
-#: a store that is away fails every round's claim: said at most once a minute
-CLAIMS_FAILED = Limited("supertask.scheduler.service")
-
-
-#: A fire of a round: (key, namespace, job, fire time, reason, the catch-up fires after
-#: it, the child of the job's run in flight that must have exited by the fire's start).
-_Fire = tuple[str, str, Job, datetime, Reason, list[tuple[datetime, Reason]] | None,
-              "subprocess.Popen[bytes] | None"]
-
-
-SKIPPED = {
-    Overlap.SKIP: "the previous run was still running (overlap: skip)",
-    Overlap.QUEUE: "a run was in flight and another already waiting (overlap: queue)",
-    Overlap.ALLOW: "max_concurrent {max_concurrent} runs were in flight (overlap: allow)",
-}
-
-
-def _tracked(definition: Job, then: list[tuple[datetime, Reason]] | None) -> bool:
-    """Whether a fire's followed child is what a later fire of the job waits for
-    (``RunExecutor._children``): nothing follows its run, no retry, no queued fires."""
-    return not then and not definition.retries
-
-
-def _exited(child: subprocess.Popen[bytes]) -> bool:
-    """Whether ``child`` has exited, without reaping it (its follower does)."""
-    if child.returncode is not None:
-        return True
-    try:
-        return os.waitid(os.P_PID, child.pid, os.WEXITED | os.WNOHANG | os.WNOWAIT) is not None
-    except ChildProcessError:  # reaped meanwhile
-        return True
-
-
-@dataclass
-class _Folded:
-    """A tally of coalesced fires (see :meth:`RunExecutor._coalesced`)."""
-
-    jobs: Counter[tuple[str, str]] = field(default_factory=Counter)  # fires by (namespace, job)
-    first: datetime | None = None
-    last: datetime | None = None
 
 
 @dataclass
@@ -106,7 +64,7 @@ class RunExecutor(compat.executor_base()):  # type: ignore[misc]
         self._waiting: dict[str, _Waiting] = {}
         self._guard = threading.Lock()
         # the fires of the scheduler's round being dispatched (see launch_round)
-        self._round: list[_Fire] = []
+        self._round: list[Fire] = []
         # the child of each job's followed run in flight, when nothing follows it (no
         # retry, no queued fire): a fire of the job finds it busy only while it runs
         self._children: dict[str, subprocess.Popen[bytes]] = {}
@@ -123,8 +81,7 @@ class RunExecutor(compat.executor_base()):  # type: ignore[misc]
         self._launched = threading.Event()
         self._launched.set()
         # fires catch_up: latest folded into later ones, since "fires coalesced" was logged
-        self._folded = _Folded()
-        self._folded_at = -COALESCED_EVERY
+        self._coalesced = Coalesced(ctx, get_logger("supertask.scheduler.service"))
         # the global cap: attempts beyond it wait (in order) for a slot (runner.execute)
         ctx.slots = threading.BoundedSemaphore(max_concurrent) if max_concurrent else None
         self.log = get_logger("supertask.scheduler.service")
@@ -143,7 +100,7 @@ class RunExecutor(compat.executor_base()):  # type: ignore[misc]
 
     def close(self) -> None:
         """Wait for the pool's work (runs, retries given up on at the stop, rows to write)."""
-        self._report_coalesced()
+        self._coalesced.report()
         if self._pool is not None:
             self._pool.shutdown(wait=True)
 
@@ -168,7 +125,7 @@ class RunExecutor(compat.executor_base()):  # type: ignore[misc]
             else:
                 runs.append((fire.fire, fire.reason))
         if folded:
-            self._coalesced(namespace, definition, folded)
+            self._coalesced.add(namespace, definition.name, folded)
         if runs:
             (first, reason), *then = runs
             self.submit(namespace, definition, first, reason, then=then)
@@ -212,7 +169,7 @@ class RunExecutor(compat.executor_base()):  # type: ignore[misc]
                     and busy == self._following[key] and key in self._children and self._roundable(definition)):
                 # every run of the job in flight is one the follower carries, each started
                 # after the one before it had exited: only the newest child can still run,
-                # and whether it does is seen at the fire's start (_launch)
+                # and whether it does is seen at the fire's start (launch.launch)
                 after, verdict = self._children[key], "run"
             if verdict == "run":
                 self._inflight[key] += 1
@@ -302,133 +259,16 @@ class RunExecutor(compat.executor_base()):  # type: ignore[misc]
         first child starts first (docs/benchmarks.md). Returns when (``time.monotonic()``)
         the round was ready to start its first child, None for an empty round."""
         self._round_thread = None
-        if self._folded.jobs:
-            self._report_coalesced(due_only=True)
+        if self._coalesced.pending:
+            self._coalesced.report(due_only=True)
         fires, self._round = self._round, []
         if not fires:
             return None
         self._launched.clear()
         try:
-            return self._launch(fires)
+            return launch(self, fires)
         finally:
             self._launched.set()
-
-    def _launch(self, fires: list[_Fire]) -> float:
-        settings = self.ctx.settings
-        try:
-            ids = self.ctx.store.claim_runs([
-                dict(namespace=ns, job=definition.name, scheduled=fire, attempt=1, reason=reason.value,
-                     host=settings.host, log_dir=settings.log_dir)
-                for _, ns, definition, fire, reason, _, _ in fires
-            ])
-        except Exception as exc:  # the store is away: each fire meets it alone (runs.lifecycle.begin)
-            CLAIMS_FAILED.event("claiming the round's fires failed; claiming them one by one", error=str(exc))
-            for key, ns, definition, fire, reason, then, after in fires:
-                if after is not None and not _exited(after):
-                    self._release(key)
-                    self._skip(ns, definition, fire, SKIPPED[Overlap.SKIP])
-                    continue
-                self._submit_run(key, ns, definition, fire, reason, None, then, None)
-            return time.monotonic()
-        ready = []
-        for (key, ns, definition, fire, reason, then, after), run_id in zip(fires, ids, strict=True):
-            if run_id is None:
-                self.log.info("fire already claimed", job=definition.name, namespace=ns, scheduled=fire.isoformat())
-                self._release(key)
-                continue
-            ready.append((key, ns, definition, fire, reason, run_id, then,
-                          prepare(self.ctx, ns, definition, fire, 1, run_id), after))
-        prepared = time.monotonic()
-        skipped = []
-        for item in ready:
-            fire, begun, after = item[3], item[7], item[8]
-            early = fire.timestamp() - time.time()  # the round is decided ahead (rounds.LEAD)
-            if early > 0:
-                time.sleep(early)
-            if after is not None and not _exited(after) and self._born.get(after.pid, 0.0) <= fire.timestamp():
-                skipped.append(item)  # the job's run in flight still runs, as it did at the fire's time
-                continue
-            try:
-                begun.start()
-            except Exception:  # the pool thread starts it the usual way, and meets what failed
-                begun.command, begun.started = None, None
-        if skipped:
-            self._skip_claimed(skipped)
-            gone = {id(item) for item in skipped}
-            ready = [item for item in ready if id(item) not in gone]
-        # handed on only now: a thread woken per child would take turns with the starts
-        for key, ns, definition, fire, reason, run_id, then, begun, _ in ready:
-            if self.ctx.follower is not None and isinstance(begun.started, subprocess.Popen):
-                if _tracked(definition, then):
-                    with self._guard:
-                        self._children[key] = begun.started
-                        self._born[begun.started.pid] = begun.active.started
-                        self._following[key] += 1
-                done = functools.partial(self._followed, key, ns, definition, fire, then)
-                exited = functools.partial(self._child_exited, key, definition, then, begun.started)
-                try:
-                    lifecycle.follow(self.ctx, ns, definition, fire, reason, begun, done, exited)
-                    continue
-                except RuntimeError:  # the follower is stopping: a thread of its own follows it
-                    pass
-            self._submit_run(key, ns, definition, fire, reason, run_id, then, begun)
-        return prepared
-
-    def _child_exited(self, key: str, definition: Job, then: list[tuple[datetime, Reason]] | None,
-                      child: subprocess.Popen[bytes], outcome: runner.Outcome) -> None:
-        """A followed run's child has exited (its row is still to be written): when nothing
-        follows the run, the job is no longer busy (a fire now is no overlap, however long
-        the store takes to write the row down)."""
-        if _tracked(definition, then):
-            with self._guard:
-                self._born.pop(child.pid, None)
-                if self._children.get(key) is child:
-                    del self._children[key]
-                self._following[key] -= 1
-                if self._following[key] <= 0:
-                    del self._following[key]
-        if not then and not runner.needs_after(definition, outcome):
-            self._release(key)
-
-    def _followed(self, key: str, namespace: str, definition: Job, fire: datetime,
-                  then: list[tuple[datetime, Reason]] | None, run_id: int, outcome: runner.Outcome) -> None:
-        """A followed run is written down: a pool thread carries on with its retries,
-        notifications and the fires queued behind it, if it has any."""
-        if not then and not runner.needs_after(definition, outcome):
-            return  # released when its child exited
-        args = (key, namespace, definition, fire, then, run_id, outcome)
-        try:
-            assert self._pool is not None
-            self._pool.submit(self._carry_on, *args)
-        except RuntimeError:  # the pool is shutting down
-            threading.Thread(target=self._carry_on, args=args, daemon=True).start()
-
-    def _carry_on(self, key: str, namespace: str, definition: Job, fire: datetime,
-                  then: list[tuple[datetime, Reason]] | None, run_id: int, outcome: runner.Outcome) -> None:
-        try:
-            runner.resume(self.ctx, namespace, definition, fire, 1, (run_id, outcome))
-            for fire_time, why in then or []:
-                if self.ctx.shutdown.is_set():
-                    return
-                execute(self.ctx, namespace, definition, fire_time, why)
-        except Exception:
-            self.log.exception("run failed inside supertask", job=definition.name, namespace=namespace)
-        finally:
-            self._release(key)
-
-    def _skip_claimed(self, items: list[tuple[Any, ...]]) -> None:
-        """Fires claimed with the round whose job's run still ran at their start:
-        their rows become ``skipped`` (written by the pool, after the round's starts)."""
-        now = datetime.now(UTC)
-        rows = []
-        for key, ns, definition, fire, _, run_id, _, _, _ in items:
-            with self.ctx.lock:
-                self.ctx.active.pop(run_id, None)
-            self._release(key)
-            self._warn_skipped(ns, definition, fire)
-            rows.append((run_id, dict(status=RunStatus.SKIPPED, started=None, finished=now, log_path=None,
-                                      message=SKIPPED[Overlap.SKIP])))
-        self._by_pool(functools.partial(self.ctx.store.update_runs, rows))
 
     def _submit_run(self, key: str, namespace: str, definition: Job, fire: datetime, reason: Reason,
                     run_id: int | None, then: list[tuple[datetime, Reason]] | None, begun: Begun | None) -> None:
@@ -494,35 +334,6 @@ class RunExecutor(compat.executor_base()):  # type: ignore[misc]
             self._pool.submit(write)
         except (RuntimeError, AssertionError):
             write()
-
-    def _coalesced(self, namespace: str, definition: Job, folded: list[datetime]) -> None:
-        """Fires ``catch_up: latest`` folded into the job's next (the scheduler was down,
-        or is behind its fires), tallied in the scheduler's thread: "fires coalesced" is
-        logged with the round, then at most once every :data:`COALESCED_EVERY` seconds
-        with the tally since, so that a scheduler too busy for its fires says so without
-        a line for each."""
-        with self.ctx.lock:
-            self.ctx.coalesced[(namespace, definition.name)] += len(folded)
-        tally = self._folded
-        tally.jobs[(namespace, definition.name)] += len(folded)
-        tally.first = min(tally.first or folded[0], folded[0])
-        tally.last = max(tally.last or folded[-1], folded[-1])
-
-    def _report_coalesced(self, due_only: bool = False) -> None:
-        if due_only and time.monotonic() - self._folded_at < COALESCED_EVERY:
-            return
-        tally, self._folded = self._folded, _Folded()
-        self._folded_at = time.monotonic()
-        if not tally.jobs:
-            return
-        namespace, name = min(tally.jobs)
-        assert tally.first is not None and tally.last is not None
-        self.log.warning(
-            "fires coalesced", fires=sum(tally.jobs.values()), jobs=len(tally.jobs), job=name, namespace=namespace,
-            first=tally.first.isoformat(), last=tally.last.isoformat(),
-            hint="catch_up: latest ran only the latest of each job's overdue fires; a scheduler that "
-                 "keeps doing this is behind its fires (docs/operations.md)",
-        )
 
     def _warn_skipped(self, namespace: str, definition: Job, fire: datetime) -> None:
         self.log.warning("run skipped: previous run still in flight", job=definition.name,

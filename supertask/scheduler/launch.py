@@ -1,0 +1,184 @@
+"""A round of fires started together: their rows claimed in one transaction, their
+children started one after another at their fire's time, then each carried to its
+end by the follower (:mod:`supertask.runs.lifecycle`).
+
+The scheduler (:mod:`supertask.scheduler.rounds`) decides a round's fires a little
+ahead of time; :class:`~supertask.scheduler.executor.RunExecutor` keeps those that can
+start with the round (a ``run:`` command, no jitter, no global cap) and hands them to
+:func:`launch`. A round of 100 fires costs one commit, not 100 commits contending for
+the store, and the first child starts first (docs/benchmarks.md).
+"""
+
+from __future__ import annotations
+
+import functools
+import os
+import subprocess
+import threading
+import time
+from datetime import datetime, timezone
+from typing import TYPE_CHECKING, Any
+
+from supertask.log import Limited
+from supertask.model import Job, Overlap, Reason, RunStatus
+from supertask.runs import lifecycle, runner
+from supertask.runs.lifecycle import prepare
+from supertask.runs.runner import execute
+
+if TYPE_CHECKING:
+    from supertask.scheduler.executor import RunExecutor
+
+UTC = timezone.utc
+#: a store that is away fails every round's claim: said at most once a minute
+CLAIMS_FAILED = Limited("supertask.scheduler.service")
+
+#: A fire of a round: (key, namespace, job, fire time, reason, the catch-up fires after
+#: it, the child of the job's run in flight that must have exited by the fire's start).
+Fire = tuple[str, str, Job, datetime, Reason, list[tuple[datetime, Reason]] | None,
+             "subprocess.Popen[bytes] | None"]
+
+SKIPPED = {
+    Overlap.SKIP: "the previous run was still running (overlap: skip)",
+    Overlap.QUEUE: "a run was in flight and another already waiting (overlap: queue)",
+    Overlap.ALLOW: "max_concurrent {max_concurrent} runs were in flight (overlap: allow)",
+}
+
+
+def tracked(definition: Job, then: list[tuple[datetime, Reason]] | None) -> bool:
+    """Whether a fire's followed child is what a later fire of the job waits for
+    (``RunExecutor._children``): nothing follows its run, no retry, no queued fires."""
+    return not then and not definition.retries
+
+
+def exited(child: subprocess.Popen[bytes]) -> bool:
+    """Whether ``child`` has exited, without reaping it (its follower does)."""
+    if child.returncode is not None:
+        return True
+    try:
+        return os.waitid(os.P_PID, child.pid, os.WEXITED | os.WNOHANG | os.WNOWAIT) is not None
+    except ChildProcessError:  # reaped meanwhile
+        return True
+
+
+def launch(ex: RunExecutor, fires: list[Fire]) -> float:
+    """Start ``fires`` (see :meth:`RunExecutor.launch_round`); returns when the round was
+    ready to start its first child (``time.monotonic()``)."""
+    settings = ex.ctx.settings
+    try:
+        ids = ex.ctx.store.claim_runs([
+            dict(namespace=ns, job=definition.name, scheduled=fire, attempt=1, reason=reason.value,
+                 host=settings.host, log_dir=settings.log_dir)
+            for _, ns, definition, fire, reason, _, _ in fires
+        ])
+    except Exception as exc:  # the store is away: each fire meets it alone (runs.lifecycle.begin)
+        CLAIMS_FAILED.event("claiming the round's fires failed; claiming them one by one", error=str(exc))
+        for key, ns, definition, fire, reason, then, after in fires:
+            if after is not None and not exited(after):
+                ex._release(key)
+                ex._skip(ns, definition, fire, SKIPPED[Overlap.SKIP])
+                continue
+            ex._submit_run(key, ns, definition, fire, reason, None, then, None)
+        return time.monotonic()
+    ready = []
+    for (key, ns, definition, fire, reason, then, after), run_id in zip(fires, ids, strict=True):
+        if run_id is None:
+            ex.log.info("fire already claimed", job=definition.name, namespace=ns, scheduled=fire.isoformat())
+            ex._release(key)
+            continue
+        ready.append((key, ns, definition, fire, reason, run_id, then,
+                      prepare(ex.ctx, ns, definition, fire, 1, run_id), after))
+    prepared = time.monotonic()
+    skipped = []
+    for item in ready:
+        fire, begun, after = item[3], item[7], item[8]
+        early = fire.timestamp() - time.time()  # the round is decided ahead (rounds.LEAD)
+        if early > 0:
+            time.sleep(early)
+        if after is not None and not exited(after) and ex._born.get(after.pid, 0.0) <= fire.timestamp():
+            skipped.append(item)  # the job's run in flight still runs, as it did at the fire's time
+            continue
+        try:
+            begun.start()
+        except Exception:  # the pool thread starts it the usual way, and meets what failed
+            begun.command, begun.started = None, None
+    if skipped:
+        skip_claimed(ex, skipped)
+        gone = {id(item) for item in skipped}
+        ready = [item for item in ready if id(item) not in gone]
+    # handed on only now: a thread woken per child would take turns with the starts
+    for key, ns, definition, fire, reason, run_id, then, begun, _ in ready:
+        if ex.ctx.follower is not None and isinstance(begun.started, subprocess.Popen):
+            if tracked(definition, then):
+                with ex._guard:
+                    ex._children[key] = begun.started
+                    ex._born[begun.started.pid] = begun.active.started
+                    ex._following[key] += 1
+            done = functools.partial(followed, ex, key, ns, definition, fire, then)
+            on_exit = functools.partial(child_exited, ex, key, definition, then, begun.started)
+            try:
+                lifecycle.follow(ex.ctx, ns, definition, fire, reason, begun, done, on_exit)
+                continue
+            except RuntimeError:  # the follower is stopping: a thread of its own follows it
+                pass
+        ex._submit_run(key, ns, definition, fire, reason, run_id, then, begun)
+    return prepared
+
+
+def child_exited(ex: RunExecutor, key: str, definition: Job, then: list[tuple[datetime, Reason]] | None,
+                 child: subprocess.Popen[bytes], outcome: runner.Outcome) -> None:
+    """A followed run's child has exited (its row is still to be written): when nothing
+    follows the run, the job is no longer busy (a fire now is no overlap, however long
+    the store takes to write the row down)."""
+    if tracked(definition, then):
+        with ex._guard:
+            ex._born.pop(child.pid, None)
+            if ex._children.get(key) is child:
+                del ex._children[key]
+            ex._following[key] -= 1
+            if ex._following[key] <= 0:
+                del ex._following[key]
+    if not then and not runner.needs_after(definition, outcome):
+        ex._release(key)
+
+
+def followed(ex: RunExecutor, key: str, namespace: str, definition: Job, fire: datetime,
+             then: list[tuple[datetime, Reason]] | None, run_id: int, outcome: runner.Outcome) -> None:
+    """A followed run is written down: a pool thread carries on with its retries,
+    notifications and the fires queued behind it, if it has any."""
+    if not then and not runner.needs_after(definition, outcome):
+        return  # released when its child exited
+    args = (key, namespace, definition, fire, then, run_id, outcome)
+    try:
+        assert ex._pool is not None
+        ex._pool.submit(_carry_on, ex, *args)
+    except RuntimeError:  # the pool is shutting down
+        threading.Thread(target=_carry_on, args=(ex, *args), daemon=True).start()
+
+
+def _carry_on(ex: RunExecutor, key: str, namespace: str, definition: Job, fire: datetime,
+              then: list[tuple[datetime, Reason]] | None, run_id: int, outcome: runner.Outcome) -> None:
+    try:
+        runner.resume(ex.ctx, namespace, definition, fire, 1, (run_id, outcome))
+        for fire_time, why in then or []:
+            if ex.ctx.shutdown.is_set():
+                return
+            execute(ex.ctx, namespace, definition, fire_time, why)
+    except Exception:
+        ex.log.exception("run failed inside supertask", job=definition.name, namespace=namespace)
+    finally:
+        ex._release(key)
+
+
+def skip_claimed(ex: RunExecutor, items: list[tuple[Any, ...]]) -> None:
+    """Fires claimed with the round whose job's run still ran at their start:
+    their rows become ``skipped`` (written by the pool, after the round's starts)."""
+    now = datetime.now(UTC)
+    rows = []
+    for key, ns, definition, fire, _, run_id, _, _, _ in items:
+        with ex.ctx.lock:
+            ex.ctx.active.pop(run_id, None)
+        ex._release(key)
+        ex._warn_skipped(ns, definition, fire)
+        rows.append((run_id, dict(status=RunStatus.SKIPPED, started=None, finished=now, log_path=None,
+                                  message=SKIPPED[Overlap.SKIP])))
+    ex._by_pool(functools.partial(ex.ctx.store.update_runs, rows))
