@@ -165,7 +165,8 @@ def test_invalid_timetable_exits_2_and_leaves_the_store_as_it_was(cli: Cli) -> N
     proc = cli("run", "--file", "other.yaml")  # a first start: nothing good to fall back on
     assert proc.returncode == 2
     assert "other.yaml:3" in proc.stderr and "shedule" in proc.stderr
-    assert cli.json("list-namespaces") == []
+    assert not (cli.home / "supertask.db").exists()  # no store was made
+    assert cli("list-namespaces").returncode == 2  # ... and reading commands say so
     write(cli.cwd / "supertask.yaml", "namespace: keep\njobs:\n  - {name: a, when: '@daily', run: 'cmd:true'}\n")
     sched = cli.start()
     sched.wait_event("scheduler started")
