@@ -221,11 +221,12 @@ def doctor(
                 typer.echo(f"     fix: {check.fix}")
         typer.echo("some checks failed" if failed else "all good" if all(c.status == "ok" for c in checks)
                    else "usable; see the warnings")
+    if failed:
+        raise typer.Exit(1)
     missing = missing_store(settings)
     if missing is not None:  # as the reading commands say it: the folder looked in, where a service's is
         typer.echo(f"supertask: {missing}", err=True)
         raise typer.Exit(2)
-    raise typer.Exit(1 if failed else 0)
 
 
 # -- service -------------------------------------------------------------------------------------
