@@ -26,6 +26,7 @@ from apscheduler.job import Job as ApsJob
 from apscheduler.jobstores.base import BaseJobStore, ConflictingIdError, JobLookupError
 
 from supertask import compat
+from supertask.log import Limited
 from supertask.model import Job
 from supertask.schedules.trigger import register_with_apscheduler
 from supertask.store.base import Store, StoredJob
@@ -84,6 +85,7 @@ class NamespaceJobStore(BaseJobStore):
         self.reload()
         self._dirty = threading.Event()
         self._stopping = threading.Event()
+        self._flush_failed = Limited("supertask.scheduler.jobstore")  # an outage: one event a minute
         self._flusher = threading.Thread(target=self._flush_loop, name="supertask-flush", daemon=True)
         self._flusher.start()
 
@@ -96,8 +98,8 @@ class NamespaceJobStore(BaseJobStore):
             self._dirty.clear()
             try:
                 self.flush()
-            except Exception:  # the store is away: keep the changes, try again next round
-                compat.plugin_logger(self).exception("writing schedule state failed; will retry")
+            except Exception as exc:  # the store is away: keep the changes, try again next round
+                self._flush_failed.event("writing schedule state failed; will retry", error=str(exc))
 
     def reload(self, namespace: str | None = None) -> None:
         """(Re)read the served namespaces, or one of them, from the store: ids and
