@@ -16,12 +16,8 @@ Where it listens (docs/control.md):
   ``--token``/``SUPERTASK_TOKEN``, else the file ``$SUPERTASK_HOME/control/token``
   (generated with mode 0600 on first use, its path logged).
 
-The service: never classic mode, no public attributes, no pickling. Each ``exposed_``
-call checks that its arguments are plain values (exact str/int/float/bool/None, or a
-tuple of str), calls :class:`supertask.control.live.LiveControl` and returns one JSON text:
-``{"ok": true, "result": ...}`` or ``{"ok": false, "error": ..., "exit_code": n}``.
-Nothing else is reachable: the service holds the facade in a private attribute, which
-RPyC refuses, and its class holds only the exposed methods.
+The service itself, and what it lets a peer reach, is described in
+:mod:`supertask.control.server`.
 """
 
 from __future__ import annotations
