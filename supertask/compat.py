@@ -5,7 +5,7 @@ function here, named for what supertask needs from it, and ``tests/unit/test_com
 checks each against the installed versions (signatures, attributes, behaviour): an
 upgrade that changes one fails there, by name, rather than in a scheduler at night.
 Known to work (the pins in pyproject.toml say the same): CPython 3.10 to 3.13
-(``make test-pythons`` runs the tests on each), APScheduler 3.11.
+(``make test-pythons`` runs the tests on each), APScheduler 3.11, RPyC 6.0.
 
 CPython ``subprocess``:
 
@@ -29,11 +29,23 @@ for it):
 - ``BaseExecutor``'s abstract ``_do_submit_job`` (:func:`executor_base`: supertask's
   executor replaces ``submit_job`` whole).
 
-RPyC 6 ``ThreadedServer`` (rpyc is imported only by its callers):
+RPyC 6.0 (imported here only inside the functions; ``supertask.control`` alone calls them):
 
-- ``_listen``, to bind and listen before serving, so the port is known at once
-  (:func:`listen_now`), and ``clients``, the connections ``close`` ends
-  (:func:`forget_clients`).
+- ``Server._listen``, to bind and listen before serving, so the port is known at once
+  (:func:`listen_now`), and ``Server.clients``, the connections ``close`` ends
+  (:func:`forget_clients`);
+- ``Connection._config``, where the server put the authenticator's credentials
+  (:func:`credentials`);
+- :func:`server_base`, a ``ThreadedServer`` whose private steps are hooks with names:
+  ``Server.accept`` raising ``EOFError`` (which ends ``start``'s loop) on any accept
+  error but EINTR/EAGAIN, caught while ``active`` (``accept_failed``);
+  ``ThreadedServer._accept_method``, the hand-off of an accepted socket to a thread of
+  rpyc's (``hand_off``, ``serve_in_thread``, ``drop``); ``Server._serve_client``,
+  ``Service._connect`` and ``Server._handle_connection``, which make and serve the
+  connection over a ``Channel`` (``channel``); ``protocol_config`` and ``logger``;
+- ``Channel``'s frame layout (``FRAME_HEADER``, ``FLUSHER``, ``stream``; public names,
+  undocumented), which ``supertask.control.channel.BoundedChannel.recv`` reads as
+  ``Channel.recv`` does.
 """
 
 from __future__ import annotations
@@ -180,7 +192,7 @@ def make_job(jobstore: Any, **state: Any) -> Any:
     return job
 
 
-# -- RPyC 6 -----------------------------------------------------------------------------------
+# -- RPyC 6.0 ---------------------------------------------------------------------------------
 
 
 def listen_now(server: Any) -> None:
@@ -193,3 +205,74 @@ def forget_clients(server: Any) -> None:
     """Make an RPyC server's ``close`` leave its open connections alone (they end with
     the process): ``close`` ends every connection in ``clients``."""
     server.clients = set()
+
+
+def credentials(conn: Any) -> Any:
+    """What the server's authenticator returned for this connection (``None`` without one)."""
+    return conn._config.get("credentials")
+
+
+def server_base() -> Any:
+    """RPyC's ``ThreadedServer`` with the steps a subclass changes turned into hooks:
+
+    - ``accept_failed()``: accepting failed while the listener is open (rpyc gives up
+      serving on any error but EINTR/EAGAIN, EMFILE included); by default the server
+      stops serving, as rpyc's; return to accept again;
+    - ``hand_off(sock)``: an accepted socket, to be served; by default
+      ``serve_in_thread(sock)`` (rpyc's thread per connection: it authenticates, then
+      serves); ``drop(sock)`` closes one not to be served;
+    - ``channel(stream)``: the RPyC ``Channel`` a connection reads and writes its frames through;
+    - ``keep_clients``: when true, ``close`` leaves open connections alone.
+    """
+    if "rpyc_server" not in _bases:
+        from rpyc.core.channel import Channel
+        from rpyc.core.stream import SocketStream
+        from rpyc.utils.server import ThreadedServer
+
+        class HookedServer(ThreadedServer):  # type: ignore[misc]
+            keep_clients = False
+
+            def accept(self) -> None:
+                try:
+                    super().accept()
+                except EOFError:
+                    if not self.active:
+                        raise  # closed: the end of start()'s loop
+                    self.accept_failed()
+
+            def accept_failed(self) -> None:
+                raise EOFError
+
+            def _accept_method(self, sock: Any) -> None:
+                self.hand_off(sock)
+
+            def hand_off(self, sock: Any) -> None:
+                self.serve_in_thread(sock)
+
+            def serve_in_thread(self, sock: Any) -> None:
+                ThreadedServer._accept_method(self, sock)
+
+            def drop(self, sock: Any) -> None:
+                self.clients.discard(sock)
+                sock.close()
+
+            def channel(self, stream: Any) -> Any:
+                return Channel(stream)
+
+            def _serve_client(self, sock: Any, credentials: Any) -> None:
+                try:
+                    endpoints = (sock.getsockname(), sock.getpeername())
+                except OSError:  # the peer is gone already: served (and ended) as rpyc would
+                    endpoints = None
+                config = dict(self.protocol_config, credentials=credentials, endpoints=endpoints,
+                              logger=self.logger)
+                conn = self.service._connect(self.channel(SocketStream(sock)), config)
+                self._handle_connection(conn)
+
+            def close(self) -> None:
+                if self.keep_clients:
+                    forget_clients(self)
+                super().close()
+
+        _bases["rpyc_server"] = HookedServer
+    return _bases["rpyc_server"]

@@ -32,8 +32,6 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import rpyc
-from rpyc.core.stream import SocketStream
-from rpyc.utils.server import ThreadedServer
 
 from supertask import compat
 from supertask.control.auth import same_user, token_authenticator
@@ -80,7 +78,7 @@ class ControlService(rpyc.Service):
     def on_connect(self, conn: Any) -> None:
         # who is on the other end, as the authenticator found it (a live change names them);
         # a connection's calls are served on the thread that accepted it
-        _peer.who = conn._config.get("credentials") or "unknown"
+        _peer.who = compat.credentials(conn) or "unknown"
 
     def _call(self, op: str, *args: Any, change: bool = False) -> str:
         try:
@@ -165,13 +163,11 @@ class _Every:
             return count
 
 
-class _Server(ThreadedServer):
+class _Server(compat.server_base()):  # type: ignore[misc]
     """A threaded RPyC server that caps the peers waiting to authenticate, outlives
     running out of descriptors, reads frames within bounds, and, when the scheduler is
     stopping, closes its listener but leaves open connections to end with the process
-    (so `stop --wait` sees the exit)."""
-
-    keep_clients = False
+    (so `stop --wait` sees the exit). rpyc's private steps are compat's hooks."""
 
     def __init__(self, *args: Any, authenticator: Any, **kwargs: Any):
         self._pending = 0
@@ -188,54 +184,36 @@ class _Server(ThreadedServer):
 
         super().__init__(*args, authenticator=counted, **kwargs)
 
-    def accept(self) -> None:
-        try:
-            super().accept()
-        except EOFError:
-            if not self.active:
-                raise
-            # rpyc ends the listener on any accept error but EINTR/EAGAIN; the listener is
-            # fine, this process is out of descriptors (or memory) for the moment
-            count = self._starved.due()
-            if count:
-                self.log.warning("control listener out of descriptors", times=count,
-                                 limit=_nofile_limit(), message="new connections wait until some close")
-            time.sleep(0.05)
+    def accept_failed(self) -> None:
+        # rpyc ends the listener on any accept error but EINTR/EAGAIN; the listener is
+        # fine, this process is out of descriptors (or memory) for the moment
+        count = self._starved.due()
+        if count:
+            self.log.warning("control listener out of descriptors", times=count,
+                             limit=_nofile_limit(), message="new connections wait until some close")
+        time.sleep(0.05)
 
-    def _accept_method(self, sock: socket.socket) -> None:
+    def hand_off(self, sock: socket.socket) -> None:
         with self._pending_lock:
             full = self._pending >= MAX_UNAUTHENTICATED
             if not full:
                 self._pending += 1
         if full:
-            self.clients.discard(sock)
-            sock.close()
+            self.drop(sock)
             count = self._refused.due()
             if count:
                 self.log.warning("control connections refused", times=count, waiting=MAX_UNAUTHENTICATED,
                                  reason="too many connections waiting to authenticate")
             return
         try:
-            super()._accept_method(sock)
+            self.serve_in_thread(sock)
         except Exception:  # no thread to serve it (out of memory or threads)
             with self._pending_lock:
                 self._pending -= 1
-            self.clients.discard(sock)
-            sock.close()
+            self.drop(sock)
 
-    def _serve_client(self, sock: socket.socket, credentials: Any) -> None:
-        try:
-            endpoints = (sock.getsockname(), sock.getpeername())
-        except OSError:
-            endpoints = None
-        config = dict(self.protocol_config, credentials=credentials, endpoints=endpoints, logger=self.logger)
-        conn = self.service._connect(BoundedChannel(SocketStream(sock)), config)
-        self._handle_connection(conn)
-
-    def close(self) -> None:
-        if self.keep_clients:
-            compat.forget_clients(self)
-        super().close()
+    def channel(self, stream: Any) -> BoundedChannel:
+        return BoundedChannel(stream)
 
 
 def _nofile_limit() -> int | None:

@@ -1,5 +1,5 @@
 """What supertask.compat relies on in its dependencies' internals, checked against the
-installed versions: a Python or APScheduler upgrade that changes one fails here, by name.
+installed versions: a Python, APScheduler or RPyC upgrade that changes one fails here, by name.
 ``make test-pythons`` runs these on every Python the package claims (3.10 to 3.13)."""
 
 from __future__ import annotations
@@ -259,4 +259,135 @@ def test_rpyc_server_close_ends_the_connections_in_clients():
     server.clients.add(held)
     server.close()
     assert held.fileno() == -1  # what forget_clients keeps from happening
+    kept.close()
+
+
+def test_rpyc_server_steps_the_hooks_replace():
+    from rpyc.core.protocol import Connection
+    from rpyc.core.service import Service
+    from rpyc.utils.server import Server, ThreadedServer
+
+    def params(fn):
+        return list(inspect.signature(fn).parameters)
+
+    assert params(Server.accept) == ["self"]
+    assert params(ThreadedServer._accept_method) == ["self", "sock"]
+    assert params(Server._serve_client) == ["self", "sock", "credentials"]
+    assert params(Server._handle_connection) == ["self", "conn"]
+    assert params(Service()._connect) == ["channel", "config"]
+    start, accept = inspect.getsource(Server.start), inspect.getsource(Server.accept)
+    assert "self.accept()" in start and "except EOFError" in start, "start() no longer ends on accept's EOFError"
+    assert "raise EOFError()" in accept and "self._accept_method(sock)" in accept and "self.clients.add(sock)" in accept
+    serve = inspect.getsource(Server._authenticate_and_serve_client)
+    assert "self._serve_client(sock2, credentials)" in serve and "self.clients.discard(sock)" in serve
+    assert "self.service._connect(Channel(SocketStream(sock)), config)" in inspect.getsource(Server._serve_client)
+    assert "self._config" in inspect.getsource(Connection.__init__)
+
+
+def test_rpyc_channel_frame_layout_bounded_channel_reads():
+    from rpyc.core.channel import Channel
+
+    assert Channel.FRAME_HEADER.size == 5 and Channel.FLUSHER == b"\n"
+    assert "stream" in Channel.__slots__ and list(inspect.signature(Channel.recv).parameters) == ["self"]
+    recv = inspect.getsource(Channel.recv)
+    assert "self.FRAME_HEADER.unpack(header)" in recv and "len(self.FLUSHER)" in recv
+
+
+def test_rpyc_server_base_hooks_serve_a_real_connection():
+    import socket
+
+    import rpyc
+    from rpyc.core.channel import Channel
+
+    seen: dict[str, object] = {}
+
+    class Echo(rpyc.Service):
+        def on_connect(self, conn):
+            seen["who"] = compat.credentials(conn)
+
+        def exposed_echo(self, text):
+            return text
+
+    class Counting(Channel):
+        __slots__ = ()
+
+        def recv(self):
+            seen["frames"] = int(seen.get("frames", 0)) + 1
+            return super().recv()
+
+    class Hooked(compat.server_base()):
+        def hand_off(self, sock):
+            seen["handed"] = True
+            self.serve_in_thread(sock)
+
+        def channel(self, stream):
+            return Counting(stream)
+
+    server = Hooked(Echo, hostname="127.0.0.1", port=0, authenticator=lambda sock: (sock, "alice"),
+                    protocol_config={"allow_public_attrs": False})
+    compat.listen_now(server)
+    serving = threading.Thread(target=server.start, daemon=True)
+    serving.start()
+    try:
+        conn = rpyc.connect("127.0.0.1", server.port)
+        assert conn.root.echo("hi") == "hi"
+        conn.close()
+        assert seen["who"] == "alice" and seen["handed"] is True and int(seen["frames"]) >= 1
+        # a socket dropped before serving is closed and forgotten
+        a, b = socket.socketpair()
+        server.clients.add(a)
+        server.drop(a)
+        assert a.fileno() == -1 and a not in server.clients
+        b.close()
+    finally:
+        server.close()
+        serving.join(5)
+    assert not serving.is_alive()
+
+
+def test_rpyc_server_base_accept_failed_keeps_serving_while_open():
+    import errno
+
+    import rpyc
+
+    failures: list[int] = []
+
+    class Starved:
+        def accept(self):
+            raise OSError(errno.EMFILE, "Too many open files")
+
+    class Hooked(compat.server_base()):
+        def accept_failed(self):
+            failures.append(1)
+
+    server = Hooked(rpyc.VoidService, hostname="127.0.0.1", port=0)
+    compat.listen_now(server)
+    real, server.listener = server.listener, Starved()
+    try:
+        server.accept()  # rpyc raises EOFError here; the hook is called instead
+        assert failures == [1]
+        plain = compat.server_base()(rpyc.VoidService, hostname="127.0.0.1", port=0)
+        compat.listen_now(plain)
+        plain_real, plain.listener = plain.listener, Starved()
+        with pytest.raises(EOFError):
+            plain.accept()  # by default: as rpyc, the end of serving
+        plain.listener = plain_real
+        plain.close()
+    finally:
+        server.listener = real
+        server.close()
+
+
+def test_rpyc_server_base_close_keeps_clients_when_asked():
+    import socket
+
+    import rpyc
+
+    server = compat.server_base()(rpyc.VoidService, hostname="127.0.0.1", port=0)
+    held, kept = socket.socketpair()
+    server.clients.add(held)
+    server.keep_clients = True
+    server.close()
+    assert held.fileno() != -1
+    held.close()
     kept.close()
