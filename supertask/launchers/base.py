@@ -26,6 +26,8 @@ if TYPE_CHECKING:  # psutil is imported where a process tree is ended (~25 ms a 
     from typing import Protocol
 
     import psutil
+
+    from supertask.threads import Spawn
 else:
     Protocol = object  # Launcher is an interface for the type checker; at run time a plain class
 
@@ -79,7 +81,10 @@ def ended(code: int | None, pid: int, ended_by: RunStatus | None, timeout: float
 
 
 class Children(Protocol):
-    """Runs a child to its end, relaying its output (:meth:`supertask.launchers.follow.Follower.run`)."""
+    """Runs a child to its end, relaying its output (:meth:`supertask.launchers.follow.Follower.run`);
+    ``spawn`` starts a thread its owner joins (a launcher's helper thread)."""
+
+    spawn: Spawn
 
     def run(self, command: Command, on_line: LineSink, *, timeout: float | None = None, kill_grace: float = 10.0,
             stop: threading.Event | None = None, on_start: Callable[[int], None] | None = None,

@@ -192,8 +192,7 @@ class DockerRun:
                     end_cli.set()  # the CLI outlived its container: end its process group
                 return
 
-        watcher = threading.Thread(target=watch, name=f"stop-{name}", daemon=True)
-        watcher.start()
+        watcher = request.children.spawn(f"stop-{name}", watch)  # the follower's owner joins it too
         try:
             attached = request.children.run(
                 Command([*cli, "start", "--attach", name], request.env, request.job.cwd), request.on_line,

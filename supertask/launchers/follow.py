@@ -41,6 +41,7 @@ from supertask.launchers.base import (
 )
 from supertask.log import get_logger
 from supertask.model import RunStatus
+from supertask.threads import Spawn, Threads
 
 TYPE_CHECKING = False  # typing.TYPE_CHECKING, without importing typing (a one-shot run's start-up)
 if TYPE_CHECKING:
@@ -83,9 +84,12 @@ class Followed:
 
 class Follower:
     """Follows children to their ends: in a thread of its own once :meth:`start`-ed
-    (:meth:`follow`), or in the caller's thread (:meth:`run`, when not started)."""
+    (:meth:`follow`), or in the caller's thread (:meth:`run`, when not started). Its
+    threads (its own, and those that end process groups) are started with ``spawn``
+    (the scheduler's supervisor's), else owned by a :class:`Threads` of its own."""
 
-    def __init__(self) -> None:
+    def __init__(self, spawn: Spawn | None = None) -> None:
+        self.spawn: Spawn = spawn or Threads("follower").spawn
         self._sel = selectors.DefaultSelector()
         self._wake_r, self._wake_w = os.pipe()
         os.set_blocking(self._wake_r, False)
@@ -104,8 +108,7 @@ class Follower:
 
     def start(self) -> None:
         """Follow children in a thread of its own from now (the scheduler's supervisor)."""
-        self._thread = threading.Thread(target=self._loop, name="supertask-follow", daemon=True)
-        self._thread.start()
+        self._thread = self.spawn("supertask-follow", self._loop)
 
     @property
     def running(self) -> bool:
@@ -169,7 +172,7 @@ class Follower:
         try:
             self.follow(run)
         except RuntimeError:  # no thread of ours (never started, or stopping): followed here
-            here = self if self._thread is None else Follower()
+            here = self if self._thread is None else Follower(self.spawn)
             try:
                 here._add(run)
                 while not run.done:
@@ -330,8 +333,7 @@ class Follower:
         if run.ended_by is not None or run.code is not None:
             return
         run.ended_by = why
-        threading.Thread(target=end_group, args=(run.proc, run.kill_grace, run.run_key),
-                         name="supertask-end", daemon=True).start()
+        self.spawn("supertask-end", end_group, run.proc, run.kill_grace, run.run_key)
 
     def _maybe_done(self, run: Followed) -> None:
         if run.done or run.pipes or run.code is None:

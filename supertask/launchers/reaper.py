@@ -17,8 +17,9 @@ from supertask.log import get_logger
 
 TYPE_CHECKING = False  # typing.TYPE_CHECKING, without importing typing (~2 ms of a one-shot run)
 if TYPE_CHECKING:
-    from collections.abc import Callable
     from typing import Any
+
+    from supertask.threads import Spawn
 
 _lock = threading.Lock()
 _ours: set[int] = set()
@@ -80,10 +81,10 @@ def reap_once() -> list[int]:
     return reaped
 
 
-def start_if_pid1(stop: threading.Event, interval: float = 1.0, force: bool = False,
-                  thread: Callable[[str, Callable[[], None]], threading.Thread] | None = None) -> threading.Thread | None:
-    """Start the reaper thread when this process is PID 1 (or ``force``); ``thread``
-    starts it (the scheduler's supervisor, which joins it), else a daemon thread."""
+def start_if_pid1(stop: threading.Event, spawn: Spawn, interval: float = 1.0,
+                  force: bool = False) -> threading.Thread | None:
+    """Start the reaper thread with ``spawn`` (the scheduler's supervisor's, which joins
+    it once ``stop`` is set) when this process is PID 1 (or ``force``)."""
     global _active
     if os.getpid() != 1 and not force:
         return None
@@ -95,10 +96,6 @@ def start_if_pid1(stop: threading.Event, interval: float = 1.0, force: bool = Fa
             for pid in reap_once():
                 log.debug("reaped orphan", pid=pid)
 
-    if thread is not None:
-        started = thread("supertask-reaper", loop)
-    else:
-        started = threading.Thread(target=loop, name="supertask-reaper", daemon=True)
-        started.start()
+    started = spawn("supertask-reaper", loop)
     log.info("running as PID 1: reaping orphaned children")
     return started

@@ -35,6 +35,7 @@ from supertask.runs import notify
 from supertask.runs.context import TAIL_LINES, ActiveRun, RunContext
 from supertask.runs.environ import build_env
 from supertask.runs.runlog import RunLog
+from supertask.threads import Spawn, Threads
 
 TYPE_CHECKING = False  # typing.TYPE_CHECKING, without importing typing (a one-shot run's start-up)
 if TYPE_CHECKING:
@@ -208,16 +209,16 @@ class Finisher:
     a thread of its own (so the follower never waits for the store), then each run's
     event, ping, observers and ``on_done``."""
 
-    def __init__(self, ctx: RunContext):
+    def __init__(self, ctx: RunContext, spawn: Spawn | None = None):
         self.ctx = ctx
+        self.spawn: Spawn = spawn or Threads("finisher").spawn  # the scheduler's supervisor's
         self._items: list[Ended] = []
         self._cond = threading.Condition()
         self._closing = False
         self._thread: threading.Thread | None = None
 
     def start(self) -> None:
-        self._thread = threading.Thread(target=self._loop, name="supertask-finish", daemon=True)
-        self._thread.start()
+        self._thread = self.spawn("supertask-finish", self._loop)
 
     def put(self, ended: Ended) -> bool:
         """Queue ``ended``; False when this finisher does not run (the caller writes it)."""

@@ -41,6 +41,7 @@ from collections.abc import Callable
 from pathlib import Path
 
 from supertask.log import get_logger
+from supertask.threads import Spawn, Threads
 
 TYPE_CHECKING = False  # typing.TYPE_CHECKING, without importing typing (~2 ms of a one-shot run)
 if TYPE_CHECKING:
@@ -54,9 +55,11 @@ CMD_TIMEOUT = 60.0
 
 
 class Outbox:
-    """Notifications sent in order on one thread of their own (started when first used)."""
+    """Notifications sent in order on one thread of their own (started when first used,
+    with ``spawn``: the scheduler's supervisor's)."""
 
-    def __init__(self) -> None:
+    def __init__(self, spawn: Spawn | None = None) -> None:
+        self.spawn: Spawn = spawn or Threads("notifications").spawn
         self._queue: queue.SimpleQueue[tuple[Callable[..., None], tuple[Any, ...], dict[str, Any]] | None] = (
             queue.SimpleQueue())
         self._thread: threading.Thread | None = None
@@ -65,8 +68,7 @@ class Outbox:
     def put(self, fn: Callable[..., None], *args: Any, **kwargs: Any) -> None:
         with self._lock:
             if self._thread is None:
-                self._thread = threading.Thread(target=self._loop, name="supertask-notify", daemon=True)
-                self._thread.start()
+                self._thread = self.spawn("supertask-notify", self._loop)
         self._queue.put((fn, args, kwargs))
 
     def _loop(self) -> None:

@@ -30,6 +30,7 @@ from supertask.scheduler.coalesce import Coalesced
 from supertask.scheduler.jobstore import NamespaceJobStore
 from supertask.scheduler.launch import SKIPPED, Fire, launch
 from supertask.settings import default
+from supertask.threads import Spawn, Threads
 
 UTC = timezone.utc
 
@@ -48,9 +49,12 @@ class RunExecutor(compat.executor_base()):  # type: ignore[misc]
     def __init__(
         self, ctx: RunContext, jobstore: NamespaceJobStore, max_workers: int = default("max_workers"),
         max_concurrent: int | None = default("max_concurrent"), up_since: datetime | None = None,
+        spawn: Spawn | None = None,
     ):
         super().__init__()
         self.ctx = ctx
+        #: starts a run's thread when the pool no longer takes work (the supervisor's)
+        self.spawn: Spawn = spawn or Threads("run threads").spawn
         self.jobstore = jobstore
         self.max_workers = max_workers
         # when this scheduler came up, before it synced its timetable: fires due before
@@ -280,7 +284,7 @@ class RunExecutor(compat.executor_base()):  # type: ignore[misc]
             if begun is None:
                 self._release(key)
             else:
-                threading.Thread(target=self._run, args=args, daemon=True).start()
+                self.spawn("supertask-run-late", self._run, *args)
 
     def _run(self, namespace: str, definition: Job, fire: datetime, reason: Reason, key: str,
              run_id: int | None, attempt: int = 1, then: list[tuple[datetime, Reason]] | None = None,

@@ -30,6 +30,7 @@ from supertask.log import Limited
 from supertask.model import Job
 from supertask.schedules.trigger import register_with_apscheduler
 from supertask.store.base import Store, StoredJob
+from supertask.threads import Spawn, Threads
 
 register_with_apscheduler()  # our Schedule is the trigger of every job this store holds
 
@@ -62,8 +63,10 @@ class NamespaceJobStore(BaseJobStore):
     jobs that do fire pay once.
     """
 
-    def __init__(self, store: Store, namespaces: Iterable[str], trigger_for: Callable[[Job], Any]):
+    def __init__(self, store: Store, namespaces: Iterable[str], trigger_for: Callable[[Job], Any],
+                 spawn: Spawn | None = None):
         super().__init__()
+        self.spawn: Spawn = spawn or Threads("schedule state").spawn  # the flusher's (the supervisor's)
         self.store = store
         self.namespaces = list(namespaces)
         self.trigger_for = trigger_for
@@ -86,8 +89,7 @@ class NamespaceJobStore(BaseJobStore):
         self._dirty = threading.Event()
         self._stopping = threading.Event()
         self._flush_failed = Limited("supertask.scheduler.jobstore")  # an outage: one event a minute
-        self._flusher = threading.Thread(target=self._flush_loop, name="supertask-flush", daemon=True)
-        self._flusher.start()
+        self._flusher = self.spawn("supertask-flush", self._flush_loop)
 
     def _flush_loop(self) -> None:
         while not self._stopping.is_set():

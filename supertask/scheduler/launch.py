@@ -14,7 +14,6 @@ from __future__ import annotations
 import functools
 import os
 import subprocess
-import threading
 import time
 from datetime import datetime, timezone
 from typing import TYPE_CHECKING, Any
@@ -152,7 +151,7 @@ def followed(ex: RunExecutor, key: str, namespace: str, definition: Job, fire: d
         assert ex._pool is not None
         ex._pool.submit(_carry_on, ex, *args)
     except RuntimeError:  # the pool is shutting down
-        threading.Thread(target=_carry_on, args=(ex, *args), daemon=True).start()
+        ex.spawn("supertask-run-late", _carry_on, ex, *args)
 
 
 def _carry_on(ex: RunExecutor, key: str, namespace: str, definition: Job, fire: datetime,

@@ -51,13 +51,10 @@ class TimetableWatcher:
         self._service = service
         if self.error is not None:
             self._served = None  # started on a broken file: the same bytes again are read (and refused) again
-        worker = threading.Thread(target=self._work, name="supertask-reload", daemon=True)
-        worker.start()
-        self._threads.append(worker)
+        # the supervisor's threads, joined once stop() returns (and here, for a stop on its own)
+        self._threads.append(service.supervisor.thread("supertask-reload", self._work))
         if self.watch:
-            watcher = threading.Thread(target=self._watch, name="supertask-watch", daemon=True)
-            watcher.start()
-            self._threads.append(watcher)
+            self._threads.append(service.supervisor.thread("supertask-watch", self._watch))
         if threading.current_thread() is threading.main_thread():
             self._previous_hup = signal.signal(signal.SIGHUP, self._on_hup)
         self.log.info("watching timetable", source=str(self.path), watch=self.watch, sighup=True)

@@ -1,10 +1,10 @@
 """The running service: sync, start an APScheduler core on our job store, stop cleanly.
 
-Lifecycle, like rq's cron scheduler: SIGINT and SIGTERM turn into a stop request;
-on stop no new fire starts, running jobs get ``grace`` seconds to finish, then
-their process groups are ended; clean-up sits in ``finally``. A second signal ends
-the groups at once. Every thread and component is started, stopped and joined by
-one :class:`~supertask.scheduler.supervisor.Supervisor`, in the order :meth:`Service.serve` gives.
+Lifecycle, like rq's cron scheduler: SIGINT and SIGTERM turn into a stop request; on stop no new
+fire starts, running jobs get ``grace`` seconds to finish, then their process groups are ended;
+clean-up sits in ``finally``. A second signal ends the groups at once. Every thread and component
+is started, stopped and joined by one :class:`~supertask.scheduler.supervisor.Supervisor` (a
+part's threads by the spawner it hands that part), in the order :meth:`Service.serve` gives.
 """
 
 from __future__ import annotations
@@ -116,24 +116,24 @@ class Service:
         up_since: datetime | None = None,
     ):
         self.settings = settings
+        self.supervisor = sup = Supervisor()  # starts, stops and joins every part and thread
         # the last good timetable's namespace and source, when serving one: its jobs live
         # in the store (holding 100,000 parsed jobs here doubled the scheduler's memory)
         self.timetable = _without_jobs(timetable)
-        self.components = [HealthWatch(store), *components]  # the store's probe first
+        self.components = [HealthWatch(store, spawn=sup.spawner("HealthWatch")), *components]  # the probe first
         self.store = store
         self.namespaces = list(namespaces)
         self.log = get_logger("supertask.scheduler.service")
-        self.ctx = RunContext(store=store, settings=settings, relay=relay_to_log, outbox=notify.Outbox())
-        self.jobstore = NamespaceJobStore(store, self.namespaces, trigger_for)
+        self.ctx = RunContext(store, settings, relay_to_log, outbox=notify.Outbox(sup.spawner("notifications")))
+        self.jobstore = NamespaceJobStore(store, self.namespaces, trigger_for, sup.spawner("schedule state"))
         self.executor = RunExecutor(self.ctx, self.jobstore, settings.max_workers, settings.max_concurrent,
-                                    up_since=up_since)
+                                    up_since=up_since, spawn=sup.spawner("run threads"))
         self.jobstore.quiet = self.executor.wait_launched
         # a stop asked for before the service existed (a signal during start-up) holds
         self.stop_request = StopRequest(stop_event or threading.Event())
         self.started = time.time()
         self._scheduler: Any = None
         self._edit_lock = threading.RLock()
-        self.supervisor = Supervisor()
 
     def _build(self) -> Any:
         from supertask.scheduler.rounds import RoundScheduler
@@ -168,7 +168,7 @@ class Service:
         lost = mark_lost_runs(self)  # before anything fires: only dead runs are in flight
         self._scheduler = self._build()
         ctx, sup = self.ctx, self.supervisor
-        finisher, follower = Finisher(ctx), Follower()
+        finisher, follower = Finisher(ctx, sup.spawner("finisher")), Follower(sup.spawner("follower"))
 
         def started() -> None:
             retry_lost_runs(self, lost)
@@ -196,14 +196,14 @@ class Service:
                     break
         finally:
             sup.stop()
-            self.log.info("scheduler stopped")
+            self.log.info("scheduler stopped", threads_left=sup.left)
         return 0
 
     def _add_reaper(self) -> None:
         from supertask.launchers import reaper
 
         stop = threading.Event()  # the reaper's thread is the supervisor's, joined at the stop
-        self.supervisor.add("reaper", lambda: reaper.start_if_pid1(stop, thread=self.supervisor.thread), stop.set)
+        self.supervisor.add("reaper", lambda: reaper.start_if_pid1(stop, self.supervisor.spawner("reaper")), stop.set)
 
     def resync(self, timetable: Timetable) -> SyncReport:
         """Sync a (re)loaded timetable into the served namespace and apply it live.

@@ -23,6 +23,8 @@ from __future__ import annotations
 import threading
 import time
 
+from supertask.threads import Spawn, Threads
+
 TYPE_CHECKING = False  # typing.TYPE_CHECKING, without importing typing (~2 ms of a one-shot run)
 if TYPE_CHECKING:
     from typing import Any
@@ -98,16 +100,17 @@ class HealthWatch:
     probe with no answer within :data:`PROBE_DEADLINE` marks the store down (the probe
     itself is left to finish or fail on its own: the store's timeouts end it)."""
 
-    def __init__(self, store: Any, *, interval: float = PROBE_INTERVAL, deadline: float = PROBE_DEADLINE):
+    def __init__(self, store: Any, *, interval: float = PROBE_INTERVAL, deadline: float = PROBE_DEADLINE,
+                 spawn: Spawn | None = None):
         self.store, self.interval, self.deadline = store, interval, deadline
+        self.spawn: Spawn = spawn or Threads("store health").spawn  # the scheduler's supervisor's
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
 
     def start(self, _service: Any = None) -> None:
         """Start probing (a scheduler component: the service starts and stops it)."""
         self.store.health.events = True
-        self._thread = threading.Thread(target=self._loop, name="supertask-store-health", daemon=True)
-        self._thread.start()
+        self._thread = self.spawn("supertask-store-health", self._loop)
 
     def stop(self) -> None:
         self._stop.set()
@@ -121,9 +124,7 @@ class HealthWatch:
         while not self._stop.wait(self.interval):
             if probe is None or not probe.is_alive():
                 result = []
-                probe = threading.Thread(target=self._probe, args=(result,), name="supertask-store-probe",
-                                         daemon=True)
-                probe.start()
+                probe = self.spawn("supertask-store-probe", self._probe, result)
             probe.join(self.deadline)
             if probe.is_alive():
                 health.failed(f"no answer within {self.deadline:g}s")

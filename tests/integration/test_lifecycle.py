@@ -110,3 +110,40 @@ def test_a_frozen_scheduler_shows_lateness_not_a_longer_run(cli: Cli) -> None:
                        metrics)
     count = re.search(r'supertask_fire_lateness_seconds_count\{job="tick",namespace="frozen"\} (\S+)', metrics)
     assert bucket and count and float(count.group(1)) > float(bucket.group(1)), metrics
+
+
+def test_a_stop_with_runs_in_flight_joins_every_thread_and_finishes_every_row(cli: Cli, tmp_path: Path) -> None:
+    """SIGTERM while runs are in flight, some outliving the grace (their groups are
+    ended by threads started during the stop), one ignoring TERM (KILL after its
+    kill_grace), one timing out, with the control endpoint, the timetable watcher and
+    the store probe running: exit 0, no row left running, and the supervisor reports
+    no thread of its own still running and no non-daemon thread at all."""
+    marks = tmp_path / "marks"
+    marks.mkdir()
+    touch = f"touch {marks}/$SUPERTASK_RUN_ID"
+    (cli.cwd / "supertask.yaml").write_text(
+        "namespace: threads\njobs:\n"
+        + "".join(f'  - {{name: long{i}, when: every 1s, run: "cmd:{touch}; sleep 60"}}\n' for i in range(3))
+        + f'  - {{name: stubborn, when: every 1s, kill_grace: 1s, run: "cmd:{touch}; trap \'\' TERM; sleep 60"}}\n'
+        + f'  - {{name: slowpoke, when: every 1s, timeout: 1s, run: "cmd:{touch}; sleep 60"}}\n'
+        + f'  - {{name: quick, when: every 1s, run: "cmd:{touch}"}}\n'
+    )
+    sched = cli.start("--grace", "1s")
+    sched.wait_event("scheduler started")
+    wait_until(lambda: cli.json("status")["jobs"]["running"] >= 5, timeout=30, what="the long runs in flight")
+    wait_until(lambda: any(r["job"] == "slowpoke" and r["status"] == "timed-out" for r in history(cli)),
+               timeout=30, what="a timed-out run")
+    assert sched.stop(signal.SIGTERM, timeout=60) == 0, sched.output
+    rows = history(cli)
+    assert rows and not [r for r in rows if r["status"] in ("running", "queued")], rows
+    assert not [r for r in rows if r["status"] == "succeeded" and not r["finished"]]
+    ran = {int(p.name) for p in marks.iterdir()}
+    by_id = {r["id"]: r for r in rows}
+    assert ran <= set(by_id), sorted(ran - set(by_id))
+    ended = {r["job"] for r in rows if r["status"] == "killed" and "shutdown" in (r["message"] or "")}
+    assert {"long0", "long1", "long2", "stubborn"} <= ended, rows
+    events = sched.events()
+    stopped = [e for e in events if e.get("event") == "scheduler stopped"]
+    assert len(stopped) == 1 and stopped[0]["threads_left"] == [], sched.output
+    assert not [e for e in events if e.get("event") == "a thread did not stop in time"], sched.output
+    assert not [e for e in events if e.get("level") in ("error", "critical")], sched.output
