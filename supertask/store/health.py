@@ -98,7 +98,8 @@ class StoreHealth:
 class HealthWatch:
     """A daemon thread probing ``store.ping()`` every :data:`PROBE_INTERVAL` seconds; a
     probe with no answer within :data:`PROBE_DEADLINE` marks the store down (the probe
-    itself is left to finish or fail on its own: the store's timeouts end it)."""
+    itself is left to finish or fail on its own: the store's timeouts end it; at a stop the
+    supervisor waits for it up to its ``JOIN_TIMEOUT``, then names it in ``threads_left``)."""
 
     def __init__(self, store: Any, *, interval: float = PROBE_INTERVAL, deadline: float = PROBE_DEADLINE,
                  spawn: Spawn | None = None):
