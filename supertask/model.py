@@ -113,60 +113,55 @@ class StepIf(Word):
     ALWAYS = "always"
 
 
+class RunKind(Word):
+    """A ``run:``'s kind: the launcher that runs its target (docs/timetable.md)."""
+
+    CMD = "cmd"
+    EXEC = "exec"
+    PYTHON = "python"
+    UV = "uv"
+    DOCKER = "docker"
+
+
+@dataclass(frozen=True, slots=True)
+class RunSpec:
+    """A ``run:`` parsed once: ``"docker:busybox -- echo hi"`` -> (DOCKER, ``"busybox -- echo hi"``).
+
+    What a user writes is parsed by :func:`supertask.timetable.runtext.parse_run` (errors
+    that say the fix); the canonical ``KIND:TARGET`` text a Job carries and the store
+    keeps is read back by :meth:`read` when the Job is built (``Job.run_spec``)."""
+
+    kind: RunKind
+    target: str
+
+    def __str__(self) -> str:
+        return f"{self.kind.value}:{self.target}"
+
+    @classmethod
+    def read(cls, text: str) -> RunSpec:
+        """``KIND:TARGET`` -> RunSpec; text without a known kind runs in a shell (``cmd``)."""
+        kind, sep, target = text.partition(":")
+        known = _RUN_KINDS.get(kind) if sep else None
+        return cls(known, target) if known is not None else cls(RunKind.CMD, text)
+
+    def container(self) -> tuple[str, list[str]]:
+        """A ``docker:`` target -> image and command, ``"busybox -- sh -c 'echo hi'"`` ->
+        (``"busybox"``, ``["sh", "-c", "echo hi"]``); ValueError if it names no image."""
+        import shlex
+
+        words = shlex.split(self.target)
+        if not words or words[0] == "--":
+            raise ValueError("docker: needs an image, e.g. docker:busybox -- echo hello")
+        rest = words[1:]
+        return words[0], rest[1:] if rest[:1] == ["--"] else rest
+
+
+_RUN_KINDS = {kind.value: kind for kind in RunKind}
+
+
 #: the statuses ``retry_on:`` may name, and its default
 RETRYABLE = (RunStatus.FAILED, RunStatus.TIMED_OUT, RunStatus.LOST, RunStatus.KILLED)
 RETRY_ON = (RunStatus.FAILED, RunStatus.TIMED_OUT, RunStatus.LOST)
-
-
-_DURATION_RE = re.compile(r"^\s*(\d+(?:\.\d*)?|\.\d+)\s*(ms|s|m|h|d|w)?\s*$")
-_UNIT_SECONDS = {None: 1.0, "ms": 0.001, "s": 1.0, "m": 60.0, "h": 3600.0, "d": 86400.0, "w": 604800.0}
-
-
-def parse_duration(value: object) -> float:
-    """``90``, ``"90s"``, ``"0.5s"``, ``"5m"``, ``"2h"``, ``"1d"`` -> seconds.
-
-    Raises ValueError with the accepted forms in its message.
-    """
-    if isinstance(value, bool):
-        raise ValueError(f"{value!r} is not a duration; use e.g. 90, 90s, 5m, 2h or 1d")
-    if isinstance(value, (int, float)):
-        if value < 0:
-            raise ValueError(f"{value!r} is negative; a duration is 0 or more, e.g. 30s")
-        return float(value)
-    m = _DURATION_RE.match(str(value))
-    if not m:
-        raise ValueError(f"{value!r} is not a duration; use e.g. 90, 90s, 0.5s, 5m, 2h or 1d")
-    return float(m.group(1)) * _UNIT_SECONDS[m.group(2)]
-
-
-_SIZE_RE = re.compile(r"^\s*(\d+(?:\.\d*)?)\s*([kmgt]?)(i?b?)\s*$", re.IGNORECASE)
-
-
-def parse_size(value: object) -> int:
-    """``1048576``, ``"512k"``, ``"10MB"``, ``"1GiB"`` -> bytes (k, M, G, T are powers of 1024)."""
-    if isinstance(value, bool):
-        raise ValueError(f"{value!r} is not a size; use e.g. 10MB, 512k or 1GB")
-    if isinstance(value, int):
-        if value < 0:
-            raise ValueError(f"{value!r} is negative; a size is 0 or more, e.g. 10MB")
-        return value
-    m = _SIZE_RE.match(str(value))
-    if not m:
-        raise ValueError(f"{value!r} is not a size; use e.g. 10MB, 512k or 1GB")
-    power = " kmgt".index(m.group(2).lower() or " ")
-    return int(float(m.group(1)) * 1024**power)
-
-
-def format_duration(seconds: float | None) -> str:
-    if seconds is None:
-        return "-"
-    if seconds < 1:
-        return f"{seconds * 1000:.0f}ms"
-    if seconds < 60:
-        return f"{seconds:.1f}s".replace(".0s", "s")
-    if seconds < 3600:
-        return f"{int(seconds // 60)}m{int(seconds % 60):02d}s"
-    return f"{int(seconds // 3600)}h{int(seconds % 3600 // 60):02d}m"
 
 
 @dataclass(frozen=True, slots=True)
@@ -179,6 +174,11 @@ class Step:
     # the original supertask's `if:` expressions map onto these
     if_: StepIf = StepIf.SUCCESS
     continue_on_error: bool = False
+    # `run` parsed (not part of the definition: derived from `run`)
+    run_spec: RunSpec = field(init=False, compare=False, repr=False)
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "run_spec", RunSpec.read(self.run))
 
 
 @dataclass(frozen=True, slots=True)
@@ -225,6 +225,16 @@ class Job:
     docker_cli: str | None = None  # docker or podman; default $SUPERTASK_DOCKER, else docker
     # where the entry came from (not part of the definition, not in the fingerprint)
     source_line: int | None = field(default=None, compare=False)
+    # `run` parsed (not part of the definition: derived from `run`); None for steps
+    run_spec: RunSpec | None = field(init=False, compare=False, repr=False)
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "run_spec", None if self.run is None else RunSpec.read(self.run))
+
+    @property
+    def run_specs(self) -> tuple[RunSpec, ...]:
+        """What the job runs: its ``run:``, or its steps' in order."""
+        return (self.run_spec,) if self.run_spec is not None else tuple(step.run_spec for step in self.steps)
 
     def to_dict(self) -> dict[str, Any]:
         """Plain JSON-able data, as persisted in the store (with ``JOB_FORMAT_VERSION``).
@@ -287,7 +297,7 @@ except ImportError:
         from hashlib import sha256 as _sha256  # type: ignore[assignment,no-redef]
 
 
-_PERSISTED = tuple(f.name for f in fields(Job) if f.name != "source_line")
+_PERSISTED = tuple(f.name for f in fields(Job) if f.name not in ("source_line", "run_spec"))
 _PERSISTED_SET = frozenset(_PERSISTED)
 _TUPLE_FIELDS = tuple(f.name for f in fields(Job) if isinstance(f.default, tuple) and f.name not in ("steps", "retry_on"))
 
@@ -309,17 +319,23 @@ class RunRecord:
     namespace: str
     job: str
     attempt: int
-    reason: str
+    reason: Reason
     scheduled: datetime | None
     started: datetime | None
     finished: datetime | None
-    status: str
+    status: RunStatus
     exit_code: int | None
     host: str | None
     pid: int | None
     log_path: str | None
     log_tail: str | None
     message: str | None = None
+
+    @classmethod
+    def from_row(cls, row: Mapping[Any, Any]) -> RunRecord:
+        """A row of the runs table (a mapping, times already datetimes) -> the run, its
+        status and reason as enums (shown and sent as JSON as their words all the same)."""
+        return cls(**{**row, "status": RunStatus(row["status"]), "reason": Reason(row["reason"])})
 
     def to_json(self) -> dict[str, Any]:
         data = asdict(self)

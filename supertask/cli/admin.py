@@ -257,8 +257,8 @@ def service_install(
         unit_path,
     )
     from supertask.errors import TimetableError
-    from supertask.model import parse_duration
     from supertask.timetable.load import find_timetable, read_timetable
+    from supertask.units import parse_duration
 
     path = (Path(file) if file else find_timetable()).resolve()
     try:

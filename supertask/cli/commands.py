@@ -326,16 +326,16 @@ def print_log(store: Store, run_id: int, *, follow: bool, namespace: str | None 
 
         raise RunNotFound(run_id)
     if not record.log_path:
-        if record.status in (RunStatus.SKIPPED.value, RunStatus.LOST.value):
+        if record.status in (RunStatus.SKIPPED, RunStatus.LOST):
             if write is None:
                 out(f"run {run_id} has no log: it was {record.status} ({record.message})\n")
             return 0
-        if RunStatus(record.status).finished:  # the run printed nothing: no file was made
+        if record.status.finished:  # the run printed nothing: no file was made
             return 0
         raise SupertaskError(f"run {run_id} has no log file recorded")
     path = Path(record.log_path)
     while not path.exists():  # a running run's log appears with its first line
-        if RunStatus(record.status).finished:
+        if record.status.finished:
             raise SupertaskError(f"the log of run {run_id} ({path}) is gone; it was kept on host {record.host}")
         if not follow:
             return 0
@@ -350,7 +350,7 @@ def print_log(store: Store, run_id: int, *, follow: bool, namespace: str | None 
                 out(chunk)
             if not follow:
                 return 0
-            if RunStatus(store.get_run(run_id).status).finished:
+            if store.get_run(run_id).status.finished:
                 rest = fh.read()
                 if rest:
                     out(rest)

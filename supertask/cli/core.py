@@ -71,7 +71,7 @@ def run(
     """
     from supertask.cli import commands
     from supertask.log import configure
-    from supertask.model import parse_duration
+    from supertask.units import parse_duration
 
     once = (command or (file or "").endswith(".py")) and (when or "once") in ("once", "now")
     # a one-shot run shows its command's output; supertask's own events only when asked
@@ -275,7 +275,7 @@ def prune(
 ) -> None:
     """Apply run retention now: each job's history_keep, or --keep / --older-than for all."""
     from supertask.cli import commands
-    from supertask.model import parse_duration
+    from supertask.units import parse_duration
 
     try:
         age = parse_duration(older_than) if older_than else None

@@ -15,6 +15,7 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
+from supertask.model import RunKind
 from supertask.settings import Settings
 
 
@@ -32,9 +33,9 @@ class Check:
 def run_checks(settings: Settings, timetable: Path | None) -> list[Check]:
     kinds = _timetable_kinds(timetable)
     checks = [_state_folder(settings), _store(settings), _timetable(timetable)]
-    checks.append(_tool("uv", ["uv", "--version"], needed="uv" in kinds,
+    checks.append(_tool("uv", ["uv", "--version"], needed=RunKind.UV in kinds,
                         fix="install uv (https://docs.astral.sh/uv/): curl -LsSf https://astral.sh/uv/install.sh | sh"))
-    checks.append(_containers(needed="docker" in kinds))
+    checks.append(_containers(needed=RunKind.DOCKER in kinds))
     checks.append(_time_zone())
     return checks
 
@@ -105,7 +106,7 @@ def _timetable(path: Path | None) -> Check:
     return Check("timetable", "ok", f"{path}: {len(tt.jobs)} job(s), valid")
 
 
-def _timetable_kinds(path: Path | None) -> set[str]:
+def _timetable_kinds(path: Path | None) -> set[RunKind]:
     """The run kinds (uv, docker, ...) a timetable uses, to know which tools matter."""
     from supertask.errors import TimetableError
     from supertask.timetable.load import read_timetable
@@ -116,8 +117,7 @@ def _timetable_kinds(path: Path | None) -> set[str]:
         jobs = read_timetable(path).jobs
     except TimetableError:
         return set()
-    runs = [job.run for job in jobs if job.run] + [step.run for job in jobs for step in job.steps]
-    return {run.split(":", 1)[0] for run in runs}
+    return {spec.kind for job in jobs for spec in job.run_specs}
 
 
 def _tool(name: str, argv: list[str], *, needed: bool, fix: str) -> Check:

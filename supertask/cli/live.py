@@ -66,7 +66,7 @@ def status(connect: ConnectOpt = None, home: HomeOpt = None, namespace: NsOpt = 
 
 def print_status(data: dict[str, Any], *, wide: bool = False) -> None:
     from supertask.cli.output import print_table, short_time, zone_time
-    from supertask.model import format_duration
+    from supertask.units import format_duration
 
     tel = data["telemetry"]
     state = "stopping" if data["stopping"] else ("paused (no fires)" if data["paused"] else "running")
@@ -127,7 +127,7 @@ def stop(
     """Stop the scheduler gracefully: no new fires, running jobs finish, it exits 0."""
     grace_s = None
     if grace is not None:
-        from supertask.model import parse_duration
+        from supertask.units import parse_duration
 
         try:
             grace_s = parse_duration(grace)
@@ -146,7 +146,7 @@ def wait_stopped(c: Any, grace: float) -> None:
     """Until the scheduler's process has ended: once a second, while runs are in flight,
     say on stderr which (job, run, how long it has run) and how much of the grace is gone."""
     from supertask.errors import SupertaskError
-    from supertask.model import format_duration
+    from supertask.units import format_duration
 
     began = time.monotonic()
     while True:
@@ -235,7 +235,9 @@ def follow_log(c: Any, run_id: int, *, echo: bool = True, follow: bool = True) -
 
 
 def exit_code_of(record: dict[str, Any]) -> int:
-    if record["status"] == "succeeded":
+    from supertask.model import RunStatus
+
+    if record["status"] == RunStatus.SUCCEEDED:
         return 0
     code = record.get("exit_code")
     if code is not None and code > 0:

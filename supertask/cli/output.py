@@ -179,7 +179,7 @@ def print_history(runs: Sequence[Any], zones: dict[tuple[str, str], str | None],
     the machine's for a job the store no longer has), how late a fire started when one
     was (10 ms or more), the exit code with the status, the attempt only when one was
     retried, and what every row shares said once above it."""
-    from supertask.model import format_duration
+    from supertask.units import format_duration
 
     names = {zones.get((r.namespace, r.job)) for r in runs}
     one_zone = len(names) == 1
@@ -190,7 +190,7 @@ def print_history(runs: Sequence[Any], zones: dict[tuple[str, str], str | None],
         scheduled = zone_time(d["scheduled"], zone)
         if one_zone:
             scheduled = scheduled.rsplit(" ", 1)[0]
-        status = r.status + (f" ({r.exit_code})" if r.exit_code not in (None, 0) else "")
+        status = f"{r.status}" + (f" ({r.exit_code})" if r.exit_code not in (None, 0) else "")
         late = d.get("lateness")
         rows.append((r.id, r.namespace, r.job, r.attempt, r.reason, scheduled,
                      zone_time(d["started"], zone, d["scheduled"]),

@@ -22,7 +22,7 @@ from typing import TYPE_CHECKING, Any
 from supertask import __version__
 from supertask.control.readout import decode_whole, tree_usage
 from supertask.errors import JobNotFound, RunNotFound, SupertaskError, TimetableError, UsageError
-from supertask.model import Job, RunStatus
+from supertask.model import Job
 
 if TYPE_CHECKING:
     from supertask.scheduler.service import Service
@@ -245,7 +245,7 @@ class LiveControl:
         """Up to 64 KiB of a run's log from byte ``offset``; ``finished`` once the run ended
         and everything was read. Only the log file the store records for the run is read."""
         record = self.service.store.get_run(run_id)
-        finished = RunStatus(record.status).finished
+        finished = record.status.finished
         data, size = b"", 0
         if record.log_path and Path(record.log_path).exists():
             with open(record.log_path, "rb") as fh:

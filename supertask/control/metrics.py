@@ -24,6 +24,7 @@ from typing import Any
 
 from supertask.errors import UsageError
 from supertask.log import get_logger
+from supertask.model import Reason, RunStatus
 from supertask.settings import parse_hostport
 
 DURATION_BUCKETS = (0.01, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 120, 300, 600, 1800, 3600, 7200, 21600)
@@ -68,9 +69,9 @@ class Metrics:
         key = (facts["namespace"], facts["job"])
         self.runs.labels(*key, facts["status"]).inc()
         self.duration.labels(*key).observe(max(0.0, float(facts["duration"])))
-        if facts.get("reason") in ("schedule", "catch-up") and facts.get("attempt") == 1:
+        if facts.get("reason") in (Reason.SCHEDULE, Reason.CATCH_UP) and facts.get("attempt") == 1:
             self.lateness.labels(*key).observe(max(0.0, float(facts["started"]) - float(facts["scheduled"])))
-        if facts["status"] == "succeeded":
+        if facts["status"] == RunStatus.SUCCEEDED:
             self.last_success.labels(*key).set(float(facts["started"]) + float(facts["duration"]))
 
     def start(self, service: Any) -> None:

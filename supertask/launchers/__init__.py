@@ -5,17 +5,3 @@ The axis of variation is small on purpose: each launcher only builds an argv
 is shared in :mod:`supertask.launchers.base`, following children to their ends (output
 relayed, timeouts, stop requests) in :mod:`supertask.launchers.follow`.
 """
-
-from __future__ import annotations
-
-from supertask.launchers.base import (
-    KINDS,
-    ArgvLauncher,
-    Command,
-    Launcher,
-    LaunchRequest,
-    Outcome,
-)
-from supertask.launchers.registry import launcher_for
-
-__all__ = ["KINDS", "ArgvLauncher", "Command", "LaunchRequest", "Launcher", "Outcome", "launcher_for"]

@@ -19,7 +19,7 @@ from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 
 from supertask.compat import SpawnedPopen
-from supertask.model import Job, RunStatus
+from supertask.model import Job, RunKind, RunSpec, RunStatus
 
 TYPE_CHECKING = False  # typing.TYPE_CHECKING, without importing typing (~2 ms of a one-shot run)
 if TYPE_CHECKING:  # psutil is imported where a process tree is ended (~25 ms a start)
@@ -31,8 +31,6 @@ if TYPE_CHECKING:  # psutil is imported where a process tree is ended (~25 ms a 
 else:
     Protocol = object  # Launcher is an interface for the type checker; at run time a plain class
 
-#: The ``run:`` kinds, in the order ``--help`` and error messages list them.
-KINDS = ("cmd", "exec", "python", "uv", "docker")
 #: A line longer than this (output without newlines: a ``\r`` progress bar, binary
 #: data) is relayed in pieces of this size, as journald splits at ``LineMax``, so a
 #: pending line never holds more than this in the scheduler's memory.
@@ -95,7 +93,7 @@ class Children(Protocol):
 class LaunchRequest:
     """Everything a launcher may use to start one child of one run."""
 
-    target: str  # the text after KIND:
+    spec: RunSpec  # what the child runs: the launcher's kind and its target (the text after KIND:)
     job: Job
     namespace: str
     run_id: int
@@ -113,7 +111,7 @@ class LaunchRequest:
 
 
 class Launcher(Protocol):
-    kind: str
+    kind: RunKind
 
     def launch(self, request: LaunchRequest) -> Outcome:
         """Run the target to the end and say how it ended."""
@@ -122,13 +120,11 @@ class Launcher(Protocol):
 class ArgvLauncher:
     """A launcher that only needs to say which command line runs the target."""
 
-    kind = "?"
-
     def argv(self, target: str) -> list[str]:
         raise NotImplementedError
 
     def launch(self, request: LaunchRequest) -> Outcome:
-        command = Command(self.argv(request.target), request.env, request.job.cwd)
+        command = Command(self.argv(request.spec.target), request.env, request.job.cwd)
         return request.children.run(
             command, request.on_line, timeout=request.timeout, kill_grace=request.kill_grace,
             stop=request.stop, on_start=request.on_start, started=request.started,

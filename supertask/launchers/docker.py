@@ -32,7 +32,7 @@ from pathlib import Path
 
 from supertask.launchers import reaper
 from supertask.launchers.base import Command, LaunchRequest, Outcome
-from supertask.model import Job, RunStatus
+from supertask.model import Job, RunKind, RunStatus
 
 #: The run's facts that reach a container besides the job's own ``env``.
 RUN_VARS = ("SUPERTASK_RUN_ID", "SUPERTASK_JOB", "SUPERTASK_NAMESPACE", "SUPERTASK_SCHEDULED")
@@ -44,17 +44,6 @@ _NAME_BAD = re.compile(r"[^a-zA-Z0-9_.-]")
 
 class DockerError(Exception):
     """A step before or around the container failed; the message says which and why."""
-
-
-def parse_target(target: str) -> tuple[str, list[str]]:
-    """``"busybox -- sh -c 'echo hi'"`` -> (``"busybox"``, ``["sh", "-c", "echo hi"]``)."""
-    words = shlex.split(target)
-    if not words or words[0] == "--":
-        raise DockerError("docker: needs an image, e.g. docker:busybox -- echo hello")
-    image, rest = words[0], words[1:]
-    if rest[:1] == ["--"]:
-        rest = rest[1:]
-    return image, rest
 
 
 def container_name(namespace: str, job: str, run_id: int) -> str:
@@ -111,7 +100,7 @@ def _volume(spec: str, cwd: str | None) -> str:
 
 
 class DockerRun:
-    kind = "docker"
+    kind = RunKind.DOCKER
 
     def launch(self, request: LaunchRequest) -> Outcome:
         started = time.monotonic()
@@ -120,7 +109,10 @@ class DockerRun:
         name = container_name(request.namespace, request.job.name, request.run_id)
         created = False
         try:
-            image, command = parse_target(request.target)
+            try:
+                image, command = request.spec.container()
+            except ValueError as exc:
+                raise DockerError(str(exc)) from None
             if request.job.pull not in PULL_POLICIES:
                 raise DockerError(f"pull: {request.job.pull!r} is not one of never, missing, always")
             early = self._pull(cli, image, request, deadline) or _ended_early(request, deadline)

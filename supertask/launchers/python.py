@@ -5,10 +5,11 @@ from __future__ import annotations
 import sys
 
 from supertask.launchers.base import ArgvLauncher
+from supertask.model import RunKind
 
 
 class InlinePython(ArgvLauncher):
-    kind = "python"
+    kind = RunKind.PYTHON
 
     def argv(self, target: str) -> list[str]:
         return [sys.executable, "-c", target]

@@ -1,22 +1,20 @@
-"""Which launcher a ``run:`` text names."""
+"""Which launcher runs a ``run:`` of each kind."""
 
 from __future__ import annotations
 
 from supertask.launchers.base import Launcher
+from supertask.model import RunKind
 
 
-def launcher_for(run: str) -> tuple[Launcher, str]:
-    """``"cmd:echo hi"`` -> (the cmd launcher, ``"echo hi"``). No known prefix: ``cmd``."""
+def launcher_for(kind: RunKind) -> Launcher:
+    """The launcher of a ``run:`` kind (``job.run_spec.kind``); it runs ``run_spec.target``."""
     from supertask.launchers import docker, python, shell, uv
 
-    table: dict[str, Launcher] = {
-        "cmd": shell.Shell(),
-        "exec": shell.Exec(),
-        "python": python.InlinePython(),
-        "uv": uv.UvScript(),
-        "docker": docker.DockerRun(),
+    table: dict[RunKind, Launcher] = {
+        RunKind.CMD: shell.Shell(),
+        RunKind.EXEC: shell.Exec(),
+        RunKind.PYTHON: python.InlinePython(),
+        RunKind.UV: uv.UvScript(),
+        RunKind.DOCKER: docker.DockerRun(),
     }
-    kind, sep, target = run.partition(":")
-    if sep and kind in table:
-        return table[kind], target
-    return table["cmd"], run
+    return table[kind]

@@ -5,17 +5,18 @@ from __future__ import annotations
 import shlex
 
 from supertask.launchers.base import ArgvLauncher
+from supertask.model import RunKind
 
 
 class Shell(ArgvLauncher):
-    kind = "cmd"
+    kind = RunKind.CMD
 
     def argv(self, target: str) -> list[str]:
         return ["/bin/sh", "-c", target]
 
 
 class Exec(ArgvLauncher):
-    kind = "exec"
+    kind = RunKind.EXEC
 
     def argv(self, target: str) -> list[str]:
         argv = shlex.split(target)

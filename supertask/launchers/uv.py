@@ -6,6 +6,7 @@ from __future__ import annotations
 import shlex
 
 from supertask.launchers.base import ArgvLauncher
+from supertask.model import RunKind
 
 
 def uv_binary() -> str:
@@ -24,7 +25,7 @@ def uv_binary() -> str:
 
 
 class UvScript(ArgvLauncher):
-    kind = "uv"
+    kind = RunKind.UV
 
     def argv(self, target: str) -> list[str]:
         parts = shlex.split(target)

@@ -26,9 +26,9 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime, timezone
 
-from supertask.launchers import ArgvLauncher, Command, Outcome, launcher_for
-from supertask.launchers.base import run_key_in, start_process
+from supertask.launchers.base import ArgvLauncher, Command, Outcome, run_key_in, start_process
 from supertask.launchers.follow import Followed, Follower
+from supertask.launchers.registry import launcher_for
 from supertask.log import Limited, get_logger
 from supertask.model import Job, Reason, RunStatus
 from supertask.runs import notify
@@ -123,13 +123,13 @@ def prepare(ctx: RunContext, namespace: str, job: Job, scheduled: datetime, atte
     after the round's starts; the child's output waits in its pipe until then.
     """
     begun = register(ctx, namespace, job, attempt, run_id)
-    if job.run is None:
+    if job.run_spec is None:
         return begun
     try:
         begun.env = build_env(namespace, job, run_id, scheduled, ctx.store.url)
-        launcher, target = launcher_for(job.run)
+        launcher = launcher_for(job.run_spec.kind)
         if isinstance(launcher, ArgvLauncher):
-            begun.command = Command(launcher.argv(target), begun.env, job.cwd)
+            begun.command = Command(launcher.argv(job.run_spec.target), begun.env, job.cwd)
     except Exception:  # met again, and recorded, by the run's thread (runner.execute)
         pass
     return begun

@@ -29,7 +29,7 @@ from supertask.errors import JobNotFound
 from supertask.launchers.base import is_alive, signal_all
 from supertask.launchers.docker import end_lost_container
 from supertask.log import get_logger
-from supertask.model import Job, RunRecord
+from supertask.model import Job, RunKind, RunRecord, RunStatus
 from supertask.runs import notify
 from supertask.runs.unwritten import replay
 
@@ -64,7 +64,7 @@ def mark_lost_runs(service: Any) -> list[tuple[RunRecord, Job | None]]:
 
 
 def _uses_docker(job: Job) -> bool:
-    return any(run.startswith("docker:") for run in [job.run or "", *(step.run for step in job.steps)])
+    return any(spec.kind is RunKind.DOCKER for spec in job.run_specs)
 
 
 def retry_lost_runs(service: Any, lost: list[tuple[RunRecord, Job | None]]) -> None:
@@ -74,7 +74,7 @@ def retry_lost_runs(service: Any, lost: list[tuple[RunRecord, Job | None]]) -> N
     for run, job in lost:
         if job is None:
             continue
-        if "lost" in job.retry_on and run.attempt <= job.retries and run.scheduled:
+        if RunStatus.LOST in job.retry_on and run.attempt <= job.retries and run.scheduled:
             log.info("retry scheduled", job=run.job, namespace=run.namespace, run=run.id,
                      attempt=run.attempt + 1, delay=0)
             service.executor.submit_retry(run.namespace, job, run.scheduled, run.attempt + 1)

@@ -18,9 +18,10 @@ import time
 from collections.abc import Callable
 from datetime import datetime
 
-from supertask.launchers import LaunchRequest, Outcome, launcher_for
+from supertask.launchers.base import LaunchRequest, Outcome
+from supertask.launchers.registry import launcher_for
 from supertask.log import get_logger
-from supertask.model import Job, Reason, RunStatus
+from supertask.model import Job, Reason, RunSpec, RunStatus, StepIf
 from supertask.runs import lifecycle, notify
 from supertask.runs.context import TAIL_LINES, ActiveRun, RunContext
 from supertask.runs.environ import build_env
@@ -202,26 +203,26 @@ def _run_steps(
             active.started = time.time()
         active.pid = pid  # the row gets it when the run ends (crash recovery goes by environment)
 
-    def launch(run: str) -> Outcome:
-        launcher, target = launcher_for(run)
+    def launch(spec: RunSpec) -> Outcome:
         started, begun.started = begun.started, None  # a child the round started is the first one
-        return launcher.launch(LaunchRequest(
-            target=target, job=job, namespace=namespace, run_id=run_id, env=env, on_line=sink,
+        return launcher_for(spec.kind).launch(LaunchRequest(
+            spec=spec, job=job, namespace=namespace, run_id=run_id, env=env, on_line=sink,
             children=lifecycle.children(ctx), timeout=remaining(), kill_grace=job.kill_grace, stop=active.kill,
             on_start=on_start, started=started,
         ))
 
-    if job.run is not None:
-        return launch(job.run)
+    if job.run_spec is not None:
+        return launch(job.run_spec)
     failed: Outcome | None = None
     last = Outcome(RunStatus.SUCCEEDED, 0, None)
     for step in job.steps:
-        due = {"success": failed is None, "failure": failed is not None, "always": True}.get(step.if_, failed is None)
+        due = {StepIf.SUCCESS: failed is None, StepIf.FAILURE: failed is not None,
+               StepIf.ALWAYS: True}.get(step.if_, failed is None)
         if not due:
             sink("supertask", f"step {step.name!r} skipped (if: {step.if_})")
             continue
         sink("supertask", f"step {step.name!r}: {step.run}")
-        last = launch(step.run)
+        last = launch(step.run_spec)
         if last.status in (RunStatus.TIMED_OUT, RunStatus.KILLED):
             return last
         if last.status is RunStatus.FAILED and not step.continue_on_error and failed is None:

@@ -21,7 +21,7 @@ from typing import Any
 
 from supertask import compat
 from supertask.log import get_logger
-from supertask.model import Job, Overlap, Reason, RunStatus
+from supertask.model import Job, Overlap, Reason, RunKind, RunStatus
 from supertask.runs.context import RunContext
 from supertask.runs.lifecycle import Begun
 from supertask.runs.runner import execute
@@ -243,7 +243,8 @@ class RunExecutor(compat.executor_base()):  # type: ignore[misc]
     def _roundable(self, definition: Job) -> bool:
         """Whether a fire of the job can be started with the round's (a ``run:``
         command: not a container, not steps; no jitter, no global cap)."""
-        return (definition.run is not None and not definition.run.startswith("docker:")
+        spec = definition.run_spec
+        return (spec is not None and spec.kind is not RunKind.DOCKER
                 and not definition.jitter and self.ctx.slots is None)
 
     def wait_launched(self, timeout: float = 60.0) -> bool:

@@ -231,7 +231,7 @@ class LiteStore:
         data = dict(zip(RUN_COLUMNS, row, strict=True))
         for key in TIME_COLUMNS:
             data[key] = _parse(data[key])
-        return RunRecord(**data)
+        return RunRecord.from_row(data)
 
     def prune_runs(self, namespace: str, job: str | None, *, keep: int | None = None,
                    max_age: float | None = None) -> Pruned:

@@ -335,7 +335,7 @@ class SqlStore:
             row = conn.execute(sa.select(runs_table).where(runs_table.c.id == run_id)).mappings().first()
         if row is None:
             raise RunNotFound(run_id)
-        return RunRecord(**row)
+        return RunRecord.from_row(row)
 
     def history(
         self,
@@ -359,7 +359,7 @@ class SqlStore:
             )
         with self.engine.connect() as conn:
             rows = conn.execute(query).mappings().all()
-        return [RunRecord(**r) for r in rows]
+        return [RunRecord.from_row(r) for r in rows]
 
     def prune_runs(self, namespace: str, job: str | None, *, keep: int | None = None,
                    max_age: float | None = None) -> Pruned:
@@ -389,4 +389,4 @@ class SqlStore:
                         + now.isoformat(),
                     )
                 )
-        return [RunRecord(**r) for r in rows]
+        return [RunRecord.from_row(r) for r in rows]

@@ -23,14 +23,13 @@ from supertask.model import (
     Step,
     StepIf,
     name_problem,
-    parse_duration,
-    parse_size,
 )
 from supertask.schedules import trigger as schedules
 from supertask.timetable.containers import cpus, memory, volumes
 from supertask.timetable.keys import STEP_ALIASES, STEP_KEYS
 from supertask.timetable.runtext import RUN_KINDS, normalise_run  # noqa: F401  (re-exported)
 from supertask.timetable.yamldoc import Bad, Doc, describe, join, scalar_list, text
+from supertask.units import parse_duration, parse_size
 
 _ENV_NAME_RE = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
 

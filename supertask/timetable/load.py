@@ -27,7 +27,7 @@ from typing import Any
 from yaml.nodes import Node, ScalarNode, SequenceNode
 
 from supertask.errors import Problem, TimetableError, UsageError
-from supertask.model import Job, Timetable
+from supertask.model import Job, RunKind, RunSpec, Step, Timetable
 from supertask.timetable.checks import check_unique, check_when
 from supertask.timetable.fields import (
     INVALID,
@@ -177,12 +177,12 @@ def _check_docker_keys(
     """A container setting (``memory:``, ``volumes:`` ...) given on a job that runs no
     ``docker:`` is an error: it would silently not apply. From ``defaults:`` they are
     fine (they reach the docker: jobs among others)."""
-    steps = merged.get("steps")
-    runs = [merged.get("run")] + [getattr(step, "run", None) for step in (steps if isinstance(steps, tuple) else ())]
-    texts = [r for r in runs if isinstance(r, str)]
-    if not texts or any(r.startswith("docker:") for r in texts):
+    run, steps = merged.get("run"), merged.get("steps")
+    specs = [RunSpec.read(run)] if isinstance(run, str) else []
+    specs += [step.run_spec for step in (steps if isinstance(steps, tuple) else ()) if isinstance(step, Step)]
+    if not specs or any(spec.kind is RunKind.DOCKER for spec in specs):
         return
-    kind = texts[0].split(":", 1)[0]
+    kind = specs[0].kind
     for key in DOCKER_ONLY_KEYS:
         if key in entries:
             doc.problem(entries[key][0], join(path, key),

@@ -1,4 +1,4 @@
-"""``run:`` text: what kind of launcher a command names, checked without YAML.
+"""``run:`` text as a user writes it -> :class:`~supertask.model.RunSpec`, checked without YAML.
 
 Shared by the timetable reader and the one-shot command line (which does not import
 YAML: ~25 ms of its start, docs/benchmarks.md).
@@ -9,7 +9,9 @@ from __future__ import annotations
 import re
 import shlex
 
-RUN_KINDS = ("cmd", "exec", "python", "uv", "docker")
+from supertask.model import RunKind, RunSpec
+
+RUN_KINDS = tuple(kind.value for kind in RunKind)
 
 # Leading words that look like a run kind but are none: an error, not a shell command.
 _KIND_LOOKALIKES = {
@@ -21,7 +23,12 @@ _KIND_RE = re.compile(r"^([a-z][a-z0-9_-]*):(.*)\Z", re.DOTALL)
 
 
 def normalise_run(value: str) -> str:
-    """``"echo hi"`` -> ``"cmd:echo hi"``; a known ``KIND:`` is kept; raises ValueError.
+    """``"echo hi"`` -> ``"cmd:echo hi"``: the canonical text of :func:`parse_run`."""
+    return str(parse_run(value))
+
+
+def parse_run(value: str) -> RunSpec:
+    """``"echo hi"`` -> (CMD, ``"echo hi"``); a known ``KIND:`` is kept; raises ValueError.
 
     The rule for text without a known kind: it is a ``cmd:``, unless its leading word
     (``^[a-z][a-z0-9_-]*:``, not followed by ``//``) is close to a kind (difflib, e.g.
@@ -38,26 +45,27 @@ def normalise_run(value: str) -> str:
         target = value.strip()
         if not target:
             raise ValueError('empty command; write e.g. run: "cmd:echo hello"')
-        return f"cmd:{target}"
+        return RunSpec(RunKind.CMD, target)
     kind, target = m.group(1), m.group(2)
     if kind in RUN_KINDS:
-        if kind == "python":
+        known = RunKind(kind)
+        if known is RunKind.PYTHON:
             import textwrap
 
             target = textwrap.dedent(target).strip("\n")
         else:
             target = target.strip()
         if not target.strip():
-            raise ValueError(f"nothing to run after '{kind}:'; e.g. {_EXAMPLES[kind]}")
-        if kind in ("exec", "uv", "docker"):
+            raise ValueError(f"nothing to run after '{kind}:'; e.g. {_EXAMPLES[known]}")
+        if known in (RunKind.EXEC, RunKind.UV, RunKind.DOCKER):
             try:
                 words = shlex.split(target)
             except ValueError as err:
                 raise ValueError(f"cannot split '{kind}:{target}' into words ({str(err).lower()}); "
                                  "check its quotes") from None
-            if kind == "docker" and words[:1] == ["--"]:
-                raise ValueError(f"no image before '--'; e.g. {_EXAMPLES[kind]}")
-        return f"{kind}:{target}"
+            if known is RunKind.DOCKER and words[:1] == ["--"]:
+                raise ValueError(f"no image before '--'; e.g. {_EXAMPLES[known]}")
+        return RunSpec(known, target)
     import difflib  # only for text that names no known kind (~1 ms a start)
 
     guess = _KIND_LOOKALIKES.get(kind) or next(
@@ -68,13 +76,13 @@ def normalise_run(value: str) -> str:
             f"unknown run kind '{kind}'; did you mean '{guess}:'? Use one of {', '.join(RUN_KINDS)}"
             f" (write 'cmd:{value.strip()}' to run this text in a shell)"
         )
-    return f"cmd:{value.strip()}"
+    return RunSpec(RunKind.CMD, value.strip())
 
 
 _EXAMPLES = {
-    "cmd": "cmd:echo hello",
-    "exec": "exec:/usr/bin/backup --all",
-    "python": "python:print('hello')",
-    "uv": "uv:scripts/report.py",
-    "docker": "docker:busybox -- echo hello",
+    RunKind.CMD: "cmd:echo hello",
+    RunKind.EXEC: "exec:/usr/bin/backup --all",
+    RunKind.PYTHON: "python:print('hello')",
+    RunKind.UV: "uv:scripts/report.py",
+    RunKind.DOCKER: "docker:busybox -- echo hello",
 }

@@ -14,7 +14,8 @@ from pathlib import Path
 
 import pytest
 
-from supertask.launchers.docker import container_name, parse_target
+from supertask.launchers.docker import container_name
+from supertask.model import RunKind, RunSpec
 from tests.conftest import Cli, wait_until
 
 pytestmark = pytest.mark.containers
@@ -108,8 +109,9 @@ def log_of(cli: Cli, run: dict) -> str:
 
 
 def test_target_and_name() -> None:
-    assert parse_target("busybox") == ("busybox", [])
-    assert parse_target("busybox -- sh -c 'echo hi; exit 3'") == ("busybox", ["sh", "-c", "echo hi; exit 3"])
+    assert RunSpec(RunKind.DOCKER, "busybox").container() == ("busybox", [])
+    assert RunSpec(RunKind.DOCKER, "busybox -- sh -c 'echo hi; exit 3'").container() == (
+        "busybox", ["sh", "-c", "echo hi; exit 3"])
     assert container_name("cli-1a2b", "my job/x", 7) == "supertask-cli-1a2b-my_job_x-7"
 
 

@@ -213,6 +213,45 @@ def test_claiming_a_round_at_once_takes_each_fire_once(store_url: str, tmp_path:
         store.close()
 
 
+def test_runs_read_back_carry_their_status_and_reason_as_enums(store_url: str, tmp_path: Path) -> None:
+    """A run row read from either store (get_run, history, mark_lost; the one-shot
+    store's get_run on SQLite) has a RunStatus and a Reason, shown and sent as their words."""
+    import json
+    from datetime import datetime, timezone
+
+    from supertask.model import Reason, RunStatus
+    from supertask.store.lite import open_lite
+    from supertask.store.sql import SqlStore as Store
+
+    store = Store.open(store_url)
+    try:
+        now = datetime.now(timezone.utc).replace(microsecond=0)
+        claim = dict(namespace="ns", scheduled=now, host="h", log_dir=tmp_path / "logs")
+        done = store.claim_run(job="a", attempt=2, reason=Reason.RETRY.value, **claim)
+        left = store.claim_run(job="b", attempt=1, reason=Reason.CATCH_UP.value, **claim)
+        assert done is not None and left is not None
+        store.update_run(done, status=RunStatus.TIMED_OUT, exit_code=None, finished=now)
+        got = store.get_run(done)
+        assert got.status is RunStatus.TIMED_OUT and got.reason is Reason.RETRY
+        assert {(r.status, r.reason) for r in store.history("ns")} == {
+            (RunStatus.TIMED_OUT, Reason.RETRY), (RunStatus.RUNNING, Reason.CATCH_UP)}
+        assert all(type(r.status) is RunStatus and type(r.reason) is Reason for r in store.history("ns"))
+        assert json.loads(json.dumps(got.to_json()))["status"] == "timed-out"
+        assert f"{got.status}|{got.reason}|{got.status:>10}" == "timed-out|retry| timed-out"
+        if store_url.startswith("sqlite"):
+            lite = open_lite(store_url)
+            assert lite is not None
+            try:
+                assert lite.get_run(done) == got and lite.get_run(left).status is RunStatus.RUNNING
+            finally:
+                lite.close()
+        [lost] = store.mark_lost(["ns"], "h")  # as the rows were: the run it marks
+        assert (lost.id, lost.status, lost.reason) == (left, RunStatus.RUNNING, Reason.CATCH_UP)
+        assert store.get_run(left).status is RunStatus.LOST
+    finally:
+        store.close()
+
+
 def test_listing_fields_are_those_of_the_stored_definitions(store_url: str, monkeypatch: pytest.MonkeyPatch) -> None:
     """Store.definitions picks a listing's keys out with the database's JSON functions;
     they must be what parsing the whole definition gives."""

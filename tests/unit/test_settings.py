@@ -75,7 +75,7 @@ def test_settings_defaults_come_from_the_table(option):
     [("grace", "30s"), ("max_workers", 256), ("watch", True), ("log_format", "auto"), ("max_concurrent", None)],
 )
 def test_cli_default_is_the_settings_value_as_the_command_line_takes_it(option, cli):
-    from supertask.model import parse_duration
+    from supertask.units import parse_duration
 
     assert cli_default(option) == cli
     if option in settings.DURATIONS:
