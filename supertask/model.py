@@ -330,6 +330,7 @@ class RunRecord:
     log_path: str | None
     log_tail: str | None
     message: str | None = None
+    instance: str | None = None  # the scheduler instance that holds (held) the run: `supertask hosts`
 
     @classmethod
     def from_row(cls, row: Mapping[Any, Any]) -> RunRecord:

@@ -32,11 +32,15 @@ DEFAULTS: dict[str, tuple[Any, str]] = {
     "connect": (None, "Scheduler to talk to: unix:PATH or tcp://HOST:PORT; default: the local one"),
     "metrics": (None, "Serve Prometheus metrics on HOST:PORT"),
     "watch": (True, "Reload the timetable when its file changes"),
+    "heartbeat": (5.0, "How often this scheduler writes its host row (heartbeat), for `supertask hosts` "
+                       "and the other hosts sharing the store"),
+    "lease": (20.0, "How long a host may miss heartbeats before it counts as down and the other hosts "
+                    "sharing the store take its runs in flight over (at least twice --heartbeat)"),
     "allow_second": (False, "Serve a namespace that another scheduler already serves from this state folder "
                             "(refused by default: exit 2)"),
 }
 #: the options whose value is a duration (``30s``, ``2m``; seconds in `Settings`)
-DURATIONS = ("grace",)
+DURATIONS = ("grace", "heartbeat", "lease")
 #: ``--log-level``'s default: for a scheduler, and for a one-shot run (which shows its
 #: command's output, and supertask's own events only when asked)
 LOG_LEVEL = "info"
@@ -133,6 +137,8 @@ class Settings:
     metrics: str | None = default("metrics")
     watch: bool = default("watch")
     allow_second: bool = default("allow_second")
+    heartbeat: float = default("heartbeat")
+    lease: float = default("lease")
     host: str = host_name()
     user: str = current_user()
 

@@ -221,8 +221,9 @@ def _serve(settings: Settings, namespace: str, timetable: Timetable, *, store: A
 
     from supertask.scheduler.components import build_components
     from supertask.scheduler.lock import take_for
+    from supertask.scheduler.memory import give_back_memory
     from supertask.scheduler.reboot import fire_start_jobs
-    from supertask.scheduler.service import Service, give_back_memory, sync_timetable
+    from supertask.scheduler.service import Service, sync_timetable
     from supertask.store.sql import open_store
     from supertask.timetable import syncmark
 

@@ -60,6 +60,8 @@ def run(
     metrics: Annotated[str | None, _opt("metrics", "--metrics", metavar="HOST:PORT")] = None,
     watch: Annotated[bool, _opt("watch", "--watch/--no-watch")] = cli_default("watch"),
     allow_second: Annotated[bool, _opt("allow_second", "--allow-second")] = cli_default("allow_second"),
+    heartbeat: Annotated[str, _opt("heartbeat", "--heartbeat")] = cli_default("heartbeat"),
+    lease: Annotated[str, _opt("lease", "--lease")] = cli_default("lease"),
     log_format: LogFormatOpt = cli_default("log_format"),
     log_level: Annotated[str | None, _opt("log_level", "--log-level")] = cli_default("log_level"),
 ) -> None:
@@ -81,13 +83,19 @@ def run(
     if log_level.lower() not in LOG_LEVELS:
         raise UsageError(f"--log-level: {log_level!r} is not a log level; use {', '.join(LOG_LEVELS)}")
     configure(log_format, log_level)
-    try:
-        grace_s = parse_duration(grace)
-    except ValueError as exc:
-        raise UsageError(f"--grace: {exc}") from exc
-    settings = _settings(store, home, grace=grace_s, max_workers=max_workers, max_concurrent=max_concurrent,
+    durations = {}
+    for option, text in (("grace", grace), ("heartbeat", heartbeat), ("lease", lease)):
+        try:
+            durations[option] = parse_duration(text)
+        except ValueError as exc:
+            raise UsageError(f"--{option}: {exc}") from exc
+    if durations["heartbeat"] <= 0 or durations["lease"] < 2 * durations["heartbeat"]:
+        raise UsageError(f"--lease {lease} must be at least twice --heartbeat {heartbeat} (and the heartbeat more "
+                         "than 0): a host that misses one heartbeat must not count as down; e.g. --heartbeat 5s "
+                         "--lease 20s")
+    settings = _settings(store, home, max_workers=max_workers, max_concurrent=max_concurrent,
                          listen=listen, token=token, metrics=metrics, watch=watch, allow_second=allow_second,
-                         log_format=log_format, log_level=log_level)
+                         log_format=log_format, log_level=log_level, **durations)
     code = commands.run(settings, command=command or [], file=file, when=when, name=name, namespace=namespace)
     raise typer.Exit(code)
 

@@ -33,6 +33,8 @@ class Check:
 def run_checks(settings: Settings, timetable: Path | None) -> list[Check]:
     kinds = _timetable_kinds(timetable)
     checks = [_state_folder(settings), _store(settings), _timetable(timetable)]
+    if checks[1].status == "ok":
+        checks.append(clock_check(settings))
     checks.append(_tool("uv", ["uv", "--version"], needed=RunKind.UV in kinds,
                         fix="install uv (https://docs.astral.sh/uv/): curl -LsSf https://astral.sh/uv/install.sh | sh"))
     checks.append(_containers(needed=RunKind.DOCKER in kinds))
@@ -68,7 +70,7 @@ def _state_folder(settings: Settings) -> Check:
 
 
 def _store(settings: Settings) -> Check:
-    from supertask.store.sql import open_store, redact
+    from supertask.store.sql import redact
     from supertask.store.statements import sqlite_file
 
     url = redact(settings.store_url)
@@ -77,8 +79,16 @@ def _store(settings: Settings) -> Check:
         return Check("store", "warn", f"{url}: no store yet (`supertask run` creates it)",
                      "run `supertask run`, or point --store / SUPERTASK_STORE at the store a scheduler uses")
     try:
-        store = open_store(settings.store_url, create=False)
+        from supertask.store.sql import SqlStore
+
+        store = SqlStore.open(settings.store_url, create=False, migrate_old=False)
         try:
+            if store.schema_old is not None:
+                from supertask.store.statements import SCHEMA_VERSION
+
+                return Check("store", "warn", f"{url}: schema version {store.schema_old}; this supertask brings it "
+                             f"to {SCHEMA_VERSION} when it opens it", "run any supertask command on it "
+                             "(e.g. `supertask list-namespaces`), or `supertask run`")
             missing = store.schema_missing
             namespaces = [] if missing else store.list_namespaces()
         finally:
@@ -175,3 +185,40 @@ def _output(argv: list[str], timeout: float = 5) -> str | None:
     if proc.returncode != 0:
         return None
     return (proc.stdout.strip().splitlines() or [""])[0]
+
+
+def clock_check(settings: Settings) -> Check:
+    """``doctor``: this machine's clock against the database's, and any live host whose
+    clock was off by more than :data:`~supertask.cluster.leases.SKEW_LIMIT` at its
+    last heartbeat."""
+    import time
+
+    from supertask.cluster import leases
+    from supertask.store.sql import SqlStore
+
+    try:
+        st = SqlStore.open(settings.store_url, create=False, migrate_old=False)
+    except Exception as exc:
+        return Check("clocks", "warn", f"cannot read the store: {exc}")
+    try:
+        if st.schema_missing or st.schema_old is not None:
+            return Check("clocks", "ok", "no host rows yet")
+        before = time.time()
+        now = st.clock()
+        after = time.time()
+        mine = (before + after) / 2 - now.timestamp()
+        off = [r for r in st.hosts(within=3600.0) if leases.skewed(r, now)]
+    except Exception as exc:
+        return Check("clocks", "warn", f"cannot read the store: {exc}")
+    finally:
+        st.close()
+    fix = ("run NTP on every host (e.g. `timedatectl set-ntp true`, chrony or systemd-timesyncd) and on the "
+           "database server")
+    if abs(mine) > leases.SKEW_LIMIT and st.dialect == "postgresql":
+        return Check("clocks", "warn", f"this machine's clock is {mine:+.2f}s off the database's", fix)
+    if off:
+        shown = ", ".join(f"{r.host} (pid {r.pid}, {leases.skew(r):+.2f}s)" for r in off)
+        return Check("clocks", "warn", f"live hosts whose clock is off the database's by more than "
+                     f"{leases.SKEW_LIMIT:g}s: {shown}", fix)
+    return Check("clocks", "ok", f"this machine's clock is {mine:+.3f}s off the database's"
+                 if st.dialect == "postgresql" else "SQLite: one host, one clock")

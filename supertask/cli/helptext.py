@@ -36,6 +36,7 @@ TOP = (
     '  stop             Stop the scheduler gracefully: no new fires, running...\n'
     '  pause            Hold all firing (running jobs go on) until `supertask...\n'
     '  resume           Release firing held by `supertask pause`.\n'
+    '  hosts            List the schedulers sharing the store: host, pid, up...\n'
     '  service          Run supertask as a systemd service.\n'
     '  jobs             Change jobs of the running scheduler, live (each...\n'
 )

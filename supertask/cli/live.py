@@ -52,9 +52,16 @@ def _call(connect: str | None, home: str | None, namespace: str | None, token: s
 
 @app.command()
 def status(connect: ConnectOpt = None, home: HomeOpt = None, namespace: NsOpt = None, token: TokenOpt = None,
-           as_json: JsonOpt = False, wide: WideOpt = False) -> None:
+           as_json: JsonOpt = False, wide: WideOpt = False,
+           store: Annotated[str | None, typer.Option(
+               "--store", metavar="URL", help="Summarise the cluster sharing this store instead (hosts up and "
+               "down, runs in flight per host), read from the store: no scheduler's socket")] = None) -> None:
     """Show the running scheduler: uptime, jobs, runs in flight, next fires (in each job's
-    time zone), host load."""
+    time zone), host load. With --store URL: every scheduler sharing that store."""
+    if store is not None:
+        from supertask.cli.cluster import status_from_store
+
+        return status_from_store(store, home, as_json=as_json, wide=wide)
     data = _call(connect, home, namespace, token, "status")
     if as_json:
         from supertask.cli.output import print_json

@@ -74,6 +74,9 @@ class RunContext:
     finisher: Finisher | None = None
     # run rows the store did not take yet (lifecycle.unwritten makes it when first needed)
     unwritten: Unwritten | None = None
+    # namespace -> why its fires are held while the store is away (other hosts serve it),
+    # or None: fire from memory (supertask.cluster.heartbeat.Heartbeat.hold)
+    hold: Callable[[str], str | None] | None = None
 
     def active_for(self, namespace: str, job: str) -> list[ActiveRun]:
         with self.lock:

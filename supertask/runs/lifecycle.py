@@ -33,6 +33,7 @@ from supertask.log import Limited, get_logger
 from supertask.model import Job, Reason, RunStatus
 from supertask.runs import notify
 from supertask.runs.context import TAIL_LINES, ActiveRun, RunContext
+from supertask.runs.endrow import closed, end_values
 from supertask.runs.environ import build_env
 from supertask.runs.runlog import RunLog
 from supertask.threads import Spawn, Threads
@@ -91,6 +92,8 @@ def begin(ctx: RunContext, namespace: str, job: Job, scheduled: datetime, reason
         try:
             run_id = ctx.store.claim_run(**claim)
         except Exception as exc:  # the store is away: the run goes on, its row is claimed when it is back
+            if ctx.hold is not None and hold(ctx, claim, ctx.hold(namespace)):
+                return None
             STORE_ERRORS.event("store unavailable: fire runs unrecorded until it is back", job=job.name,
                                namespace=namespace, scheduled=scheduled.isoformat(), error=str(exc))
             from supertask.runs.unwritten import provisional_id  # only when the store is away
@@ -106,6 +109,19 @@ def begin(ctx: RunContext, namespace: str, job: Job, scheduled: datetime, reason
         ctx.store.update_run(run_id, status=RunStatus.RUNNING, started=datetime.now(UTC),
                              log_path=str(settings.log_dir / namespace / job.name / f"{run_id}.log"))
     return register(ctx, namespace, job, attempt, run_id)
+
+
+def hold(ctx: RunContext, claim: dict[str, Any], why: str | None) -> bool:
+    """A fire the store could not take while other hosts serve the namespace: not run
+    from memory (they may run it), but recorded as ``skipped`` with ``why`` when the
+    store is back, unless one of them claimed it (:mod:`supertask.runs.unwritten`)."""
+    if why is None:
+        return False
+    get_logger("supertask.run").warning("fire held: store unreachable", job=claim["job"], namespace=claim["namespace"],
+                                        scheduled=claim["scheduled"].isoformat(), reason=why)
+    unwritten(ctx).keep([{"id": None, "values": {}, "owner": getattr(ctx.store, "instance", None),
+                          "claim": {**claim, "status": RunStatus.SKIPPED.value, "message": why, "log_dir": None}}])
+    return True
 
 
 def prepare(ctx: RunContext, namespace: str, job: Job, scheduled: datetime, attempt: int, run_id: int) -> Begun:
@@ -282,14 +298,14 @@ def finish(ctx: RunContext, batch: list[Ended]) -> None:
         except Exception:  # a bug: the row is written all the same
             log.exception("closing a run's log failed", job=e.job.name, run=e.active.run_id)
         rows.append((e.active.run_id, end_values(e.outcome, e.active, e.runlog, e.ended)))
-    provisional = [{"id": None, "claim": e.claim, "values": values}
+    owner = getattr(ctx.store, "instance", None)  # whose runs these are (a late end is refused)
+    provisional = [{"id": None, "claim": e.claim, "values": values, "owner": owner}
                    for e, (_, values) in zip(batch, rows, strict=True) if e.claim is not None]
     rows = [row for e, row in zip(batch, rows, strict=True) if e.claim is None]
     try:
-        if rows:
-            ctx.store.update_runs(rows)
+        refused = ctx.store.end_runs(rows) if rows else []
     except Exception as exc:  # kept, written when the store is back (runs.unwritten)
-        unwritten(ctx).keep([{"id": run_id, "claim": None, "values": values} for run_id, values in rows], exc)
+        unwritten(ctx).keep([{"id": i, "claim": None, "values": v, "owner": owner} for i, v in rows], exc)
         if provisional:
             unwritten(ctx).keep(provisional)
     else:
@@ -297,6 +313,10 @@ def finish(ctx: RunContext, batch: list[Ended]) -> None:
             unwritten(ctx).keep(provisional)
         if rows and ctx.unwritten is not None and len(ctx.unwritten):
             ctx.unwritten.retry()  # the store takes rows again: the kept ones now, not at their next try
+        if refused:  # another host took these runs over: this end is not theirs
+            from supertask.runs.unwritten import late_results
+
+            late_results(ctx.store, [e for e in batch if e.active.run_id in refused])
     for e in batch:
         try:
             report(ctx, e)
@@ -317,43 +337,7 @@ def unwritten(ctx: RunContext) -> Unwritten:
     return ctx.unwritten
 
 
-def closed(runlog: RunLog, outcome: Outcome, active: ActiveRun, job: Job) -> Outcome:
-    """Note how the attempt ended in its log and close the log. A log that could not be
-    written (a full disk) was dropped for the run, which went on: its row says so."""
-    if outcome.status is RunStatus.KILLED and active.stopped_by is not None:
-        outcome.message = active.stopped_by.says(outcome.message)
-    if runlog.error is None:
-        if outcome.message:
-            runlog.note(outcome.message)
-        runlog.close()
-    if runlog.error is None:
-        return outcome
-    dropped = f"log not kept: cannot write {runlog.path}: {runlog.error.strerror or runlog.error}"
-    LOG_ERRORS.event("run log not kept", job=job.name, run=active.run_id, log=str(runlog.path),
-                     error=str(runlog.error))
-    return Outcome(outcome.status, outcome.exit_code, outcome.pid or active.pid,
-                   f"{outcome.message}; {dropped}" if outcome.message else dropped)
-
-
-#: the scheduler's one limit for "run log not kept", and for a store that is away
-LOG_ERRORS = Limited("supertask.run")
-STORE_ERRORS = Limited("supertask.run")
-
-
-def end_values(outcome: Outcome, active: ActiveRun, runlog: RunLog, ended: float) -> dict[str, object]:
-    """What the run's row gets when the attempt has ended (at ``ended``): ``started`` is
-    when its first child started (the row was claimed with the fire's time, maybe ahead
-    of it: a scheduler held up between the claim and the start shows as lateness, not
-    as a longer run); a run that printed nothing has no log file, and no ``log_path``."""
-    values: dict[str, object] = dict(
-        status=outcome.status, exit_code=outcome.exit_code, pid=outcome.pid or active.pid,
-        started=datetime.fromtimestamp(min(active.started, ended), UTC),
-        finished=datetime.fromtimestamp(ended, UTC), log_tail=runlog.tail_text, message=outcome.message)
-    if not runlog.opened:
-        values["log_path"] = None
-    elif active.run_id < 0:  # a provisional run (runs.unwritten): its row, claimed later, names its file
-        values["log_path"] = str(runlog.path)
-    return values
+STORE_ERRORS = Limited("supertask.run")  # a store that is away: said at most once a minute
 
 
 def report(ctx: RunContext, e: Ended) -> None:

@@ -1,10 +1,13 @@
 """After a crash: runs left in flight become ``lost``, their orphans end, retries apply.
 
-When ``supertask run`` starts, the runs that this host's scheduler had ``running`` or
-``queued`` (it was killed, or the machine died) are marked ``lost`` with the time it
-noticed. Their process groups, if still alive, are **ended, not adopted**: a child
-whose output pipes died with the old scheduler cannot be supervised or logged, so it
-gets TERM, its ``kill_grace``, then KILL. A process counts as the run's only when its
+When ``supertask run`` starts, the runs that the previous scheduler of its state folder
+had ``running`` or ``queued`` (it was killed, or the machine died) are marked ``lost``
+with the time it noticed; while it runs, so are the runs of any scheduler sharing its
+store whose lease ran out (:func:`take_over`, the rules in
+:mod:`supertask.cluster.leases`): never the runs of a scheduler that is alive, be it on
+the same machine. Their process groups, if still alive on this machine, are **ended,
+not adopted**: a child whose output pipes died with the old scheduler cannot be
+supervised or logged, so it gets TERM, its ``kill_grace``, then KILL. A process counts as the run's only when its
 environment carries that run's ``SUPERTASK_RUN_KEY`` (store, namespace and run id:
 pids get reused, and another store's scheduler may have a run with the same id). A ``docker:``
 run's container is stopped and removed by name first, as a timeout would. Then the job's
@@ -20,6 +23,7 @@ from __future__ import annotations
 import os
 import signal
 import time
+from datetime import datetime
 from pathlib import Path
 from typing import Any
 
@@ -35,32 +39,82 @@ from supertask.runs.unwritten import replay
 
 
 def mark_lost_runs(service: Any) -> list[tuple[RunRecord, Job | None]]:
-    """Before the scheduler fires anything: mark lost runs and end their orphans.
-
-    The orphans of all lost runs are ended together (one TERM to all, then each run's
-    ``kill_grace``), so a crash with many runs in flight does not hold up the start for
-    the sum of their grace periods.
-    """
+    """Before the scheduler fires anything: write the run ends a scheduler before this
+    one kept (its store was away), then :func:`take_over` at the start."""
     log = get_logger("supertask.scheduler.service")
     # first the ends a scheduler before this one could not write (its store was away):
     # a run that ended is never marked lost
     replayed = replay(service.store, service.settings.home)
     if replayed:
         log.info("run ends written that the store refused before", runs=replayed)
+    # a lease that ran out is judged once this scheduler's own heartbeats have gone on
+    # for a lease (after a store outage, every host's heartbeat is old): Heartbeat.tick
+    return take_over(service, at_start=True, by_lease=False)
+
+
+def take_over(service: Any, *, at_start: bool = False, by_lease: bool = True) -> list[tuple[RunRecord, Job | None]]:
+    """Mark ``lost`` the runs of the served namespaces whose scheduler instance is gone
+    (:func:`supertask.cluster.leases.run_lost`: its lease ran out, or it is this state
+    folder's previous instance and its process is gone), one conditional row update
+    each, so that of several hosts doing this at once exactly one gets each run; end
+    the orphans of those that ran on this machine in this boot; return them with their
+    jobs, for :func:`retry_lost_runs`. At a start (``at_start``) runs of unknown
+    instances on this host are lost too (crash recovery as before host rows);
+    ``by_lease``: whether a lease that ran out counts yet (:func:`leases.may_take_over`)."""
+    from supertask.cluster import leases
+
+    store, me = service.store, service.me
+    runs = store.runs_in_flight(service.namespaces, besides=me.instance)
+    if not runs:
+        return []
+    now = store.clock()
+    holders = {h.instance: h for h in store.hosts(instances={r.instance for r in runs if r.instance})}
+    by = f"noticed at {now.isoformat(timespec='seconds')} and taken over by host {me.host} " \
+         f"(instance {leases.short(me.instance)})"
+    decided = []
+    for run in runs:
+        why = leases.run_lost(run, holders.get(run.instance or ""), now, me, pid_alive, at_start=at_start,
+                              by_lease=by_lease)
+        if why is not None:
+            decided.append((run, f"{why}; {by}"))
+    if not decided:
+        return []
+    dead = {run.instance: why for run, why in decided if run.instance in holders}
+    for instance, why in dead.items():
+        if leases.expired(holders[instance], now):
+            store.mark_host_lost(instance, why)
+    won = {record.id: record for record in store.mark_runs_lost(decided)}
+    log = get_logger("supertask.scheduler.service")
     lost: list[tuple[RunRecord, Job | None, bool]] = []
-    for run in service.store.mark_lost(service.namespaces, service.settings.host):
+    local: list[tuple[RunRecord, Job | None]] = []
+    for run, _why in decided:
+        record = won.get(run.id)
+        if record is None:  # another host took it first
+            continue
         try:
-            job: Job | None = service.store.get_job(run.namespace, run.job).job
+            job: Job | None = store.get_job(run.namespace, run.job).job
         except JobNotFound:
             job = None
-        container = job is not None and _uses_docker(job) and end_lost_container(job, run.namespace, run.id)
-        lost.append((run, job, bool(container)))
-    ended = end_orphans([(run, job.kill_grace if job else 10.0) for run, job, _ in lost], service.store.url)
+        reach = leases.reachable(run, holders.get(run.instance or ""), me)
+        container = reach and job is not None and _uses_docker(job) and end_lost_container(job, run.namespace, run.id)
+        lost.append((record, job, bool(container)))
+        if reach:
+            local.append((record, job))
+    ended = end_orphans([(run, job.kill_grace if job else 10.0) for run, job in local], store.url) if local else {}
     for run, _job, container in lost:
         log.warning("run lost", job=run.job, namespace=run.namespace, run=run.id, attempt=run.attempt,
-                    orphans_ended=ended.get(run.id, 0), container_removed=container,
-                    message="in flight when the scheduler last stopped")
+                    host=run.host, instance=leases.short(run.instance), orphans_ended=ended.get(run.id, 0),
+                    container_removed=container, message=run.message)
     return [(run, job) for run, job, _ in lost]
+
+
+def pid_alive(pid: int, started: datetime) -> bool:
+    """A process ``pid`` runs that started no later than ``started`` (a second's leeway):
+    not the pid reused by a later process."""
+    try:
+        return psutil.Process(pid).create_time() <= started.timestamp() + 1
+    except (psutil.Error, OSError):
+        return False
 
 
 def _uses_docker(job: Job) -> bool:

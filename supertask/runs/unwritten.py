@@ -126,22 +126,56 @@ class Unwritten:
 
 
 def write(store: Any, item: dict[str, Any]) -> None:
-    """Write one waiting row: claim it first when it has no id (taken meanwhile: dropped)."""
+    """Write one waiting row: claim it first when it has no id (taken meanwhile: dropped).
+    An end is written only while the run is still held by the instance that ran it
+    (``owner``): one another host took over meanwhile is refused and logged."""
     values = dict(item["values"])
     if isinstance(values.get("status"), str):
         values["status"] = RunStatus(values["status"])
     for key in ("started", "finished"):
         if isinstance(values.get(key), str):
             values[key] = datetime.fromisoformat(values[key])
-    run_id = item["id"]
+    run_id, owner = item["id"], item.get("owner")
     if run_id is None:
         claim = dict(item["claim"])
+        claim.setdefault("instance", owner)
         claim["scheduled"] = _time(claim["scheduled"])
-        claim["log_dir"] = Path(claim["log_dir"])
+        claim["log_dir"] = Path(claim["log_dir"]) if claim.get("log_dir") is not None else None
+        if isinstance(claim.get("status"), str):
+            claim["status"] = RunStatus(claim["status"])
         run_id = store.claim_run(**claim)
         if run_id is None:
             return
-    store.update_run(run_id, **values)
+    if not values:
+        return
+    if store.end_runs([(run_id, values)], owner or ""):
+        late_result(store, run_id, values)
+
+
+def late_results(store: Any, ended: list[Any]) -> None:
+    """Ends (:class:`~supertask.runs.lifecycle.Ended`) the store refused: their runs were
+    declared ``lost`` and taken over by another host while this one was out of touch.
+    Logged, and their outcome becomes ``lost`` (what the row says): a retry this host
+    would start is the one the other host started already (its claim is refused)."""
+    from supertask.launchers import Outcome
+
+    for e in ended:
+        late_result(store, e.active.run_id, {"status": e.outcome.status, "exit_code": e.outcome.exit_code})
+        e.outcome = Outcome(RunStatus.LOST, e.outcome.exit_code, e.outcome.pid, "late result rejected")
+
+
+def late_result(store: Any, run_id: int, values: dict[str, Any]) -> None:
+    """Log one refused end, with what the row says instead."""
+    try:
+        row = store.get_run(run_id)
+        now: dict[str, Any] = {"row_status": row.status, "row_message": row.message}
+    except Exception:
+        now = {}
+    status = values.get("status")
+    get_logger("supertask.run").warning(
+        "late result rejected", run=run_id, status=getattr(status, "value", status), exit_code=values.get("exit_code"),
+        note="another host took this run over after this scheduler missed its lease; the row keeps what it says",
+        **now)
 
 
 def replay(store: Any, home: Path) -> int:

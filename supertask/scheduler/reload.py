@@ -93,7 +93,7 @@ class TimetableWatcher:
             self.log.exception("timetable watcher failed; SIGHUP still reloads", source=str(self.path))
 
     def _work(self) -> None:
-        from supertask.scheduler.service import give_back_memory
+        from supertask.scheduler.memory import give_back_memory
 
         while True:
             trigger = self._requests.get()

@@ -20,6 +20,7 @@ from datetime import datetime, timezone
 from typing import Any, Protocol
 
 from supertask import compat
+from supertask.cluster.heartbeat import Heartbeat, me_for, new_instance
 from supertask.errors import JobNotFound, SupertaskError, UsageError
 from supertask.log import get_logger
 from supertask.model import Job, Overlap, Reason, StopCause, Timetable
@@ -63,21 +64,6 @@ def sync_timetable(store: Store, namespace: str, timetable: Timetable, settings:
         return firsts[key]
 
     return store.sync(namespace, timetable.jobs, first)
-
-
-def give_back_memory() -> None:
-    """Collect what a sync let go of (the parsed timetable: hundreds of MB at 100,000
-    jobs) and hand the freed heap back to the system (glibc's ``malloc_trim``;
-    elsewhere the collection alone): a scheduler that synced a big file sits at the
-    size of one that found it unchanged (docs/benchmarks.md)."""
-    import ctypes
-    import gc
-
-    gc.collect()
-    try:
-        ctypes.CDLL(None).malloc_trim(0)
-    except (OSError, AttributeError):  # not glibc
-        pass
 
 
 def _without_jobs(timetable: Timetable | None) -> Timetable | None:
@@ -134,6 +120,11 @@ class Service:
         self.started = time.time()
         self._scheduler: Any = None
         self._edit_lock = threading.RLock()
+        # who this scheduler is in the store (its host row; its claims name it) and its heartbeat
+        self.instance = store.instance = new_instance()
+        self.me = me_for(settings, self.instance)
+        self.heartbeat = Heartbeat(self)
+        self.ctx.hold = self.heartbeat.hold
 
     def _build(self) -> Any:
         from supertask.scheduler.rounds import RoundScheduler
@@ -165,6 +156,7 @@ class Service:
         from supertask.runs.lifecycle import Finisher
         from supertask.runs.recovery import mark_lost_runs, retry_lost_runs
 
+        self.heartbeat.register()  # before anything is fired or marked lost: others see this host
         lost = mark_lost_runs(self)  # before anything fires: only dead runs are in flight
         self._scheduler = self._build()
         ctx, sup = self.ctx, self.supervisor
@@ -172,11 +164,13 @@ class Service:
 
         def started() -> None:
             retry_lost_runs(self, lost)
+            self.heartbeat.taking_over = True
             nxt = self.jobstore.get_next_run_time()
             self.log.info("scheduler started", namespaces=self.namespaces, jobs=len(self.jobstore),
                           store=_redacted(self.store.url), next_fire=nxt.isoformat() if nxt else None)
 
         # started in this order, stopped in reverse: each part's queued work goes to parts still running
+        sup.add("heartbeat", self.heartbeat.start, self.heartbeat.stop)  # serving until the last run's end
         sup.add("notifications", stop=self._close_outbox)
         sup.add("finisher", functools.partial(_attach, ctx, "finisher", finisher), finisher.close)
         sup.add("follower", functools.partial(_attach, ctx, "follower", follower),

@@ -24,11 +24,12 @@ from datetime import datetime
 from typing import Any, Protocol
 
 from supertask.model import Job, RunRecord, RunStatus
+from supertask.store.cluster import HostRow, InFlight
 from supertask.store.health import HealthWatch, StoreHealth
 from supertask.store.rows import StoredJob
 from supertask.store.statements import Pruned, SyncReport
 
-__all__ = ["HealthWatch", "Pruned", "RunStore", "Store", "StoredJob", "SyncReport"]
+__all__ = ["HealthWatch", "HostRow", "InFlight", "Pruned", "RunStore", "Store", "StoredJob", "SyncReport"]
 
 
 class RunStore(Protocol):
@@ -36,6 +37,9 @@ class RunStore(Protocol):
 
     url: str
     health: StoreHealth
+    #: the scheduler instance this process is (its host row): its claims name it, and
+    #: its runs' ends are written only while it still holds them. None: a one-shot run.
+    instance: str | None
 
     @property
     def dialect(self) -> str: ...
@@ -63,6 +67,11 @@ class RunStore(Protocol):
 
     def update_runs(self, rows: Sequence[tuple[int, dict[str, Any]]]) -> None:
         """:meth:`update_run` of each ``(run_id, values)``, in one transaction."""
+
+    def end_runs(self, rows: Sequence[tuple[int, dict[str, Any]]], owner: str | None = None) -> list[int]:
+        """How attempts ended (each ``(run_id, values)``), in one transaction, each written
+        only while its row is ``running`` and held by ``owner`` (default :attr:`instance`);
+        return the ids refused (another host took the run over: :func:`statements.run_update`)."""
 
     def get_run(self, run_id: int) -> RunRecord: ...
 
@@ -104,4 +113,28 @@ class Store(RunStore, Protocol):
     def history(self, namespace: str | None = None, job: str | None = None, *, failed: bool = False,
                 limit: int = 20) -> list[RunRecord]: ...
 
-    def mark_lost(self, namespaces: Iterable[str], host: str) -> list[RunRecord]: ...
+    # -- the cluster (supertask.store.cluster; the decisions: supertask.cluster.leases) --------
+
+    def clock(self) -> datetime:
+        """The database's clock (PostgreSQL's ``now()``; elsewhere this host's)."""
+
+    def register_host(self, *, instance: str, host: str, pid: int, boot: str | None, home: str | None,
+                      version: str | None, namespaces: Sequence[str], lease: float, started: datetime) -> datetime: ...
+
+    def beat(self, instance: str, *, runs: int, namespaces: Sequence[str],
+             lease: float) -> tuple[datetime, str | None]: ...
+
+    def stop_host(self, instance: str) -> None: ...
+
+    def hosts(self, *, instances: Iterable[str] | None = None, within: float | None = None) -> list[HostRow]: ...
+
+    def runs_in_flight(self, namespaces: Iterable[str] | None = None, *,
+                       besides: str | None = None) -> list[InFlight]: ...
+
+    def mark_runs_lost(self, runs: Sequence[tuple[InFlight, str]]) -> list[RunRecord]:
+        """Each run ``lost`` with its message, if still in flight and held by the same
+        instance; the rows this call changed (of two hosts racing, one gets each)."""
+
+    def mark_host_lost(self, instance: str, message: str) -> bool: ...
+
+    def forget_hosts(self, older_than: float) -> int: ...

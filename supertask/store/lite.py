@@ -105,6 +105,7 @@ class _Grouped:
     params: dict[str, Any]
     done: bool = False
     error: Exception | None = None
+    changed: int = 0  # rows the statement changed
 
 
 class LiteStore:
@@ -123,6 +124,7 @@ class LiteStore:
         self._queue: list[_Grouped] = []  # statements waiting for a group commit (_grouped)
         self._queue_lock = threading.Lock()
         self.health = health or StoreHealth(url)  # a SqlStore shares its own
+        self.instance: str | None = None  # the scheduler instance claiming (SqlStore.instance)
 
     def close(self) -> None:
         self._conn.close()
@@ -167,7 +169,7 @@ class LiteStore:
 
     def claim_runs(self, claims: Sequence[dict[str, Any]]) -> list[int | None]:
         """:meth:`claim_run` of each of ``claims``, all in one transaction."""
-        return list(self._write(lambda tx: statements.claim_runs(tx, claims)))
+        return list(self._write(lambda tx: statements.claim_runs(tx, claims, self.instance)))
 
     def update_run(self, run_id: int, **values: Any) -> None:
         self.update_runs([(run_id, values)])
@@ -177,6 +179,16 @@ class LiteStore:
         items = [_Grouped(*statements.run_update(run_id, values, stamp)) for run_id, values in rows if values]
         if items:
             self._grouped(items)
+
+    def end_runs(self, rows: Sequence[tuple[int, dict[str, Any]]], owner: str | None = None) -> list[int]:
+        """How attempts ended, each written only while its row is ``running`` and held by
+        ``owner`` (default: :attr:`instance`); the ids refused (:meth:`SqlStore.end_runs`)."""
+        owner = self.instance if owner is None else owner
+        items = [(run_id, _Grouped(*statements.run_update(run_id, values, stamp, owner, end=True)))
+                 for run_id, values in rows]
+        if items:
+            self._grouped([item for _, item in items])
+        return [run_id for run_id, item in items if not item.changed]
 
     def _grouped(self, items: list[_Grouped]) -> None:
         """Run statements in a transaction shared with the statements other threads
@@ -209,7 +221,7 @@ class LiteStore:
         self._conn.execute("BEGIN IMMEDIATE")
         try:
             for each in batch:
-                self._conn.execute(each.sql, each.params)
+                each.changed = self._conn.execute(each.sql, each.params).rowcount
         except BaseException:
             self._conn.execute("ROLLBACK")
             raise

@@ -29,6 +29,7 @@ import sqlalchemy as sa
 from supertask.errors import JobNotFound, RunNotFound, StoreError, StoreUnavailable
 from supertask.model import Job, RunRecord, RunStatus
 from supertask.store import listing, statements
+from supertask.store.cluster import ClusterRows
 from supertask.store.health import StoreHealth
 from supertask.store.lite import LiteStore
 from supertask.store.rows import StoredJob
@@ -40,6 +41,7 @@ from supertask.store.tables import (
     jobs_table,
     make_engine,
     meta_table,
+    migrate,
     redact,
     runs_table,
     schema_version,
@@ -55,7 +57,7 @@ def open_store(url: str, *, create: bool = True) -> SqlStore:
     return SqlStore.open(url, create=create)
 
 
-class SqlStore:
+class SqlStore(ClusterRows):
     """One store (a database) holding any number of namespaces."""
 
     def __init__(self, url: str):
@@ -63,16 +65,21 @@ class SqlStore:
         self.engine = make_engine(url)
         self._sqlite_lock = threading.Lock() if self.engine.dialect.name == "sqlite" else None
         self.schema_missing = False  # opened with create=False where no tables are yet
+        self.schema_old: int | None = None  # opened with migrate_old=False: the older version found
         self._fast: Any = None  # SQLite file: run rows through stdlib sqlite3 (see _runs)
         self.health = StoreHealth(redact(url))
+        #: the scheduler instance this process is (supertask_hosts): its claims name it,
+        #: its runs' ends are written only while it still holds them. None: a one-shot run.
+        self.instance: str | None = None
         sa.event.listen(self.engine, "handle_error", self._on_error)
         sa.event.listen(self.engine, "after_cursor_execute", lambda *_args: self.health.ok())
 
     # -- set-up ---------------------------------------------------------------------------
 
     @classmethod
-    def open(cls, url: str, *, create: bool = True) -> SqlStore:
-        """Open (and by default create) the store; refuse one with another schema version."""
+    def open(cls, url: str, *, create: bool = True, migrate_old: bool = True) -> SqlStore:
+        """Open (and by default create) the store; bring an older schema up to this one
+        (unless ``migrate_old`` is false: ``schema_old`` says so), refuse a newer one."""
         path = sqlite_file(url)
         if path is not None and create:
             from supertask import statefolder
@@ -86,6 +93,11 @@ class SqlStore:
         if version is None and create:
             version = create_schema(store.engine, url)
         store.schema_missing = version is None
+        if version is not None and version < SCHEMA_VERSION:
+            if not migrate_old:
+                store.schema_old = version
+                return store
+            version = migrate(store.engine, url, version)
         if version is not None and version != SCHEMA_VERSION:
             raise StoreError(
                 f"store {redact(url)} has schema version {version}, this supertask needs {SCHEMA_VERSION}; "
@@ -311,8 +323,9 @@ class SqlStore:
         transaction (:func:`supertask.store.statements.claim_runs`)."""
         fast = self._runs()
         if fast is not None:
+            fast.instance = self.instance
             return list(fast.claim_runs(claims))
-        return list(self._tx(lambda tx: statements.claim_runs(tx, claims)))
+        return list(self._tx(lambda tx: statements.claim_runs(tx, claims, self.instance)))
 
     def update_run(self, run_id: int, **values: Any) -> None:
         self.update_runs([(run_id, values)])
@@ -329,6 +342,23 @@ class SqlStore:
             for run_id, values in rows:
                 if values:
                     tx.run(*statements.run_update(run_id, values, tx.stamp))
+
+    def end_runs(self, rows: Sequence[tuple[int, dict[str, Any]]], owner: str | None = None) -> list[int]:
+        """Write how attempts ended (each ``(run_id, values)``), in one transaction, each
+        only while its row is ``running`` and held by ``owner`` (default: this process's
+        instance; :func:`statements.run_update`); return the ids whose end was refused
+        (another host took the run over)."""
+        owner = self.instance if owner is None else owner
+        fast = self._runs()
+        if fast is not None:
+            return list(fast.end_runs(rows, owner))
+        refused = []
+        with self._write() as conn:
+            tx = SqlTx(conn)
+            for run_id, values in rows:
+                if not tx.run(*statements.run_update(run_id, values, tx.stamp, owner, end=True)):
+                    refused.append(run_id)
+        return refused
 
     def get_run(self, run_id: int) -> RunRecord:
         with self.engine.connect() as conn:
@@ -366,27 +396,3 @@ class SqlStore:
         """Retention in one transaction: :func:`supertask.store.statements.prune_runs`."""
         return self._tx(lambda tx: statements.prune_runs(  # type: ignore[no-any-return]
             tx, namespace, job, keep=keep, max_age=max_age))
-
-    def mark_lost(self, namespaces: Iterable[str], host: str) -> list[RunRecord]:
-        """Runs this host left running or queued when it died become ``lost``."""
-        names = list(namespaces)
-        cond = sa.and_(
-            runs_table.c.namespace.in_(names),
-            runs_table.c.host == host,
-            runs_table.c.status.in_([RunStatus.RUNNING.value, RunStatus.QUEUED.value]),
-        )
-        now = datetime.now(UTC)
-        with self._write() as conn:
-            rows = conn.execute(sa.select(runs_table).where(cond)).mappings().all()
-            if rows:
-                conn.execute(
-                    runs_table.update()
-                    .where(runs_table.c.id.in_([r["id"] for r in rows]))
-                    .values(
-                        status=RunStatus.LOST.value,
-                        finished=now,
-                        message="the scheduler stopped while this run was in flight; noticed at "
-                        + now.isoformat(),
-                    )
-                )
-        return [RunRecord.from_row(r) for r in rows]

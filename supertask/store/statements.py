@@ -37,11 +37,19 @@ if TYPE_CHECKING:
 
 UTC = timezone.utc
 
-#: Bumped when the tables change; a store with another version is refused.
-SCHEMA_VERSION = 1
+#: Bumped when the tables change. A store of an older version is brought up to this one
+#: by :data:`MIGRATIONS` when it is opened; a newer one is refused.
+SCHEMA_VERSION = 2
+
+#: version -> the statements that take a store from it to the next version (new tables
+#: are made by ``metadata.create_all`` before them: :func:`supertask.store.tables.migrate`).
+#: 1 -> 2: the hosts table (made), and the scheduler instance that holds each run.
+MIGRATIONS: dict[int, tuple[str, ...]] = {
+    1: ("ALTER TABLE supertask_runs ADD COLUMN instance VARCHAR(64)",),
+}
 
 RUN_COLUMNS = ("id", "namespace", "job", "attempt", "reason", "scheduled", "started", "finished", "status",
-               "exit_code", "host", "pid", "log_path", "log_tail", "message")
+               "exit_code", "host", "pid", "log_path", "log_tail", "message", "instance")
 TIME_COLUMNS = ("scheduled", "started", "finished")
 
 
@@ -138,8 +146,8 @@ def sync_jobs(tx: Any, namespace: str, jobs: Sequence[Job], first_fire: Callable
 # -- runs -------------------------------------------------------------------------------------
 
 _RUN_INSERT = ("INSERT INTO supertask_runs (namespace, job, attempt, reason, scheduled, started, finished, "
-               "status, host, message) VALUES (:namespace, :job, :attempt, :reason, :scheduled, :started, "
-               ":finished, :status, :host, :message)")
+               "status, host, message, instance) VALUES (:namespace, :job, :attempt, :reason, :scheduled, :started, "
+               ":finished, :status, :host, :message, :instance)")
 _RUN_LOG_PATH = "UPDATE supertask_runs SET log_path = :log_path WHERE id = :id"
 GET_RUN = f"SELECT {', '.join(RUN_COLUMNS)} FROM supertask_runs WHERE id = :id"
 
@@ -151,12 +159,13 @@ def started_at(now: datetime, scheduled: datetime) -> datetime:
     return scheduled if scheduled > now else now
 
 
-def claim_runs(tx: Any, claims: Sequence[dict[str, Any]]) -> list[int | None]:
+def claim_runs(tx: Any, claims: Sequence[dict[str, Any]], instance: str | None = None) -> list[int | None]:
     """Insert the run row that claims each fire (``claims``: :meth:`Store.claim_run`'s
     keyword arguments); a fire already claimed gets None, the others their run ids.
     ``(namespace, job, scheduled, attempt)`` is unique: of two schedulers racing for one
     fire exactly one insert wins. With ``log_dir``, the row's ``log_path``
-    (``log_dir/NAMESPACE/JOB/ID.log``) is set in the same transaction."""
+    (``log_dir/NAMESPACE/JOB/ID.log``) is set in the same transaction. The row names the
+    scheduler instance that holds it: the claim's ``instance``, else ``instance``."""
     now = datetime.now(UTC)
     ids: list[int | None] = []
     for claim in claims:
@@ -167,7 +176,8 @@ def claim_runs(tx: Any, claims: Sequence[dict[str, Any]]) -> list[int | None]:
             "reason": claim["reason"], "scheduled": tx.stamp(scheduled),
             "started": tx.stamp(started_at(now, scheduled)) if status is RunStatus.RUNNING else None,
             "finished": tx.stamp(now) if status.finished else None, "status": status.value,
-            "host": claim["host"], "message": claim.get("message")}, "id")
+            "host": claim["host"], "message": claim.get("message"),
+            "instance": claim.get("instance", instance)}, "id")
         if run_id is not None and claim.get("log_dir") is not None:
             path = Path(claim["log_dir"]) / claim["namespace"] / claim["job"] / f"{run_id}.log"
             tx.run(_RUN_LOG_PATH, {"log_path": str(path), "id": run_id})
@@ -175,8 +185,17 @@ def claim_runs(tx: Any, claims: Sequence[dict[str, Any]]) -> list[int | None]:
     return ids
 
 
-def run_update(run_id: int, values: dict[str, Any], stamp: Callable[[datetime], Any]) -> tuple[str, dict[str, Any]]:
-    """The statement that sets ``values`` (column: value) on one run row."""
+#: what makes a run's end the end of *this* attempt as its scheduler instance holds it
+_END_GUARD = f" AND status = '{RunStatus.RUNNING.value}' AND COALESCE(instance, '') = :owner"
+
+
+def run_update(run_id: int, values: dict[str, Any], stamp: Callable[[datetime], Any],
+               owner: str | None = None, *, end: bool = False) -> tuple[str, dict[str, Any]]:
+    """The statement that sets ``values`` (column: value) on one run row. An ``end`` (how
+    the attempt ended) is written only while the row is still ``running`` and held by
+    ``owner`` (the scheduler instance that ran it; None: none, a one-shot run): a run
+    another host took over (marked ``lost`` when this one missed its lease) is not
+    written over by a late end; it changes no row (``tx.run`` gives 0)."""
     params: dict[str, Any] = {"id": run_id}
     for key, value in values.items():
         if key not in RUN_COLUMNS or key == "id":
@@ -186,7 +205,11 @@ def run_update(run_id: int, values: dict[str, Any], stamp: Callable[[datetime], 
         elif isinstance(value, datetime):
             value = stamp(value)
         params[key] = value
-    return f"UPDATE supertask_runs SET {', '.join(f'{key} = :{key}' for key in values)} WHERE id = :id", params
+    sql = f"UPDATE supertask_runs SET {', '.join(f'{key} = :{key}' for key in values)} WHERE id = :id"
+    if end:
+        params["owner"] = owner or ""
+        sql += _END_GUARD
+    return sql, params
 
 
 # -- retention --------------------------------------------------------------------------------

@@ -21,7 +21,8 @@ from supertask.store.lite import BUSY_TIMEOUT_MS
 from supertask.store.statements import SCHEMA_VERSION
 
 UTC = timezone.utc
-__all__ = ["SCHEMA_VERSION", "UTC", "jobs_table", "make_engine", "meta_table", "namespaces_table", "runs_table"]
+__all__ = ["SCHEMA_VERSION", "UTC", "hosts_table", "jobs_table", "make_engine", "meta_table", "migrate",
+           "namespaces_table", "runs_table"]
 
 #: libpq's limits on a PostgreSQL connection (psycopg 3 and 2), unless the URL sets its own:
 #: a connect (with its authentication) gives up after connect_timeout seconds; an idle
@@ -107,9 +108,31 @@ runs_table = sa.Table(
     sa.Column("log_path", sa.Text),
     sa.Column("log_tail", sa.Text),
     sa.Column("message", sa.Text),
+    sa.Column("instance", sa.String(64)),  # the scheduler instance holding the run (supertask_hosts)
     sa.UniqueConstraint("namespace", "job", "scheduled", "attempt", name="supertask_runs_one_per_fire"),
     sa.Index("supertask_runs_by_job", "namespace", "job", "id"),
     sa.Index("supertask_runs_by_status", "status"),
+)
+
+
+hosts_table = sa.Table(
+    "supertask_hosts",
+    metadata,
+    sa.Column("instance", sa.String(64), primary_key=True),  # one per scheduler process start
+    sa.Column("host", sa.String(255), nullable=False),
+    sa.Column("pid", sa.Integer, nullable=False),
+    sa.Column("boot", sa.String(64)),  # the machine's boot id
+    sa.Column("home", sa.Text),  # the state folder (canonical)
+    sa.Column("version", sa.String(32)),
+    sa.Column("namespaces", sa.Text, nullable=False),  # JSON list
+    sa.Column("state", sa.String(16), nullable=False),  # serving, stopped, lost
+    sa.Column("started", UTCDateTime, nullable=False),
+    sa.Column("heartbeat", UTCDateTime, nullable=False),  # the database's clock
+    sa.Column("host_clock", UTCDateTime, nullable=False),  # the host's own clock at that heartbeat
+    sa.Column("lease", sa.Float, nullable=False),  # seconds without a heartbeat before it counts as down
+    sa.Column("load", sa.Float),  # 1-minute load average
+    sa.Column("runs", sa.Integer, nullable=False, default=0),  # runs in flight
+    sa.Column("message", sa.Text),  # why it is lost (taken over by whom)
 )
 
 
@@ -158,6 +181,40 @@ def create_schema(engine: Engine, url: str) -> int:
         except (SQLAlchemyError, StoreUnavailable) as exc:
             if time.monotonic() > deadline:
                 raise StoreError(f"cannot open store {redact(url)}: {short_error(exc)}") from exc
+            time.sleep(0.05)
+
+
+def migrate(engine: Engine, url: str, version: int) -> int:
+    """Bring a store of schema ``version`` up to :data:`SCHEMA_VERSION`
+    (:data:`~supertask.store.statements.MIGRATIONS`, in one transaction); return the
+    version it has now. Several processes opening an old store at once: PostgreSQL
+    serialises them with the schema lock and the later ones find it done; SQLite's
+    writer lock does the same (a loser retries, then finds the new version)."""
+    from supertask.store.statements import MIGRATIONS
+
+    if version > SCHEMA_VERSION or any(v not in MIGRATIONS for v in range(version, SCHEMA_VERSION)):
+        return version  # refused by the caller, with what to do
+    deadline = time.monotonic() + 10
+    while True:
+        try:
+            with engine.begin() as conn:
+                if engine.dialect.name == "postgresql":
+                    conn.execute(sa.text("SELECT pg_advisory_xact_lock(:key)"), {"key": _SCHEMA_LOCK})
+                row = conn.execute(sa.select(meta_table.c.value).where(meta_table.c.key == "schema_version")).first()
+                now = int(row[0]) if row is not None else version
+                if now >= SCHEMA_VERSION:
+                    return now
+                metadata.create_all(conn)
+                for step in range(now, SCHEMA_VERSION):
+                    for statement in MIGRATIONS[step]:
+                        conn.execute(sa.text(statement))
+                conn.execute(meta_table.update().where(meta_table.c.key == "schema_version")
+                             .values(value=str(SCHEMA_VERSION)))
+                return SCHEMA_VERSION
+        except (SQLAlchemyError, StoreUnavailable) as exc:
+            if time.monotonic() > deadline:
+                raise StoreError(f"cannot bring store {redact(url)} from schema version {version} to "
+                                 f"{SCHEMA_VERSION}: {short_error(exc)}") from exc
             time.sleep(0.05)
 
 

@@ -30,6 +30,13 @@ class Store:
             raise ConnectionRefusedError("connection refused")
         self.rows[run_id] = values
 
+    def end_runs(self, rows: list[tuple[int, dict[str, Any]]], owner: str | None = None) -> list[int]:
+        if self.away:
+            raise ConnectionRefusedError("connection refused")
+        refused = [run_id for run_id, _ in rows if self.rows.get(run_id, {}).get("status") == RunStatus.LOST]
+        self.rows.update((run_id, values) for run_id, values in rows if run_id not in refused)
+        return refused
+
     def claim_run(self, **claim: Any) -> int | None:
         if self.away:
             raise ConnectionRefusedError("connection refused")

@@ -1,0 +1,213 @@
+"""Several schedulers on one PostgreSQL store (issue 15 points 2, 3 and 5): host rows
+with heartbeats, `supertask hosts`, the takeover of a dead host's runs exactly once,
+late results rejected, a second scheduler on the same machine leaving the first one's
+runs alone. Real processes, each with its own state folder; a database of each test's own."""
+
+from __future__ import annotations
+
+import os
+import signal
+import uuid
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from tests.conftest import PG_ADMIN_URL, Cli, Scheduler, wait_until
+
+pytestmark = pytest.mark.postgres
+
+BEAT = ("--heartbeat", "1s", "--lease", "4s", "--grace", "1s")
+
+
+@pytest.fixture
+def pg_url() -> Iterator[str]:
+    """A PostgreSQL database of this test's own, dropped at its end."""
+    try:
+        import psycopg
+    except ImportError:
+        pytest.skip("psycopg is not installed")
+    name = f"supertask_cluster_{os.getpid()}_{uuid.uuid4().hex[:6]}"
+    try:
+        admin = psycopg.connect(PG_ADMIN_URL, autocommit=True, connect_timeout=3)
+    except Exception as exc:
+        pytest.skip(f"PostgreSQL not reachable at {PG_ADMIN_URL}: {exc}")
+    admin.execute(f'CREATE DATABASE "{name}"')
+    try:
+        yield f"{PG_ADMIN_URL.rsplit('/', 1)[0]}/{name}"
+    finally:
+        admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+        admin.close()
+
+
+def rows(url: str, sql: str, *params: Any) -> list[tuple[Any, ...]]:
+    import psycopg
+
+    with psycopg.connect(url, autocommit=True) as conn:
+        return conn.execute(sql, params).fetchall()
+
+
+def runs_of(url: str, job: str) -> list[dict[str, Any]]:
+    cols = ("id", "attempt", "reason", "status", "instance", "message")
+    return [dict(zip(cols, r, strict=True)) for r in rows(
+        url, f"SELECT {', '.join(cols)} FROM supertask_runs WHERE job = %s ORDER BY id", job)]
+
+
+def hosts(tmp_path: Path, url: str, count: int) -> list[Cli]:
+    work = tmp_path / "work"
+    work.mkdir(exist_ok=True)
+    return [Cli(tmp_path / f"home{i}", url, work) for i in range(count)]
+
+
+def alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    return True
+
+
+def beats(url: str) -> dict[str, Any]:
+    return dict(rows(url, "SELECT instance, heartbeat FROM supertask_hosts"))
+
+
+def test_three_hosts_a_killed_hosts_run_is_taken_over_once(tmp_path: Path, pg_url: str) -> None:
+    pidfile = tmp_path / "long.pid"
+    rebooted = tmp_path / "rebooted"
+    timetable = tmp_path / "work" / "supertask.yaml"
+    clis = hosts(tmp_path, pg_url, 3)
+    timetable.write_text(f"""
+namespace: shared
+jobs:
+  - name: long
+    when: once
+    run: "cmd:echo $$ > {pidfile}; exec sleep 600"
+    retries: 1
+  - name: boot
+    when: "@reboot"
+    run: "cmd:echo $SUPERTASK_RUN_ID >> {rebooted}"
+""")
+    first = clis[0].start("--file", str(timetable), *BEAT)
+    others: list[Scheduler] = []
+    try:
+        first.wait_event("run started", job="long", timeout=60)
+        wait_until(lambda: pidfile.exists() and pidfile.read_text().strip(), 30, what="the long run's pid")
+        child = int(pidfile.read_text())
+        run = runs_of(pg_url, "long")[0]
+        # two more schedulers on this machine (same host name), each with its own state folder
+        others += [cli.start("--file", str(timetable), *BEAT) for cli in clis[1:]]
+        for s in others:
+            s.wait_event("scheduler started", timeout=60)
+        listed = wait_until(lambda: (h := clis[1].json("hosts")) and sum(x["up"] for x in h) == 3 and h, 60,
+                            what="3 hosts up in `supertask hosts --json`")
+        assert {x["pid"] for x in listed} == {first.proc.pid, *(s.proc.pid for s in others)}
+        assert all(x["state"] == "up" and x["namespaces"] == ["shared"] for x in listed)
+        assert {x["instance"] for x in listed if x["runs"] == 1} == {run["instance"]}
+        # neither newcomer took the first one's run for lost, nor ended its child
+        seen = beats(pg_url)
+        wait_until(lambda: all(b > seen[i] for i, b in beats(pg_url).items() if i != run["instance"]), 30,
+                   what="the newcomers' next heartbeats")
+        assert [r["status"] for r in runs_of(pg_url, "long")] == ["running"] and alive(child)
+        # @reboot: once for this machine's boot, not once per state folder
+        assert len(rebooted.read_text().split()) == 1
+
+        os.kill(first.proc.pid, signal.SIGKILL)  # the scheduler only: its child lives on
+        first.proc.wait(10)
+        taken = wait_until(lambda: [r for r in runs_of(pg_url, "long") if r["attempt"] == 2], 60,
+                           what="the retry of the lost run on a surviving host")
+        lost = runs_of(pg_url, "long")[0]
+        assert lost["status"] == "lost"
+        assert "missed its lease" in lost["message"] and run["instance"][:8] in lost["message"]
+        assert f"host {os.uname().nodename}" in lost["message"] and "taken over by host" in lost["message"]
+        survivors = {x["instance"] for x in listed} - {run["instance"]}
+        assert taken[0]["reason"] == "retry" and taken[0]["instance"] in survivors
+        # the orphan on this machine was ended by the survivor that took the run
+        wait_until(lambda: not alive(child), 30, what="the dead host's child ended")
+        events = [e for s in others for e in s.events() if e.get("event") == "run lost"]
+        assert len(events) == 1 and events[0]["orphans_ended"] == 1, events
+        # exactly one retry, after both survivors looked again, twice
+        for _ in range(2):
+            seen = beats(pg_url)
+            wait_until(lambda seen=seen: all(beats(pg_url)[i] > seen[i] for i in survivors), 30,
+                       what="the survivors' next heartbeats")
+        assert [(r["attempt"], r["status"]) for r in runs_of(pg_url, "long")] == [(1, "lost"), (2, "running")]
+        listed = clis[1].json("hosts")
+        dead = next(x for x in listed if x["instance"] == run["instance"])
+        assert dead["state"] == "lost" and not dead["up"] and dead["heartbeat_age"] > 4
+        assert sum(x["up"] for x in listed) == 2
+        cluster = clis[2].json("status", "--store", pg_url)
+        assert (cluster["hosts_up"], cluster["hosts_down"], cluster["runs_in_flight"]) == (2, 1, 1)
+    finally:
+        for s in [first, *others]:
+            s.stop()
+    assert all(x["state"] == "stopped" for x in clis[0].json("hosts")
+               if x["instance"] != run["instance"])
+
+
+def test_a_host_frozen_past_its_lease_has_its_late_result_rejected(tmp_path: Path, pg_url: str) -> None:
+    timetable = tmp_path / "work" / "supertask.yaml"
+    clis = hosts(tmp_path, pg_url, 2)
+    go = tmp_path / "go"
+    timetable.write_text(f"""
+namespace: frozen
+jobs:
+  - name: slow
+    when: once
+    run: "cmd:while [ ! -e {go} ]; do sleep 0.1; done; echo done"
+    retries: 1
+""")
+    first = clis[0].start("--file", str(timetable), *BEAT)
+    second = None
+    try:
+        first.wait_event("run started", job="slow", timeout=60)
+        owner = runs_of(pg_url, "slow")[0]["instance"]
+        second = clis[1].start("--file", str(timetable), *BEAT)
+        second.wait_event("scheduler started", timeout=60)
+        os.kill(first.proc.pid, signal.SIGSTOP)
+        try:
+            wait_until(lambda: len(runs_of(pg_url, "slow")) == 2, 60, what="the frozen host's run taken over")
+            assert runs_of(pg_url, "slow")[0]["status"] == "lost"
+            go.write_text("")  # the retry ends; so would the frozen host's child, were it still alive
+            wait_until(lambda: runs_of(pg_url, "slow")[1]["status"] == "succeeded", 60, what="the retry's end")
+        finally:
+            os.kill(first.proc.pid, signal.SIGCONT)
+        rejected = first.wait_event("late result rejected", timeout=60)
+        assert rejected["row_status"] == "lost"
+        first.wait_event("this scheduler was declared dead", timeout=60)
+        (lost, retry) = runs_of(pg_url, "slow")
+        assert (lost["status"], lost["instance"]) == ("lost", owner) and "missed its lease" in lost["message"]
+        assert retry["status"] == "succeeded" and retry["instance"] != owner
+        assert len(runs_of(pg_url, "slow")) == 2  # the thawed host's own retry found the attempt claimed
+        # back in touch, it is up again
+        wait_until(lambda: sum(x["up"] for x in clis[1].json("hosts")) == 2, 60, what="both hosts up")
+    finally:
+        for s in (first, second):
+            if s is not None:
+                s.stop()
+
+
+def test_a_restart_in_the_same_folder_takes_its_own_lost_run_at_once(tmp_path: Path, pg_url: str) -> None:
+    """The previous scheduler of a state folder, gone: its runs are lost at the next start
+    (no lease to wait for), and retried."""
+    timetable = tmp_path / "work" / "supertask.yaml"
+    (cli,) = hosts(tmp_path, pg_url, 1)
+    timetable.write_text("""
+namespace: restart
+jobs:
+  - name: long
+    when: once
+    run: "cmd:exec sleep 600"
+    retries: 1
+""")
+    first = cli.start("--file", str(timetable), "--heartbeat", "5s", "--lease", "60s", "--grace", "1s")
+    first.wait_event("run started", job="long", timeout=60)
+    first.kill()
+    again: Scheduler = cli.start("--file", str(timetable), "--heartbeat", "5s", "--lease", "60s", "--grace", "1s")
+    try:
+        lost = again.wait_event("run lost", timeout=60)
+        assert lost["orphans_ended"] == 1 and "is gone" in lost["message"]
+        wait_until(lambda: [r["status"] for r in runs_of(pg_url, "long")] == ["lost", "running"], 60,
+                   what="the lost run retried")
+    finally:
+        again.stop()
