@@ -79,7 +79,8 @@ class Heartbeat:
                 instance=self.me.instance, host=self.me.host, pid=self.me.pid, boot=self.me.boot, home=self.me.home,
                 version=__version__, namespaces=self.service.namespaces, lease=self.lease, started=self.started)
         except Exception as exc:
-            self._failed.event("host row not written", error=str(exc))
+            if self.store.health.up:
+                self._failed.event("host row not written", error=str(exc))
             return
         self._registered = True
         self.log.info("host registered", instance=self.me.instance, host=self.me.host, pid=self.me.pid,
@@ -117,7 +118,8 @@ class Heartbeat:
                                          namespaces=self.service.namespaces, lease=self.lease)
             peers = self.store.hosts(within=self.lease * 3)
         except Exception as exc:
-            self._failed.event("heartbeat not written", error=str(exc))
+            if self.store.health.up:  # else the store's own events say it (store unreachable)
+                self._failed.event("heartbeat not written", error=str(exc))
             self._beating_since = None
             return
         if state is None:

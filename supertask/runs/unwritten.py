@@ -138,7 +138,7 @@ def write(store: Any, item: dict[str, Any]) -> None:
     run_id, owner = item["id"], item.get("owner")
     if run_id is None:
         claim = dict(item["claim"])
-        claim.setdefault("instance", owner)
+        claim.setdefault("instance", owner or "")  # "": none (a one-shot run's), not the replaying scheduler
         claim["scheduled"] = _time(claim["scheduled"])
         claim["log_dir"] = Path(claim["log_dir"]) if claim.get("log_dir") is not None else None
         if isinstance(claim.get("status"), str):

@@ -57,8 +57,9 @@ class RunStore(Protocol):
 
     def claim_run(self, *, namespace: str, job: str, scheduled: datetime, attempt: int, reason: str, host: str,
                   status: RunStatus = RunStatus.RUNNING, message: str | None = None,
-                  log_dir: Any = None) -> int | None:
-        """Insert the row that claims one fire; None when it was claimed already."""
+                  log_dir: Any = None, instance: str | None = None) -> int | None:
+        """Insert the row that claims one fire; None when it was claimed already. It names
+        ``instance`` as its holder (default: :attr:`instance`)."""
 
     def claim_runs(self, claims: Sequence[dict[str, Any]]) -> list[int | None]:
         """:meth:`claim_run` of each of ``claims`` (its keyword arguments), in one transaction."""

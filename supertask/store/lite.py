@@ -161,11 +161,14 @@ class LiteStore:
     def claim_run(
         self, *, namespace: str, job: str, scheduled: datetime, attempt: int, reason: str, host: str,
         status: RunStatus = RunStatus.RUNNING, message: str | None = None, log_dir: Any = None,
+        instance: str | None = None,
     ) -> int | None:
         """The row that claims one fire; None when it was taken (:func:`statements.claim_runs`)."""
-        return self.claim_runs([dict(namespace=namespace, job=job, scheduled=scheduled, attempt=attempt,
-                                     reason=reason, host=host, status=status, message=message,
-                                     log_dir=log_dir)])[0]
+        claim = dict(namespace=namespace, job=job, scheduled=scheduled, attempt=attempt, reason=reason, host=host,
+                     status=status, message=message, log_dir=log_dir)
+        if instance is not None:
+            claim["instance"] = instance
+        return self.claim_runs([claim])[0]
 
     def claim_runs(self, claims: Sequence[dict[str, Any]]) -> list[int | None]:
         """:meth:`claim_run` of each of ``claims``, all in one transaction."""

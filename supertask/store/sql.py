@@ -296,27 +296,19 @@ class SqlStore(ClusterRows):
                     self._fast = LiteStore(self.url, path, lock=self._sqlite_lock) if path else False
         return self._fast or None
 
-    def claim_run(
-        self,
-        *,
-        namespace: str,
-        job: str,
-        scheduled: datetime,
-        attempt: int,
-        reason: str,
-        host: str,
-        status: RunStatus = RunStatus.RUNNING,
-        message: str | None = None,
-        log_dir: Any = None,
-    ) -> int | None:
+    def claim_run(self, *, namespace: str, job: str, scheduled: datetime, attempt: int, reason: str, host: str,
+                  status: RunStatus = RunStatus.RUNNING, message: str | None = None, log_dir: Any = None,
+                  instance: str | None = None) -> int | None:
         """Insert the run row that claims one fire. None: that fire was already claimed.
 
         With ``log_dir``, the row's ``log_path`` (``log_dir/NAMESPACE/JOB/ID.log``) is set
-        in the same transaction.
+        in the same transaction. ``instance``: who holds it (default: :attr:`instance`).
         """
-        return self.claim_runs([dict(namespace=namespace, job=job, scheduled=scheduled, attempt=attempt,
-                                     reason=reason, host=host, status=status, message=message,
-                                     log_dir=log_dir)])[0]
+        claim = dict(namespace=namespace, job=job, scheduled=scheduled, attempt=attempt, reason=reason, host=host,
+                     status=status, message=message, log_dir=log_dir)
+        if instance is not None:
+            claim["instance"] = instance
+        return self.claim_runs([claim])[0]
 
     def claim_runs(self, claims: Sequence[dict[str, Any]]) -> list[int | None]:
         """:meth:`claim_run` for each of ``claims`` (its keyword arguments), all in one

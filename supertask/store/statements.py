@@ -177,7 +177,7 @@ def claim_runs(tx: Any, claims: Sequence[dict[str, Any]], instance: str | None =
             "started": tx.stamp(started_at(now, scheduled)) if status is RunStatus.RUNNING else None,
             "finished": tx.stamp(now) if status.finished else None, "status": status.value,
             "host": claim["host"], "message": claim.get("message"),
-            "instance": claim.get("instance", instance)}, "id")
+            "instance": claim.get("instance", instance) or None}, "id")
         if run_id is not None and claim.get("log_dir") is not None:
             path = Path(claim["log_dir"]) / claim["namespace"] / claim["job"] / f"{run_id}.log"
             tx.run(_RUN_LOG_PATH, {"log_path": str(path), "id": run_id})

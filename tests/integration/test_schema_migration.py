@@ -1,0 +1,51 @@
+"""A store of schema version 1 (before host rows) is brought up to version 2 when
+opened: its runs kept, a run it left running taken for lost at the next start on its
+host, as crash recovery always did; `doctor` only reports it."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import sqlalchemy as sa
+
+from tests.conftest import Cli, wait_until
+
+
+def _make_version_1(url: str) -> None:
+    """What a supertask before host rows left: no hosts table, no runs.instance, version 1,
+    and a run it had running when it was killed."""
+    from supertask.store.tables import make_engine
+
+    engine = make_engine(url)
+    with engine.begin() as conn:
+        conn.execute(sa.text("DROP TABLE supertask_hosts"))
+        conn.execute(sa.text("ALTER TABLE supertask_runs DROP COLUMN instance"))
+        conn.execute(sa.text("UPDATE supertask_meta SET value = '1' WHERE key = 'schema_version'"))
+        conn.execute(sa.text(
+            "INSERT INTO supertask_runs (namespace, job, attempt, reason, scheduled, started, status, host) "
+            "VALUES ('old', 'long', 1, 'schedule', '2026-12-01 00:00:00', '2026-12-01 00:00:00', 'running', :host)"),
+            {"host": __import__("os").uname().nodename})
+    engine.dispose()
+
+
+def test_a_version_1_store_is_migrated_and_its_left_over_run_is_lost(store_cli: Cli, tmp_path: Path) -> None:
+    assert store_cli("run", "--ns", "old", "--", "cmd:true").returncode == 0  # a store with this schema
+    url = store_cli.env["SUPERTASK_STORE"]
+    _make_version_1(url)
+    doctor = store_cli("doctor", "--json")
+    assert "schema version 1" in doctor.stdout, doctor.stdout + doctor.stderr
+    runs = store_cli.json("history", "--ns", "old")
+    assert sorted((r["job"], r["status"], r["instance"]) for r in runs) == [
+        ("long", "running", None), ("true", "succeeded", None)]
+    from supertask.store.tables import make_engine, schema_version
+
+    assert schema_version(make_engine(url), url) == 2
+    (tmp_path / "work" / "supertask.yaml").write_text("namespace: old\njobs:\n  - {name: long, when: '@yearly', "
+                                                      "run: 'cmd:true'}\n")
+    sched = store_cli.start("--heartbeat", "1s", "--lease", "4s", "--grace", "1s")
+    try:
+        lost = sched.wait_event("run lost", job="long", timeout=60)
+        assert "before host rows were kept" in lost["message"]
+        wait_until(lambda: store_cli.json("hosts")[0]["up"], 30, what="the host row")
+    finally:
+        sched.stop()
