@@ -57,7 +57,7 @@ def host_rows(st: Store, *, within: float | None) -> list[dict[str, Any]]:
 def print_hosts(rows: list[dict[str, Any]], *, wide: bool = False) -> None:
     from supertask.cli.output import print_grouped
     from supertask.cluster.leases import SKEW_LIMIT, short
-    from supertask.model import format_duration
+    from supertask.units import format_duration
 
     table = [(r["host"], short(r["instance"]), r["pid"], r["state"],
               f"{format_duration(max(0.0, r['heartbeat_age']))} ago", f"{r['skew']:+.2f}s" + (" !" if r["clock_off"] else ""),

@@ -18,6 +18,7 @@ from supertask.errors import NoScheduler, UsageError
 ConnectOpt = Annotated[str | None, _opt("connect", "--connect", metavar="unix:PATH|tcp://HOST:PORT")]
 TokenOpt = Annotated[str | None, _opt("token", "--token")]
 JobArg = Annotated[str, typer.Argument(metavar="JOB", help="Job name, as `supertask list-jobs` shows it")]
+ClusterOpt = Annotated[str | None, typer.Option("--store", metavar="URL", help="The cluster sharing this store instead")]
 
 jobs_app = typer.Typer(help="Change jobs of the running scheduler, live (each change is kept in the store).",
                        no_args_is_help=True)
@@ -52,10 +53,7 @@ def _call(connect: str | None, home: str | None, namespace: str | None, token: s
 
 @app.command()
 def status(connect: ConnectOpt = None, home: HomeOpt = None, namespace: NsOpt = None, token: TokenOpt = None,
-           as_json: JsonOpt = False, wide: WideOpt = False,
-           store: Annotated[str | None, typer.Option(
-               "--store", metavar="URL", help="Summarise the cluster sharing this store instead (hosts up and "
-               "down, runs in flight per host), read from the store: no scheduler's socket")] = None) -> None:
+           as_json: JsonOpt = False, wide: WideOpt = False, store: ClusterOpt = None) -> None:
     """Show the running scheduler: uptime, jobs, runs in flight, next fires (in each job's
     time zone), host load. With --store URL: every scheduler sharing that store."""
     if store is not None:

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from datetime import datetime, timezone
 
-from supertask.launchers import Outcome
+from supertask.launchers.base import Outcome
 from supertask.log import Limited
 from supertask.model import Job, RunStatus
 from supertask.runs.context import ActiveRun

@@ -157,7 +157,7 @@ def late_results(store: Any, ended: list[Any]) -> None:
     declared ``lost`` and taken over by another host while this one was out of touch.
     Logged, and their outcome becomes ``lost`` (what the row says): a retry this host
     would start is the one the other host started already (its claim is refused)."""
-    from supertask.launchers import Outcome
+    from supertask.launchers.base import Outcome
 
     for e in ended:
         late_result(store, e.active.run_id, {"status": e.outcome.status, "exit_code": e.outcome.exit_code})
