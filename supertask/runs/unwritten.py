@@ -127,8 +127,9 @@ class Unwritten:
 
 def write(store: Any, item: dict[str, Any]) -> None:
     """Write one waiting row: claim it first when it has no id (taken meanwhile: dropped).
-    An end is written only while the run is still held by the instance that ran it
-    (``owner``): one another host took over meanwhile is refused and logged."""
+    A run's end (values with a ``status``) is written only while the run is still held by
+    the instance that ran it (``owner``): one another host took over meanwhile is refused
+    and logged."""
     values = dict(item["values"])
     if isinstance(values.get("status"), str):
         values["status"] = RunStatus(values["status"])
@@ -148,7 +149,9 @@ def write(store: Any, item: dict[str, Any]) -> None:
             return
     if not values:
         return
-    if store.end_runs([(run_id, values)], owner or ""):
+    if "status" not in values:  # not a run's end (a skipped fire's time, say): written as it is
+        store.update_run(run_id, **values)
+    elif store.end_runs([(run_id, values)], owner or ""):
         late_result(store, run_id, values)
 
 

@@ -211,3 +211,67 @@ jobs:
                    what="the lost run retried")
     finally:
         again.stop()
+
+
+def test_a_host_cut_off_from_a_shared_store_holds_its_fires(tmp_path: Path, pg_url: str) -> None:
+    """Issue 18 point 3, last clause: while the store is away, a host whose namespace
+    another live host serves holds its fires (the other one runs them), and records them
+    as missed when the store is back unless they ran; alone, it fires from memory."""
+    from tests.integration.test_store_outage import Proxy
+
+    proxy = Proxy(("127.0.0.1", 5432))
+    url = pg_url.replace("127.0.0.1:5432", f"127.0.0.1:{proxy.port}")
+    assert url != pg_url
+    work = tmp_path / "work"
+    work.mkdir()
+    cut_off, direct = Cli(tmp_path / "home-a", url, work), Cli(tmp_path / "home-b", pg_url, work)
+    (work / "supertask.yaml").write_text(f"""
+namespace: held
+jobs:
+  - name: tick
+    when: "every 1s"
+    run: "cmd:echo $SUPERTASK_SCHEDULED >> {tmp_path}/fires-$MARK"
+""")
+    a = cut_off.start(*BEAT, env={"MARK": "a"})
+    b = direct.start(*BEAT, env={"MARK": "b"})
+
+    def fired(mark: str) -> list[str]:
+        path = tmp_path / f"fires-{mark}"
+        return path.read_text().split() if path.exists() else []
+
+    try:
+        wait_until(lambda: sum(x["up"] for x in direct.json("hosts")) == 2, 60, what="both hosts up")
+        a.wait_event("run started", timeout=60)  # the two share the fires
+        seen = beats(pg_url)
+        wait_until(lambda seen=seen: all(b > seen[i] for i, b in beats(pg_url).items()), 30, what="a heartbeat each")
+        proxy.refuse()
+        held = wait_until(lambda: len([e for e in a.events() if e["event"] == "fire held: store unreachable"]) >= 3
+                          and [e for e in a.events() if e["event"] == "fire held: store unreachable"], 60,
+                          what="the cut-off host holding fires")
+        ran_meanwhile = set(fired("a"))
+        proxy.restore()
+        a.wait_event("store reachable again", timeout=60)
+        assert "other hosts serve this namespace" in held[0]["reason"] and "store unreachable" in held[0]["event"]
+        times = {e["scheduled"] for e in held}
+        wait_until(lambda: times <= set(fired("b")), 30, what="the held fires run by the other host")
+        assert not times & ran_meanwhile  # the cut-off host ran none of them
+        assert not rows(pg_url, "SELECT scheduled FROM supertask_runs GROUP BY job, scheduled, attempt "
+                                "HAVING count(*) > 1")
+        # alone (the other one stopped cleanly), a cut-off host fires from memory, as cron would
+        assert b.stop() == 0
+        seen = beats(pg_url)
+        wait_until(lambda seen=seen: all(v > seen[i] for i, v in beats(pg_url).items() if i != b_instance(direct)),
+                   30, what="a heartbeat after the other host stopped")
+        before = len(fired("a"))
+        proxy.refuse()
+        wait_until(lambda: len(fired("a")) >= before + 3, 60, what="fires from memory while the store is away")
+        proxy.restore()
+        a.wait_event("store reachable again", timeout=60)
+    finally:
+        for s in (a, b):
+            s.stop()
+        proxy.close()
+
+
+def b_instance(cli: Cli) -> str:
+    return next(x["instance"] for x in cli.json("hosts") if x["home"] == str(cli.home.resolve()))

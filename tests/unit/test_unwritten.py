@@ -75,3 +75,32 @@ def test_the_spool_is_replayed_at_the_next_start(tmp_path: Path) -> None:
 def test_provisional_ids_are_negative_and_unique() -> None:
     ids = [provisional_id() for _ in range(1000)]
     assert all(i < 0 for i in ids) and len(set(ids)) == 1000
+
+
+def test_a_late_end_is_refused_and_leaves_the_row_as_it_is(tmp_path: Path) -> None:
+    store = Store()
+    store.away = False
+    store.rows[5] = {"status": RunStatus.LOST, "message": "taken over"}
+    kept = Unwritten(store, tmp_path)
+    kept.keep([{"id": 5, "claim": None, "values": END, "owner": "frozen"}])
+    assert kept.retry() == 0  # refused is not kept: it will never be taken
+    assert store.rows[5]["status"] is RunStatus.LOST
+
+
+def test_a_held_fire_becomes_a_skipped_row_with_its_reason(tmp_path: Path) -> None:
+    """A fire held while the store was away (other hosts serve the namespace): claimed as
+    skipped with the reason when it is back, unless another host claimed it first."""
+    from supertask.runs.context import RunContext
+    from supertask.runs.lifecycle import hold
+    from supertask.settings import Settings
+
+    store = Store()
+    ctx = RunContext(store, Settings(home=tmp_path, store_url="sqlite:///x"))  # type: ignore[arg-type]
+    assert not hold(ctx, dict(CLAIM), None)  # no other live host: not held
+    assert hold(ctx, dict(CLAIM), "missed: the store was unreachable and other hosts serve this namespace (b)")
+    assert ctx.unwritten is not None and len(ctx.unwritten) == 1
+    store.away = False
+    assert ctx.unwritten.retry() == 0
+    (claim,) = store.claims
+    assert claim["status"] is RunStatus.SKIPPED and "other hosts serve this namespace" in claim["message"]
+    assert claim["log_dir"] is None and claim["scheduled"] == CLAIM["scheduled"]
