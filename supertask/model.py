@@ -75,6 +75,7 @@ class StopCause(Word):
 
     KILL = "kill"
     SHUTDOWN = "shutdown"
+    LEASE_LOST = "lease-lost"  # --lease-lost end: its scheduler lost its lease (docs/cluster.md)
 
     def says(self, message: str | None) -> str:
         """The run's message with "ended on request" (a launcher's words) made precise."""
@@ -87,6 +88,8 @@ class StopCause(Word):
 _STOPPED_BY = {
     StopCause.KILL: "ended by `supertask jobs kill`",
     StopCause.SHUTDOWN: "ended at shutdown: the scheduler stopped before the run did",
+    StopCause.LEASE_LOST: "ended by its scheduler, which lost its lease (--lease-lost end): another host may "
+                          "have taken the run over",
 }
 
 

@@ -36,6 +36,9 @@ DEFAULTS: dict[str, tuple[Any, str]] = {
                        "and the other hosts sharing the store"),
     "lease": (20.0, "How long a host may miss heartbeats before it counts as down and the other hosts "
                     "sharing the store take its runs in flight over (at least twice --heartbeat)"),
+    "lease_lost": ("keep", "What a scheduler does with its runs in flight once it has gone without a heartbeat "
+                           "for longer than its lease (cut off, frozen): keep them running, or end them (the "
+                           "other hosts take them over)"),
     "allow_second": (False, "Serve a namespace that another scheduler already serves from this state folder "
                             "(refused by default: exit 2)"),
 }
@@ -49,6 +52,7 @@ ONE_SHOT_LOG_LEVEL = "warning"
 DEFAULT_HOST = "127.0.0.1"
 
 LOG_FORMATS = ("auto", "console", "json")
+LEASE_LOST = ("keep", "end")
 LOG_LEVELS = ("debug", "info", "warning", "error")
 
 
@@ -139,6 +143,7 @@ class Settings:
     allow_second: bool = default("allow_second")
     heartbeat: float = default("heartbeat")
     lease: float = default("lease")
+    lease_lost: str = default("lease_lost")
     host: str = host_name()
     user: str = current_user()
 

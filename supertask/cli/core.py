@@ -24,6 +24,7 @@ from supertask.cli.app import (
 )
 from supertask.errors import UsageError
 from supertask.settings import (
+    LEASE_LOST,
     LOG_FORMATS,
     LOG_LEVEL,
     LOG_LEVELS,
@@ -62,6 +63,7 @@ def run(
     allow_second: Annotated[bool, _opt("allow_second", "--allow-second")] = cli_default("allow_second"),
     heartbeat: Annotated[str, _opt("heartbeat", "--heartbeat")] = cli_default("heartbeat"),
     lease: Annotated[str, _opt("lease", "--lease")] = cli_default("lease"),
+    lease_lost: Annotated[str, _opt("lease_lost", "--lease-lost", metavar="keep|end")] = cli_default("lease_lost"),
     log_format: LogFormatOpt = cli_default("log_format"),
     log_level: Annotated[str | None, _opt("log_level", "--log-level")] = cli_default("log_level"),
 ) -> None:
@@ -80,6 +82,8 @@ def run(
     log_level = log_level or (ONE_SHOT_LOG_LEVEL if once else LOG_LEVEL)
     if log_format not in LOG_FORMATS:
         raise UsageError(f"--log-format: {log_format!r} is not a log format; use {', '.join(LOG_FORMATS)}")
+    if lease_lost not in LEASE_LOST:
+        raise UsageError(f"--lease-lost: {lease_lost!r} is not a choice; use keep or end")
     if log_level.lower() not in LOG_LEVELS:
         raise UsageError(f"--log-level: {log_level!r} is not a log level; use {', '.join(LOG_LEVELS)}")
     configure(log_format, log_level)
@@ -95,7 +99,7 @@ def run(
                          "--lease 20s")
     settings = _settings(store, home, max_workers=max_workers, max_concurrent=max_concurrent,
                          listen=listen, token=token, metrics=metrics, watch=watch, allow_second=allow_second,
-                         log_format=log_format, log_level=log_level, **durations)
+                         log_format=log_format, log_level=log_level, lease_lost=lease_lost, **durations)
     code = commands.run(settings, command=command or [], file=file, when=when, name=name, namespace=namespace)
     raise typer.Exit(code)
 

@@ -10,7 +10,10 @@ last, so the row says ``serving`` for as long as a run of this scheduler may sti
   once the scheduler fires, takes over the runs of the served namespaces whose
   scheduler missed its lease (:func:`supertask.runs.recovery.take_over`) and retries
   them by their jobs' policies (:func:`supertask.runs.recovery.retry_lost_runs`);
-- a clean stop marks the row ``stopped``.
+- a clean stop marks the row ``stopped``;
+- when it cannot write its heartbeat for longer than its lease (cut off from the
+  store), or finds it was declared dead (it was frozen), it logs ``lease lost`` and,
+  with ``--lease-lost end``, ends its runs in flight (default ``keep``).
 
 While the store is away it remembers who was up at its last heartbeat: the fires of a
 namespace other live hosts serve are held (:meth:`Heartbeat.hold`), not run from memory.
@@ -68,6 +71,8 @@ class Heartbeat:
         self._registered = False
         self._beating_since: datetime | None = None  # the first heartbeat of the current unbroken series
         self._forgot = 0.0
+        self._last_ok = time.monotonic()  # when a heartbeat was last written (this host's clock)
+        self._fenced = False  # the lease was lost and acted on (--lease-lost), until the next heartbeat
         self._failed = Limited("supertask.cluster")
         self.log = get_logger("supertask.cluster")
 
@@ -121,13 +126,19 @@ class Heartbeat:
             if self.store.health.up:  # else the store's own events say it (store unreachable)
                 self._failed.event("heartbeat not written", error=str(exc))
             self._beating_since = None
+            silent = time.monotonic() - self._last_ok
+            if silent > self.lease:
+                self._lease_lost(f"no heartbeat written for {silent:.0f}s (lease {self.lease:g}s)")
             return
+        self._last_ok = time.monotonic()
         if state is None:
             self._registered = False  # the row was deleted: added again at the next beat
         elif state == HostState.LOST:
             self.log.error("this scheduler was declared dead", instance=self.me.instance,
                            note="it missed its lease; another host took its runs in flight over and their ends "
                                 "from here are rejected; serving again")
+            self._lease_lost("declared dead by another host")
+        self._fenced = False
         if self._beating_since is None or self.seen is None or (now - self.seen).total_seconds() > self.lease:
             self._beating_since = now  # a new unbroken series of heartbeats (after a gap: frozen, cut off)
         self.peers, self.seen = peers, now
@@ -136,6 +147,26 @@ class Heartbeat:
         if time.monotonic() - self._forgot > FORGET_EVERY:
             self._forgot = time.monotonic()
             self.store.forget_hosts(FORGET_AFTER)
+
+    def _lease_lost(self, why: str) -> None:
+        """This scheduler has gone longer than its lease without a heartbeat (or was declared
+        dead): the other hosts may take its runs in flight over. ``--lease-lost end`` ends
+        them (as ``jobs kill`` would), so that a run does not go on here while its retry
+        runs elsewhere; ``keep`` (the default) lets them run on, their ends refused if
+        they were taken over. Once per loss."""
+        if self._fenced:
+            return
+        self._fenced = True
+        from supertask.model import StopCause
+
+        with self.service.ctx.lock:
+            active = list(self.service.ctx.active.values())
+        end = self.service.settings.lease_lost == "end"
+        self.log.warning("lease lost", instance=self.me.instance, reason=why, runs=len(active),
+                         action="ending them" if end else "keeping them (--lease-lost keep)")
+        if end:
+            for run in active:
+                run.end(StopCause.LEASE_LOST)
 
     def _take_over(self, by_lease: bool) -> None:
         from supertask.runs.recovery import retry_lost_runs, take_over

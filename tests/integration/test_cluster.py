@@ -175,6 +175,7 @@ jobs:
         rejected = first.wait_event("late result rejected", timeout=60)
         assert rejected["row_status"] == "lost"
         first.wait_event("this scheduler was declared dead", timeout=60)
+        assert "keeping them" in first.wait_event("lease lost", timeout=30)["action"]  # --lease-lost keep
         (lost, retry) = runs_of(pg_url, "slow")
         assert (lost["status"], lost["instance"]) == ("lost", owner) and "missed its lease" in lost["message"]
         assert retry["status"] == "succeeded" and retry["instance"] != owner
@@ -275,3 +276,35 @@ jobs:
 
 def b_instance(cli: Cli) -> str:
     return next(x["instance"] for x in cli.json("hosts") if x["home"] == str(cli.home.resolve()))
+
+
+def test_lease_lost_end_ends_the_runs_of_a_host_cut_off_from_its_store(tmp_path: Path, pg_url: str) -> None:
+    """--lease-lost end: a scheduler that cannot write its heartbeat for longer than its
+    lease ends its runs in flight (the other hosts may be retrying them); the row says why."""
+    from tests.integration.test_store_outage import Proxy
+
+    proxy = Proxy(("127.0.0.1", 5432))
+    url = pg_url.replace("127.0.0.1:5432", f"127.0.0.1:{proxy.port}")
+    work = tmp_path / "work"
+    work.mkdir()
+    cli = Cli(tmp_path / "home", url, work)
+    pidfile = tmp_path / "pid"
+    (work / "supertask.yaml").write_text(f"""
+namespace: fenced
+jobs:
+  - {{name: long, when: once, run: "cmd:echo $$ > {pidfile}; exec sleep 600"}}
+""")
+    sched = cli.start("--heartbeat", "1s", "--lease", "3s", "--lease-lost", "end", "--grace", "1s")
+    try:
+        wait_until(lambda: pidfile.exists() and pidfile.read_text().strip(), 60, what="the run's child")
+        child = int(pidfile.read_text())
+        proxy.refuse()
+        lost = sched.wait_event("lease lost", timeout=60)
+        assert lost["action"] == "ending them" and lost["runs"] == 1 and "no heartbeat written" in lost["reason"]
+        wait_until(lambda: not alive(child), 30, what="the run ended")
+        proxy.restore()
+        wait_until(lambda: [r["status"] for r in runs_of(pg_url, "long")] == ["killed"], 60, what="the row written")
+        assert "lost its lease" in runs_of(pg_url, "long")[0]["message"]
+    finally:
+        sched.stop()
+        proxy.close()
