@@ -187,7 +187,7 @@ def list_jobs(
     """List jobs: live from the running scheduler when one answers, else as the store has them."""
     rows = None
     if live:
-        from supertask.cli.live import live_rows
+        from supertask.cli.remote import live_rows
 
         rows = live_rows(connect, home, namespace, token)
     if rows is None:
@@ -260,7 +260,7 @@ def logs(
 ) -> None:
     """Print a run's log: its stdout and stderr, time-stamped and interleaved."""
     if connect:
-        from supertask.cli.live import remote_follow
+        from supertask.cli.remote import remote_follow
 
         raise typer.Exit(remote_follow(connect, home, token, run_id, follow=follow, namespace=namespace,
                                        as_json=as_json))

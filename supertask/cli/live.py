@@ -13,6 +13,7 @@ from typing import Annotated, Any
 import typer
 
 from supertask.cli.app import HomeOpt, JsonOpt, NsOpt, StoreOpt, WideOpt, _opt, app
+from supertask.cli.remote import client, exit_code_of, follow_log
 from supertask.errors import NoScheduler, UsageError
 
 ConnectOpt = Annotated[str | None, _opt("connect", "--connect", metavar="unix:PATH|tcp://HOST:PORT")]
@@ -23,14 +24,6 @@ ClusterOpt = Annotated[str | None, typer.Option("--store", metavar="URL", help="
 jobs_app = typer.Typer(help="Change jobs of the running scheduler, live (each change is kept in the store).",
                        no_args_is_help=True)
 app.add_typer(jobs_app, name="jobs")
-
-
-def client(connect: str | None, home: str | None, namespace: str | None, token: str | None) -> Any:
-    """A connection to the scheduler (NoScheduler, exit 3, when none answers)."""
-    from supertask.control.client import connect as open_connection
-    from supertask.settings import state_home
-
-    return open_connection(connect, home=state_home(home), namespace=namespace, token=token)
 
 
 def _say(as_json: bool, data: Any, text: str) -> None:
@@ -203,10 +196,18 @@ def trigger(
     job: JobArg,
     wait: Annotated[bool, typer.Option("--wait", help="Follow the run's output; exit with its exit code")] = False,
     connect: ConnectOpt = None, home: HomeOpt = None, namespace: NsOpt = None, token: TokenOpt = None,
-    as_json: JsonOpt = False,
+    store: StoreOpt = None, as_json: JsonOpt = False,
 ) -> None:
-    """Run JOB now (reason manual), whatever its schedule."""
-    with client(connect, home, namespace, token) as c:
+    """Run JOB now (reason manual), whatever its schedule; with no scheduler to talk to
+    and --ns NS, a run queued in the store that a scheduler serving NS takes up."""
+    try:
+        c = client(connect, home, namespace, token)
+    except NoScheduler as exc:
+        from supertask.cli.storejobs import trigger_in_store
+
+        trigger_in_store(exc, connect, store, home, namespace, job, wait=wait, as_json=as_json)
+        return
+    with c:
         data = c.call("trigger", namespace, job)
         if not wait:
             _say(as_json, data, f"triggered {data['namespace']}/{job}: run {data['run_id']}")
@@ -224,47 +225,26 @@ def trigger(
     raise typer.Exit(exit_code_of(record))
 
 
-def follow_log(c: Any, run_id: int, *, echo: bool = True, follow: bool = True) -> dict[str, Any]:
-    """Print a run's log (as it grows until the run ends, with ``follow``); return the run."""
-    offset = 0
-    while True:
-        chunk = c.call("read_log", run_id, offset)
-        if chunk["data"] and echo:
-            sys.stdout.write(chunk["data"])
-            sys.stdout.flush()
-        offset = chunk["offset"]
-        if chunk["finished"] or (not follow and not chunk["data"]):
-            return c.call("run", run_id)
-        if not chunk["data"]:
-            time.sleep(0.1)
-
-
-def exit_code_of(record: dict[str, Any]) -> int:
-    from supertask.model import RunStatus
-
-    if record["status"] == RunStatus.SUCCEEDED:
-        return 0
-    code = record.get("exit_code")
-    if code is not None and code > 0:
-        return int(code)
-    if code is not None and code < 0:
-        return 128 - int(code)
-    return 1
-
-
 @jobs_app.command("pause")
 def pause_job(job: JobArg, connect: ConnectOpt = None, home: HomeOpt = None, namespace: NsOpt = None,
-              token: TokenOpt = None, as_json: JsonOpt = False) -> None:
-    """Stop firing JOB (a run in flight goes on) until `jobs resume`."""
-    row = _call(connect, home, namespace, token, "pause_job", namespace, job)
+              token: TokenOpt = None, store: StoreOpt = None, as_json: JsonOpt = False) -> None:
+    """Stop firing JOB (a run in flight goes on) until `jobs resume`, on every scheduler
+    serving its namespace; with no scheduler to talk to and --ns NS, in the store."""
+    from supertask.cli.storejobs import live_or_store, pause
+
+    row = live_or_store(lambda: _call(connect, home, namespace, token, "pause_job", namespace, job),
+                        lambda: pause(store, home, namespace, job, True), connect, namespace, "pause")
     _say(as_json, row, _job_line(row))
 
 
 @jobs_app.command("resume")
 def resume_job(job: JobArg, connect: ConnectOpt = None, home: HomeOpt = None, namespace: NsOpt = None,
-               token: TokenOpt = None, as_json: JsonOpt = False) -> None:
-    """Fire JOB again, from its next fire time after now."""
-    row = _call(connect, home, namespace, token, "resume_job", namespace, job)
+               token: TokenOpt = None, store: StoreOpt = None, as_json: JsonOpt = False) -> None:
+    """Fire JOB again, from its next fire time after now (in the store with no scheduler and --ns NS)."""
+    from supertask.cli.storejobs import live_or_store, pause
+
+    row = live_or_store(lambda: _call(connect, home, namespace, token, "resume_job", namespace, job),
+                        lambda: pause(store, home, namespace, job, False), connect, namespace, "resume")
     _say(as_json, row, _job_line(row))
 
 
@@ -296,10 +276,15 @@ def reschedule(
     job: JobArg,
     when: Annotated[str, typer.Option("--when", help="The new schedule, as `when:` takes it")],
     connect: ConnectOpt = None, home: HomeOpt = None, namespace: NsOpt = None, token: TokenOpt = None,
-    as_json: JsonOpt = False,
+    store: StoreOpt = None, as_json: JsonOpt = False,
 ) -> None:
-    """Give JOB a new schedule; it fires next by the new one, counted from now."""
-    row = _call(connect, home, namespace, token, "edit_job", namespace, job, (f"when={when}",))
+    """Give JOB a new schedule; it fires next by the new one, counted from now (in the
+    store with no scheduler and --ns NS)."""
+    from supertask.cli.storejobs import edit, live_or_store
+
+    change = (f"when={when}",)
+    row = live_or_store(lambda: _call(connect, home, namespace, token, "edit_job", namespace, job, change),
+                        lambda: edit(store, home, namespace, job, change), connect, namespace, "reschedule")
     _say(as_json, row, _job_line(row))
 
 
@@ -312,12 +297,18 @@ SetOpt = Annotated[list[str] | None, typer.Option("--set", metavar="KEY=VALUE",
 def edit(
     job: JobArg, assignments: SetOpt = None,
     connect: ConnectOpt = None, home: HomeOpt = None, namespace: NsOpt = None, token: TokenOpt = None,
-    as_json: JsonOpt = False,
+    store: StoreOpt = None, as_json: JsonOpt = False,
 ) -> None:
-    """Change timetable keys of JOB (validated as in a timetable)."""
+    """Change timetable keys of JOB (validated as in a timetable); in the store with no
+    scheduler and --ns NS."""
+    from supertask.cli.storejobs import edit as edit_stored
+    from supertask.cli.storejobs import live_or_store
+
     if not assignments:
         raise UsageError("nothing to change: give --set KEY=VALUE, e.g. --set retries=3")
-    row = _call(connect, home, namespace, token, "edit_job", namespace, job, tuple(assignments))
+    change = tuple(assignments)
+    row = live_or_store(lambda: _call(connect, home, namespace, token, "edit_job", namespace, job, change),
+                        lambda: edit_stored(store, home, namespace, job, change), connect, namespace, "edit")
     _say(as_json, row, _job_line(row))
 
 
@@ -328,16 +319,22 @@ def add(
     when: Annotated[str, typer.Option("--when", help="Its schedule, as `when:` takes it")] = "",
     assignments: SetOpt = None,
     connect: ConnectOpt = None, home: HomeOpt = None, namespace: NsOpt = None, token: TokenOpt = None,
-    as_json: JsonOpt = False,
+    store: StoreOpt = None, as_json: JsonOpt = False,
 ) -> None:
-    """Add an ad-hoc job to the running scheduler (kept in the store)."""
+    """Add an ad-hoc job to the running scheduler (kept in the store); to the store
+    with no scheduler and --ns NS."""
+    from supertask.cli.storejobs import add as add_stored
+    from supertask.cli.storejobs import live_or_store
+
     if not when:
         raise UsageError("jobs add needs --when, e.g. --when '@hourly' or --when 'every 5m'")
     first, rest = command[0], command[1:]
     import shlex
 
     run = first + (" " + shlex.join(rest) if rest else "")
-    row = _call(connect, home, namespace, token, "add_job", namespace, name, when, run, tuple(assignments or ()))
+    sets = tuple(assignments or ())
+    row = live_or_store(lambda: _call(connect, home, namespace, token, "add_job", namespace, name, when, run, sets),
+                        lambda: add_stored(store, home, namespace, name, when, run, sets), connect, namespace, "add")
     _say(as_json, row, _job_line(row))
 
 
@@ -350,51 +347,3 @@ def kill(
     """End a run's process group (TERM, then KILL after the job's kill_grace)."""
     data = _call(connect, home, namespace, token, "kill_run", run_id)
     _say(as_json, data, f"run {run_id} ({data['namespace']}/{data['job']}, pid {data['pid']}): ending")
-
-
-def live_rows(connect: str | None, home: str | None, namespace: str | None, token: str | None) -> list[Any] | None:
-    """``list-jobs`` rows from the running scheduler, or None when none answers (or, with
-    no --connect, when several run and no --ns picks one)."""
-    from supertask.errors import NoScheduler
-
-    try:
-        c = client(connect, home, namespace, token)
-    except NoScheduler:
-        if connect:
-            raise
-        return None
-    except UsageError:
-        if connect:
-            raise
-        return None
-    with c:
-        return c.call("list_jobs", namespace)
-
-
-def remote_follow(connect: str, home: str | None, token: str | None, run_id: int, *, follow: bool,
-                  namespace: str | None = None, as_json: bool = False) -> int:
-    """``logs RUN_ID [--follow] [--ns NS] [--json]`` through a scheduler's endpoint (its host keeps the file)."""
-    from supertask.errors import RunNotFound
-
-    with client(connect, home, namespace, token) as c:
-        if namespace is not None and c.call("run", run_id)["namespace"] != namespace:
-            raise RunNotFound(run_id)
-        if not as_json:
-            follow_log(c, run_id, follow=follow)
-            return 0
-        parts: list[str] = []
-        offset = 0
-        while True:  # as follow_log, the text kept
-            chunk = c.call("read_log", run_id, offset)
-            parts.append(chunk["data"])
-            offset = chunk["offset"]
-            if chunk["finished"] or (not follow and not chunk["data"]):
-                break
-            if not chunk["data"]:
-                time.sleep(0.1)
-        record = c.call("run", run_id)
-    from supertask.cli.output import print_json
-
-    print_json({"run": record, "log": "".join(parts)})
-    return 0
-

@@ -121,12 +121,14 @@ class LiveControl:
         self.service = service
         self.endpoints = endpoints if endpoints is not None else {}
         self._paused: set[tuple[str, str]] | None = None
+        self._paused_at = 0  # service.changes when _paused was read
 
     # -- reading ------------------------------------------------------------------------------
 
     def _paused_jobs(self) -> set[tuple[str, str]]:
         """Paused jobs (read from the store once, then kept up to date by live changes)."""
-        if self._paused is None:
+        if self._paused is None or self._paused_at != self.service.changes:
+            self._paused_at = self.service.changes
             self._paused = {
                 (row.namespace, row.job.name)
                 for ns in self.service.namespaces

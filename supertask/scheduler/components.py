@@ -11,6 +11,10 @@ def build_components(settings: Settings, timetable: Timetable | None) -> list[Co
     components: list[Component] = []
     # control endpoint: always a Unix socket per namespace, TCP too with --listen (docs/control.md)
     components.append(_Control(settings))
+    # live changes made by other schedulers, or through the store: supertask.scheduler.follow
+    from supertask.scheduler.follow import ChangeFollower
+
+    components.append(ChangeFollower())
     # timetable watcher (--watch; SIGHUP reloads even with --no-watch): supertask.scheduler.reload
     if timetable is not None and timetable.source and _is_timetable_file(timetable.source):
         from supertask.scheduler.reload import TimetableWatcher

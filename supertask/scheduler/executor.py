@@ -226,6 +226,13 @@ class RunExecutor(compat.executor_base()):  # type: ignore[misc]
             self._inflight[key] += 1
         return self._start(key, namespace, definition, fire, Reason.RETRY, None, attempt)
 
+    def submit_queued(self, namespace: str, definition: Job, fire: datetime, run_id: int) -> bool:
+        """Start the ``queued`` row ``run_id`` (a manual run queued through the store)."""
+        key = f"{namespace}/{definition.name}"
+        with self._guard:
+            self._inflight[key] += 1
+        return self._start(key, namespace, definition, fire, Reason.MANUAL, run_id)
+
     def _start(self, key: str, namespace: str, definition: Job, fire: datetime, reason: Reason,
                run_id: int | None, attempt: int = 1, then: list[tuple[datetime, Reason]] | None = None) -> bool:
         assert self._pool is not None, "executor not started"

@@ -75,7 +75,10 @@ class NamespaceJobStore(BaseJobStore):
         self._defs: dict[str, tuple[str, Job]] = {}  # read on demand
         self._order: list[tuple[float, str]] = []  # (next run ts, id), sorted
         self._next: dict[str, float] = {}
-        self._pending: dict[str, float | None] = {}
+        self._rev: dict[str, int] = {}  # each job's revision as this scheduler holds it
+        #: each namespace's revision this scheduler has taken in (store.revisions)
+        self.revisions: dict[str, int] = {}
+        self._pending: dict[str, tuple[float | None, int | None]] = {}  # next run time, over revision
         self._lock = threading.RLock()
         #: blocks while the scheduler is starting a round's children (the executor's):
         #: the write-behind waits for it rather than take turns with those starts
@@ -107,6 +110,7 @@ class NamespaceJobStore(BaseJobStore):
         """(Re)read the served namespaces, or one of them, from the store: ids and
         next run times only; definitions are read again when next needed."""
         targets = [namespace] if namespace else self.namespaces
+        revisions = self.store.revisions(targets)  # first: a change committed meanwhile is followed again
         states = [(ns, state) for ns in targets for state in self.store.job_states(ns)]
         prefixes = tuple(f"{ns}/" for ns in targets)
         with self._lock:
@@ -116,9 +120,13 @@ class NamespaceJobStore(BaseJobStore):
                 self._jobs.pop(jid, None)
                 self._defs.pop(jid, None)
                 self._next.pop(jid, None)
-            for ns, (name, nrt, paused) in states:
+                self._rev.pop(jid, None)
+            for ns in targets:
+                self.revisions[ns] = revisions.get(ns, 0)
+            for ns, (name, nrt, paused, revision) in states:
                 jid = job_id(ns, name)
                 self._known.add(jid)
+                self._rev[jid] = revision
                 if nrt is not None and not paused:
                     self._next[jid] = nrt
             # one sort, not an insort per job (that is quadratic: minutes at 100,000 jobs)
@@ -166,6 +174,7 @@ class NamespaceJobStore(BaseJobStore):
             self._forget(jid)
             self._known.add(jid)
             self._defs[jid] = (row.namespace, row.job)
+            self._rev[jid] = row.revision
             if row.next_run_time is not None and not row.paused:
                 self._index(jid, row.next_run_time)
 
@@ -197,6 +206,7 @@ class NamespaceJobStore(BaseJobStore):
 
     def _forget(self, jid: str) -> None:
         self._unindex(jid)
+        self._rev.pop(jid, None)
         self._known.discard(jid)
         self._jobs.pop(jid, None)
         self._defs.pop(jid, None)
@@ -265,7 +275,7 @@ class NamespaceJobStore(BaseJobStore):
                 self._unindex(job.id)
             else:
                 self._index(job.id, ts)
-            self._pending[job.id] = ts
+            self._pending[job.id] = (ts, self._rev.get(job.id))
 
     def remove_job(self, job_id: str) -> None:
         """APScheduler calls this when a trigger is exhausted (a one-off fired): the
@@ -278,7 +288,7 @@ class NamespaceJobStore(BaseJobStore):
             job = self._jobs.get(job_id)
             if job is not None:
                 job.next_run_time = None
-            self._pending[job_id] = None
+            self._pending[job_id] = (None, self._rev.get(job_id))
 
     def remove_all_jobs(self) -> None:
         with self._lock:
@@ -292,6 +302,35 @@ class NamespaceJobStore(BaseJobStore):
             self._dirty.set()
             self._flusher.join(5)
         self.flush()
+
+    def take_changes(self, namespace: str, rows: Iterable[StoredJob], revision: int,
+                     names: set[str] | None = None) -> tuple[list[str], list[str]]:
+        """Take in what another scheduler (or ``--store``) changed in a namespace up to
+        ``revision``: each row newer than the job held, and, with ``names`` (the jobs the
+        namespace has), the removal of those held but gone (unless changed here after
+        ``revision``). Returns the names changed and removed."""
+        changed, removed = [], []
+        with self._lock:
+            for row in rows:
+                jid = job_id(namespace, row.job.name)
+                if jid not in self._known or row.revision > self._rev.get(jid, -1):
+                    self.put(row)
+                    changed.append(row.job.name)
+            if names is not None:
+                prefix = f"{namespace}/"
+                for jid in [j for j in self._known if j.startswith(prefix)]:
+                    if jid[len(prefix):] not in names and self._rev.get(jid, 0) <= revision:
+                        self._forget(jid)
+                        self._pending.pop(jid, None)
+                        removed.append(jid[len(prefix):])
+            self.revisions[namespace] = max(self.revisions.get(namespace, 0), revision)
+        return changed, removed
+
+    def count(self, namespace: str) -> int:
+        """How many jobs of ``namespace`` are held."""
+        prefix = f"{namespace}/"
+        with self._lock:
+            return sum(1 for jid in self._known if jid.startswith(prefix))
 
     def forget(self, namespace: str, name: str) -> None:
         """Drop a job from memory (deleted from the store by a live command)."""
@@ -307,15 +346,15 @@ class NamespaceJobStore(BaseJobStore):
             if not self._pending:
                 return
             pending, self._pending = self._pending, {}
-        by_ns: dict[str, list[tuple[str, float | None]]] = {}
-        for jid, ts in pending.items():
+        by_ns: dict[str, list[tuple[Any, ...]]] = {}
+        for jid, (ts, revision) in pending.items():
             ns, _, name = jid.partition("/")
-            by_ns.setdefault(ns, []).append((name, ts))
+            by_ns.setdefault(ns, []).append((name, ts) if revision is None else (name, ts, revision))
         try:
             for ns, updates in by_ns.items():
                 self.store.set_next_run_times(ns, updates)
         except Exception:
             with self._lock:  # keep what was not written, unless a newer value came since
-                for jid, ts in pending.items():
-                    self._pending.setdefault(jid, ts)
+                for jid, value in pending.items():
+                    self._pending.setdefault(jid, value)
             raise

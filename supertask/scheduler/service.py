@@ -27,27 +27,17 @@ from supertask.model import Job, Overlap, Reason, StopCause, Timetable
 from supertask.runs import notify
 from supertask.runs.context import RunContext
 from supertask.runs.runner import relay_to_log
+from supertask.scheduler import edits
+from supertask.scheduler.edits import first_fire, trigger_for
 from supertask.scheduler.executor import RunExecutor
 from supertask.scheduler.jobstore import NamespaceJobStore, job_id
 from supertask.scheduler.supervisor import Supervisor
-from supertask.schedules.trigger import Schedule, parse_when
 from supertask.settings import Settings
 from supertask.store.base import HealthWatch, Store, StoredJob, SyncReport
 
 UTC = timezone.utc
 #: After the grace period, how long a stop waits for the ended runs' rows at most.
 ENDING = 60.0
-
-
-def trigger_for(job: Job) -> Schedule:
-    """The one trigger a job fires by (``supertask next`` uses the same)."""
-    return parse_when(job.when, job.timezone)
-
-
-def first_fire(job: Job, now: datetime | None = None) -> float | None:
-    """When a job added or changed by a sync fires first (epoch seconds), or None."""
-    when = trigger_for(job).get_next_fire_time(None, now or datetime.now(UTC))
-    return when.timestamp() if when is not None else None
 
 
 def sync_timetable(store: Store, namespace: str, timetable: Timetable, settings: Settings) -> SyncReport:
@@ -119,7 +109,8 @@ class Service:
         self.stop_request = StopRequest(stop_event or threading.Event())
         self.started = time.time()
         self._scheduler: Any = None
-        self._edit_lock = threading.RLock()
+        self.edit_lock = threading.RLock()
+        self.changes = 0  # how many times jobs were changed elsewhere (what the live listing caches goes stale)
         # who this scheduler is in the store (its host row; its claims name it) and its heartbeat
         self.instance = store.instance = new_instance()
         self.me = me_for(settings, self.instance)
@@ -215,6 +206,10 @@ class Service:
                       removed=len(report.removed), unchanged=len(report.unchanged))
         return report
 
+    def changed_elsewhere(self) -> None:
+        """Jobs were changed by another scheduler or through the store (scheduler.follow)."""
+        self.changes += 1
+
     def wakeup(self) -> None:
         """Make the scheduler look at its jobs again (after a change to the job store)."""
         if self._scheduler is not None and self._scheduler.running:
@@ -223,10 +218,10 @@ class Service:
     # -- live control (supertask.control.live calls these; each change goes to the store first,
     # then into memory, then the scheduler is woken) ------------------------------------------
 
-    def _editing(self) -> Any:
+    def editing(self) -> Any:
         """Serialise a live change with other changes and with APScheduler's processing
         of due jobs (which holds its job-store lock from finding a job due to updating it)."""
-        return _Both(self._edit_lock, compat.jobstores_lock(self._scheduler))
+        return _Both(self.edit_lock, compat.jobstores_lock(self._scheduler))
 
     def served(self, namespace: str | None) -> str:
         """The namespace a live command means: the one given (if served), else the only one."""
@@ -239,38 +234,26 @@ class Service:
         return namespace
 
     def put_job(self, namespace: str, job: Job) -> StoredJob:
-        """Add or replace one job live. Its next fire is computed from now when its
-        definition changed; a paused job stays paused."""
-        with self._editing():
+        """Add or replace one job live (:func:`edits.put_job`)."""
+        with self.editing():
             self.jobstore.flush()
-            try:
-                paused = self.store.get_job(namespace, job.name).paused
-            except JobNotFound:
-                paused = False
-            self.store.sync(namespace, [job], first_fire, remove_missing=False)
-            if paused:
-                self.store.set_paused(namespace, job.name, True, None)
-            row = self.store.get_job(namespace, job.name)
+            row = edits.put_job(self.store, namespace, job)
             self.jobstore.put(row)
         self.wakeup()
         return row
 
     def set_job_paused(self, namespace: str, name: str, paused: bool) -> StoredJob:
-        """Pause (no fires; a run in flight goes on) or resume a job. A resumed job fires
-        next at its first fire time after now: fires missed while paused do not run."""
-        with self._editing():
+        """Pause or resume a job live (:func:`edits.set_paused`)."""
+        with self.editing():
             self.jobstore.flush()
-            row = self.store.get_job(namespace, name)
-            nxt = None if paused or not row.job.enabled else first_fire(row.job)
-            self.store.set_paused(namespace, name, paused, nxt)
-            row = self.store.get_job(namespace, name)
+            row = edits.set_paused(self.store, namespace, name, paused)
             self.jobstore.put(row)
         self.wakeup()
         return row
 
     def remove_job(self, namespace: str, name: str) -> None:
         """Delete a job from the store and the schedule; a run in flight goes on."""
-        with self._editing():
+        with self.editing():
             self.jobstore.flush()
             self.store.delete_job(namespace, name)
             self.jobstore.forget(namespace, name)

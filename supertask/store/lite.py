@@ -153,10 +153,10 @@ class LiteStore:
         self._write(lambda tx: statements.ensure_namespace(tx, name, source=source, host=host, user=user))
 
     def sync(self, namespace: str, jobs: Sequence[Job], first_fire: Callable[[Job], float | None], *,
-             remove_missing: bool = True) -> SyncReport:
+             remove_missing: bool = True, keep_paused: bool = False) -> SyncReport:
         """Make the namespace hold ``jobs`` (:func:`supertask.store.statements.sync_jobs`)."""
         return self._write(lambda tx: statements.sync_jobs(tx, namespace, jobs, first_fire,  # type: ignore[no-any-return]
-                                                           remove_missing=remove_missing))
+                                                           remove_missing=remove_missing, keep_paused=keep_paused))
 
     def claim_run(
         self, *, namespace: str, job: str, scheduled: datetime, attempt: int, reason: str, host: str,

@@ -21,12 +21,15 @@ class StoredJob:
     paused: bool
     next_run_time: float | None
     updated: datetime | None = None
+    #: the namespace's revision when the job last changed (statements.bump_revision)
+    revision: int = 0
 
     @classmethod
     def from_row(cls, row: Any) -> StoredJob:
         """A row of the jobs table (a mapping) -> the job it holds."""
         return cls(namespace=row["namespace"], job=Job.from_dict(json.loads(row["definition"])),
-                   paused=bool(row["paused"]), next_run_time=row["next_run_time"], updated=row["updated"])
+                   paused=bool(row["paused"]), next_run_time=row["next_run_time"], updated=row["updated"],
+                   revision=int(row.get("revision") or 0))
 
     def to_json(self) -> dict[str, Any]:
         nrt = self.next_run_time

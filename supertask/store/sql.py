@@ -32,11 +32,11 @@ from supertask.store import listing, statements
 from supertask.store.cluster import ClusterRows
 from supertask.store.health import StoreHealth
 from supertask.store.lite import LiteStore
+from supertask.store.revisions import LiveRows
 from supertask.store.rows import StoredJob
 from supertask.store.sqltx import SqlTx, WriteTx, chunks
 from supertask.store.statements import SCHEMA_VERSION, Pruned, SyncReport, sqlite_file
 from supertask.store.tables import (
-    UTC,
     create_schema,
     jobs_table,
     make_engine,
@@ -57,7 +57,12 @@ def open_store(url: str, *, create: bool = True) -> SqlStore:
     return SqlStore.open(url, create=create)
 
 
-class SqlStore(ClusterRows):
+def _missing(namespace: str, name: str) -> bool:
+    """Inside a write: the job is not there (its transaction is rolled back)."""
+    raise JobNotFound(namespace, name)
+
+
+class SqlStore(ClusterRows, LiveRows):
     """One store (a database) holding any number of namespaces."""
 
     def __init__(self, url: str):
@@ -150,7 +155,7 @@ class SqlStore(ClusterRows):
     # -- jobs ---------------------------------------------------------------------------------
 
     def sync(self, namespace: str, jobs: Sequence[Job], first_fire: Callable[[Job], float | None], *,
-             remove_missing: bool = True) -> SyncReport:
+             remove_missing: bool = True, keep_paused: bool = False) -> SyncReport:
         """Make the namespace hold exactly ``jobs``, in one transaction
         (:func:`supertask.store.statements.sync_jobs`). Another process adding the same
         job meanwhile (two one-liners meeting a new store) is met by syncing again
@@ -158,7 +163,7 @@ class SqlStore(ClusterRows):
         for attempt in range(3):
             try:
                 return self._tx(lambda tx: statements.sync_jobs(  # type: ignore[no-any-return]
-                    tx, namespace, jobs, first_fire, remove_missing=remove_missing))
+                    tx, namespace, jobs, first_fire, remove_missing=remove_missing, keep_paused=keep_paused))
             except sa.exc.IntegrityError:
                 if attempt == 2:
                     raise
@@ -184,14 +189,6 @@ class SqlStore(ClusterRows):
                 out += [StoredJob.from_row(r) for r in rows]
         return out
 
-    def job_states(self, namespace: str) -> list[tuple[str, float | None, bool]]:
-        """``(name, next_run_time, paused)`` of every job of a namespace: what a scheduler
-        needs at start, without reading (or parsing) the definitions."""
-        query = sa.select(jobs_table.c.name, jobs_table.c.next_run_time, jobs_table.c.paused).where(
-            jobs_table.c.namespace == namespace)
-        with self.engine.connect() as conn:
-            return [(r[0], r[1], bool(r[2])) for r in conn.execute(query)]
-
     def definitions(self, namespace: str) -> list[tuple[str, dict[str, Any]]]:
         """The listed keys of each job's definition (:func:`supertask.store.listing.definitions`)."""
         return listing.definitions(self.engine, namespace)
@@ -211,36 +208,13 @@ class SqlStore(ClusterRows):
             raise JobNotFound(namespace, name)
         return StoredJob.from_row(row)
 
-    def set_next_run_times(self, namespace: str, updates: Iterable[tuple[str, float | None]]) -> None:
-        """Persist schedule state for many jobs in one transaction."""
-        params = [{"ns": namespace, "n": name, "t": ts} for name, ts in updates]
-        if not params:
-            return
-        stmt = (
-            jobs_table.update()
-            .where(jobs_table.c.namespace == sa.bindparam("ns"), jobs_table.c.name == sa.bindparam("n"))
-            .values(next_run_time=sa.bindparam("t"))
-        )
-        with self._write() as conn:
-            conn.execute(stmt, params)
-
     def set_paused(self, namespace: str, name: str, paused: bool, next_run_time: float | None) -> None:
-        with self._write() as conn:
-            count = conn.execute(
-                jobs_table.update()
-                .where(jobs_table.c.namespace == namespace, jobs_table.c.name == name)
-                .values(paused=paused, next_run_time=next_run_time, updated=datetime.now(UTC))
-            ).rowcount
-        if not count:
+        if not self._tx(lambda tx: statements.set_paused(tx, namespace, name, paused, next_run_time)
+                        or _missing(namespace, name)):
             raise JobNotFound(namespace, name)
 
     def delete_job(self, namespace: str, name: str) -> None:
-        with self._write() as conn:
-            count = conn.execute(
-                jobs_table.delete().where(jobs_table.c.namespace == namespace, jobs_table.c.name == name)
-            ).rowcount
-        if not count:
-            raise JobNotFound(namespace, name)
+        self._tx(lambda tx: statements.delete_job(tx, namespace, name) or _missing(namespace, name))
 
     def generation(self, namespace: str) -> tuple[int, str | None]:
         """``(number of jobs, newest job change)`` of a namespace: any job added, changed

@@ -39,14 +39,20 @@ UTC = timezone.utc
 
 #: Bumped when the tables change. A store of an older version is brought up to this one
 #: by :data:`MIGRATIONS` when it is opened; a newer one is refused.
-SCHEMA_VERSION = 2
+SCHEMA_VERSION = 3
 
 #: version -> the statements that take a store from it to the next version (new tables
 #: are made by ``metadata.create_all`` before them: :func:`supertask.store.tables.migrate`).
 #: 1 -> 2: the hosts table (made), and the scheduler instance that holds each run.
+#: 2 -> 3: the revisions of namespaces and jobs (live changes reach every host: :func:`bump_revision`).
 MIGRATIONS: dict[int, tuple[str, ...]] = {
     1: ("ALTER TABLE supertask_runs ADD COLUMN instance VARCHAR(64)",),
+    2: ("ALTER TABLE supertask_namespaces ADD COLUMN revision BIGINT NOT NULL DEFAULT 0",
+        "ALTER TABLE supertask_jobs ADD COLUMN revision BIGINT NOT NULL DEFAULT 0",
+        "CREATE INDEX supertask_jobs_by_revision ON supertask_jobs (namespace, revision)"),
 }
+#: The PostgreSQL channel every change to a namespace's jobs is announced on (its name as payload).
+CHANNEL = "supertask_jobs"
 
 RUN_COLUMNS = ("id", "namespace", "job", "attempt", "reason", "scheduled", "started", "finished", "status",
                "exit_code", "host", "pid", "log_path", "log_tail", "message", "instance")
@@ -99,18 +105,57 @@ def ensure_namespace(tx: Any, name: str, *, source: str | None, host: str, user:
 _JOB_FINGERPRINTS = "SELECT name, fingerprint FROM supertask_jobs WHERE namespace = :namespace"
 _JOB_FINGERPRINT = "SELECT name, fingerprint FROM supertask_jobs WHERE namespace = :namespace AND name = :name"
 _JOB_UPDATE = ("UPDATE supertask_jobs SET definition = :definition, format = :format, fingerprint = :fingerprint, "
-               "paused = :paused, next_run_time = :next_run_time, updated = :updated "
+               "paused = :paused, next_run_time = :next_run_time, updated = :updated, revision = :revision "
                "WHERE namespace = :namespace AND name = :name")
+_JOB_PAUSED = "SELECT name FROM supertask_jobs WHERE namespace = :namespace AND paused = TRUE"
 _JOB_DELETE = "DELETE FROM supertask_jobs WHERE namespace = :namespace AND name = :name"
 
 
+_NS_BUMP = "UPDATE supertask_namespaces SET revision = revision + 1 WHERE name = :namespace"
+_NS_REVISION = "SELECT revision FROM supertask_namespaces WHERE name = :namespace"
+_NS_FIRST = ('INSERT INTO supertask_namespaces (name, host, "user", created, updated, revision) '
+             "VALUES (:namespace, '', '', :now, :now, 1)")
+_JOB_PAUSE = ("UPDATE supertask_jobs SET paused = :paused, next_run_time = :next_run_time, updated = :updated, "
+              "revision = :revision WHERE namespace = :namespace AND name = :name")
+
+
+def bump_revision(tx: Any, namespace: str) -> int:
+    """Count one more change to the namespace's jobs and return its new revision, which
+    the job rows changed in this transaction carry (every scheduler serving the
+    namespace polls these revisions and reloads the jobs whose revision is newer than
+    its own: :mod:`supertask.scheduler.follow`). On PostgreSQL the change is announced on
+    :data:`CHANNEL` at commit. The namespace's row is locked until the commit, so
+    revisions are committed in order; every job write takes it before its job rows."""
+    if not tx.run(_NS_BUMP, {"namespace": namespace}):
+        tx.insert(_NS_FIRST, {"namespace": namespace, "now": tx.stamp(datetime.now(UTC))}, "name")
+    revision = int(tx.rows(_NS_REVISION, {"namespace": namespace})[0][0])
+    if getattr(tx, "dialect", None) == "postgresql":
+        tx.rows("SELECT pg_notify(:channel, :namespace)", {"channel": CHANNEL, "namespace": namespace})
+    return revision
+
+
+def set_paused(tx: Any, namespace: str, name: str, paused: bool, next_run_time: float | None) -> bool:
+    """Pause or resume one job (its next run time as given); False when there is none."""
+    revision = bump_revision(tx, namespace)
+    return bool(tx.run(_JOB_PAUSE, {"namespace": namespace, "name": name, "paused": paused,
+                                    "next_run_time": next_run_time, "updated": tx.stamp(datetime.now(UTC)),
+                                    "revision": revision}))
+
+
+def delete_job(tx: Any, namespace: str, name: str) -> bool:
+    """Delete one job; False when there is none."""
+    bump_revision(tx, namespace)
+    return bool(tx.run(_JOB_DELETE, {"namespace": namespace, "name": name}))
+
+
 def sync_jobs(tx: Any, namespace: str, jobs: Sequence[Job], first_fire: Callable[[Job], float | None], *,
-              remove_missing: bool) -> SyncReport:
+              remove_missing: bool, keep_paused: bool = False) -> SyncReport:
     """Make the namespace hold ``jobs`` (and no others, with ``remove_missing``).
 
     Added and changed jobs get ``next_run_time = first_fire(job)`` (None when disabled);
     unchanged ones (same fingerprint) keep their schedule state, so a restart neither
-    loses nor doubles a fire."""
+    loses nor doubles a fire. A changed job is resumed (the file wins), but with
+    ``keep_paused`` (a live edit) a paused one stays paused, in the same transaction."""
     now = tx.stamp(datetime.now(UTC))
     wanted = {job.name: job for job in jobs}
     if remove_missing or len(wanted) > 50:
@@ -119,7 +164,7 @@ def sync_jobs(tx: Any, namespace: str, jobs: Sequence[Job], first_fire: Callable
         existing = {}
         for name in wanted:
             existing.update(tx.rows(_JOB_FINGERPRINT, {"namespace": namespace, "name": name}))
-    added, changed, unchanged, inserts = [], [], [], []
+    added, changed, unchanged, inserts, updates = [], [], [], [], []
     for name, job in wanted.items():
         text = job.definition()
         fingerprint = digest(text)
@@ -131,13 +176,24 @@ def sync_jobs(tx: Any, namespace: str, jobs: Sequence[Job], first_fire: Callable
                "next_run_time": first_fire(job) if job.enabled else None, "updated": now}
         if name in existing:
             changed.append(name)
-            tx.run(_JOB_UPDATE, row)
+            updates.append(row)
         else:
             added.append(name)
             inserts.append(row)
+    removed = sorted(set(existing) - set(wanted)) if remove_missing else []
+    if not (inserts or updates or removed):
+        return SyncReport((), (), (), tuple(unchanged))
+    revision = bump_revision(tx, namespace)
+    held = {r[0] for r in tx.rows(_JOB_PAUSED, {"namespace": namespace})} if keep_paused and updates else set()
+    for row in updates:
+        row["revision"] = revision
+        if row["name"] in held:
+            row.update(paused=True, next_run_time=None)
+        tx.run(_JOB_UPDATE, row)
+    for row in inserts:
+        row["revision"] = revision
     for chunk in _chunks(inserts, 5000):
         tx.insert_rows("supertask_jobs", chunk)
-    removed = sorted(set(existing) - set(wanted)) if remove_missing else []
     if removed:
         tx.run_many(_JOB_DELETE, [{"namespace": namespace, "name": name} for name in removed])
     return SyncReport(tuple(added), tuple(changed), tuple(removed), tuple(unchanged))

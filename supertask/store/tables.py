@@ -75,6 +75,7 @@ namespaces_table = sa.Table(
     sa.Column("user", sa.String(255)),
     sa.Column("created", UTCDateTime, nullable=False),
     sa.Column("updated", UTCDateTime, nullable=False),
+    sa.Column("revision", sa.BigInteger, nullable=False, default=0, server_default="0"),  # statements.bump_revision
 )
 
 jobs_table = sa.Table(
@@ -88,6 +89,8 @@ jobs_table = sa.Table(
     sa.Column("paused", sa.Boolean, nullable=False, default=False),
     sa.Column("next_run_time", sa.Float, index=True),
     sa.Column("updated", UTCDateTime, nullable=False),
+    sa.Column("revision", sa.BigInteger, nullable=False, default=0, server_default="0"),  # of its last change
+    sa.Index("supertask_jobs_by_revision", "namespace", "revision"),
 )
 
 runs_table = sa.Table(

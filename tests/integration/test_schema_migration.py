@@ -1,4 +1,4 @@
-"""A store of schema version 1 (before host rows) is brought up to version 2 when
+"""A store of schema version 1 (before host rows) is brought up to date (version 3) when
 opened: its runs kept, a run it left running taken for lost at the next start on its
 host, as crash recovery always did; `doctor` only reports it."""
 
@@ -20,6 +20,9 @@ def _make_version_1(url: str) -> None:
     with engine.begin() as conn:
         conn.execute(sa.text("DROP TABLE supertask_hosts"))
         conn.execute(sa.text("ALTER TABLE supertask_runs DROP COLUMN instance"))
+        conn.execute(sa.text("DROP INDEX supertask_jobs_by_revision"))
+        conn.execute(sa.text("ALTER TABLE supertask_jobs DROP COLUMN revision"))
+        conn.execute(sa.text("ALTER TABLE supertask_namespaces DROP COLUMN revision"))
         conn.execute(sa.text("UPDATE supertask_meta SET value = '1' WHERE key = 'schema_version'"))
         conn.execute(sa.text(
             "INSERT INTO supertask_runs (namespace, job, attempt, reason, scheduled, started, status, host) "
@@ -39,7 +42,7 @@ def test_a_version_1_store_is_migrated_and_its_left_over_run_is_lost(store_cli: 
         ("long", "running", None), ("true", "succeeded", None)]
     from supertask.store.tables import make_engine, schema_version
 
-    assert schema_version(make_engine(url), url) == 2
+    assert schema_version(make_engine(url), url) == 3
     (tmp_path / "work" / "supertask.yaml").write_text("namespace: old\njobs:\n  - {name: long, when: '@yearly', "
                                                       "run: 'cmd:true'}\n")
     sched = store_cli.start("--heartbeat", "1s", "--lease", "4s", "--grace", "1s")

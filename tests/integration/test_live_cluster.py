@@ -1,0 +1,177 @@
+"""Live changes and policies across several schedulers on one PostgreSQL store (issue 15
+points 1 and 4): a job paused, edited, rescheduled, removed or triggered through one host,
+a timetable, or the store alone is followed by every host within seconds. Real
+`supertask run` processes, each with its own state folder; a database of each test's own."""
+
+from __future__ import annotations
+
+import os
+import uuid
+from collections.abc import Iterator
+from datetime import datetime, timedelta, timezone
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from tests.conftest import PG_ADMIN_URL, Cli, Scheduler, wait_until
+
+pytestmark = pytest.mark.postgres
+UTC = timezone.utc
+#: how long a change may take to reach every host (the promise is 2 s; the rows are
+#: judged by their scheduled times, so a loaded machine does not make this flaky)
+REACH = timedelta(seconds=2)
+
+
+@pytest.fixture
+def pg_db() -> Iterator[str]:
+    """A PostgreSQL database of this test's own, dropped at its end."""
+    try:
+        import psycopg
+    except ImportError:
+        pytest.skip("psycopg is not installed")
+    name = f"supertask_live_{os.getpid()}_{uuid.uuid4().hex[:6]}"
+    try:
+        admin = psycopg.connect(PG_ADMIN_URL, autocommit=True, connect_timeout=3)
+    except Exception as exc:
+        pytest.skip(f"PostgreSQL not reachable at {PG_ADMIN_URL}: {exc}")
+    admin.execute(f'CREATE DATABASE "{name}"')
+    try:
+        yield f"{PG_ADMIN_URL.rsplit('/', 1)[0]}/{name}"
+    finally:
+        admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+        admin.close()
+
+
+def rows(url: str, sql: str, *params: Any) -> list[tuple[Any, ...]]:
+    import psycopg
+
+    with psycopg.connect(url, autocommit=True) as conn:
+        return conn.execute(sql, params).fetchall()
+
+
+def runs(url: str, job: str) -> list[dict[str, Any]]:
+    cols = ("id", "reason", "status", "scheduled", "started", "finished", "host", "message")
+    return [dict(zip(cols, r, strict=True)) for r in rows(
+        url, f"SELECT {', '.join(cols)} FROM supertask_runs WHERE job = %s ORDER BY scheduled", job)]
+
+
+def followed(scheduler: Scheduler, job: str, key: str = "changed") -> None:
+    """Wait until ``scheduler`` logged taking in a change of ``job`` made elsewhere."""
+    wait_until(lambda: any(e.get("event") == "jobs changed in the store" and job in e.get(key, [])
+                           for e in scheduler.events()), 30, what=f"{job} {key} on {scheduler.log_path.name}")
+
+
+def now() -> datetime:
+    return datetime.now(UTC)
+
+
+def homes(tmp_path: Path, url: str, count: int) -> list[Cli]:
+    work = tmp_path / "work"
+    work.mkdir(exist_ok=True)
+    return [Cli(tmp_path / f"home{i}", url, work) for i in range(count)]
+
+
+def serve(clis: list[Cli], text: str, tmp_path: Path, *, own_files: bool = False) -> list[Scheduler]:
+    """Start a scheduler per Cli on the timetable ``text`` (one file, or a copy each)."""
+    started = []
+    for i, cli in enumerate(clis):
+        path = tmp_path / (f"tt{i}.yaml" if own_files else "tt.yaml")
+        path.write_text(text)
+        started.append(cli.start("--file", str(path), "--grace", "1s"))
+    for s in started:
+        s.wait_event("scheduler started", timeout=60)
+    return started
+
+
+def until_later(url: str, job: str, moment: datetime, what: str) -> None:
+    """Wait until ``job`` (a 1-second job that keeps firing) has a run scheduled after
+    ``moment``: the time has passed on the schedulers' side too."""
+    wait_until(lambda: any(r["scheduled"] > moment for r in runs(url, job)), 60, what=what)
+
+
+TICKING = """
+namespace: shared
+jobs:
+  - name: tick
+    when: every 1s
+    run: "cmd:true"
+  - name: clock
+    when: every 1s
+    run: "cmd:true"
+"""
+
+
+def test_a_pause_through_one_host_holds_on_every_host(tmp_path: Path, pg_db: str) -> None:
+    a, b = clis = homes(tmp_path, pg_db, 2)
+    schedulers = serve(clis, TICKING, tmp_path)
+    try:
+        wait_until(lambda: len(runs(pg_db, "tick")) >= 4, 60, what="tick firing")
+        paused = a("jobs", "pause", "tick")  # through A's socket: B only learns it from the store
+        assert paused.returncode == 0, paused.stderr
+        at = now()
+        until_later(pg_db, "clock", at + REACH + timedelta(seconds=4), "4 s more of clock's fires")
+        late = [r for r in runs(pg_db, "tick") if r["scheduled"] > at + REACH]
+        assert late == [], late
+        followed(schedulers[1], "tick")
+        assert rows(pg_db, "SELECT paused, next_run_time FROM supertask_jobs WHERE name = 'tick'") == [(True, None)]
+        # resumed through B: both fire it again
+        assert b("jobs", "resume", "tick").returncode == 0
+        again = now()
+        wait_until(lambda: [r for r in runs(pg_db, "tick") if r["scheduled"] > again], 30, what="tick again")
+    finally:
+        for s in schedulers:
+            s.stop()
+
+
+def test_a_job_removed_by_one_hosts_timetable_stops_on_every_host(tmp_path: Path, pg_db: str) -> None:
+    clis = homes(tmp_path, pg_db, 2)
+    schedulers = serve(clis, TICKING, tmp_path, own_files=True)  # each host its own copy of the file
+    try:
+        wait_until(lambda: len(runs(pg_db, "tick")) >= 4, 60, what="tick firing")
+        (tmp_path / "tt0.yaml").write_text(TICKING.replace("  - name: tick\n    when: every 1s\n    run: \"cmd:true\"\n", ""))
+        schedulers[0].wait_event("timetable reloaded", timeout=30, removed=["tick"])
+        at = now()
+        until_later(pg_db, "clock", at + REACH + timedelta(seconds=4), "4 s more of clock's fires")
+        late = [r for r in runs(pg_db, "tick") if r["scheduled"] > at + REACH]
+        assert late == [], late
+        followed(schedulers[1], "tick", "removed")
+    finally:
+        for s in schedulers:
+            s.stop()
+
+
+def test_edits_through_the_store_alone_reach_every_host(tmp_path: Path, pg_db: str) -> None:
+    clis = homes(tmp_path, pg_db, 2)
+    schedulers = serve(clis, TICKING, tmp_path)
+    outside = Cli(tmp_path / "nohome", None, tmp_path / "work")  # no scheduler's socket here
+    marker = tmp_path / "marker"
+    try:
+        wait_until(lambda: len(runs(pg_db, "clock")) >= 4, 60, what="clock firing")
+        edit = outside("jobs", "edit", "clock", "--ns", "shared", "--store", pg_db,
+                       "--set", f"run=cmd:echo $SUPERTASK_RUN_ID >> {marker}")
+        assert edit.returncode == 0, edit.stderr
+        moved = outside("jobs", "reschedule", "tick", "--ns", "shared", "--store", pg_db, "--when", "@yearly")
+        assert moved.returncode == 0, moved.stderr
+        at = now()
+        for s in schedulers:
+            followed(s, "tick")
+        until_later(pg_db, "clock", at + REACH + timedelta(seconds=4), "4 s more of clock's fires")
+        assert [r for r in runs(pg_db, "tick") if r["scheduled"] > at + REACH] == []
+        after = [r for r in runs(pg_db, "clock") if r["scheduled"] > at + REACH and r["status"] == "succeeded"]
+        assert len(after) >= 3
+        written = set(marker.read_text().split())
+        assert {str(r["id"]) for r in after} <= written  # every host ran the new command
+
+        # a trigger through the store: queued, taken up by one host, run once
+        done = outside("jobs", "trigger", "tick", "--ns", "shared", "--store", pg_db, "--wait", "--json",
+                       timeout=90)
+        assert done.returncode == 0, done.stderr + done.stdout
+        manual = [r for r in runs(pg_db, "tick") if r["reason"] == "manual"]
+        assert [(r["status"], bool(r["host"])) for r in manual] == [("succeeded", True)]
+        # with no --ns there is nothing to change: exit 3, saying how
+        bare = outside("jobs", "pause", "tick", "--store", pg_db)
+        assert bare.returncode == 3 and "--ns NS" in bare.stderr
+    finally:
+        for s in schedulers:
+            s.stop()
