@@ -214,7 +214,7 @@ def test_claiming_a_round_at_once_takes_each_fire_once(store_url: str, tmp_path:
 
 
 def test_runs_read_back_carry_their_status_and_reason_as_enums(store_url: str, tmp_path: Path) -> None:
-    """A run row read from either store (get_run, history, mark_lost; the one-shot
+    """A run row read from either store (get_run, history, mark_runs_lost; the one-shot
     store's get_run on SQLite) has a RunStatus and a Reason, shown and sent as their words."""
     import json
     from datetime import datetime, timezone
@@ -245,9 +245,10 @@ def test_runs_read_back_carry_their_status_and_reason_as_enums(store_url: str, t
                 assert lite.get_run(done) == got and lite.get_run(left).status is RunStatus.RUNNING
             finally:
                 lite.close()
-        [lost] = store.mark_lost(["ns"], "h")  # as the rows were: the run it marks
-        assert (lost.id, lost.status, lost.reason) == (left, RunStatus.RUNNING, Reason.CATCH_UP)
-        assert store.get_run(left).status is RunStatus.LOST
+        [flying] = store.runs_in_flight(["ns"])
+        [lost] = store.mark_runs_lost([(flying, "its scheduler is gone")])  # the rows it changed
+        assert (lost.id, lost.status, lost.reason) == (left, RunStatus.LOST, Reason.CATCH_UP)
+        assert type(lost.status) is RunStatus and store.get_run(left).message == "its scheduler is gone"
     finally:
         store.close()
 
