@@ -77,6 +77,9 @@ class RunContext:
     # namespace -> why its fires are held while the store is away (other hosts serve it),
     # or None: fire from memory (supertask.cluster.heartbeat.Heartbeat.hold)
     hold: Callable[[str], str | None] | None = None
+    # (namespace, job, reason, attempt) -> what the claim of that fire is checked against in
+    # the store when other schedulers share it (supertask.store.guard), or None: nothing
+    guard: Callable[..., dict[str, object] | None] | None = None
 
     def active_for(self, namespace: str, job: str) -> list[ActiveRun]:
         with self.lock:

@@ -90,7 +90,12 @@ def begin(ctx: RunContext, namespace: str, job: Job, scheduled: datetime, reason
         claim: dict[str, Any] = dict(namespace=namespace, job=job.name, scheduled=scheduled, attempt=attempt,
                                         reason=reason.value, host=settings.host, log_dir=settings.log_dir)
         try:
-            run_id = ctx.store.claim_run(**claim)
+            if ctx.guard is None:
+                run_id = ctx.store.claim_run(**claim)
+            else:  # other schedulers may share the store
+                from supertask.runs.claim import claim_guarded
+
+                run_id = claim_guarded(ctx, claim, job, reason)
         except Exception as exc:  # the store is away: the run goes on, its row is claimed when it is back
             if ctx.hold is not None and hold(ctx, claim, ctx.hold(namespace)):
                 return None

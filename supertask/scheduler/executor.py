@@ -28,7 +28,7 @@ from supertask.runs.runner import execute
 from supertask.scheduler import decisions
 from supertask.scheduler.coalesce import Coalesced
 from supertask.scheduler.jobstore import NamespaceJobStore
-from supertask.scheduler.launch import SKIPPED, Fire, launch
+from supertask.scheduler.launch import SKIPPED, Fire, clock_ahead, launch
 from supertask.settings import default
 from supertask.threads import Spawn, Threads
 
@@ -89,6 +89,10 @@ class RunExecutor(compat.executor_base()):  # type: ignore[misc]
         # the global cap: attempts beyond it wait (in order) for a slot (runner.execute)
         ctx.slots = threading.BoundedSemaphore(max_concurrent) if max_concurrent else None
         self.log = get_logger("supertask.scheduler.service")
+        #: namespace -> whether other schedulers may fire its jobs from the same store (set
+        #: by the service): then each claim is checked against what they run
+        self.shared: Callable[[str], bool] | None = None
+        ctx.guard = self.guard_for
 
     def start(self, scheduler: Any, alias: str) -> None:
         super().start(scheduler, alias)
@@ -207,9 +211,9 @@ class RunExecutor(compat.executor_base()):  # type: ignore[misc]
         return self._start(key, namespace, definition, fire, reason, None, then=then)
 
     def _start_later(self, namespace: str, definition: Job, fire: datetime, reason: Reason,
-                     then: list[tuple[datetime, Reason]] | None) -> bool:
+                     then: list[tuple[datetime, Reason]] | None, wait: float = 0.0) -> bool:
         def at_its_time() -> None:
-            if not self.ctx.shutdown.wait(max(0.0, fire.timestamp() - time.time())):
+            if not self.ctx.shutdown.wait(max(wait, fire.timestamp() - time.time())):
                 self.submit(namespace, definition, fire, reason, then=then)
 
         try:
@@ -253,6 +257,17 @@ class RunExecutor(compat.executor_base()):  # type: ignore[misc]
         spec = definition.run_spec
         return (spec is not None and spec.kind is not RunKind.DOCKER
                 and not definition.jitter and self.ctx.slots is None)
+
+    def guard_for(self, namespace: str, definition: Job, reason: Reason, attempt: int = 1) -> dict[str, Any] | None:
+        """What the claim of a fire of ``definition`` is checked against in the store
+        (:mod:`supertask.store.guard`) when other schedulers share it (``shared``): its
+        overlap policy and cap, this host's other runs of it, and whether a pause counts.
+        None (nothing checked) for a retry's attempt and when the store is this host's alone."""
+        if attempt != 1 or reason is Reason.RETRY or self.shared is None or not self.shared(namespace):
+            return None
+        busy = self._inflight.get(f"{namespace}/{definition.name}", 1) - 1
+        return {"overlap": definition.overlap.value, "max": definition.max_concurrent or 0, "busy": max(0, busy),
+                "paused": reason is not Reason.MANUAL}
 
     def wait_launched(self, timeout: float = 60.0) -> bool:
         """Wait until no round's children are being started."""
@@ -298,7 +313,7 @@ class RunExecutor(compat.executor_base()):  # type: ignore[misc]
              run_id: int | None, attempt: int = 1, then: list[tuple[datetime, Reason]] | None = None,
              begun: Begun | None = None) -> None:
         try:
-            early = fire.timestamp() - time.time()  # decided ahead of its time (rounds.LEAD)
+            early = fire.timestamp() - time.time() + clock_ahead(self.ctx.store)  # decided ahead (rounds.LEAD)
             if early > 0 and self.ctx.shutdown.wait(early):
                 return
             if definition.jitter and self.ctx.shutdown.wait(random.uniform(0, definition.jitter)):

@@ -66,7 +66,7 @@ def launch(ex: RunExecutor, fires: list[Fire]) -> float:
     try:
         ids = ex.ctx.store.claim_runs([
             dict(namespace=ns, job=definition.name, scheduled=fire, attempt=1, reason=reason.value,
-                 host=settings.host, log_dir=settings.log_dir)
+                 host=settings.host, log_dir=settings.log_dir, guard=ex.guard_for(ns, definition, reason))
             for _, ns, definition, fire, reason, _, _ in fires
         ])
     except Exception as exc:  # the store is away: each fire meets it alone (runs.lifecycle.begin)
@@ -84,13 +84,18 @@ def launch(ex: RunExecutor, fires: list[Fire]) -> float:
             ex.log.info("fire already claimed", job=definition.name, namespace=ns, scheduled=fire.isoformat())
             ex._release(key)
             continue
+        if not isinstance(run_id, int):  # refused by what other schedulers run (store.guard)
+            ex._release(key)
+            refused(ex, ns, definition, fire, reason, then, run_id)
+            continue
         ready.append((key, ns, definition, fire, reason, run_id, then,
                       prepare(ex.ctx, ns, definition, fire, 1, run_id), after))
     prepared = time.monotonic()
+    ahead = clock_ahead(ex.ctx.store)
     skipped = []
     for item in ready:
         fire, begun, after = item[3], item[7], item[8]
-        early = fire.timestamp() - time.time()  # the round is decided ahead (rounds.LEAD)
+        early = fire.timestamp() - time.time() + ahead  # the round is decided ahead (rounds.LEAD)
         if early > 0:
             time.sleep(early)
         if after is not None and not exited(after) and ex._born.get(after.pid, 0.0) <= fire.timestamp():
@@ -121,6 +126,27 @@ def launch(ex: RunExecutor, fires: list[Fire]) -> float:
                 pass
         ex._submit_run(key, ns, definition, fire, reason, run_id, then, begun)
     return prepared
+
+
+def clock_ahead(store: Any) -> float:
+    """How far this host's clock is ahead of the database's (seconds, as the store's last
+    guarded claim saw it; 0 within 50 ms): a fire starts that much later by this clock,
+    so never before its time by the database's."""
+    skew = getattr(store, "skew", 0.0)
+    return skew if skew > 0.05 else 0.0
+
+
+def refused(ex: RunExecutor, namespace: str, definition: Job, fire: datetime, reason: Reason,
+            then: list[tuple[datetime, Reason]] | None, refusal: Any) -> None:
+    """A fire the store refused (:mod:`supertask.store.guard`): skipped (its row says
+    why), or, not yet due by the database's clock, decided again once it is."""
+    if refusal.wait:
+        ex.log.warning("fire waits for the database's clock", job=definition.name, namespace=namespace,
+                       scheduled=fire.isoformat(), wait=round(refusal.wait, 3))
+        ex._start_later(namespace, definition, fire, reason, then, wait=refusal.wait)
+        return
+    ex.log.warning("run skipped", job=definition.name, namespace=namespace, scheduled=fire.isoformat(),
+                   reason=refusal.reason)
 
 
 def child_exited(ex: RunExecutor, key: str, definition: Job, then: list[tuple[datetime, Reason]] | None,

@@ -116,6 +116,7 @@ class Service:
         self.me = me_for(settings, self.instance)
         self.heartbeat = Heartbeat(self)
         self.ctx.hold = self.heartbeat.hold
+        self.executor.shared = self.shared
 
     def _build(self) -> Any:
         from supertask.scheduler.rounds import RoundScheduler
@@ -205,6 +206,16 @@ class Service:
                       added=len(report.added), changed=len(report.changed),
                       removed=len(report.removed), unchanged=len(report.unchanged))
         return report
+
+    def shared(self, namespace: str) -> bool:
+        """Whether other schedulers may fire the namespace's jobs from this store: always
+        on PostgreSQL (one may start at any moment), elsewhere while another is up serving it."""
+        if self.store.dialect == "postgresql":
+            return True
+        from supertask.cluster.leases import peers_serving
+
+        beat = self.heartbeat
+        return beat.seen is not None and bool(peers_serving(beat.peers, namespace, self.instance, beat.seen))
 
     def changed_elsewhere(self) -> None:
         """Jobs were changed by another scheduler or through the store (scheduler.follow)."""

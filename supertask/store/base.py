@@ -57,11 +57,13 @@ class RunStore(Protocol):
 
     def claim_run(self, *, namespace: str, job: str, scheduled: datetime, attempt: int, reason: str, host: str,
                   status: RunStatus = RunStatus.RUNNING, message: str | None = None,
-                  log_dir: Any = None, instance: str | None = None) -> int | None:
+                  log_dir: Any = None, instance: str | None = None, guard: dict[str, Any] | None = None) -> Any:
         """Insert the row that claims one fire; None when it was claimed already. It names
-        ``instance`` as its holder (default: :attr:`instance`)."""
+        ``instance`` as its holder (default: :attr:`instance`). With ``guard``, checked
+        against what other schedulers run first (:mod:`supertask.store.guard`): refused,
+        a :class:`~supertask.store.guard.Refusal`."""
 
-    def claim_runs(self, claims: Sequence[dict[str, Any]]) -> list[int | None]:
+    def claim_runs(self, claims: Sequence[dict[str, Any]]) -> list[Any]:
         """:meth:`claim_run` of each of ``claims`` (its keyword arguments), in one transaction."""
 
     def update_run(self, run_id: int, **values: Any) -> None: ...

@@ -161,16 +161,18 @@ class LiteStore:
     def claim_run(
         self, *, namespace: str, job: str, scheduled: datetime, attempt: int, reason: str, host: str,
         status: RunStatus = RunStatus.RUNNING, message: str | None = None, log_dir: Any = None,
-        instance: str | None = None,
-    ) -> int | None:
+        instance: str | None = None, guard: dict[str, Any] | None = None,
+    ) -> Any:
         """The row that claims one fire; None when it was taken (:func:`statements.claim_runs`)."""
         claim = dict(namespace=namespace, job=job, scheduled=scheduled, attempt=attempt, reason=reason, host=host,
                      status=status, message=message, log_dir=log_dir)
         if instance is not None:
             claim["instance"] = instance
+        if guard is not None:
+            claim["guard"] = guard
         return self.claim_runs([claim])[0]
 
-    def claim_runs(self, claims: Sequence[dict[str, Any]]) -> list[int | None]:
+    def claim_runs(self, claims: Sequence[dict[str, Any]]) -> list[Any]:
         """:meth:`claim_run` of each of ``claims``, all in one transaction."""
         return list(self._write(lambda tx: statements.claim_runs(tx, claims, self.instance)))
 

@@ -27,6 +27,7 @@ from typing import Any
 import sqlalchemy as sa
 
 from supertask.errors import JobNotFound, RunNotFound, StoreError, StoreUnavailable
+from supertask.log import Limited
 from supertask.model import Job, RunRecord, RunStatus
 from supertask.store import listing, statements
 from supertask.store.cluster import ClusterRows
@@ -57,6 +58,9 @@ def open_store(url: str, *, create: bool = True) -> SqlStore:
     return SqlStore.open(url, create=create)
 
 
+CLOCK_OFF = Limited("supertask.store")
+
+
 def _missing(namespace: str, name: str) -> bool:
     """Inside a write: the job is not there (its transaction is rolled back)."""
     raise JobNotFound(namespace, name)
@@ -76,6 +80,8 @@ class SqlStore(ClusterRows, LiveRows):
         #: the scheduler instance this process is (supertask_hosts): its claims name it,
         #: its runs' ends are written only while it still holds them. None: a one-shot run.
         self.instance: str | None = None
+        #: this host's clock minus the database's, as the last guarded claim saw it (seconds)
+        self.skew = 0.0
         sa.event.listen(self.engine, "handle_error", self._on_error)
         sa.event.listen(self.engine, "after_cursor_execute", lambda *_args: self.health.ok())
 
@@ -272,7 +278,7 @@ class SqlStore(ClusterRows, LiveRows):
 
     def claim_run(self, *, namespace: str, job: str, scheduled: datetime, attempt: int, reason: str, host: str,
                   status: RunStatus = RunStatus.RUNNING, message: str | None = None, log_dir: Any = None,
-                  instance: str | None = None) -> int | None:
+                  instance: str | None = None, guard: dict[str, Any] | None = None) -> Any:
         """Insert the run row that claims one fire. None: that fire was already claimed.
 
         With ``log_dir``, the row's ``log_path`` (``log_dir/NAMESPACE/JOB/ID.log``) is set
@@ -282,16 +288,27 @@ class SqlStore(ClusterRows, LiveRows):
                      status=status, message=message, log_dir=log_dir)
         if instance is not None:
             claim["instance"] = instance
+        if guard is not None:
+            claim["guard"] = guard
         return self.claim_runs([claim])[0]
 
-    def claim_runs(self, claims: Sequence[dict[str, Any]]) -> list[int | None]:
+    def claim_runs(self, claims: Sequence[dict[str, Any]]) -> list[Any]:
         """:meth:`claim_run` for each of ``claims`` (its keyword arguments), all in one
         transaction (:func:`supertask.store.statements.claim_runs`)."""
         fast = self._runs()
         if fast is not None:
             fast.instance = self.instance
             return list(fast.claim_runs(claims))
-        return list(self._tx(lambda tx: statements.claim_runs(tx, claims, self.instance)))
+        with self._write() as conn:
+            tx = SqlTx(conn)
+            ids = statements.claim_runs(tx, claims, self.instance)
+        db_now = getattr(tx, "db_now", None)
+        if db_now is not None:  # a guarded claim read the database's clock (store.guard)
+            self.skew = time.time() - db_now.timestamp()
+            if abs(self.skew) > 1.0:
+                CLOCK_OFF.event("this host's clock is off the database's", skew=round(self.skew, 3),
+                                message="fires start by the database's clock; fix this host's time (NTP)")
+        return ids
 
     def update_run(self, run_id: int, **values: Any) -> None:
         self.update_runs([(run_id, values)])

@@ -215,18 +215,34 @@ def started_at(now: datetime, scheduled: datetime) -> datetime:
     return scheduled if scheduled > now else now
 
 
-def claim_runs(tx: Any, claims: Sequence[dict[str, Any]], instance: str | None = None) -> list[int | None]:
+def claim_runs(tx: Any, claims: Sequence[dict[str, Any]], instance: str | None = None) -> list[Any]:
     """Insert the run row that claims each fire (``claims``: :meth:`Store.claim_run`'s
     keyword arguments); a fire already claimed gets None, the others their run ids.
     ``(namespace, job, scheduled, attempt)`` is unique: of two schedulers racing for one
     fire exactly one insert wins. With ``log_dir``, the row's ``log_path``
     (``log_dir/NAMESPACE/JOB/ID.log``) is set in the same transaction. The row names the
-    scheduler instance that holds it: the claim's ``instance``, else ``instance``."""
+    scheduler instance that holds it: the claim's ``instance``, else ``instance``.
+
+    A claim with a ``guard`` (several schedulers share the store) is checked against what
+    the store holds first (:mod:`supertask.store.guard`): refused, it gets a
+    :class:`~supertask.store.guard.Refusal` instead of an id, and a ``skipped`` row saying
+    why (none when it is refused for the database's clock)."""
     now = datetime.now(UTC)
-    ids: list[int | None] = []
+    ids: list[Any] = []
+    guarded = [claim for claim in claims if claim.get("guard")]
+    if guarded:  # several schedulers share the store: what the others run counts too
+        from supertask.store import guard
+
+        tx.db_now = guard.lock(tx, guarded)
     for claim in claims:
         status = claim.get("status", RunStatus.RUNNING)
         scheduled = claim["scheduled"]
+        refused = guard.refusal(tx, claim, instance, tx.db_now) if claim.get("guard") else None
+        if refused is not None:
+            if refused.wait:  # not due yet by the database's clock: nothing recorded
+                ids.append(refused)
+                continue
+            status, claim = RunStatus.SKIPPED, {**claim, "message": refused.reason, "log_dir": None}
         run_id = tx.insert(_RUN_INSERT, {
             "namespace": claim["namespace"], "job": claim["job"], "attempt": claim["attempt"],
             "reason": claim["reason"], "scheduled": tx.stamp(scheduled),
@@ -237,7 +253,7 @@ def claim_runs(tx: Any, claims: Sequence[dict[str, Any]], instance: str | None =
         if run_id is not None and claim.get("log_dir") is not None:
             path = Path(claim["log_dir"]) / claim["namespace"] / claim["job"] / f"{run_id}.log"
             tx.run(_RUN_LOG_PATH, {"log_path": str(path), "id": run_id})
-        ids.append(run_id)
+        ids.append(run_id if refused is None or run_id is None else refused)
     return ids
 
 

@@ -175,3 +175,65 @@ def test_edits_through_the_store_alone_reach_every_host(tmp_path: Path, pg_db: s
     finally:
         for s in schedulers:
             s.stop()
+
+
+def overlapping(intervals: list[tuple[datetime, datetime]]) -> int:
+    """The most intervals that hold one moment at once."""
+    edges = sorted([(start, 1) for start, _ in intervals] + [(end, -1) for _, end in intervals])
+    most = here = 0
+    for _, step in edges:  # an end sorts before a start at the same moment
+        here += step
+        most = max(most, here)
+    return most
+
+
+def ran(url: str, job: str) -> list[tuple[datetime, datetime]]:
+    return [(r["started"], r["finished"]) for r in runs(url, job)
+            if r["status"] not in ("skipped", "queued") and r["started"] and r["finished"]]
+
+
+def test_overlap_skip_holds_across_hosts(tmp_path: Path, pg_db: str) -> None:
+    clis = homes(tmp_path, pg_db, 2)
+    schedulers = serve(clis, """
+namespace: shared
+jobs:
+  - name: slow
+    when: every 1s
+    run: "cmd:sleep 2.5"
+    overlap: skip
+""", tmp_path)
+    try:
+        wait_until(lambda: len(ran(pg_db, "slow")) >= 5, 90, what="5 runs of slow ended")
+    finally:
+        for s in schedulers:
+            s.stop()
+    assert overlapping(ran(pg_db, "slow")) == 1, runs(pg_db, "slow")
+    reasons = [r["message"] for r in runs(pg_db, "slow") if r["status"] == "skipped"]
+    assert any("previous run still running on " in m and "across hosts" in m for m in reasons), reasons
+
+
+def test_max_concurrent_holds_across_three_hosts(tmp_path: Path, pg_db: str) -> None:
+    clis = homes(tmp_path, pg_db, 3)
+    schedulers = serve(clis, """
+namespace: shared
+jobs:
+  - name: par
+    when: every 1s
+    run: "cmd:sleep 3.5"
+    overlap: allow
+    max_concurrent: 2
+""", tmp_path)
+    seen = []
+    try:
+        def enough() -> bool:
+            seen.append(rows(pg_db, "SELECT count(*) FROM supertask_runs WHERE job = 'par' AND status = 'running'")[0][0])
+            return len(ran(pg_db, "par")) >= 6
+
+        wait_until(enough, 120, interval=0.1, what="6 runs of par ended")
+    finally:
+        for s in schedulers:
+            s.stop()
+    assert max(seen) <= 2, seen
+    assert overlapping(ran(pg_db, "par")) <= 2, runs(pg_db, "par")
+    reasons = [r["message"] for r in runs(pg_db, "par") if r["status"] == "skipped"]
+    assert any("max_concurrent 2" in m for m in reasons), reasons

@@ -1,0 +1,98 @@
+"""The cross-host half of a fire's decision, taken in the transaction that claims it.
+
+Each scheduler decides ``overlap``, ``max_concurrent``, pause and removal from what it
+holds in memory (:class:`~supertask.scheduler.executor.RunExecutor`); several schedulers
+sharing a store also need what the others run. A claim that carries a ``guard``
+(``{"overlap": "skip"|"queue"|"allow", "max": N or 0, "busy": this host's runs of the job
+in flight besides this one, "paused": whether a paused job is refused}``) is checked, in
+the claim's own transaction, against the store:
+
+- on PostgreSQL, ``pg_advisory_xact_lock`` on each guarded job's key first (all of a
+  claim's keys, in key order: no two claims wait on each other), so two hosts deciding
+  a fire of the same job take turns; SQLite's writes are serialised anyway;
+- the job's row must be there and, for a scheduled fire, not paused: a host whose copy
+  is stale (the job paused or removed elsewhere a moment ago) fires nothing;
+- ``overlap: skip`` (and ``queue``): no run of the job ``running`` on another scheduler
+  instance; ``allow`` with ``max_concurrent``: fewer than N running on all hosts;
+- on PostgreSQL, the fire is due by the database's clock: a fire more than
+  :data:`EARLY` seconds ahead of the database's ``clock_timestamp()`` is refused for
+  now (this host's clock is ahead: :class:`Refusal` says how long to wait).
+
+A fire refused for a policy becomes a ``skipped`` row saying why (``previous run still
+running on HOST``); one refused for the clock records nothing. A claim without a guard
+(a one-shot run, a retry, a single-host SQLite store) costs nothing of this.
+
+This module imports neither SQLAlchemy nor ``typing`` (the claim's path loads it).
+"""
+
+from __future__ import annotations
+
+import hashlib
+from collections import namedtuple
+from datetime import datetime, timezone
+
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from collections.abc import Sequence
+    from typing import Any
+
+UTC = timezone.utc
+#: Seconds a fire may be claimed ahead of its time by the database's clock: the round's
+#: largest lead (scheduler.rounds.MAX_LEAD) and a second of clock difference.
+EARLY = 1.5
+
+_JOB = "SELECT paused FROM supertask_jobs WHERE namespace = :namespace AND name = :job"
+_RUNNING = ("SELECT host, instance FROM supertask_runs WHERE status = 'running' AND namespace = :namespace "
+            "AND job = :job AND COALESCE(instance, '') <> :me")
+
+
+class Refusal(namedtuple("Refusal", "reason wait", defaults=(0.0,))):
+    """A guarded claim refused: why, and (refused for the clock) how many seconds until
+    the fire is due by the database's clock (0: refused for good, a ``skipped`` row)."""
+
+    __slots__ = ()
+
+
+def job_key(namespace: str, job: str) -> int:
+    """The advisory lock key of a job: 64 bits of a hash of its namespace and name."""
+    digest = hashlib.blake2b(f"{namespace}/{job}".encode(), digest_size=8).digest()
+    return int.from_bytes(digest, "big", signed=True)
+
+
+def lock(tx: Any, claims: Sequence[dict[str, Any]]) -> datetime | None:
+    """Take the guarded claims' job locks (PostgreSQL), in key order; return the
+    database's clock after them (None elsewhere)."""
+    if getattr(tx, "dialect", None) != "postgresql":
+        return None
+    for key in sorted({job_key(c["namespace"], c["job"]) for c in claims}):
+        tx.rows("SELECT pg_advisory_xact_lock(:key)", {"key": key})
+    now = tx.rows("SELECT clock_timestamp()", {})[0][0]
+    return now if now.tzinfo else now.replace(tzinfo=UTC)
+
+
+def refusal(tx: Any, claim: dict[str, Any], instance: str | None, db_now: datetime | None) -> Refusal | None:
+    """Why the guarded ``claim`` may not start now (None: it may); see the module's docstring."""
+    guard = claim["guard"]
+    if db_now is not None:
+        ahead = (claim["scheduled"] - db_now).total_seconds()
+        if ahead > EARLY:
+            return Refusal(f"due in {ahead:.3f}s by the database's clock (this host's clock is ahead)", ahead)
+    params = {"namespace": claim["namespace"], "job": claim["job"]}
+    found = tx.rows(_JOB, params)
+    if not found:
+        return Refusal("the job was removed (by another scheduler or through the store)")
+    if guard.get("paused") and found[0][0]:
+        return Refusal("the job is paused (by another scheduler or through the store)")
+    policy, most = guard.get("overlap"), guard.get("max") or 0
+    if policy == "allow" and not most:
+        return None
+    others = tx.rows(_RUNNING, {**params, "me": instance or ""})
+    if not others:
+        return None
+    hosts = ", ".join(sorted({host or "?" for host, _ in others}))
+    if policy in ("skip", "queue"):
+        return Refusal(f"previous run still running on {hosts} (overlap: {policy}, across hosts)")
+    if len(others) + guard.get("busy", 0) >= most:
+        return Refusal(f"max_concurrent {most} runs were in flight across hosts ({len(others)} on {hosts}; "
+                       "overlap: allow)")
+    return None
