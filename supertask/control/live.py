@@ -213,7 +213,7 @@ class LiveControl:
 
         return {
             "version": __version__, "pid": os.getpid(), "host": service.settings.host,
-            "started": _iso(service.started), "uptime": round(now - service.started, 3),
+            "instance": service.instance, "started": _iso(service.started), "uptime": round(now - service.started, 3),
             "store": redact(service.store.url), "store_health": health, "namespaces": list(service.namespaces),
             "paused": service.paused, "stopping": service.stop_request.event.is_set(),
             "endpoints": self.endpoints,

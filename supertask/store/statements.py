@@ -257,14 +257,16 @@ def claim_runs(tx: Any, claims: Sequence[dict[str, Any]], instance: str | None =
     return ids
 
 
-#: what makes a run's end the end of *this* attempt as its scheduler instance holds it
-_END_GUARD = f" AND status = '{RunStatus.RUNNING.value}' AND COALESCE(instance, '') = :owner"
+#: what makes a run's end the end of *this* attempt as its scheduler instance holds it (a
+#: queued row taken up while the store was away is still ``queued`` when its end comes)
+_END_GUARD = (f" AND status IN ('{RunStatus.RUNNING.value}', '{RunStatus.QUEUED.value}') "
+              "AND COALESCE(instance, '') = :owner")
 
 
 def run_update(run_id: int, values: dict[str, Any], stamp: Callable[[datetime], Any],
                owner: str | None = None, *, end: bool = False) -> tuple[str, dict[str, Any]]:
     """The statement that sets ``values`` (column: value) on one run row. An ``end`` (how
-    the attempt ended) is written only while the row is still ``running`` and held by
+    the attempt ended) is written only while the row is still in flight and held by
     ``owner`` (the scheduler instance that ran it; None: none, a one-shot run): a run
     another host took over (marked ``lost`` when this one missed its lease) is not
     written over by a late end; it changes no row (``tx.run`` gives 0)."""

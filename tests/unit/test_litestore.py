@@ -136,3 +136,30 @@ def test_both_stores_write_the_same_claim_rows(tmp_path: Path) -> None:
         assert run.started == ahead and run.log_path == str(tmp_path / "ns" / "j" / f"{run_id}.log")
         rows.append(run)
     assert rows[0] == rows[1]
+
+
+def test_a_runs_end_is_written_only_by_the_instance_holding_it(tmp_path: Path) -> None:
+    """Both stores: an end from another instance, or onto a row no longer in flight (lost:
+    taken over), changes nothing and is reported; the holder's own end is written."""
+    url = f"sqlite:///{tmp_path / 's.db'}"
+    store = Store.open(url)
+    lite = litestore.open_lite(url)
+    assert lite is not None
+    try:
+        at = datetime(2026, 12, 1, 10, 0, tzinfo=UTC)
+        for writer in (store, lite):
+            writer.instance = "holder"
+        ids = [writer.claim_run(namespace="ns", job=f"j{i}", scheduled=at, attempt=1, reason="schedule", host="h")
+               for i, writer in enumerate((store, lite, store, lite))]
+        assert all(ids) and {store.get_run(i).instance for i in ids} == {"holder"}  # type: ignore[arg-type]
+        [flying] = [r for r in store.runs_in_flight(["ns"]) if r.id == ids[0]]
+        store.mark_runs_lost([(flying, "its host missed its lease")])
+        end = {"status": RunStatus.SUCCEEDED, "exit_code": 0}
+        assert store.end_runs([(ids[0], end)]) == [ids[0]]  # lost: refused
+        assert lite.end_runs([(ids[1], end)], "another") == [ids[1]]  # not its holder: refused
+        assert store.end_runs([(ids[2], end)]) == [] and lite.end_runs([(ids[3], end)]) == []
+        assert [store.get_run(i).status for i in ids] == [  # type: ignore[arg-type]
+            RunStatus.LOST, RunStatus.RUNNING, RunStatus.SUCCEEDED, RunStatus.SUCCEEDED]
+    finally:
+        lite.close()
+        store.close()
