@@ -241,8 +241,14 @@ class SqlStore(ClusterRows, LiveRows):
 
     def set_meta(self, key: str, value: str) -> None:
         with self._write() as conn:
-            if not conn.execute(meta_table.update().where(meta_table.c.key == key).values(value=value)).rowcount:
-                conn.execute(meta_table.insert().values(key=key, value=value))
+            update = meta_table.update().where(meta_table.c.key == key).values(value=value)
+            if conn.execute(update).rowcount:
+                return
+            try:
+                with conn.begin_nested():
+                    conn.execute(meta_table.insert().values(key=key, value=value))
+            except sa.exc.IntegrityError:  # another process (a second host starting) inserted it first
+                conn.execute(update)
 
     def swap_meta(self, key: str, value: str) -> bool:
         """Set ``key`` to ``value``; True when it was missing or held another value. Of

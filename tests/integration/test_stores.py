@@ -301,3 +301,36 @@ def test_postgresql_connections_have_timeouts(store_url: str) -> None:
         assert (params["connect_timeout"], params["keepalives_idle"], params["tcp_user_timeout"]) == ("5", "5", "10000")
     finally:
         store.close()
+
+
+def test_schedulers_recording_the_same_meta_key_at_once_all_succeed(store_url: str) -> None:
+    """Two schedulers starting at once on one store both record the timetable they
+    synced under the same key (supertask.timetable.syncmark): neither fails with a
+    duplicate key (a second host crashed at start with one)."""
+    import threading
+
+    from supertask.store.sql import SqlStore as Store
+
+    stores = [Store.open(store_url) for _ in range(4)]
+    errors: list[BaseException] = []
+    try:
+        for round_ in range(15):
+            barrier = threading.Barrier(len(stores))
+
+            def record(store: Store, value: str, key: str = f"race:{round_}") -> None:
+                barrier.wait()
+                try:
+                    store.set_meta(key, value)
+                except BaseException as exc:  # noqa: BLE001 -- collected and asserted below
+                    errors.append(exc)
+
+            threads = [threading.Thread(target=record, args=(store, f"v{n}")) for n, store in enumerate(stores)]
+            for thread in threads:
+                thread.start()
+            for thread in threads:
+                thread.join(60)
+            assert not errors, errors
+            assert stores[0].get_meta(f"race:{round_}") in {f"v{n}" for n in range(len(stores))}
+    finally:
+        for store in stores:
+            store.close()
