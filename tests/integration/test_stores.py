@@ -317,14 +317,14 @@ def test_schedulers_recording_the_same_meta_key_at_once_all_succeed(store_url: s
         for round_ in range(15):
             barrier = threading.Barrier(len(stores))
 
-            def record(store: Store, value: str, key: str = f"race:{round_}") -> None:
+            def record(store: Store, value: str, barrier: threading.Barrier, key: str) -> None:
                 barrier.wait()
                 try:
                     store.set_meta(key, value)
                 except BaseException as exc:  # noqa: BLE001 -- collected and asserted below
                     errors.append(exc)
 
-            threads = [threading.Thread(target=record, args=(store, f"v{n}")) for n, store in enumerate(stores)]
+            threads = [threading.Thread(target=record, args=(store, f"v{n}", barrier, f"race:{round_}")) for n, store in enumerate(stores)]
             for thread in threads:
                 thread.start()
             for thread in threads:
