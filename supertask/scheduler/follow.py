@@ -60,7 +60,8 @@ class ChangeFollower:
                 try:
                     self.poll()
                 except Exception as exc:  # the store is away: the next look tries again
-                    _FAILED.event("following changes in the store failed; will retry", error=str(exc))
+                    if self._service.store.health.up:  # else the store's own events say it (store unreachable)
+                        _FAILED.event("following changes in the store failed; will retry", error=str(exc))
                 if self._listener is not None:
                     self._listener.wait(self.interval, self._stop)
                 else:
