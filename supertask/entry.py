@@ -27,7 +27,7 @@ _VALUED = {"--name": "name", "--store": "store", "--home": "home", "--ns": "name
            "--log-format": "log_format", "--log-level": "log_level", "--when": "when"}
 # set in the environment, these go through typer, which checks them as it always does
 _SCHEDULER_ONLY = ("file", "grace", "max_workers", "max_concurrent", "listen", "token", "metrics", "watch",
-                   "heartbeat", "lease", "lease_lost")
+                   "heartbeat", "lease", "lease_lost", "http")
 
 
 def one_shot_args(argv: list[str]) -> tuple[dict[str, str], list[str]] | None:

@@ -31,6 +31,7 @@ DEFAULTS: dict[str, tuple[Any, str]] = {
     "token": (None, "Token for the TCP control endpoint; default: a generated token file"),
     "connect": (None, "Scheduler to talk to: unix:PATH or tcp://HOST:PORT; default: the local one"),
     "metrics": (None, "Serve Prometheus metrics on HOST:PORT"),
+    "http": (None, "Serve the dashboard and HTTP API on HOST:PORT (loopback unless the store has tokens)"),
     "watch": (True, "Reload the timetable when its file changes"),
     "heartbeat": (5.0, "How often this scheduler writes its host row (heartbeat), for `supertask hosts` "
                        "and the other hosts sharing the store"),
@@ -139,6 +140,7 @@ class Settings:
     token: str | None = default("token")
     connect: str | None = default("connect")
     metrics: str | None = default("metrics")
+    http: str | None = default("http")
     watch: bool = default("watch")
     allow_second: bool = default("allow_second")
     heartbeat: float = default("heartbeat")
@@ -164,7 +166,7 @@ class Settings:
 
 
 #: a port to show in the error for each option that takes HOST:PORT
-_EXAMPLE_PORTS = {"--metrics": 9100}
+_EXAMPLE_PORTS = {"--metrics": 9100, "--http": 8080}
 
 
 def parse_hostport(text: str, what: str = "--listen") -> tuple[str, int]:

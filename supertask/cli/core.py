@@ -59,6 +59,7 @@ def run(
     listen: Annotated[str | None, _opt("listen", "--listen", metavar="HOST:PORT")] = None,
     token: Annotated[str | None, _opt("token", "--token")] = None,
     metrics: Annotated[str | None, _opt("metrics", "--metrics", metavar="HOST:PORT")] = None,
+    http: Annotated[str | None, _opt("http", "--http", metavar="HOST:PORT")] = None,
     watch: Annotated[bool, _opt("watch", "--watch/--no-watch")] = cli_default("watch"),
     allow_second: Annotated[bool, _opt("allow_second", "--allow-second")] = cli_default("allow_second"),
     heartbeat: Annotated[str, _opt("heartbeat", "--heartbeat")] = cli_default("heartbeat"),
@@ -98,7 +99,7 @@ def run(
                          "than 0): a host that misses one heartbeat must not count as down; e.g. --heartbeat 5s "
                          "--lease 20s")
     settings = _settings(store, home, max_workers=max_workers, max_concurrent=max_concurrent,
-                         listen=listen, token=token, metrics=metrics, watch=watch, allow_second=allow_second,
+                         listen=listen, token=token, metrics=metrics, http=http, watch=watch, allow_second=allow_second,
                          log_format=log_format, log_level=log_level, lease_lost=lease_lost, **durations)
     code = commands.run(settings, command=command or [], file=file, when=when, name=name, namespace=namespace)
     raise typer.Exit(code)

@@ -37,8 +37,11 @@ TOP = (
     '  pause            Hold all firing (running jobs go on) until `supertask...\n'
     '  resume           Release firing held by `supertask pause`.\n'
     '  hosts            List the schedulers sharing the store: host, pid, up...\n'
+    '  web              Serve the dashboard and the HTTP API (/api/v1, OpenAPI...\n'
+    '  audit            Every change, newest first: when, who (a token or a...\n'
     '  service          Run supertask as a systemd service.\n'
     '  jobs             Change jobs of the running scheduler, live (each...\n'
+    '  tokens           Tokens for the dashboard, the HTTP API and the TCP...\n'
 )
 
 

@@ -25,6 +25,12 @@ def build_components(settings: Settings, timetable: Timetable | None) -> list[Co
         from supertask.control.metrics import Metrics
 
         components.append(Metrics(settings.metrics))
+    # the dashboard and HTTP API (--http): supertask.web, imported only then
+    if settings.http:
+        parse_hostport(settings.http, "--http")  # a wrong --http stops the start before the store is touched
+        from supertask.web.serve import WebComponent
+
+        components.append(WebComponent(settings.http))
     return components
 
 

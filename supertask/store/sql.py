@@ -30,6 +30,7 @@ from supertask.errors import JobNotFound, RunNotFound, StoreError, StoreUnavaila
 from supertask.log import Limited
 from supertask.model import Job, RunRecord, RunStatus
 from supertask.store import listing, statements
+from supertask.store.access import AccessRows
 from supertask.store.cluster import ClusterRows
 from supertask.store.health import StoreHealth
 from supertask.store.lite import LiteStore
@@ -66,7 +67,7 @@ def _missing(namespace: str, name: str) -> bool:
     raise JobNotFound(namespace, name)
 
 
-class SqlStore(ClusterRows, LiveRows):
+class SqlStore(ClusterRows, LiveRows, AccessRows):
     """One store (a database) holding any number of namespaces."""
 
     def __init__(self, url: str):

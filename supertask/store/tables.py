@@ -21,8 +21,8 @@ from supertask.store.lite import BUSY_TIMEOUT_MS
 from supertask.store.statements import SCHEMA_VERSION
 
 UTC = timezone.utc
-__all__ = ["SCHEMA_VERSION", "UTC", "hosts_table", "jobs_table", "make_engine", "meta_table", "migrate",
-           "namespaces_table", "runs_table"]
+__all__ = ["SCHEMA_VERSION", "UTC", "audit_table", "hosts_table", "jobs_table", "make_engine", "meta_table", "migrate",
+           "namespaces_table", "runs_table", "tokens_table"]
 
 #: libpq's limits on a PostgreSQL connection (psycopg 3 and 2), unless the URL sets its own:
 #: a connect (with its authentication) gives up after connect_timeout seconds; an idle
@@ -136,6 +136,36 @@ hosts_table = sa.Table(
     sa.Column("load", sa.Float),  # 1-minute load average
     sa.Column("runs", sa.Integer, nullable=False, default=0),  # runs in flight
     sa.Column("message", sa.Text),  # why it is lost (taken over by whom)
+)
+
+#: API tokens (supertask tokens create): only a SHA-256 of each secret is kept (docs/dashboard.md).
+tokens_table = sa.Table(
+    "supertask_tokens",
+    metadata,
+    sa.Column("name", sa.String(200), primary_key=True),
+    sa.Column("digest", sa.String(64), nullable=False, unique=True),  # sha256 hex of the secret
+    sa.Column("scope", sa.String(16), nullable=False),  # read, run, admin
+    sa.Column("namespaces", sa.Text, nullable=False),  # JSON list; ["*"]: every namespace
+    sa.Column("created", UTCDateTime, nullable=False),
+    sa.Column("created_by", sa.String(255)),
+    sa.Column("revoked", UTCDateTime),
+    sa.Column("last_used", UTCDateTime),
+)
+
+#: One row per change to a job, whoever made it (supertask audit).
+audit_table = sa.Table(
+    "supertask_audit",
+    metadata,
+    sa.Column("id", sa.Integer, sa.Identity(), primary_key=True),
+    sa.Column("at", UTCDateTime, nullable=False),
+    sa.Column("who", sa.String(255), nullable=False),  # token:NAME or a unix user
+    sa.Column("source", sa.String(255)),  # where from: http 10.0.0.1, cli host, sync FILE
+    sa.Column("action", sa.String(32), nullable=False),
+    sa.Column("namespace", sa.String(200)),
+    sa.Column("job", sa.String(200)),
+    sa.Column("before", sa.Text),  # JSON, env values masked
+    sa.Column("after", sa.Text),
+    sa.Index("supertask_audit_by_namespace", "namespace", "id"),
 )
 
 

@@ -1,4 +1,4 @@
-"""A store of schema version 1 (before host rows) is brought up to date (version 3) when
+"""A store of schema version 1 (before host rows) is brought up to date (the current version) when
 opened: its runs kept, a run it left running taken for lost at the next start on its
 host, as crash recovery always did; `doctor` only reports it."""
 
@@ -19,6 +19,8 @@ def _make_version_1(url: str) -> None:
     engine = make_engine(url)
     with engine.begin() as conn:
         conn.execute(sa.text("DROP TABLE supertask_hosts"))
+        conn.execute(sa.text("DROP TABLE supertask_tokens"))
+        conn.execute(sa.text("DROP TABLE supertask_audit"))
         conn.execute(sa.text("ALTER TABLE supertask_runs DROP COLUMN instance"))
         conn.execute(sa.text("DROP INDEX supertask_jobs_by_revision"))
         conn.execute(sa.text("ALTER TABLE supertask_jobs DROP COLUMN revision"))
@@ -40,9 +42,11 @@ def test_a_version_1_store_is_migrated_and_its_left_over_run_is_lost(store_cli: 
     runs = store_cli.json("history", "--ns", "old")
     assert sorted((r["job"], r["status"], r["instance"]) for r in runs) == [
         ("long", "running", None), ("true", "succeeded", None)]
-    from supertask.store.tables import make_engine, schema_version
+    from supertask.store.tables import SCHEMA_VERSION, make_engine, schema_version
 
-    assert schema_version(make_engine(url), url) == 3
+    assert SCHEMA_VERSION >= 4  # the tokens and audit tables made on the way
+    assert schema_version(make_engine(url), url) == SCHEMA_VERSION
+    assert {"supertask_tokens", "supertask_audit"} <= set(sa.inspect(make_engine(url)).get_table_names())
     (tmp_path / "work" / "supertask.yaml").write_text("namespace: old\njobs:\n  - {name: long, when: '@yearly', "
                                                       "run: 'cmd:true'}\n")
     sched = store_cli.start("--heartbeat", "1s", "--lease", "4s", "--grace", "1s")

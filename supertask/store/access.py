@@ -1,0 +1,201 @@
+"""Who may do what, and what was done: API tokens and the audit of changes (a part of
+:class:`~supertask.store.sql.SqlStore`, as :class:`AccessRows`).
+
+A token is a secret shown once, when it is made (``supertask tokens create``); the
+store keeps its SHA-256 digest, its scope (:class:`Scope`) and the namespaces it sees
+(``*``: every one). A secret of 256 random bits needs no slow hash: nobody can guess
+one from its digest, and comparing digests takes the same time whatever they hold.
+
+An audit row says when, who (``token:NAME`` or a unix user), from where, what (an
+action on a job) and the job's keys before and after, ``env:`` values shown as
+``***`` (:mod:`supertask.control.changes` writes them so).
+"""
+
+from __future__ import annotations
+
+import enum
+import hashlib
+import json
+import secrets
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+from datetime import datetime, timezone
+from typing import Any
+
+import sqlalchemy as sa
+
+from supertask.errors import UsageError
+from supertask.model import RunRecord
+from supertask.store.tables import audit_table, runs_table, tokens_table
+
+UTC = timezone.utc
+EVERY = "*"
+PREFIX = "st_"
+
+
+class Scope(str, enum.Enum):
+    """What a token may do, each including the ones before: read (pages, API reads,
+    logs), run (also run now, pause, resume), admin (also edit, add, remove)."""
+
+    READ = "read"
+    RUN = "run"
+    ADMIN = "admin"
+
+    @property
+    def rank(self) -> int:
+        return list(Scope).index(self)
+
+    def allows(self, needed: Scope) -> bool:
+        return self.rank >= needed.rank
+
+
+@dataclass(frozen=True)
+class Token:
+    """A token as the store keeps it (never its secret)."""
+
+    name: str
+    scope: Scope
+    namespaces: tuple[str, ...]
+    created: datetime
+    created_by: str | None = None
+    revoked: datetime | None = None
+    last_used: datetime | None = None
+
+    def sees(self, namespace: str) -> bool:
+        return EVERY in self.namespaces or namespace in self.namespaces
+
+    def visible(self, namespaces: Iterable[str]) -> list[str]:
+        return [ns for ns in namespaces if self.sees(ns)]
+
+    def to_json(self) -> dict[str, Any]:
+        return {"name": self.name, "scope": self.scope.value, "namespaces": list(self.namespaces),
+                "created": self.created.isoformat(), "created_by": self.created_by,
+                "revoked": self.revoked.isoformat() if self.revoked else None,
+                "last_used": self.last_used.isoformat() if self.last_used else None}
+
+    @classmethod
+    def from_row(cls, row: Any) -> Token:
+        return cls(name=row["name"], scope=Scope(row["scope"]), namespaces=tuple(json.loads(row["namespaces"])),
+                   created=row["created"], created_by=row["created_by"], revoked=row["revoked"],
+                   last_used=row["last_used"])
+
+
+def digest(secret: str) -> str:
+    return hashlib.sha256(secret.encode()).hexdigest()
+
+
+def parse_scope(text: str) -> Scope:
+    try:
+        return Scope(text)
+    except ValueError:
+        raise UsageError(f"--scope {text!r}: use read, run or admin") from None
+
+
+class AccessRows:
+    """The tokens and audit tables on a SqlStore's engine (``self.engine``, ``self._write()``)."""
+
+    engine: sa.Engine
+
+    def _write(self) -> Any:  # the SqlStore's write transaction
+        raise NotImplementedError
+
+    # -- tokens -----------------------------------------------------------------------------
+
+    def create_token(self, name: str, scope: Scope, namespaces: Sequence[str], by: str | None) -> str:
+        """Make a token; return its secret (kept nowhere: shown once). A name in use by a
+        token not revoked is refused; a revoked one's name is taken over."""
+        if not name or len(name) > 200 or not all(c.isalnum() or c in "_.-@" for c in name):
+            raise UsageError(f"token name {name!r}: use letters, digits and _.-@ (at most 200)")
+        if not namespaces:
+            raise UsageError("a token needs --ns NS (repeatable), or --ns '*' for every namespace")
+        secret = PREFIX + secrets.token_urlsafe(32)
+        with self._write() as conn:
+            row = conn.execute(sa.select(tokens_table.c.revoked).where(tokens_table.c.name == name)).first()
+            if row is not None and row[0] is None:
+                raise UsageError(f"a token named {name!r} exists; revoke it first (`supertask tokens revoke {name}`) "
+                                 "or choose another name")
+            if row is not None:
+                conn.execute(tokens_table.delete().where(tokens_table.c.name == name))
+            conn.execute(tokens_table.insert().values(
+                name=name, digest=digest(secret), scope=scope.value, namespaces=json.dumps(sorted(set(namespaces))),
+                created=datetime.now(UTC), created_by=by))
+        return secret
+
+    def tokens(self, *, revoked: bool = False) -> list[Token]:
+        query = sa.select(tokens_table).order_by(tokens_table.c.name)
+        if not revoked:
+            query = query.where(tokens_table.c.revoked.is_(None))
+        with self.engine.connect() as conn:
+            return [Token.from_row(r) for r in conn.execute(query).mappings()]
+
+    def revoke_token(self, name: str) -> bool:
+        with self._write() as conn:
+            return bool(conn.execute(tokens_table.update().where(
+                tokens_table.c.name == name, tokens_table.c.revoked.is_(None)).values(revoked=datetime.now(UTC))).rowcount)
+
+    def token_for(self, secret: str) -> Token | None:
+        """The live token whose secret this is, else None."""
+        if not secret.startswith(PREFIX) or len(secret) > 200:
+            return None
+        query = sa.select(tokens_table).where(tokens_table.c.digest == digest(secret), tokens_table.c.revoked.is_(None))
+        with self.engine.connect() as conn:
+            row = conn.execute(query).mappings().first()
+        return Token.from_row(row) if row is not None else None
+
+    def has_tokens(self) -> bool:
+        with self.engine.connect() as conn:
+            return conn.execute(sa.select(tokens_table.c.name).where(tokens_table.c.revoked.is_(None)).limit(1)).first() is not None
+
+    # -- audit --------------------------------------------------------------------------------
+
+    def audit(self, *, who: str, source: str | None, action: str, namespace: str | None, job: str | None,
+              before: Any = None, after: Any = None) -> None:
+        """One audit row (``before``/``after`` as JSON; their ``env`` values already masked)."""
+        with self._write() as conn:
+            conn.execute(audit_table.insert().values(
+                at=datetime.now(UTC), who=who[:255], source=(source or "")[:255] or None, action=action[:32],
+                namespace=namespace, job=job, before=None if before is None else json.dumps(before, default=str),
+                after=None if after is None else json.dumps(after, default=str)))
+
+    def audit_rows(self, namespaces: Iterable[str] | None = None, *, job: str | None = None,
+                   before_id: int | None = None, limit: int = 50) -> list[dict[str, Any]]:
+        """Audit rows, newest first (those of ``namespaces``, or all)."""
+        query = sa.select(audit_table).order_by(audit_table.c.id.desc()).limit(limit)
+        if namespaces is not None:
+            query = query.where(audit_table.c.namespace.in_(list(namespaces)))
+        if job is not None:
+            query = query.where(audit_table.c.job == job)
+        if before_id is not None:
+            query = query.where(audit_table.c.id < before_id)
+        with self.engine.connect() as conn:
+            rows = conn.execute(query).mappings().all()
+        return [{"id": r["id"], "at": r["at"].isoformat(), "who": r["who"], "source": r["source"],
+                 "action": r["action"], "namespace": r["namespace"], "job": r["job"],
+                 "before": json.loads(r["before"]) if r["before"] else None,
+                 "after": json.loads(r["after"]) if r["after"] else None} for r in rows]
+
+    # -- runs, paged (the dashboard's runs page) ---------------------------------------------
+
+    def runs_page(self, namespaces: Iterable[str] | None, *, job: str | None = None,
+                  statuses: Sequence[str] = (), before_id: int | None = None, limit: int = 50) -> list[RunRecord]:
+        """Runs newest first, filtered; the next page starts below the last id shown."""
+        query = sa.select(runs_table).order_by(runs_table.c.id.desc()).limit(limit)
+        if namespaces is not None:
+            query = query.where(runs_table.c.namespace.in_(list(namespaces)))
+        if job is not None:
+            query = query.where(runs_table.c.job == job)
+        if statuses:
+            query = query.where(runs_table.c.status.in_(list(statuses)))
+        if before_id is not None:
+            query = query.where(runs_table.c.id < before_id)
+        with self.engine.connect() as conn:
+            return [RunRecord.from_row(r) for r in conn.execute(query).mappings()]
+
+    def failures_since(self, namespaces: Iterable[str] | None, since: datetime, limit: int = 50) -> list[RunRecord]:
+        failed = ("failed", "timed-out", "killed", "lost")
+        query = (sa.select(runs_table).where(runs_table.c.status.in_(failed), runs_table.c.scheduled >= since)
+                 .order_by(runs_table.c.id.desc()).limit(limit))
+        if namespaces is not None:
+            query = query.where(runs_table.c.namespace.in_(list(namespaces)))
+        with self.engine.connect() as conn:
+            return [RunRecord.from_row(r) for r in conn.execute(query).mappings()]

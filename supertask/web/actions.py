@@ -1,0 +1,47 @@
+"""What the dashboard and the API change: run now, pause, resume. Each goes through the
+store as ``supertask jobs ... --ns NS`` does with no scheduler to talk to
+(:mod:`supertask.scheduler.edits`, ``queue_run``): every scheduler serving the
+namespace, on any host, follows it within about a second. Each writes an audit row."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from supertask.errors import JobNotFound
+from supertask.store.access import Scope
+from supertask.store.base import Store
+from supertask.web.data import Viewer
+
+
+class Forbidden(Exception):
+    """The viewer's token sees the job but its scope does not allow the action (403)."""
+
+
+def _allowed(viewer: Viewer, namespace: str, name: str, scope: Scope) -> None:
+    if not viewer.sees(namespace):
+        raise JobNotFound(namespace, name)
+    if not viewer.may(scope):
+        assert viewer.token is not None
+        raise Forbidden(f"token {viewer.token.name!r} has scope {viewer.token.scope.value}; "
+                        f"this needs {scope.value} or more")
+
+
+def trigger(st: Store, viewer: Viewer, namespace: str, name: str) -> dict[str, Any]:
+    """A manual run queued in the store; a scheduler serving the namespace takes it up."""
+    _allowed(viewer, namespace, name, Scope.RUN)
+    run_id = st.queue_run(namespace, name, f"triggered by {viewer.who} ({viewer.source}); waiting for a "
+                                           f"scheduler serving {namespace} to take it up")
+    st.audit(who=viewer.who, source=viewer.source, action="trigger", namespace=namespace, job=name,
+             before=None, after={"run_id": run_id})
+    return {"namespace": namespace, "job": name, "run_id": run_id, "status": "queued"}
+
+
+def set_paused(st: Store, viewer: Viewer, namespace: str, name: str, paused: bool) -> dict[str, Any]:
+    from supertask.scheduler import edits
+
+    _allowed(viewer, namespace, name, Scope.RUN)
+    was = st.get_job(namespace, name).paused
+    row = edits.set_paused(st, namespace, name, paused).to_json()
+    st.audit(who=viewer.who, source=viewer.source, action="pause" if paused else "resume", namespace=namespace,
+             job=name, before={"paused": was}, after={"paused": paused})
+    return row  # type: ignore[no-any-return]

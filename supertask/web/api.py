@@ -1,0 +1,97 @@
+"""``/api/v1/...``: the JSON API, each listing the shape of the CLI's ``--json`` for the
+same thing (:mod:`supertask.web.data`); the OpenAPI description at
+``/api/v1/openapi.json`` (:mod:`supertask.web.openapi`)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from starlette.concurrency import run_in_threadpool
+from starlette.requests import Request
+from starlette.responses import JSONResponse
+from starlette.routing import Route
+
+from supertask.web import actions, data
+from supertask.web.request import changing, int_param, store_of, viewer_of
+
+
+def _json(value: Any) -> JSONResponse:
+    return JSONResponse(value)
+
+
+def overview(request: Request) -> JSONResponse:
+    return _json(data.overview(store_of(request), viewer_of(request)))
+
+
+def namespaces(request: Request) -> JSONResponse:
+    return _json(data.namespaces(store_of(request), viewer_of(request)))
+
+
+def jobs(request: Request) -> JSONResponse:
+    return _json(data.jobs(store_of(request), viewer_of(request), request.query_params.get("ns") or None))
+
+
+def job(request: Request) -> JSONResponse:
+    p = request.path_params
+    return _json(data.job(store_of(request), viewer_of(request), p["ns"], p["job"]))
+
+
+def runs(request: Request) -> JSONResponse:
+    q = request.query_params
+    return _json(data.runs(store_of(request), viewer_of(request), namespace=q.get("ns") or None,
+                           job=q.get("job") or None, status=q.get("status") or None,
+                           before=int_param(request, "before"), limit=int_param(request, "limit", 50) or 50))
+
+
+def run(request: Request) -> JSONResponse:
+    return _json(data.run(store_of(request), viewer_of(request), request.path_params["run_id"]))
+
+
+def log(request: Request) -> JSONResponse:
+    return _json(data.read_log(store_of(request), viewer_of(request), request.path_params["run_id"],
+                               int_param(request, "offset", 0) or 0))
+
+
+def hosts(request: Request) -> JSONResponse:
+    return _json(data.overview(store_of(request), viewer_of(request))["hosts"])
+
+
+def audit(request: Request) -> JSONResponse:
+    q = request.query_params
+    return _json(data.audit(store_of(request), viewer_of(request), namespace=q.get("ns") or None,
+                            job=q.get("job") or None, before=int_param(request, "before"),
+                            limit=int_param(request, "limit", 50) or 50))
+
+
+async def act(request: Request) -> JSONResponse:
+    viewer = await changing(request)
+    p, st = request.path_params, store_of(request)
+    action = p["action"]
+    if action == "trigger":
+        result = await run_in_threadpool(actions.trigger, st, viewer, p["ns"], p["job"])
+        return JSONResponse(result, status_code=202)
+    if action in ("pause", "resume"):
+        return _json(await run_in_threadpool(actions.set_paused, st, viewer, p["ns"], p["job"], action == "pause"))
+    raise LookupError(f"no action {action!r}: use trigger, pause or resume")
+
+
+def openapi(request: Request) -> JSONResponse:
+    from supertask.web.openapi import document
+
+    return _json(document())
+
+
+def routes() -> list[Route]:
+    return [
+        Route("/openapi.json", openapi),
+        Route("/overview", overview),
+        Route("/namespaces", namespaces),
+        Route("/jobs", jobs),
+        Route("/jobs/{ns}/{job}", job),
+        Route("/jobs/{ns}/{job}/{action}", act, methods=["POST"]),
+        Route("/runs", runs),
+        Route("/runs/{run_id:int}", run),
+        Route("/runs/{run_id:int}/log", log),
+        Route("/hosts", hosts),
+        Route("/audit", audit),
+    ]

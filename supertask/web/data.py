@@ -1,0 +1,178 @@
+"""What the dashboard shows, as plain data: the JSON of ``/api/v1/...`` and what the
+pages render. Each listing has the shape of the CLI's ``--json`` for the same thing
+(``list-jobs``, ``history``, ``hosts``, ``list-namespaces``, ``logs``), with keys added
+for the page (a schedule in words, the next fires, the last outcome), never renamed.
+
+Every function takes a :class:`Viewer`: the namespaces its token sees (all without
+tokens). A job or run of a namespace it does not see is not found (404), as if absent.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+from datetime import datetime, timedelta, timezone
+from pathlib import Path
+from typing import Any
+
+from supertask.errors import JobNotFound, RunNotFound, UsageError
+from supertask.model import RunStatus
+from supertask.store.access import Scope, Token
+from supertask.store.base import Store
+
+UTC = timezone.utc
+LOG_CHUNK = 64 * 1024
+MAX_PAGE = 500
+STATUSES = tuple(s.value for s in RunStatus)
+
+
+@dataclass(frozen=True)
+class Viewer:
+    """Who is asking: a token, or (no token in the store) the server's own user."""
+
+    who: str
+    source: str
+    token: Token | None = None
+
+    def sees(self, namespace: str) -> bool:
+        return self.token is None or self.token.sees(namespace)
+
+    def may(self, scope: Scope) -> bool:
+        return self.token is None or self.token.scope.allows(scope)
+
+    def namespaces(self, st: Store) -> list[str]:
+        return [r["name"] for r in st.list_namespaces() if self.sees(r["name"])]
+
+
+def namespaces(st: Store, viewer: Viewer) -> list[dict[str, Any]]:
+    return [r for r in st.list_namespaces() if viewer.sees(r["name"])]
+
+
+def _check_ns(viewer: Viewer, namespace: str | None, known: list[str]) -> None:
+    if namespace is not None and namespace not in known:
+        raise LookupError(f"no namespace {namespace!r}" + ("" if viewer.token is None else " this token sees"))
+
+
+def describe(when: str, zone: str | None) -> tuple[str, list[str]]:
+    """A schedule in words and its next three fires (ISO, in the job's zone)."""
+    from supertask.schedules.trigger import parse_when, upcoming
+
+    try:
+        schedule = parse_when(when, zone)
+        fires = upcoming(schedule, datetime.now(schedule.timezone), 3)
+        return schedule.describe(), [f.isoformat() for f in fires]
+    except Exception as exc:  # a definition this version cannot read: shown, not fatal
+        return f"({exc})", []
+
+
+def jobs(st: Store, viewer: Viewer, namespace: str | None = None, *, words: bool = True) -> list[dict[str, Any]]:
+    """``list-jobs --json`` rows of the namespaces seen (or one), each with ``schedule``
+    (in words), ``fires`` (the next three, in the job's zone) and ``last`` (its newest run)."""
+    known = viewer.namespaces(st)
+    _check_ns(viewer, namespace, known)
+    rows: list[dict[str, Any]] = []
+    for ns in [namespace] if namespace else known:
+        last = {r.job: r for r in st.history(ns, limit=max(50, 3 * len(rows) + 50))}
+        for stored in st.list_jobs(ns):
+            row = stored.to_json()
+            if words:
+                row["schedule"], row["fires"] = describe(stored.job.when, stored.job.timezone)
+            run = last.get(stored.job.name)
+            row["last"] = None if run is None else {"id": run.id, "status": str(run.status),
+                                                     "exit_code": run.exit_code,
+                                                     "started": run.started.isoformat() if run.started else None}
+            rows.append(row)
+    return rows
+
+
+def job(st: Store, viewer: Viewer, namespace: str, name: str) -> dict[str, Any]:
+    if not viewer.sees(namespace):
+        raise JobNotFound(namespace, name)
+    stored = st.get_job(namespace, name)
+    row = stored.to_json()
+    row["schedule"], row["fires"] = describe(stored.job.when, stored.job.timezone)
+    row["runs"] = [r.to_json() for r in st.history(namespace, name, limit=20)]
+    return row
+
+
+def runs(st: Store, viewer: Viewer, *, namespace: str | None = None, job: str | None = None,
+         status: str | None = None, before: int | None = None, limit: int = 50) -> list[dict[str, Any]]:
+    """``history --json`` rows, newest first, filtered; ``before``: the next page's start."""
+    known = viewer.namespaces(st)
+    _check_ns(viewer, namespace, known)
+    statuses = [s for s in (status or "").split(",") if s]
+    wrong = [s for s in statuses if s not in STATUSES]
+    if wrong:
+        raise UsageError(f"status {', '.join(wrong)!r}: use {', '.join(STATUSES)} (comma-separated)")
+    if not 1 <= limit <= MAX_PAGE:
+        raise UsageError(f"limit {limit}: between 1 and {MAX_PAGE}")
+    scope = [namespace] if namespace else (known if viewer.token is not None else None)
+    return [r.to_json() for r in st.runs_page(scope, job=job, statuses=statuses, before_id=before, limit=limit)]
+
+
+def _run(st: Store, viewer: Viewer, run_id: int) -> Any:
+    record = st.get_run(run_id)
+    if not viewer.sees(record.namespace):
+        raise RunNotFound(run_id)
+    return record
+
+
+def run(st: Store, viewer: Viewer, run_id: int) -> dict[str, Any]:
+    """A run (as ``history --json``) and every attempt of its fire."""
+    record = _run(st, viewer, run_id)
+    attempts = [r.to_json() for r in st.history(record.namespace, record.job, limit=200)
+                if r.scheduled == record.scheduled]
+    return {"run": record.to_json(), "attempts": sorted(attempts, key=lambda r: r["attempt"])}
+
+
+def read_log(st: Store, viewer: Viewer, run_id: int, offset: int = 0) -> dict[str, Any]:
+    """Up to 64 KiB of a run's log from byte ``offset`` (the shape the control endpoint's
+    ``read_log`` has); ``finished`` once the run ended and all of it was read."""
+    from supertask.control.readout import decode_whole
+
+    record = _run(st, viewer, run_id)
+    finished = RunStatus(record.status).finished
+    data, size = b"", 0
+    if record.log_path and Path(record.log_path).is_file():
+        with open(record.log_path, "rb") as fh:
+            fh.seek(max(0, offset))
+            data = fh.read(LOG_CHUNK)
+            size = os.fstat(fh.fileno()).st_size
+    elif finished and record.log_tail and offset == 0:  # the log is on another host: the tail the row keeps
+        text = record.log_tail if record.log_tail.endswith("\n") else record.log_tail + "\n"
+        return {"data": text, "offset": 0, "finished": True, "status": str(record.status),
+                "exit_code": record.exit_code, "tail_only": True}
+    text, used = decode_whole(data)
+    new_offset = max(0, offset) + used
+    return {"data": text, "offset": new_offset, "finished": finished and new_offset >= size,
+            "status": str(record.status), "exit_code": record.exit_code}
+
+
+def overview(st: Store, viewer: Viewer) -> dict[str, Any]:
+    """Runs in flight (with elapsed seconds), failures in the last 24 h, the hosts."""
+    from supertask.cli.cluster import RECENT, host_rows
+
+    known = viewer.namespaces(st)
+    scope = known if viewer.token is not None else None
+    now = datetime.now(UTC)
+    flying = st.runs_page(scope, statuses=(RunStatus.RUNNING.value, RunStatus.QUEUED.value), limit=MAX_PAGE)
+    in_flight = []
+    for r in flying:
+        row = r.to_json()
+        row["elapsed"] = round((now - r.started).total_seconds(), 1) if r.started else None
+        in_flight.append(row)
+    failures = [r.to_json() for r in st.failures_since(scope, now - timedelta(hours=24))]
+    hosts = [h for h in host_rows(st, within=RECENT)
+             if viewer.token is None or any(viewer.sees(ns) for ns in h["namespaces"])]
+    return {"namespaces": known, "in_flight": in_flight, "failures_24h": failures, "hosts": hosts,
+            "jobs": sum(1 for ns in known for _ in st.job_names(ns))}
+
+
+def audit(st: Store, viewer: Viewer, *, namespace: str | None = None, job: str | None = None,
+          before: int | None = None, limit: int = 50) -> list[dict[str, Any]]:
+    known = viewer.namespaces(st)
+    _check_ns(viewer, namespace, known)
+    if not 1 <= limit <= MAX_PAGE:
+        raise UsageError(f"limit {limit}: between 1 and {MAX_PAGE}")
+    scope = [namespace] if namespace else (known if viewer.token is not None else None)
+    return st.audit_rows(scope, job=job, before_id=before, limit=limit)

@@ -1,0 +1,205 @@
+"""The dashboard and HTTP API (issue 17): a real `supertask web` or `supertask run --http`
+subprocess, real HTTP, real SQLite and PostgreSQL stores; tokens and their scopes; the
+audit rows every change writes."""
+
+from __future__ import annotations
+
+import json
+import re
+import subprocess
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from tests.conftest import SUPERTASK, Cli, wait_until
+
+httpx = pytest.importorskip("httpx")
+
+TIMETABLE = """\
+namespace: alpha
+jobs:
+  - name: hello
+    when: "0 3 * * *"
+    timezone: Europe/Berlin
+    run: "cmd:echo hello from the dashboard"
+    env: {SECRET: hunter2}
+"""
+
+
+class Web:
+    """A `supertask web --http 127.0.0.1:0` in the background; its URL from its log."""
+
+    def __init__(self, cli: Cli, *args: str):
+        self.log_path = cli.home.parent / "web.log"
+        cli.home.mkdir(parents=True, exist_ok=True)
+        self._log = open(self.log_path, "w")
+        self.proc = subprocess.Popen([*SUPERTASK, "web", "--http", "127.0.0.1:0", *args], cwd=cli.cwd, env=cli.env,
+                                     stdout=self._log, stderr=subprocess.STDOUT, text=True, start_new_session=True)
+        self.url = wait_until(self._url, 60, what="the dashboard's URL")
+
+    def _url(self) -> str | None:
+        if self.proc.poll() is not None:
+            raise AssertionError(f"supertask web exited {self.proc.returncode}:\n{self.log_path.read_text()}")
+        return serving_url(self.log_path)
+
+    def stop(self) -> int:
+        self.proc.terminate()
+        try:
+            return self.proc.wait(30)
+        finally:
+            self._log.close()
+
+
+def serving_url(path: Path) -> str | None:
+    for line in path.read_text().splitlines():
+        try:
+            event = json.loads(line)
+        except ValueError:
+            continue
+        if event.get("event") == "dashboard serving":
+            return str(event["url"]).rstrip("/")
+    return None
+
+
+def client(url: str, token: str | None = None) -> Any:
+    headers = {"Authorization": f"Bearer {token}"} if token else {}
+    return httpx.Client(base_url=url, headers=headers, timeout=30, follow_redirects=False)
+
+
+@pytest.fixture
+def scheduler_web(store_cli: Cli) -> Iterator[tuple[Cli, str]]:
+    (store_cli.cwd / "supertask.yaml").write_text(TIMETABLE)
+    sched = store_cli.start("--http", "127.0.0.1:0", "--heartbeat", "1s", "--lease", "3s", "--grace", "2s")
+    try:
+        event = sched.wait_event("dashboard serving", timeout=60)
+        yield store_cli, event["url"].rstrip("/")
+    finally:
+        assert sched.stop() == 0, sched.output
+
+
+def test_run_http_serves_the_store_and_its_actions_reach_the_scheduler(scheduler_web: tuple[Cli, str]) -> None:
+    cli, url = scheduler_web
+    http = client(url)
+    jobs = http.get("/api/v1/jobs").json()
+    stored = cli.json("list-jobs", "--no-live", "--ns", "alpha")
+    assert [{k: j[k] for k in stored[0]} for j in jobs] == stored  # the CLI's --json shape, keys added
+    assert jobs[0]["schedule"] == "At 03:00" and jobs[0]["fires"][0].endswith(("+01:00", "+02:00"))
+    page = http.get("/jobs")
+    assert page.status_code == 200 and "alpha/hello" in page.text and "At 03:00" in page.text
+
+    queued = http.post("/api/v1/jobs/alpha/hello/trigger", json={})
+    assert queued.status_code == 202, queued.text
+    run_id = queued.json()["run_id"]
+    run = wait_until(lambda: (r := http.get(f"/api/v1/runs/{run_id}").json()["run"])["status"] == "succeeded" and r,
+                     60, what="the triggered run")
+    assert run["reason"] == "manual"
+    log = http.get(f"/api/v1/runs/{run_id}/log").json()
+    assert "stdout hello from the dashboard" in log["data"] and log["finished"]
+    assert "hello from the dashboard" in http.get(f"/runs/{run_id}").text
+    events = http.get(f"/events/runs/{run_id}/log").text  # a finished run: its log, then the end
+    assert "event: log" in events and "event: end" in events and "succeeded" in events
+    assert [r["id"] for r in http.get("/api/v1/runs", params={"ns": "alpha", "status": "succeeded"}).json()] == [run_id]
+    assert http.get("/api/v1/runs", params={"status": "failed"}).json() == []
+
+    paused = http.post("/api/v1/jobs/alpha/hello/pause", json={})
+    assert paused.status_code == 200 and paused.json()["paused"] is True
+    assert cli.json("list-jobs", "--no-live", "--ns", "alpha")[0]["paused"] is True
+    audit = cli.json("audit")
+    assert [(r["action"], r["job"], r["source"]) for r in audit[:2]] == [
+        ("pause", "hello", "http 127.0.0.1"), ("trigger", "hello", "http 127.0.0.1")]
+    assert audit[0]["before"] == {"paused": False} and audit[0]["after"] == {"paused": True}
+    assert http.get("/api/v1/audit").json()[:2] == audit[:2]
+
+    # bad input: a clear 4xx, nothing changed
+    assert http.get("/api/v1/jobs/alpha/nope").status_code == 404
+    assert http.get("/api/v1/runs/999999").status_code == 404
+    bad = http.get("/api/v1/runs", params={"status": "done"})
+    assert bad.status_code == 400 and "succeeded" in bad.json()["error"]
+    assert http.get("/api/v1/runs", params={"limit": "many"}).status_code == 400
+    not_json = http.post("/api/v1/jobs/alpha/hello/resume", content=b"{oops", headers={"content-type": "application/json"})
+    assert not_json.status_code == 400 and "not JSON" in not_json.json()["error"]
+    big = http.post("/api/v1/jobs/alpha/hello/resume", content=b"x" * 70000, headers={"content-type": "application/json"})
+    assert big.status_code == 400
+    assert http.post("/api/v1/jobs/alpha/hello/resume").status_code == 403  # no JSON, no CSRF token: refused
+    assert cli.json("list-jobs", "--no-live", "--ns", "alpha")[0]["paused"] is True
+    assert len(cli.json("audit")) == len(audit)
+    assert http.get("/api/v1/openapi.json").json()["paths"]["/api/v1/runs"]["get"]
+
+
+def _namespaces_with_jobs(cli: Cli) -> int:
+    """alpha/job-a and beta/job-b in the store (one-shot runs of those names); beta's run id."""
+    for ns, job in (("alpha", "job-a"), ("beta", "job-b")):
+        assert cli("run", "--ns", ns, "--name", job, "--", f"cmd:echo {ns} secret log").returncode == 0
+    return int(cli.json("history", "--ns", "beta")[0]["id"])
+
+
+def test_tokens_scope_and_namespaces(cli: Cli) -> None:
+    beta_run = _namespaces_with_jobs(cli)
+    refused = cli("web", "--http", "0.0.0.0:0")
+    assert refused.returncode == 2 and "not a loopback address, and the store has no token" in refused.stderr
+
+    reader = cli("tokens", "create", "reader", "--ns", "alpha", "--scope", "read")
+    assert reader.returncode == 0 and "shown this once" in reader.stderr
+    read_token = reader.stdout.strip()
+    run_token = cli("tokens", "create", "runner", "--ns", "alpha", "--scope", "run").stdout.strip()
+    assert cli("tokens", "create", "runner", "--ns", "alpha").returncode == 2  # the name is taken
+    assert cli("tokens", "create", "x", "--ns", "gamma").returncode == 2  # no such namespace
+    listed = cli.json("tokens", "list")
+    assert [(t["name"], t["scope"], t["namespaces"]) for t in listed] == [("reader", "read", ["alpha"]),
+                                                                           ("runner", "run", ["alpha"])]
+    assert read_token not in json.dumps(listed)
+    web = Web(cli)
+    try:
+        anonymous = client(web.url)
+        assert anonymous.get("/api/v1/jobs").status_code == 401
+        assert anonymous.get("/jobs").headers["location"].startswith("/login")
+        assert client(web.url, "st_not-a-token").get("/api/v1/jobs").status_code == 401
+        assert anonymous.get("/api/v1/jobs", headers={"Authorization": "Basic abc"}).status_code == 400
+
+        read = client(web.url, read_token)
+        assert [j["name"] for j in read.get("/api/v1/jobs").json()] == ["job-a"]
+        for path in ("/api/v1/jobs/beta/job-b", f"/api/v1/runs/{beta_run}", f"/api/v1/runs/{beta_run}/log",
+                     f"/runs/{beta_run}", f"/events/runs/{beta_run}/log", "/jobs/beta/job-b"):
+            assert read.get(path).status_code == 404, path
+        assert read.get("/api/v1/runs", params={"ns": "beta"}).status_code == 404
+        assert {r["namespace"] for r in read.get("/api/v1/runs").json()} == {"alpha"}
+        runs_before = len(cli.json("history", "--all"))
+        forbidden = read.post("/api/v1/jobs/alpha/job-a/trigger")
+        assert forbidden.status_code == 403 and "scope read" in forbidden.json()["error"]
+        assert len(cli.json("history", "--all")) == runs_before
+
+        run = client(web.url, run_token)
+        assert run.post("/api/v1/jobs/beta/job-b/trigger").status_code == 404
+        queued = run.post("/api/v1/jobs/alpha/job-a/trigger")
+        assert queued.status_code == 202 and queued.json()["status"] == "queued"
+        assert cli.json("audit")[0]["who"] == "token:runner"
+        assert run.post("/api/v1/jobs/alpha/job-a/pause").json()["paused"] is True
+
+        # a browser session: the cookie, then a form post needing the page's CSRF token
+        form = anonymous.post("/login", data={"token": read_token})
+        assert form.status_code == 303
+        cookie = form.headers["set-cookie"]
+        assert "HttpOnly" in cookie and "SameSite=strict" in cookie.replace("Strict", "strict")
+        session = httpx.Client(base_url=web.url, timeout=30, cookies=form.cookies)
+        session_run = client(web.url)
+        session_run.cookies = anonymous.post("/login", data={"token": run_token}).cookies
+        page = session_run.get("/jobs/alpha/job-a")
+        csrf = re.search(r'name="csrf" value="([0-9a-f]+)"', page.text)
+        assert page.status_code == 200 and csrf
+        assert session_run.post("/jobs/alpha/job-a/resume", data={}).status_code == 403
+        assert session_run.post("/jobs/alpha/job-a/resume", data={"csrf": csrf[1]}).status_code == 303
+        assert cli.json("list-jobs", "--no-live", "--ns", "alpha")[0]["paused"] is False
+        assert session.get("/jobs/beta/job-b").status_code == 404
+
+        for _ in range(5):
+            assert anonymous.post("/login", data={"token": "st_wrong"}).status_code == 401
+        assert anonymous.post("/login", data={"token": read_token}).status_code == 429
+        assert "login failed" in web.log_path.read_text() and "st_wrong" not in web.log_path.read_text()
+
+        assert cli("tokens", "revoke", "reader").returncode == 0
+        wait_until(lambda: read.get("/api/v1/jobs").status_code == 401, 30, what="the revoked token refused")
+    finally:
+        web.stop()
+    assert [r["action"] for r in cli.json("audit")][:3] == ["token revoked", "resume", "pause"]
