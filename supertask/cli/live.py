@@ -263,7 +263,12 @@ def remove_job(job: JobArg, connect: ConnectOpt = None, home: HomeOpt = None, na
 
         st = _open_store(_settings(store, home))
         _known_namespace(st, namespace)
-        st.delete_job(namespace, job)  # JobNotFound (exit 2) names the listing
+        from supertask.cli.storejobs import audit
+        from supertask.control.changes import plain
+
+        before = plain(st.get_job(namespace, job).job)  # JobNotFound (exit 2) names the listing
+        st.delete_job(namespace, job)
+        audit(st, "removed", namespace, job, before, None)
         data = {"namespace": namespace, "job": job, "scheduler": None}
         _say(as_json, data, f"removed {namespace}/{job} from the store (no scheduler serves {namespace}); "
                             "a timetable that names it adds it again when it is next synced")

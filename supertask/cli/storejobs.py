@@ -42,14 +42,26 @@ def _store(store: str | None, home: str | None, namespace: str | None) -> tuple[
     return st, namespace
 
 
+def audit(st: Any, action: str, namespace: str, job: str, before: Any, after: Any) -> None:
+    """The audit row of a change made here in the store: this unix user, from this host."""
+    from supertask.control.changes import audit as write
+    from supertask.settings import current_user, host_name
+
+    write(st, current_user(), f"cli on {host_name()}", action, namespace, job, before, after)
+
+
 def pause(store: str | None, home: str | None, namespace: str | None, job: str, paused: bool) -> dict[str, Any]:
     from supertask.scheduler import edits
 
     st, ns = _store(store, home, namespace)
-    return edits.set_paused(st, ns, job, paused).to_json()  # type: ignore[no-any-return]
+    was = st.get_job(ns, job).paused
+    row = edits.set_paused(st, ns, job, paused).to_json()
+    audit(st, "paused" if paused else "resumed", ns, job, {"paused": was}, {"paused": paused})
+    return row  # type: ignore[no-any-return]
 
 
 def edit(store: str | None, home: str | None, namespace: str | None, job: str, assignments: tuple[str, ...]) -> dict[str, Any]:
+    from supertask.control.changes import difference, edit_event
     from supertask.control.live import edited, parse_assignments
     from supertask.errors import UsageError
     from supertask.scheduler import edits
@@ -58,7 +70,12 @@ def edit(store: str | None, home: str | None, namespace: str | None, job: str, a
     values = parse_assignments(assignments)
     if not values:
         raise UsageError("nothing to change: give --set key=value")
-    return edits.put_job(st, ns, edited(st.get_job(ns, job).job, job, values)).to_json()  # type: ignore[no-any-return]
+    old = st.get_job(ns, job).job
+    new = edited(old, job, values)
+    row = edits.put_job(st, ns, new).to_json()
+    before, after = difference(old, new)
+    audit(st, edit_event(before, after).removeprefix("job "), ns, job, before, after)
+    return row  # type: ignore[no-any-return]
 
 
 def add(store: str | None, home: str | None, namespace: str | None, name: str, when: str, run: str,
@@ -73,7 +90,12 @@ def add(store: str | None, home: str | None, namespace: str | None, name: str, w
     except JobNotFound:
         values = parse_assignments(assignments)
         values.update(when=when, run=run)
-        return edits.put_job(st, ns, edited(None, name, values)).to_json()  # type: ignore[no-any-return]
+        from supertask.control.changes import plain
+
+        new = edited(None, name, values)
+        row = edits.put_job(st, ns, new).to_json()
+        audit(st, "added", ns, name, None, plain(new))
+        return row  # type: ignore[no-any-return]
     raise UsageError(f"job {name!r} exists in namespace {namespace!r}; change it with `supertask jobs edit`")
 
 
@@ -82,6 +104,7 @@ def trigger(store: str | None, home: str | None, namespace: str | None, job: str
     st, ns = _store(store, home, namespace)
     run_id = st.queue_run(ns, job, "triggered through the store; waiting for a scheduler serving "
                                           f"{namespace} to take it up")
+    audit(st, "triggered", ns, job, None, {"run_id": run_id})
     if not wait:
         return {"namespace": namespace, "job": job, "run_id": run_id, "status": "queued"}
     from supertask.model import RunStatus

@@ -147,13 +147,21 @@ def audit(
 
         print_json(rows)
         return
-    from supertask.cli.output import print_table, short_time
+    from supertask.cli.output import print_grouped, zone_time
 
-    print_table(None, ["id", "when", "who", "from", "what", "job", "before", "after"],
-                [(r["id"], short_time(r["at"]), r["who"], r["source"], r["action"],
-                  f"{r['namespace']}/{r['job']}" if r["job"] else (r["namespace"] or ""),
-                  _short(r["before"]), _short(r["after"])) for r in rows],
-                wide=wide, empty="no changes recorded", keep=("when",))
+    print_grouped(["id", "when", "who", "from", "what", "job", "change"],
+                  [(r["id"], zone_time(r["at"], None), r["who"], r["source"], r["action"],
+                    f"{r['namespace']}/{r['job']}" if r["job"] else (r["namespace"] or ""),
+                    _change(r["before"], r["after"])) for r in rows],
+                  wide=wide, empty="no changes recorded", keep=("when", "what", "job"), shared=("who", "from"))
+
+
+def _change(before: Any, after: Any) -> str:
+    if before is None and after is None:
+        return ""
+    if before is None:
+        return _short(after)
+    return f"{_short(before)} -> {_short(after)}"
 
 
 def _short(value: Any) -> str:

@@ -64,3 +64,36 @@ def edit_event(before: dict[str, Any], after: dict[str, Any]) -> str:
     """``job rescheduled`` when only the schedule changed, else ``job edited``."""
     changed = set(before) | set(after)
     return "job rescheduled" if changed and changed <= SCHEDULE_KEYS else "job edited"
+
+
+#: a sync that adds, changes or removes more jobs than this writes one audit row for each
+#: kind (how many, the first names) instead of one per job
+SYNC_ROWS = 50
+
+
+def sync_audit(namespace: str, jobs: dict[str, Job], report: Any, who: str, source: str) -> list[dict[str, Any]]:
+    """The audit rows of a timetable sync (``report``: a SyncReport): one per job added
+    (what it sets), changed (what it sets now) or removed; or one per kind for big syncs."""
+    rows: list[dict[str, Any]] = []
+    for kind, names in (("added", report.added), ("changed", report.changed), ("removed", report.removed)):
+        base = {"who": who, "source": source, "action": f"sync: {kind}", "namespace": namespace}
+        if len(names) > SYNC_ROWS:
+            rows.append({**base, "job": None, "after": {"jobs": len(names), "first": sorted(names)[:20]}})
+            continue
+        for name in names:
+            job = jobs.get(name)
+            rows.append({**base, "job": name, "after": plain(job) if job is not None and kind != "removed" else None})
+    return rows
+
+
+def audit(store: Any, who: str, source: str, action: str, namespace: str, job: str | None,
+          before: Any, after: Any) -> None:
+    """One audit row of a change; a store that cannot take it is logged, not raised (the
+    change itself has been made)."""
+    try:
+        store.audit(who=who, source=source, action=action, namespace=namespace, job=job, before=before, after=after)
+    except Exception as exc:
+        from supertask.log import get_logger
+
+        get_logger("supertask.control.live").warning("audit row not written", action=action, namespace=namespace,
+                                                     job=job, error=str(exc))

@@ -275,9 +275,13 @@ class LiveControl:
                 return row
         raise JobNotFound(namespace, name)
 
-    def trigger(self, namespace: str | None, name: str) -> dict[str, Any]:
+    def trigger(self, namespace: str | None, name: str, by: str = "unknown") -> dict[str, Any]:
+        from supertask.control.changes import audit
+
         ns = self.service.served(namespace)
         fire = self.service.trigger(ns, name)
+        audit(self.service.store, by, f"control on {self.service.settings.host}", "triggered", ns, name, None,
+              {"scheduled": fire.isoformat()})
         deadline = time.monotonic() + 2.0
         found = None
         while found is None and time.monotonic() < deadline:
@@ -289,10 +293,13 @@ class LiveControl:
 
     def _changed(self, event: str, ns: str, name: str, by: str, before: Any, after: Any, **extra: Any) -> None:
         """The one event of a live change (supertask.control.changes)."""
+        from supertask.control.changes import audit
         from supertask.log import get_logger
 
         get_logger("supertask.control.live").info(event, by=by, namespace=ns, job=name, before=before,
                                                    after=after, **extra)
+        audit(self.service.store, by, f"control on {self.service.settings.host}", event.removeprefix("job "),
+              ns, name, before, after)
 
     def pause_job(self, namespace: str | None, name: str, paused: bool, by: str = "unknown") -> dict[str, Any]:
         ns = self.service.served(namespace)

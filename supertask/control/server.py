@@ -105,7 +105,7 @@ class ControlService(rpyc.Service):
         return self._call("list_jobs", namespace)
 
     def exposed_trigger(self, namespace: str | None, job: str) -> str:
-        return self._call("trigger", namespace, job)
+        return self._call("trigger", namespace, job, change=True)
 
     def exposed_pause_job(self, namespace: str | None, job: str) -> str:
         return self._call("pause_job", namespace, job, True, change=True)

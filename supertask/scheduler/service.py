@@ -53,7 +53,19 @@ def sync_timetable(store: Store, namespace: str, timetable: Timetable, settings:
             firsts[key] = first_fire(job, now)
         return firsts[key]
 
-    return store.sync(namespace, timetable.jobs, first)
+    report = store.sync(namespace, timetable.jobs, first)
+    if report.added or report.changed or report.removed:
+        from supertask.control.changes import sync_audit
+
+        try:
+            store.audit_many(sync_audit(namespace, {j.name: j for j in timetable.jobs}, report, settings.user,
+                                        f"sync {timetable.source or 'command line'} on {settings.host}"))
+        except Exception as exc:  # the sync stands; its audit rows are reported missing
+            from supertask.log import get_logger
+
+            get_logger("supertask.scheduler.service").warning("audit rows not written", namespace=namespace,
+                                                              error=str(exc))
+    return report
 
 
 def _without_jobs(timetable: Timetable | None) -> Timetable | None:

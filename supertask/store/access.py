@@ -157,6 +157,18 @@ class AccessRows:
                 namespace=namespace, job=job, before=None if before is None else json.dumps(before, default=str),
                 after=None if after is None else json.dumps(after, default=str)))
 
+    def audit_many(self, rows: Sequence[dict[str, Any]]) -> None:
+        """Several :meth:`audit` rows (each its keyword arguments) in one transaction."""
+        if not rows:
+            return
+        now = datetime.now(UTC)
+        values = [{"at": now, "who": r["who"][:255], "source": (r.get("source") or "")[:255] or None,
+                   "action": r["action"][:32], "namespace": r.get("namespace"), "job": r.get("job"),
+                   "before": None if r.get("before") is None else json.dumps(r["before"], default=str),
+                   "after": None if r.get("after") is None else json.dumps(r["after"], default=str)} for r in rows]
+        with self._write() as conn:
+            conn.execute(audit_table.insert(), values)
+
     def audit_rows(self, namespaces: Iterable[str] | None = None, *, job: str | None = None,
                    before_id: int | None = None, limit: int = 50) -> list[dict[str, Any]]:
         """Audit rows, newest first (those of ``namespaces``, or all)."""

@@ -31,7 +31,7 @@ def trigger(st: Store, viewer: Viewer, namespace: str, name: str) -> dict[str, A
     _allowed(viewer, namespace, name, Scope.RUN)
     run_id = st.queue_run(namespace, name, f"triggered by {viewer.who} ({viewer.source}); waiting for a "
                                            f"scheduler serving {namespace} to take it up")
-    st.audit(who=viewer.who, source=viewer.source, action="trigger", namespace=namespace, job=name,
+    st.audit(who=viewer.who, source=viewer.source, action="triggered", namespace=namespace, job=name,
              before=None, after={"run_id": run_id})
     return {"namespace": namespace, "job": name, "run_id": run_id, "status": "queued"}
 
@@ -42,6 +42,6 @@ def set_paused(st: Store, viewer: Viewer, namespace: str, name: str, paused: boo
     _allowed(viewer, namespace, name, Scope.RUN)
     was = st.get_job(namespace, name).paused
     row = edits.set_paused(st, namespace, name, paused).to_json()
-    st.audit(who=viewer.who, source=viewer.source, action="pause" if paused else "resume", namespace=namespace,
+    st.audit(who=viewer.who, source=viewer.source, action="paused" if paused else "resumed", namespace=namespace,
              job=name, before={"paused": was}, after={"paused": paused})
     return row  # type: ignore[no-any-return]

@@ -108,7 +108,7 @@ def test_run_http_serves_the_store_and_its_actions_reach_the_scheduler(scheduler
     assert cli.json("list-jobs", "--no-live", "--ns", "alpha")[0]["paused"] is True
     audit = cli.json("audit")
     assert [(r["action"], r["job"], r["source"]) for r in audit[:2]] == [
-        ("pause", "hello", "http 127.0.0.1"), ("trigger", "hello", "http 127.0.0.1")]
+        ("paused", "hello", "http 127.0.0.1"), ("triggered", "hello", "http 127.0.0.1")]
     assert audit[0]["before"] == {"paused": False} and audit[0]["after"] == {"paused": True}
     assert http.get("/api/v1/audit").json()[:2] == audit[:2]
 
@@ -202,4 +202,4 @@ def test_tokens_scope_and_namespaces(cli: Cli) -> None:
         wait_until(lambda: read.get("/api/v1/jobs").status_code == 401, 30, what="the revoked token refused")
     finally:
         web.stop()
-    assert [r["action"] for r in cli.json("audit")][:3] == ["token revoked", "resume", "pause"]
+    assert [r["action"] for r in cli.json("audit")][:3] == ["token revoked", "resumed", "paused"]
