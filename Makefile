@@ -5,7 +5,7 @@ UV := $(shell command -v uv 2>/dev/null || echo $(HOME)/.local/bin/uv)
 VENV := .venv
 STAMP := $(VENV)/.synced
 
-.PHONY: run test test-unit test-integration test-pythons containers lint bench setup clean help-snapshot
+.PHONY: run test test-unit test-integration test-pythons test-browser chromium containers lint bench setup clean help-snapshot
 
 # uv first (from PyPI, no other network needed), then the locked environment.
 $(UV):
@@ -28,7 +28,19 @@ run: $(STAMP)
 ## Unit and integration tests (PostgreSQL tests use a database of their own per run;
 ## container tests use podman, which `containers` installs and configures first).
 test: $(STAMP) containers
-	$(VENV)/bin/pytest -q -p no:cacheprovider
+	$(VENV)/bin/pytest -q -p no:cacheprovider --ignore=tests/browser
+
+## The dashboard in a real browser: Playwright driving Debian's chromium (installed when
+## missing and apt-get can; Playwright's own browser download is not used). Without
+## chromium the tests skip, saying why. SUPERTASK_SCREENSHOTS=docs/images refreshes the
+## screenshots docs/dashboard.md shows.
+test-browser: $(STAMP) chromium
+	$(VENV)/bin/pytest -q -p no:cacheprovider tests/browser
+
+chromium:
+	@command -v chromium >/dev/null || { [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null && \
+		(apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium) >/dev/null 2>&1; } || \
+		echo "chromium: not installed; the browser tests will skip"
 
 ## podman, runc and a local busybox image for the container tests (Debian's packages,
 ## installed when missing; without them those tests skip, saying why).
