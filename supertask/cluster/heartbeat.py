@@ -3,13 +3,14 @@
 :class:`Heartbeat` is a part of the service (its supervisor starts it first and stops it
 last, so the row says ``serving`` for as long as a run of this scheduler may still end):
 
-- at the start, :meth:`Heartbeat.register` adds the instance's row to the hosts table
-  (host, pid, boot id, state folder, version, namespaces, lease);
+- at the start, before anything fires, :meth:`Heartbeat.register` adds the instance's
+  row to the hosts table (host, pid, boot id, state folder, version, namespaces, lease);
 - every ``--heartbeat`` seconds, a thread writes the heartbeat (the database's clock,
   this host's clock, the load, the runs in flight), reads the other hosts' rows, and,
   once the scheduler fires, takes over the runs of the served namespaces whose
   scheduler missed its lease (:func:`supertask.runs.recovery.take_over`) and retries
-  them by their jobs' policies (:func:`supertask.runs.recovery.retry_lost_runs`);
+  them by their jobs' policies (:func:`supertask.runs.recovery.retry_lost_runs`), the
+  orphans' ending and the retries in a thread of their own (the beats go on);
 - a clean stop marks the row ``stopped``;
 - when it cannot write its heartbeat for longer than its lease (cut off from the
   store), or finds it was declared dead (it was frozen), it logs ``lease lost`` and,
@@ -77,8 +78,8 @@ class Heartbeat:
         self.log = get_logger("supertask.cluster")
 
     def register(self) -> None:
-        """Add this instance's row (before anything is fired or marked lost); a store that
-        refuses is tried again at each heartbeat."""
+        """Add this instance's row (before anything is fired); a store that refuses is
+        tried again at each heartbeat."""
         try:
             self.seen = self.store.register_host(
                 instance=self.me.instance, host=self.me.host, pid=self.me.pid, boot=self.me.boot, home=self.me.home,
@@ -169,11 +170,14 @@ class Heartbeat:
                 run.end(StopCause.LEASE_LOST)
 
     def _take_over(self, by_lease: bool) -> None:
-        from supertask.runs.recovery import retry_lost_runs, take_over
+        from supertask.runs.recovery import take_over
 
-        lost = take_over(self.service, by_lease=by_lease)
-        if lost:
-            retry_lost_runs(self.service, lost)
+        take_over(self.service, by_lease=by_lease, spawn=self._spawn)
+
+    def _spawn(self, work: Any) -> None:
+        """Ending a takeover's orphans (a kill_grace each) and retrying them, in a thread
+        of its own: the heartbeat goes on meanwhile, so this host's own lease holds."""
+        self.service.supervisor.thread("supertask-takeover", work)
 
     def hold(self, namespace: str) -> str | None:
         """While the store is away: why this namespace's fires are held (other hosts were

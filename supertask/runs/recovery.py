@@ -23,6 +23,7 @@ from __future__ import annotations
 import os
 import signal
 import time
+from collections.abc import Callable
 from datetime import datetime
 from pathlib import Path
 from typing import Any
@@ -52,7 +53,8 @@ def mark_lost_runs(service: Any) -> list[tuple[RunRecord, Job | None]]:
     return take_over(service, at_start=True, by_lease=False)
 
 
-def take_over(service: Any, *, at_start: bool = False, by_lease: bool = True) -> list[tuple[RunRecord, Job | None]]:
+def take_over(service: Any, *, at_start: bool = False, by_lease: bool = True,
+              spawn: Callable[[Callable[[], object]], object] | None = None) -> list[tuple[RunRecord, Job | None]]:
     """Mark ``lost`` the runs of the served namespaces whose scheduler instance is gone
     (:func:`supertask.cluster.leases.run_lost`: its lease ran out, or it is this state
     folder's previous instance and its process is gone), one conditional row update
@@ -60,7 +62,10 @@ def take_over(service: Any, *, at_start: bool = False, by_lease: bool = True) ->
     the orphans of those that ran on this machine in this boot; return them with their
     jobs, for :func:`retry_lost_runs`. At a start (``at_start``) runs of unknown
     instances on this host are lost too (crash recovery as before host rows);
-    ``by_lease``: whether a lease that ran out counts yet (:func:`leases.may_take_over`)."""
+    ``by_lease``: whether a lease that ran out counts yet (:func:`leases.may_take_over`).
+    With ``spawn`` (the heartbeat's: its own beats must go on), ending the orphans (a
+    ``kill_grace`` each) and the retries are left to a thread ``spawn`` starts, and
+    nothing is returned."""
     from supertask.cluster import leases
 
     store, me = service.store, service.me
@@ -84,9 +89,7 @@ def take_over(service: Any, *, at_start: bool = False, by_lease: bool = True) ->
         if leases.expired(holders[instance], now):
             store.mark_host_lost(instance, why)
     won = {record.id: record for record in store.mark_runs_lost(decided)}
-    log = get_logger("supertask.scheduler.service")
     lost: list[tuple[RunRecord, Job | None, bool]] = []
-    local: list[tuple[RunRecord, Job | None]] = []
     for run, _why in decided:
         record = won.get(run.id)
         if record is None:  # another host took it first
@@ -95,16 +98,28 @@ def take_over(service: Any, *, at_start: bool = False, by_lease: bool = True) ->
             job: Job | None = store.get_job(run.namespace, run.job).job
         except JobNotFound:
             job = None
-        reach = leases.reachable(run, holders.get(run.instance or ""), me)
-        container = reach and job is not None and _uses_docker(job) and end_lost_container(job, run.namespace, run.id)
-        lost.append((record, job, bool(container)))
-        if reach:
-            local.append((record, job))
-    ended = end_orphans([(run, job.kill_grace if job else 10.0) for run, job in local], store.url) if local else {}
-    for run, _job, container in lost:
+        lost.append((record, job, leases.reachable(run, holders.get(run.instance or ""), me)))
+    if spawn is None:
+        return _end_lost(lost, store.url)
+    if lost:
+        spawn(lambda: retry_lost_runs(service, _end_lost(lost, store.url)))
+    return []
+
+
+def _end_lost(lost: list[tuple[RunRecord, Job | None, bool]], store_url: str) -> list[tuple[RunRecord, Job | None]]:
+    """End what is left on this machine of the lost runs (``(run, job, reachable)``): a
+    ``docker:`` run's container, then the orphans of all at once; log each run lost."""
+    from supertask.cluster.leases import short
+
+    removed = {run.id: bool(reach and job is not None and _uses_docker(job)
+                            and end_lost_container(job, run.namespace, run.id)) for run, job, reach in lost}
+    local = [(run, job.kill_grace if job else 10.0) for run, job, reach in lost if reach]
+    ended = end_orphans(local, store_url) if local else {}
+    log = get_logger("supertask.scheduler.service")
+    for run, _job, _reach in lost:
         log.warning("run lost", job=run.job, namespace=run.namespace, run=run.id, attempt=run.attempt,
-                    host=run.host, instance=leases.short(run.instance), orphans_ended=ended.get(run.id, 0),
-                    container_removed=container, message=run.message)
+                    host=run.host, instance=short(run.instance), orphans_ended=ended.get(run.id, 0),
+                    container_removed=removed[run.id], message=run.message)
     return [(run, job) for run, job, _ in lost]
 
 

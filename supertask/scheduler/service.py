@@ -160,8 +160,8 @@ class Service:
         from supertask.runs.lifecycle import Finisher
         from supertask.runs.recovery import mark_lost_runs, retry_lost_runs
 
-        self.heartbeat.register()  # before anything is fired or marked lost: others see this host
         lost = mark_lost_runs(self)  # before anything fires: only dead runs are in flight
+        self.heartbeat.register()  # after (ending orphans may take a while, with no heartbeat yet)
         self._scheduler = self._build()
         ctx, sup = self.ctx, self.supervisor
         finisher, follower = Finisher(ctx, sup.spawner("finisher")), Follower(sup.spawner("follower"))

@@ -82,8 +82,9 @@ namespace: shared
 jobs:
   - name: long
     when: once
-    run: "cmd:echo $$ > {pidfile}; exec sleep 600"
+    run: "cmd:echo $$ > {pidfile}; trap '' TERM; exec sleep 600"
     retries: 1
+    kill_grace: 8s  # longer than a lease: the survivor's heartbeat goes on while it ends the orphan
   - name: boot
     when: "@reboot"
     run: "cmd:echo $SUPERTASK_RUN_ID >> {rebooted}"
@@ -114,7 +115,7 @@ jobs:
 
         os.kill(first.proc.pid, signal.SIGKILL)  # the scheduler only: its child lives on
         first.proc.wait(10)
-        taken = wait_until(lambda: [r for r in runs_of(pg_url, "long") if r["attempt"] == 2], 60,
+        taken = wait_until(lambda: [r for r in runs_of(pg_url, "long") if r["attempt"] == 2], 90,
                            what="the retry of the lost run on a surviving host")
         lost = runs_of(pg_url, "long")[0]
         assert lost["status"] == "lost"
@@ -136,6 +137,7 @@ jobs:
         dead = next(x for x in listed if x["instance"] == run["instance"])
         assert dead["state"] == "lost" and not dead["up"] and dead["heartbeat_age"] > 4
         assert sum(x["up"] for x in listed) == 2
+        assert not [e for s in others for e in s.events() if e.get("event") == "lease lost"]
         cluster = clis[2].json("status", "--store", pg_url)
         assert (cluster["hosts_up"], cluster["hosts_down"], cluster["runs_in_flight"]) == (2, 1, 1)
     finally:
