@@ -5,6 +5,7 @@ runs alone. Real processes, each with its own state folder; a database of each t
 
 from __future__ import annotations
 
+import json
 import os
 import signal
 import uuid
@@ -310,3 +311,19 @@ jobs:
     finally:
         sched.stop()
         proxy.close()
+
+
+def test_a_live_host_whose_clock_is_off_is_reported(tmp_path: Path, pg_url: str) -> None:
+    """`hosts` marks, and `doctor` warns about, a live host whose clock was more than a
+    second off the database's at its heartbeat (its row as such a host writes it)."""
+    (cli,) = hosts(tmp_path, pg_url, 1)
+    assert cli("run", "--ns", "clock", "--", "cmd:true").returncode == 0  # the store, its tables
+    rows(pg_url, "INSERT INTO supertask_hosts (instance, host, pid, boot, home, version, namespaces, state, started, "
+                 "heartbeat, host_clock, lease, load, runs) VALUES ('skewed0000', 'far', 4242, 'b', '/x', '0.2.0', "
+                 "'[\"clock\"]', 'serving', now(), now(), now() + interval '3 seconds', 3600, 0.5, 0) RETURNING 1")
+    (far,) = cli.json("hosts")
+    assert far["up"] and far["clock_off"] and 2.5 < far["skew"] < 3.5
+    shown = cli("hosts", env={"COLUMNS": "80"})
+    assert "+3.00s !" in shown.stdout and "clock off by more than 1s" in shown.stdout, shown.stdout
+    doctor = {c["name"]: c for c in json.loads(cli("doctor", "--json").stdout)}
+    assert doctor["clocks"]["status"] == "warn" and "far (pid 4242, +3.00s)" in doctor["clocks"]["detail"]
