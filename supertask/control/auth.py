@@ -48,16 +48,30 @@ def read_token_line(sock: socket.socket, timeout: float = AUTH_TIMEOUT) -> bytes
     return line
 
 
-def token_authenticator(token: str) -> Any:
+def token_authenticator(token: str, store: Any = None, namespaces: tuple[str, ...] = ()) -> Any:
+    """The TCP peer's token line: the endpoint's own token (credentials ``"token"``), or,
+    with ``store``, a dashboard token (``supertask tokens create``) that sees one of
+    ``namespaces`` (credentials: the :class:`~supertask.store.access.Token`, whose scope
+    :mod:`supertask.control.scopes` checks on each call)."""
     expected = token.encode()
     log = get_logger("supertask.control.endpoint")
 
-    def authenticate(sock: socket.socket) -> tuple[socket.socket, str]:
+    def authenticate(sock: socket.socket) -> tuple[socket.socket, Any]:
         line = read_token_line(sock)
         given = line[len(TOKEN_PREFIX):].strip() if line.startswith(TOKEN_PREFIX) else b""
         import hmac
 
-        if not given or not hmac.compare_digest(given, expected):
+        credentials: Any = None
+        if given and hmac.compare_digest(given, expected):
+            credentials = "token"
+        elif given and store is not None:
+            try:
+                found = store.token_for(given.decode("utf-8", "replace"))
+            except Exception:  # the store is away: only the endpoint's own token is known
+                found = None
+            if found is not None and any(found.sees(ns) for ns in namespaces):
+                credentials = found
+        if credentials is None:
             try:
                 peer = sock.getpeername()
                 sock.sendall(b"DENIED\n")
@@ -68,7 +82,7 @@ def token_authenticator(token: str) -> Any:
             raise AuthenticationError("wrong or missing token")
         sock.sendall(b"OK\n")
         sock.settimeout(None)
-        return sock, "token"
+        return sock, credentials
 
     return authenticate
 

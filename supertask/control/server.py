@@ -78,11 +78,17 @@ class ControlService(rpyc.Service):
     def on_connect(self, conn: Any) -> None:
         # who is on the other end, as the authenticator found it (a live change names them);
         # a connection's calls are served on the thread that accepted it
-        _peer.who = compat.credentials(conn) or "unknown"
+        credentials = compat.credentials(conn)
+        _peer.token = credentials if hasattr(credentials, "scope") else None  # a dashboard token
+        _peer.who = f"token:{credentials.name}" if _peer.token is not None else (credentials or "unknown")
 
     def _call(self, op: str, *args: Any, change: bool = False) -> str:
         try:
             _check_args(args)
+            if getattr(_peer, "token", None) is not None:
+                from supertask.control.scopes import check
+
+                check(_peer.token, op, args, list(self._api.service.namespaces), self._api.service.store)
             if change:
                 result = getattr(self._api, op)(*args, by=getattr(_peer, "who", "unknown"))
             else:
@@ -269,7 +275,8 @@ class ControlServer:
             token = self.settings.token
             if not token:
                 token, token_file = load_or_make_token(home)
-            server = _Server(rpyc_service, hostname=host, port=port, authenticator=token_authenticator(token),
+            server = _Server(rpyc_service, hostname=host, port=port, authenticator=token_authenticator(
+                token, service.store, tuple(service.namespaces)),
                              protocol_config=dict(PROTOCOL), logger=_quiet)
             self._serve(server)
             endpoints["tcp"] = f"tcp://{server.host}:{server.port}"

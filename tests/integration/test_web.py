@@ -203,3 +203,33 @@ def test_tokens_scope_and_namespaces(cli: Cli) -> None:
     finally:
         web.stop()
     assert [r["action"] for r in cli.json("audit")][:3] == ["token revoked", "resumed", "paused"]
+
+
+def test_the_tcp_control_endpoint_takes_the_same_tokens(cli: Cli) -> None:
+    (cli.cwd / "supertask.yaml").write_text(TIMETABLE)
+    assert cli("run", "--ns", "beta", "--", "cmd:true").returncode == 0
+    assert cli("run", "--ns", "alpha", "--", "cmd:true").returncode == 0
+    reader = cli("tokens", "create", "reader", "--ns", "alpha", "--scope", "read").stdout.strip()
+    runner = cli("tokens", "create", "runner", "--ns", "alpha", "--scope", "run").stdout.strip()
+    other = cli("tokens", "create", "other", "--ns", "beta", "--scope", "admin").stdout.strip()
+    sched = cli.start("--listen", "127.0.0.1:0", "--token", "the-endpoint-token", "--grace", "2s")
+    try:
+        tcp = sched.wait_event("control ready", timeout=60)["tcp"]
+
+        def over_tcp(token: str, *args: str) -> subprocess.CompletedProcess[str]:
+            return cli(*args, "--connect", tcp, "--token", token)
+
+        listed = over_tcp(reader, "list-jobs", "--json")
+        assert listed.returncode == 0 and [j["name"] for j in json.loads(listed.stdout)] == ["hello"]
+        refused = over_tcp(reader, "jobs", "pause", "hello")
+        assert refused.returncode == 2 and "scope read" in refused.stderr
+        assert over_tcp(other, "list-jobs").returncode != 0  # sees none of this scheduler's namespaces
+        assert over_tcp("st_unknown", "list-jobs").returncode != 0
+        assert over_tcp(runner, "jobs", "pause", "hello").returncode == 0
+        assert cli.json("audit")[0]["who"] == "token:runner"
+        assert over_tcp("the-endpoint-token", "jobs", "resume", "hello").returncode == 0  # as before
+        assert over_tcp(runner, "jobs", "remove", "hello").returncode == 2  # admin only
+        assert cli("tokens", "revoke", "runner").returncode == 0
+        assert over_tcp(runner, "list-jobs").returncode != 0
+    finally:
+        assert sched.stop() == 0, sched.output
