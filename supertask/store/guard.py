@@ -41,8 +41,11 @@ UTC = timezone.utc
 #: largest lead (scheduler.rounds.MAX_LEAD) and a second of clock difference.
 EARLY = 1.5
 
-_JOB = "SELECT paused FROM supertask_jobs WHERE namespace = :namespace AND name = :job"
-_RUNNING = ("SELECT host, instance FROM supertask_runs WHERE status = 'running' AND namespace = :namespace "
+_JOBS = "SELECT name, paused FROM supertask_jobs WHERE namespace = :namespace AND name = ANY(:names)"
+_RUNS = ("SELECT job, host FROM supertask_runs WHERE status = 'running' AND namespace = :namespace "
+         "AND job = ANY(:names) AND COALESCE(instance, '') <> :me")
+_JOB = "SELECT name, paused FROM supertask_jobs WHERE namespace = :namespace AND name = :job"
+_RUNNING = ("SELECT job, host FROM supertask_runs WHERE status = 'running' AND namespace = :namespace "
             "AND job = :job AND COALESCE(instance, '') <> :me")
 
 
@@ -64,32 +67,54 @@ def lock(tx: Any, claims: Sequence[dict[str, Any]]) -> datetime | None:
     database's clock after them (None elsewhere)."""
     if getattr(tx, "dialect", None) != "postgresql":
         return None
-    for key in sorted({job_key(c["namespace"], c["job"]) for c in claims}):
-        tx.rows("SELECT pg_advisory_xact_lock(:key)", {"key": key})
+    keys = sorted({job_key(c["namespace"], c["job"]) for c in claims})
+    tx.rows("SELECT count(pg_advisory_xact_lock(k)) FROM (SELECT unnest(CAST(:keys AS BIGINT[])) AS k "
+            "ORDER BY 1) AS taken", {"keys": keys})
     now = tx.rows("SELECT clock_timestamp()", {})[0][0]
     return now if now.tzinfo else now.replace(tzinfo=UTC)
 
 
-def refusal(tx: Any, claim: dict[str, Any], instance: str | None, db_now: datetime | None) -> Refusal | None:
-    """Why the guarded ``claim`` may not start now (None: it may); see the module's docstring."""
+def facts(tx: Any, claims: Sequence[dict[str, Any]], instance: str | None) -> dict[tuple[str, str], Any]:
+    """What the store holds of the guarded claims' jobs: ``(namespace, job) -> (paused or
+    None when the job is gone, the hosts of its runs running on other instances)``. On
+    PostgreSQL two queries per namespace, whatever the number of claims."""
+    out: dict[tuple[str, str], Any] = {}
+    by_ns: dict[str, set[str]] = {}
+    for claim in claims:
+        by_ns.setdefault(claim["namespace"], set()).add(claim["job"])
+    for namespace, jobs in by_ns.items():
+        if getattr(tx, "dialect", None) == "postgresql":
+            params = {"namespace": namespace, "names": sorted(jobs), "me": instance or ""}
+            found, running = tx.rows(_JOBS, params), tx.rows(_RUNS, params)
+        else:
+            found, running = [], []
+            for job in sorted(jobs):
+                params = {"namespace": namespace, "job": job, "me": instance or ""}
+                found += tx.rows(_JOB, params)
+                running += tx.rows(_RUNNING, params)
+        paused = {name: bool(flag) for name, flag in found}
+        for job in jobs:
+            out[(namespace, job)] = (paused.get(job), sorted(host or "?" for name, host in running if name == job))
+    return out
+
+
+def refusal(claim: dict[str, Any], known: dict[tuple[str, str], Any], db_now: datetime | None) -> Refusal | None:
+    """Why the guarded ``claim`` may not start now (None: it may), from what the store
+    holds (:func:`facts`) and the database's clock; see the module's docstring."""
     guard = claim["guard"]
     if db_now is not None:
         ahead = (claim["scheduled"] - db_now).total_seconds()
         if ahead > EARLY:
             return Refusal(f"due in {ahead:.3f}s by the database's clock (this host's clock is ahead)", ahead)
-    params = {"namespace": claim["namespace"], "job": claim["job"]}
-    found = tx.rows(_JOB, params)
-    if not found:
+    paused, others = known[(claim["namespace"], claim["job"])]
+    if paused is None:
         return Refusal("the job was removed (by another scheduler or through the store)")
-    if guard.get("paused") and found[0][0]:
+    if guard.get("paused") and paused:
         return Refusal("the job is paused (by another scheduler or through the store)")
     policy, most = guard.get("overlap"), guard.get("max") or 0
-    if policy == "allow" and not most:
+    if not others or (policy == "allow" and not most):
         return None
-    others = tx.rows(_RUNNING, {**params, "me": instance or ""})
-    if not others:
-        return None
-    hosts = ", ".join(sorted({host or "?" for host, _ in others}))
+    hosts = ", ".join(sorted(set(others)))
     if policy in ("skip", "queue"):
         return Refusal(f"previous run still running on {hosts} (overlap: {policy}, across hosts)")
     if len(others) + guard.get("busy", 0) >= most:

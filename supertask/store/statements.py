@@ -236,10 +236,11 @@ def claim_runs(tx: Any, claims: Sequence[dict[str, Any]], instance: str | None =
         from supertask.store import guard
 
         tx.db_now = guard.lock(tx, guarded)
+        known = guard.facts(tx, guarded, instance)
     for claim in claims:
         status = claim.get("status", RunStatus.RUNNING)
         scheduled = claim["scheduled"]
-        refused = guard.refusal(tx, claim, instance, tx.db_now) if claim.get("guard") else None
+        refused = guard.refusal(claim, known, tx.db_now) if claim.get("guard") else None
         if refused is not None:
             if refused.wait:  # not due yet by the database's clock: nothing recorded
                 ids.append(refused)

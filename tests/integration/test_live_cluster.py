@@ -16,7 +16,6 @@ import pytest
 
 from tests.conftest import PG_ADMIN_URL, Cli, Scheduler, wait_until
 
-pytestmark = pytest.mark.postgres
 UTC = timezone.utc
 #: how long a change may take to reach every host (the promise is 2 s; the rows are
 #: judged by their scheduled times, so a loaded machine does not make this flaky)
@@ -44,10 +43,31 @@ def pg_db() -> Iterator[str]:
 
 
 def rows(url: str, sql: str, *params: Any) -> list[tuple[Any, ...]]:
+    if url.startswith("sqlite:///"):
+        import sqlite3
+
+        with sqlite3.connect(url[len("sqlite:///"):], detect_types=sqlite3.PARSE_DECLTYPES) as conn:
+            got = conn.execute(sql.replace("%s", "?"), params).fetchall()
+        return [tuple(_aware(v) for v in row) for row in got]
     import psycopg
 
     with psycopg.connect(url, autocommit=True) as conn:
         return conn.execute(sql, params).fetchall()
+
+
+def _aware(value: Any) -> Any:
+    """SQLite's times (naive UTC text) as aware datetimes, as PostgreSQL gives them."""
+    if isinstance(value, str) and len(value) >= 19 and value[4] == "-" and value[10] == " ":
+        return datetime.fromisoformat(value).replace(tzinfo=UTC)
+    return value
+
+
+@pytest.fixture(params=[pytest.param("postgres", marks=pytest.mark.postgres), "sqlite"])
+def shared_store(request: pytest.FixtureRequest, tmp_path: Path) -> str:
+    """One store two schedulers share: a PostgreSQL database, or one SQLite file (one machine)."""
+    if request.param == "sqlite":
+        return f"sqlite:///{tmp_path / 'shared.db'}"
+    return str(request.getfixturevalue("pg_db"))
 
 
 def runs(url: str, job: str) -> list[dict[str, Any]]:
@@ -102,7 +122,8 @@ jobs:
 """
 
 
-def test_a_pause_through_one_host_holds_on_every_host(tmp_path: Path, pg_db: str) -> None:
+def test_a_pause_through_one_host_holds_on_every_host(tmp_path: Path, shared_store: str) -> None:
+    pg_db = shared_store
     a, b = clis = homes(tmp_path, pg_db, 2)
     schedulers = serve(clis, TICKING, tmp_path)
     try:
@@ -114,7 +135,8 @@ def test_a_pause_through_one_host_holds_on_every_host(tmp_path: Path, pg_db: str
         late = [r for r in runs(pg_db, "tick") if r["scheduled"] > at + REACH]
         assert late == [], late
         followed(schedulers[1], "tick")
-        assert rows(pg_db, "SELECT paused, next_run_time FROM supertask_jobs WHERE name = 'tick'") == [(True, None)]
+        assert [(bool(p), n) for p, n in rows(pg_db, "SELECT paused, next_run_time FROM supertask_jobs "
+                                               "WHERE name = 'tick'")] == [(True, None)]
         # resumed through B: both fire it again
         assert b("jobs", "resume", "tick").returncode == 0
         again = now()
@@ -124,6 +146,7 @@ def test_a_pause_through_one_host_holds_on_every_host(tmp_path: Path, pg_db: str
             s.stop()
 
 
+@pytest.mark.postgres
 def test_a_job_removed_by_one_hosts_timetable_stops_on_every_host(tmp_path: Path, pg_db: str) -> None:
     clis = homes(tmp_path, pg_db, 2)
     schedulers = serve(clis, TICKING, tmp_path, own_files=True)  # each host its own copy of the file
@@ -141,6 +164,7 @@ def test_a_job_removed_by_one_hosts_timetable_stops_on_every_host(tmp_path: Path
             s.stop()
 
 
+@pytest.mark.postgres
 def test_edits_through_the_store_alone_reach_every_host(tmp_path: Path, pg_db: str) -> None:
     clis = homes(tmp_path, pg_db, 2)
     schedulers = serve(clis, TICKING, tmp_path)
@@ -192,6 +216,7 @@ def ran(url: str, job: str) -> list[tuple[datetime, datetime]]:
             if r["status"] not in ("skipped", "queued") and r["started"] and r["finished"]]
 
 
+@pytest.mark.postgres
 def test_overlap_skip_holds_across_hosts(tmp_path: Path, pg_db: str) -> None:
     clis = homes(tmp_path, pg_db, 2)
     schedulers = serve(clis, """
@@ -212,6 +237,7 @@ jobs:
     assert any("previous run still running on " in m and "across hosts" in m for m in reasons), reasons
 
 
+@pytest.mark.postgres
 def test_max_concurrent_holds_across_three_hosts(tmp_path: Path, pg_db: str) -> None:
     clis = homes(tmp_path, pg_db, 3)
     schedulers = serve(clis, """

@@ -15,6 +15,8 @@ T = datetime(2026, 12, 5, 12, 0, 0, tzinfo=UTC)
 
 
 class Tx:
+    """A transaction that answers the two questions facts() asks of a non-PostgreSQL store."""
+
     def __init__(self, job: tuple[bool] | None, running: list[tuple[str, str]]):
         self.job, self.running = job, running
         self.asked: list[dict[str, Any]] = []
@@ -22,8 +24,8 @@ class Tx:
     def rows(self, sql: str, params: dict[str, Any]) -> list[tuple[Any, ...]]:
         self.asked.append(params)
         if "supertask_jobs" in sql:
-            return [self.job] if self.job is not None else []
-        return [r for r in self.running if r[1] != params["me"]]
+            return [("j", *self.job)] if self.job is not None else []
+        return [("j", host) for host, instance in self.running if instance != params["me"]]
 
 
 def claim(overlap: str = "skip", most: int = 0, busy: int = 0, paused: bool = True,
@@ -46,7 +48,8 @@ def claim(overlap: str = "skip", most: int = 0, busy: int = 0, paused: bool = Tr
     ((False,), [("web2", "o1"), ("web3", "o2")], {"overlap": "allow", "most": 2}, "(2 on web2, web3; overlap: allow)"),
 ])
 def test_what_a_guarded_claim_is_refused_for(job: Any, running: Any, kw: dict[str, Any], why: str | None) -> None:
-    refused = guard.refusal(Tx(job, running), claim(**kw), "me", None)
+    c = claim(**kw)
+    refused = guard.refusal(c, guard.facts(Tx(job, running), [c], "me"), None)
     if why is None:
         assert refused is None
     else:
@@ -54,11 +57,10 @@ def test_what_a_guarded_claim_is_refused_for(job: Any, running: Any, kw: dict[st
 
 
 def test_a_fire_not_yet_due_by_the_databases_clock_waits() -> None:
-    tx = Tx((False,), [])
-    early = guard.refusal(tx, claim(scheduled=T + timedelta(seconds=3)), "me", T)
+    known = {("ns", "j"): (False, [])}
+    early = guard.refusal(claim(scheduled=T + timedelta(seconds=3)), known, T)
     assert early is not None and early.wait == pytest.approx(3.0) and "clock is ahead" in early.reason
-    assert tx.asked == []  # nothing else asked
-    assert guard.refusal(tx, claim(scheduled=T + timedelta(seconds=0.4)), "me", T) is None  # within the round's lead
+    assert guard.refusal(claim(scheduled=T + timedelta(seconds=0.4)), known, T) is None  # within the round's lead
 
 
 def test_job_keys_are_stable_64_bit_and_distinct() -> None:
