@@ -28,6 +28,7 @@ This module imports neither SQLAlchemy nor ``typing`` (the claim's path loads it
 from __future__ import annotations
 
 import hashlib
+import time
 from collections import namedtuple
 from datetime import datetime, timezone
 
@@ -64,14 +65,18 @@ def job_key(namespace: str, job: str) -> int:
 
 def lock(tx: Any, claims: Sequence[dict[str, Any]]) -> datetime | None:
     """Take the guarded claims' job locks (PostgreSQL), in key order; return the
-    database's clock after them (None elsewhere)."""
+    database's clock after them (None elsewhere), and set ``tx.skew``: this host's clock
+    minus the database's, read around that one query."""
     if getattr(tx, "dialect", None) != "postgresql":
         return None
     keys = sorted({job_key(c["namespace"], c["job"]) for c in claims})
     tx.rows("SELECT count(pg_advisory_xact_lock(k)) FROM (SELECT unnest(CAST(:keys AS BIGINT[])) AS k "
             "ORDER BY 1) AS taken", {"keys": keys})
+    before = time.time()
     now = tx.rows("SELECT clock_timestamp()", {})[0][0]
-    return now if now.tzinfo else now.replace(tzinfo=UTC)
+    now = now if now.tzinfo else now.replace(tzinfo=UTC)
+    tx.skew = (before + time.time()) / 2 - now.timestamp()  # this host's clock minus the database's
+    return now
 
 
 def facts(tx: Any, claims: Sequence[dict[str, Any]], instance: str | None) -> dict[tuple[str, str], Any]:

@@ -309,9 +309,9 @@ class SqlStore(ClusterRows, LiveRows, AccessRows):
         with self._write() as conn:
             tx = SqlTx(conn)
             ids = statements.claim_runs(tx, claims, self.instance)
-        db_now = getattr(tx, "db_now", None)
-        if db_now is not None:  # a guarded claim read the database's clock (store.guard)
-            self.skew = time.time() - db_now.timestamp()
+        skew = getattr(tx, "skew", None)
+        if skew is not None:  # a guarded claim read the database's clock (store.guard)
+            self.skew = skew
             if abs(self.skew) > 1.0:
                 CLOCK_OFF.event("this host's clock is off the database's", skew=round(self.skew, 3),
                                 message="fires start by the database's clock; fix this host's time (NTP)")
