@@ -26,7 +26,8 @@ import sqlalchemy as sa
 
 from supertask.errors import UsageError
 from supertask.model import RunRecord
-from supertask.store.tables import audit_table, runs_table, tokens_table
+from supertask.store.rows import StoredJob
+from supertask.store.tables import audit_table, jobs_table, runs_table, tokens_table
 
 UTC = timezone.utc
 EVERY = "*"
@@ -186,7 +187,39 @@ class AccessRows:
                  "before": json.loads(r["before"]) if r["before"] else None,
                  "after": json.loads(r["after"]) if r["after"] else None} for r in rows]
 
-    # -- runs, paged (the dashboard's runs page) ---------------------------------------------
+    # -- jobs and runs, paged (the dashboard's pages) -------------------------------------------
+
+    def jobs_page(self, namespaces: Iterable[str] | None, *, search: str | None = None,
+                  after: tuple[str, str] | None = None, limit: int = 200) -> list[StoredJob]:
+        """Jobs by namespace and name, from after ``after``; ``search``: a part of the name."""
+        c = jobs_table.c
+        query = sa.select(jobs_table).order_by(c.namespace, c.name).limit(limit)
+        if namespaces is not None:
+            query = query.where(c.namespace.in_(list(namespaces)))
+        if search:
+            escaped = search.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
+            query = query.where(c.name.like(f"%{escaped}%", escape="\\"))
+        if after is not None:
+            query = query.where(sa.or_(c.namespace > after[0], sa.and_(c.namespace == after[0], c.name > after[1])))
+        with self.engine.connect() as conn:
+            return [StoredJob.from_row(r) for r in conn.execute(query).mappings()]
+
+    def last_runs(self, keys: Sequence[tuple[str, str]]) -> dict[tuple[str, str], RunRecord]:
+        """The newest run of each ``(namespace, job)`` that has one."""
+        out: dict[tuple[str, str], RunRecord] = {}
+        by_ns: dict[str, list[str]] = {}
+        for ns, job in keys:
+            by_ns.setdefault(ns, []).append(job)
+        with self.engine.connect() as conn:
+            for ns, jobs in by_ns.items():
+                newest = (sa.select(sa.func.max(runs_table.c.id)).where(runs_table.c.namespace == ns,
+                                                                       runs_table.c.job.in_(jobs))
+                          .group_by(runs_table.c.job).scalar_subquery())
+                for row in conn.execute(sa.select(runs_table).where(runs_table.c.id.in_(newest))).mappings():
+                    record = RunRecord.from_row(row)
+                    out[(record.namespace, record.job)] = record
+        return out
+
 
     def runs_page(self, namespaces: Iterable[str] | None, *, job: str | None = None,
                   statuses: Sequence[str] = (), before_id: int | None = None, limit: int = 50) -> list[RunRecord]:

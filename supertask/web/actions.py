@@ -45,3 +45,24 @@ def set_paused(st: Store, viewer: Viewer, namespace: str, name: str, paused: boo
     st.audit(who=viewer.who, source=viewer.source, action="paused" if paused else "resumed", namespace=namespace,
              job=name, before={"paused": was}, after={"paused": paused})
     return row  # type: ignore[no-any-return]
+
+
+def edit(st: Store, viewer: Viewer, namespace: str, name: str, values: Any) -> dict[str, Any]:
+    """Change timetable keys of a job (``{"when": "0 4 * * *", "retries": "3"}``, each
+    value as ``jobs edit --set KEY=VALUE`` takes it), validated as a timetable entry."""
+    from supertask.control.changes import difference, edit_event
+    from supertask.control.live import edited, parse_assignments
+    from supertask.errors import UsageError
+    from supertask.scheduler import edits
+
+    _allowed(viewer, namespace, name, Scope.ADMIN)
+    if not isinstance(values, dict) or not values or not all(isinstance(k, str) for k in values):
+        raise UsageError('expected {"set": {"KEY": "VALUE", ...}}, e.g. {"set": {"when": "0 4 * * *"}}')
+    assignments = tuple(f"{key}={'' if value is None else value}" for key, value in values.items())
+    old = st.get_job(namespace, name).job
+    new = edited(old, name, parse_assignments(assignments))
+    row = edits.put_job(st, namespace, new).to_json()
+    before, after = difference(old, new)
+    st.audit(who=viewer.who, source=viewer.source, action=edit_event(before, after).removeprefix("job "),
+             namespace=namespace, job=name, before=before, after=after)
+    return row  # type: ignore[no-any-return]

@@ -28,7 +28,9 @@ def namespaces(request: Request) -> JSONResponse:
 
 
 def jobs(request: Request) -> JSONResponse:
-    return _json(data.jobs(store_of(request), viewer_of(request), request.query_params.get("ns") or None))
+    q = request.query_params
+    return _json(data.jobs(store_of(request), viewer_of(request), q.get("ns") or None, search=q.get("q") or None,
+                           after=q.get("after") or None, limit=int_param(request, "limit", data.MAX_JOBS) or 1))
 
 
 def job(request: Request) -> JSONResponse:
@@ -72,7 +74,11 @@ async def act(request: Request) -> JSONResponse:
         return JSONResponse(result, status_code=202)
     if action in ("pause", "resume"):
         return _json(await run_in_threadpool(actions.set_paused, st, viewer, p["ns"], p["job"], action == "pause"))
-    raise LookupError(f"no action {action!r}: use trigger, pause or resume")
+    if action == "edit":
+        body = request.state.json
+        values = body.get("set") if isinstance(body, dict) else None
+        return _json(await run_in_threadpool(actions.edit, st, viewer, p["ns"], p["job"], values))
+    raise LookupError(f"no action {action!r}: use trigger, pause, resume or edit")
 
 
 def openapi(request: Request) -> JSONResponse:

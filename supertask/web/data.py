@@ -23,6 +23,7 @@ from supertask.store.base import Store
 UTC = timezone.utc
 LOG_CHUNK = 64 * 1024
 MAX_PAGE = 500
+MAX_JOBS = 1000
 STATUSES = tuple(s.value for s in RunStatus)
 
 
@@ -65,23 +66,32 @@ def describe(when: str, zone: str | None) -> tuple[str, list[str]]:
         return f"({exc})", []
 
 
-def jobs(st: Store, viewer: Viewer, namespace: str | None = None, *, words: bool = True) -> list[dict[str, Any]]:
-    """``list-jobs --json`` rows of the namespaces seen (or one), each with ``schedule``
-    (in words), ``fires`` (the next three, in the job's zone) and ``last`` (its newest run)."""
+def jobs(st: Store, viewer: Viewer, namespace: str | None = None, *, search: str | None = None,
+         after: str | None = None, limit: int = MAX_JOBS) -> list[dict[str, Any]]:
+    """``list-jobs --json`` rows of the namespaces seen (or one), by namespace and name,
+    each with ``schedule`` (in words), ``fires`` (the next three, in the job's zone) and
+    ``last`` (its newest run); a page of ``limit`` from after ``after`` (``NS/NAME``)."""
     known = viewer.namespaces(st)
     _check_ns(viewer, namespace, known)
+    if not 1 <= limit <= MAX_JOBS:
+        raise UsageError(f"limit {limit}: between 1 and {MAX_JOBS}")
+    start = None
+    if after:
+        ns, sep, name = after.partition("/")
+        if not sep:
+            raise UsageError(f"after={after!r}: expected NAMESPACE/JOB, the last one of the page before")
+        start = (ns, name)
+    scope = [namespace] if namespace else (known if viewer.token is not None else None)
+    page = st.jobs_page(scope, search=search, after=start, limit=limit)
+    last = st.last_runs([(s.namespace, s.job.name) for s in page])
     rows: list[dict[str, Any]] = []
-    for ns in [namespace] if namespace else known:
-        last = {r.job: r for r in st.history(ns, limit=max(50, 3 * len(rows) + 50))}
-        for stored in st.list_jobs(ns):
-            row = stored.to_json()
-            if words:
-                row["schedule"], row["fires"] = describe(stored.job.when, stored.job.timezone)
-            run = last.get(stored.job.name)
-            row["last"] = None if run is None else {"id": run.id, "status": str(run.status),
-                                                     "exit_code": run.exit_code,
-                                                     "started": run.started.isoformat() if run.started else None}
-            rows.append(row)
+    for stored in page:
+        row = stored.to_json()
+        row["schedule"], row["fires"] = describe(stored.job.when, stored.job.timezone)
+        run = last.get((stored.namespace, stored.job.name))
+        row["last"] = None if run is None else {"id": run.id, "status": str(run.status), "exit_code": run.exit_code,
+                                                 "started": run.started.isoformat() if run.started else None}
+        rows.append(row)
     return rows
 
 

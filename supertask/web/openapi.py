@@ -46,6 +46,8 @@ def document() -> dict[str, Any]:
             "/api/v1/jobs/{ns}/{job}/trigger": _post("Run the job now (a manual run queued for a scheduler)"),
             "/api/v1/jobs/{ns}/{job}/pause": _post("Pause the job on every scheduler"),
             "/api/v1/jobs/{ns}/{job}/resume": _post("Resume the job"),
+            "/api/v1/jobs/{ns}/{job}/edit": _post('Change timetable keys (admin): body {"set": {"when": "0 4 * * *"}}, '
+                                                  "each value as `jobs edit --set KEY=VALUE` takes it"),
             "/api/v1/runs": _get("Runs newest first (history --json)", _q("ns", "string", "namespace"),
                                  _q("job", "string", "job"), _q("status", "string", "statuses, comma-separated"),
                                  _q("before", "integer", "only ids below this (the next page)"),

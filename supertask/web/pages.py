@@ -21,6 +21,7 @@ from supertask.web.request import changing, int_param, peer, secret_of, store_of
 
 log = get_logger("supertask.web")
 LOG_POLL = 0.2
+JOBS_PAGE = 100
 
 
 def _render(request: Request, name: str, viewer: data.Viewer, **context: Any) -> Response:
@@ -37,8 +38,13 @@ def overview(request: Request) -> Response:
 
 def jobs(request: Request) -> Response:
     viewer = viewer_of(request)
-    ns = request.query_params.get("ns") or None
-    return _render(request, "jobs.html", viewer, jobs=data.jobs(store_of(request), viewer, ns), ns=ns,
+    q = request.query_params
+    ns, search = q.get("ns") or None, q.get("q") or None
+    rows = data.jobs(store_of(request), viewer, ns, search=search, after=q.get("after") or None, limit=JOBS_PAGE)
+    shown = {k: v for k, v in (("ns", ns), ("q", search)) if v}
+    more = ("/jobs?" + urlencode({**shown, "after": f"{rows[-1]['namespace']}/{rows[-1]['name']}"})
+            if len(rows) == JOBS_PAGE else None)
+    return _render(request, "jobs.html", viewer, jobs=rows, ns=ns, search=search, more=more,
                    namespaces=viewer.namespaces(store_of(request)))
 
 
@@ -115,6 +121,11 @@ async def act(request: Request) -> Response:
     elif action in ("pause", "resume"):
         await run_in_threadpool(actions.set_paused, st, viewer, p["ns"], p["job"], action == "pause")
         message, target = ("paused" if action == "pause" else "resumed"), f"/jobs/{p['ns']}/{p['job']}"
+    elif action == "edit":
+        form = request.state.form
+        values = {key: form[key] for key in ("when", "timezone") if form.get(key)}
+        await run_in_threadpool(actions.edit, st, viewer, p["ns"], p["job"], values)
+        message, target = "changed", f"/jobs/{p['ns']}/{p['job']}"
     else:
         raise LookupError(f"no action {action!r}")
     if request.headers.get("hx-request"):

@@ -57,9 +57,10 @@ async def changing(request: Request) -> Viewer:
         raise UsageError(f"body of {len(body)} bytes: at most {MAX_BODY}")
     kind = request.headers.get("content-type", "").split(";")[0].strip()
     form: dict[str, str] = {}
+    request.state.json = None
     if kind == "application/json" and body:
         try:
-            json.loads(body)
+            request.state.json = json.loads(body)
         except ValueError:
             raise UsageError("the body is not JSON") from None
     elif kind == "application/x-www-form-urlencoded":

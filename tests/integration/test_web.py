@@ -233,3 +233,33 @@ def test_the_tcp_control_endpoint_takes_the_same_tokens(cli: Cli) -> None:
         assert over_tcp(runner, "list-jobs").returncode != 0
     finally:
         assert sched.stop() == 0, sched.output
+
+
+def test_jobs_are_paged_searched_and_rescheduled_by_admin_tokens_only(cli: Cli) -> None:
+    for name in ("aa", "ab", "ba"):
+        assert cli("run", "--ns", "alpha", "--name", name, "--", "cmd:true").returncode == 0
+    runner = cli("tokens", "create", "runner", "--ns", "alpha", "--scope", "run").stdout.strip()
+    admin = cli("tokens", "create", "admin", "--ns", "*", "--scope", "admin").stdout.strip()
+    web = Web(cli)
+    try:
+        http = client(web.url, admin)
+        first = http.get("/api/v1/jobs", params={"limit": 2}).json()
+        assert [j["name"] for j in first] == ["aa", "ab"] and first[0]["last"]["status"] == "succeeded"
+        after = f"{first[-1]['namespace']}/{first[-1]['name']}"
+        assert [j["name"] for j in http.get("/api/v1/jobs", params={"limit": 2, "after": after}).json()] == ["ba"]
+        assert [j["name"] for j in http.get("/api/v1/jobs", params={"q": "a_"}).json()] == []  # _ is no wildcard
+        assert [j["name"] for j in http.get("/api/v1/jobs", params={"q": "b"}).json()] == ["ab", "ba"]
+        assert http.get("/api/v1/jobs", params={"after": "nonsense"}).status_code == 400
+
+        denied = client(web.url, runner).post("/api/v1/jobs/alpha/aa/edit", json={"set": {"when": "0 4 * * *"}})
+        assert denied.status_code == 403
+        wrong = http.post("/api/v1/jobs/alpha/aa/edit", json={"set": {"when": "every 5 mins"}})
+        assert wrong.status_code == 400 and "every 5m" in wrong.json()["error"]
+        assert http.post("/api/v1/jobs/alpha/aa/edit", json={"when": "x"}).status_code == 400
+        changed = http.post("/api/v1/jobs/alpha/aa/edit", json={"set": {"when": "0 4 * * *"}})
+        assert changed.status_code == 200 and changed.json()["when"] == "0 4 * * *"
+        assert cli.json("list-jobs", "--no-live", "--ns", "alpha")[0]["when"] == "0 4 * * *"
+        row = cli.json("audit")[0]
+        assert (row["action"], row["who"], row["after"]) == ("rescheduled", "token:admin", {"when": "0 4 * * *"})
+    finally:
+        web.stop()
