@@ -5,7 +5,7 @@ UV := $(shell command -v uv 2>/dev/null || echo $(HOME)/.local/bin/uv)
 VENV := .venv
 STAMP := $(VENV)/.synced
 
-.PHONY: run test test-unit test-integration test-pythons test-browser chromium containers lint bench setup clean help-snapshot
+.PHONY: run test test-unit test-integration test-faults test-pythons test-browser chromium containers lint bench setup clean help-snapshot
 
 # uv first (from PyPI, no other network needed), then the locked environment.
 $(UV):
@@ -54,6 +54,12 @@ test-pythons: | $(UV)
 
 test-unit: $(STAMP)
 	$(VENV)/bin/pytest -q tests/unit
+
+## The fault suite alone (a full disk, a database refused and cut off, hostile folders and
+## input; ~5 min), then its figures as the table docs/operations.md carries (bench/faults.py).
+## Its tests also run in `make test`; mounting the small disk needs root (else they skip).
+test-faults: $(STAMP)
+	$(VENV)/bin/python bench/faults.py
 
 ## supertask/cli/helptext.py: the `supertask --help` printed without typer, again from typer
 ## (after changing a command's name or summary; tests/unit/test_entry.py says when).

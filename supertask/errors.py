@@ -61,6 +61,14 @@ class ScheduleError(SupertaskError, ValueError):
         super().__init__(text + (f"; try {hint}" if hint else ""))
 
 
+class EnvFileError(SupertaskError, ValueError):
+    """An ``env_file:`` no run can use (a NUL byte, a line that is not ``KEY=value``):
+    its path and lines, never its values (:mod:`supertask.timetable.envfile`)."""
+
+    def __init__(self, message: str):
+        super().__init__(message)
+
+
 class StoreError(SupertaskError, RuntimeError):
     """The store cannot be opened or used (bad URL, unreachable server, old schema)."""
 

@@ -183,22 +183,34 @@ def get_logger(name: str = "supertask") -> Logger:
 
 
 class Limited:
-    """An error event logged at most once every ``every`` seconds, with how many were
-    left out since (a full disk must not fill the scheduler's own log)."""
+    """An event logged at most once every ``every`` seconds, with how many were left out
+    since (a full disk or a store that is away must not fill the scheduler's own log).
+    The one rate limit of supertask's repeated error events: run logs not kept, a store
+    that is away (:mod:`supertask.store.health`), claims and schedule writes that fail."""
 
-    def __init__(self, logger: str, every: float = 60.0):
+    def __init__(self, logger: str, every: float = 60.0, level: str = "error"):
         self.logger = logger
         self.every = every
-        self._at = -every
+        self.level = level
+        self._at: float | None = None  # time.monotonic() when last said; None: never
         self._left_out = 0
         self._lock = threading.Lock()
 
-    def event(self, event: str, **facts: object) -> None:
+    def said(self) -> None:
+        """An event of the kind was said some other way, now: the next comes ``every`` seconds on."""
+        with self._lock:
+            self._at, self._left_out = time.monotonic(), 0
+
+    def event(self, event: str, **facts: object) -> bool:
+        """Log ``event`` with ``facts`` unless one was said within ``every`` seconds
+        (then it is counted, and the next says how many); whether it was logged."""
         with self._lock:
             now = time.monotonic()
-            if now - self._at < self.every:
+            if self._at is not None and now - self._at < self.every:
                 self._left_out += 1
-                return
+                return False
             left_out, self._left_out, self._at = self._left_out, 0, now
-        get_logger(self.logger).error(event, **facts, **({"left_out": left_out} if left_out else {}),
-                                          limit=f"at most one such event every {self.every:g}s")
+        getattr(get_logger(self.logger), self.level)(
+            event, **facts, **({"left_out": left_out} if left_out else {}),
+            limit=f"at most one such event every {self.every:g}s")
+        return True

@@ -72,7 +72,7 @@ class RunContext:
     follower: Follower | None = None
     # writes the ends of runs down in batches, in its own thread (None: each run's own)
     finisher: Finisher | None = None
-    # run rows the store did not take yet (lifecycle.unwritten makes it when first needed)
+    # run rows the store did not take yet (runs.unwritten.pending makes it when first needed)
     unwritten: Unwritten | None = None
     # namespace -> why its fires are held while the store is away (other hosts serve it),
     # or None: fire from memory (supertask.cluster.heartbeat.Heartbeat.hold)

@@ -45,8 +45,6 @@ def end_values(outcome: Outcome, active: ActiveRun, runlog: RunLog, ended: float
         status=outcome.status, exit_code=outcome.exit_code, pid=outcome.pid or active.pid,
         started=datetime.fromtimestamp(min(active.started, ended), UTC),
         finished=datetime.fromtimestamp(ended, UTC), log_tail=runlog.tail_text, message=outcome.message)
-    if not runlog.opened:
-        values["log_path"] = None
-    elif active.run_id < 0:  # a provisional run (runs.unwritten): its row, claimed later, names its file
-        values["log_path"] = str(runlog.path)
+    # named again: a provisional run's row (runs.unwritten) or a queued one the store was away to take up
+    values["log_path"] = str(runlog.path) if runlog.opened else None
     return values

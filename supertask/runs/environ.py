@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import os
-import shlex
 from datetime import datetime
 from pathlib import Path
 
@@ -34,23 +33,13 @@ def build_env(namespace: str, job: Job, run_id: int, scheduled: datetime, store_
 
 
 def read_env_file(path: Path) -> dict[str, str]:
-    """``KEY=value`` lines (``export`` allowed, ``#`` comments, quotes as a shell reads them)."""
-    values: dict[str, str] = {}
-    for raw in path.read_text(encoding="utf-8").splitlines():
-        line = raw.strip()
-        if not line or line.startswith("#"):
-            continue
-        if line.startswith("export "):
-            line = line[len("export ") :].lstrip()
-        key, sep, value = line.partition("=")
-        if not sep:
-            continue
-        value = value.strip()
-        if value[:1] in ("'", '"'):
-            try:
-                parts = shlex.split(value)
-                value = parts[0] if parts else ""
-            except ValueError:
-                value = value.strip("'\"")
-        values[key.strip()] = value
+    """``KEY=value`` lines (``export`` allowed, ``#`` comments, quotes as a shell reads
+    them); EnvFileError naming the lines that are not (:mod:`supertask.timetable.envfile`)."""
+    from supertask.timetable.envfile import described, parse_env_file
+
+    values, problems = parse_env_file(path.read_bytes())
+    if problems:
+        from supertask.errors import EnvFileError
+
+        raise EnvFileError(f"env_file {described(str(path), problems)}")
     return values

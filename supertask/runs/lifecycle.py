@@ -110,9 +110,13 @@ def begin(ctx: RunContext, namespace: str, job: Job, scheduled: datetime, reason
             get_logger("supertask.run").info("fire already claimed", job=job.name, namespace=namespace,
                                              scheduled=scheduled.isoformat())
             return None
-    else:  # a queued row taken up now
-        ctx.store.update_run(run_id, status=RunStatus.RUNNING, started=datetime.now(UTC),
-                             log_path=str(settings.log_dir / namespace / job.name / f"{run_id}.log"))
+    else:  # a queued row taken up now (the store away: it runs all the same, its end writes the row)
+        try:
+            ctx.store.update_run(run_id, status=RunStatus.RUNNING, started=datetime.now(UTC),
+                                 log_path=str(settings.log_dir / namespace / job.name / f"{run_id}.log"))
+        except Exception as exc:
+            STORE_ERRORS.event("store unavailable: fire runs unrecorded until it is back", job=job.name,
+                               namespace=namespace, scheduled=scheduled.isoformat(), error=str(exc))
     return register(ctx, namespace, job, attempt, run_id)
 
 
@@ -250,6 +254,11 @@ class Finisher:
             self._cond.notify()
         return True
 
+    def wake(self) -> None:
+        """Look again at what waits (rows kept while the store is away: runs.unwritten)."""
+        with self._cond:
+            self._cond.notify()
+
     def close(self, timeout: float | None = None) -> None:
         """Write down what is waiting, then stop (what the store still refuses stays
         in the state folder's spool, for the next start: runs.unwritten)."""
@@ -335,11 +344,9 @@ def finish(ctx: RunContext, batch: list[Ended]) -> None:
 
 def unwritten(ctx: RunContext) -> Unwritten:
     """The rows waiting for the store (a one-shot run: its own, spooled at once)."""
-    if ctx.unwritten is None:
-        from supertask.runs.unwritten import Unwritten  # only when the store refused a row
+    from supertask.runs.unwritten import pending  # only when the store refused a row
 
-        ctx.unwritten = Unwritten(ctx.store, ctx.settings.home)
-    return ctx.unwritten
+    return pending(ctx)
 
 
 STORE_ERRORS = Limited("supertask.run")  # a store that is away: said at most once a minute

@@ -8,7 +8,9 @@ again after 1 s, 2 s, 4 s, then every :data:`MAX_DELAY` seconds, and written the
 the store takes it. A scheduler replays the file at its start, before it marks the
 runs of a crash ``lost``. A run whose fire could not even be claimed (the store was
 away at its start) ran all the same, under a provisional id (negative); its row is
-claimed and written when the store is back.
+claimed and written when the store is back. So are the rows of fires that did not run
+(:func:`claim_or_keep`: skipped because the job's run was still running, missed past
+``misfire_grace``), so that history shows every fire of an outage.
 """
 
 from __future__ import annotations
@@ -17,7 +19,7 @@ import json
 import os
 import threading
 import time
-from datetime import datetime
+from datetime import datetime, timezone
 from pathlib import Path
 
 from supertask.log import get_logger
@@ -26,6 +28,8 @@ from supertask.model import RunStatus
 TYPE_CHECKING = False  # typing.TYPE_CHECKING, without importing typing (a one-shot run's start-up)
 if TYPE_CHECKING:
     from typing import Any
+
+    from supertask.runs.context import RunContext
 
 SPOOL = "unwritten-runs.jsonl"
 FIRST_DELAY = 1.0
@@ -71,6 +75,12 @@ class Unwritten:
         if first and error is not None:
             self.log.error("store unavailable: run ends kept until it is back", runs=len(items), error=str(error),
                            retry_in=self._delay, spool=str(self.path) if self.path else None)
+
+    def now(self) -> None:
+        """Try what waits at once (the store answers again)."""
+        with self._lock:
+            if self._items:
+                self._due, self._delay = time.monotonic(), FIRST_DELAY
 
     def due_in(self) -> float | None:
         """Seconds until the next try (0: now), None when nothing waits."""
@@ -123,6 +133,49 @@ class Unwritten:
             os.replace(tmp, self.path)
         except OSError:
             pass
+
+
+def pending(ctx: RunContext) -> Unwritten:
+    """The rows waiting for the store (a one-shot run: its own, spooled at once)."""
+    if ctx.unwritten is None:
+        kept = ctx.unwritten = Unwritten(ctx.store, ctx.settings.home)
+        health = getattr(ctx.store, "health", None)
+        if health is not None:  # the store is back: try at once, not at the next backoff step
+
+            def back() -> None:
+                kept.now()
+                if ctx.finisher is not None:
+                    ctx.finisher.wake()
+
+            health.when_back.append(back)
+    return ctx.unwritten
+
+
+def keep(ctx: RunContext, items: list[dict[str, Any]], error: Exception | None = None) -> None:
+    """Keep ``items`` (see :class:`Unwritten`) and wake the finisher, which tries them again."""
+    pending(ctx).keep(items, error)
+    if ctx.finisher is not None:
+        ctx.finisher.wake()
+
+
+def claim_or_keep(ctx: RunContext, claim: dict[str, Any]) -> None:
+    """A row no run follows (a fire skipped, or missed): claimed now, else kept with the
+    time it was decided, and claimed when the store is back."""
+    decided = datetime.now(timezone.utc)
+    try:
+        ctx.store.claim_run(**claim)
+    except Exception as exc:  # the store is away
+        keep(ctx, [{"id": None, "claim": claim, "values": {"finished": decided},
+                    "owner": getattr(ctx.store, "instance", None)}], exc)
+
+
+def update_or_keep(ctx: RunContext, rows: list[tuple[int, dict[str, Any]]]) -> None:
+    """Rows of claimed fires that did not run after all: written now, else kept."""
+    try:
+        ctx.store.update_runs(rows)
+    except Exception as exc:  # the store is away
+        owner = getattr(ctx.store, "instance", None)
+        keep(ctx, [{"id": run_id, "claim": None, "values": values, "owner": owner} for run_id, values in rows], exc)
 
 
 def write(store: Any, item: dict[str, Any]) -> None:

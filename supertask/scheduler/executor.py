@@ -22,6 +22,7 @@ from typing import Any
 from supertask import compat
 from supertask.log import get_logger
 from supertask.model import Job, Overlap, Reason, RunKind, RunStatus
+from supertask.runs import unwritten
 from supertask.runs.context import RunContext
 from supertask.runs.lifecycle import Begun
 from supertask.runs.runner import execute
@@ -37,12 +38,14 @@ UTC = timezone.utc
 
 @dataclass
 class _Waiting:
-    """A fire held back by ``overlap: queue``: its row exists with status ``queued``."""
+    """A fire held back by ``overlap: queue``: its row exists with status ``queued``
+    (None: the store was away; its row is claimed when it starts)."""
 
-    run_id: int
+    run_id: int | None
     definition: Job
     fire: datetime
     reason: Reason
+    then: list[tuple[datetime, Reason]] | None = None  # catch_up: all's fires after it
 
 
 class RunExecutor(compat.executor_base()):  # type: ignore[misc]
@@ -155,12 +158,23 @@ class RunExecutor(compat.executor_base()):  # type: ignore[misc]
         the fires in ``then`` (``catch_up: all``) run after it, one by one, oldest first.
 
         - ``skip`` (default): while a run of the job is in flight, the fire becomes a
-          ``skipped`` row and a warning event.
+          ``skipped`` row and a warning event (and the next of ``then`` is decided in turn).
         - ``queue``: the fire waits (a ``queued`` row) and starts when the run in flight
           ends; at most one waits, a further fire is skipped.
         - ``allow``: runs side by side, at most ``max_concurrent`` (when set); beyond
           that the fire is skipped.
         """
+        while True:
+            started = self._submit(namespace, definition, fire, reason, then)
+            if started is not None:
+                return started
+            if not then:
+                return False
+            (fire, reason), *then = then
+
+    def _submit(self, namespace: str, definition: Job, fire: datetime, reason: Reason,
+                then: list[tuple[datetime, Reason]] | None) -> bool | None:
+        """:meth:`submit` of one fire; None: it was skipped (``then`` is still to decide)."""
         key = f"{namespace}/{definition.name}"
         policy = definition.overlap
         with self._guard:
@@ -192,22 +206,34 @@ class RunExecutor(compat.executor_base()):  # type: ignore[misc]
             why = SKIPPED[policy].format(max_concurrent=definition.max_concurrent)
             self._warn_skipped(namespace, definition, fire)
             self._skip(namespace, definition, fire, why)
-            return False
+            return None
         if verdict == "queue":
-            run_id = self.ctx.store.claim_run(
-                namespace=namespace, job=definition.name, scheduled=fire, attempt=1, reason=reason.value,
-                host=self.ctx.settings.host, status=RunStatus.QUEUED,
-                message="waiting for the run in flight (overlap: queue)",
-            )
-            if run_id is None:
-                return False
+            try:
+                run_id = self.ctx.store.claim_run(
+                    namespace=namespace, job=definition.name, scheduled=fire, attempt=1, reason=reason.value,
+                    host=self.ctx.settings.host, status=RunStatus.QUEUED, message=decisions.QUEUED)
+            except Exception:  # the store is away: the fire waits all the same, claimed as it starts
+                run_id = None
+            else:
+                if run_id is None:
+                    return False
             with self._guard:
-                if self._inflight[key]:
-                    self._waiting[key] = _Waiting(run_id, definition, fire, reason)
+                taken = bool(self._inflight[key]) and key in self._waiting
+                if self._inflight[key] and not taken:
+                    self._waiting[key] = _Waiting(run_id, definition, fire, reason, then)
                     self.log.info("run queued", job=definition.name, namespace=namespace, run=run_id)
                     return True
-                self._inflight[key] += 1  # the run in flight ended meanwhile
-            return self._start(key, namespace, definition, fire, reason, run_id)
+                if not taken:
+                    self._inflight[key] += 1  # the run in flight ended meanwhile
+            if taken:  # another fire was queued while this one's row was claimed (a slow store)
+                self._warn_skipped(namespace, definition, fire)
+                if run_id is None:
+                    self._skip(namespace, definition, fire, SKIPPED[Overlap.QUEUE])
+                else:
+                    self._by_pool(functools.partial(unwritten.update_or_keep, self.ctx, [(run_id, dict(
+                        status=RunStatus.SKIPPED, finished=datetime.now(UTC), message=SKIPPED[Overlap.QUEUE]))]))
+                return None
+            return self._start(key, namespace, definition, fire, reason, run_id, then=then)
         return self._start(key, namespace, definition, fire, reason, None, then=then)
 
     def _start_later(self, namespace: str, definition: Job, fire: datetime, reason: Reason,
@@ -339,20 +365,23 @@ class RunExecutor(compat.executor_base()):  # type: ignore[misc]
         if waiting is not None:
             ns = key.split("/", 1)[0]
             if self.ctx.shutdown.is_set():
-                self.ctx.store.update_run(waiting.run_id, status=RunStatus.SKIPPED,
-                                          message="the scheduler stopped before this queued run could start")
+                if waiting.run_id is None:
+                    self._skip(ns, waiting.definition, waiting.fire, decisions.STOPPED_QUEUED)
+                else:
+                    unwritten.update_or_keep(self.ctx, [(waiting.run_id, dict(
+                        status=RunStatus.SKIPPED, message=decisions.STOPPED_QUEUED))])
                 self._release(key)
                 return
-            self._start(key, ns, waiting.definition, waiting.fire, waiting.reason, waiting.run_id)
+            self._start(key, ns, waiting.definition, waiting.fire, waiting.reason, waiting.run_id,
+                        then=waiting.then)
 
     def _skip(self, namespace: str, definition: Job, fire: datetime, message: str) -> None:
-        """Record a skipped fire; written by the pool, so the scheduler thread keeps
-        dispatching while the store is busy."""
-        self._by_pool(functools.partial(
-            self.ctx.store.claim_run, namespace=namespace, job=definition.name, scheduled=fire,
-            attempt=1, reason=Reason.SCHEDULE.value, host=self.ctx.settings.host,
-            status=RunStatus.SKIPPED, message=message,
-        ))
+        """Record a skipped (or missed) fire; written by the pool, so the scheduler
+        thread keeps dispatching while the store is busy; kept while it is away and
+        written when it is back (runs.unwritten)."""
+        self._by_pool(functools.partial(unwritten.claim_or_keep, self.ctx, dict(
+            namespace=namespace, job=definition.name, scheduled=fire, attempt=1, reason=Reason.SCHEDULE.value,
+            host=self.ctx.settings.host, status=RunStatus.SKIPPED, message=message)))
 
     def _by_pool(self, write: Callable[[], object]) -> None:
         """A write to the store the pool makes (the caller goes on); here when stopping."""

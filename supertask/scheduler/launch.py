@@ -20,7 +20,7 @@ from typing import TYPE_CHECKING, Any
 
 from supertask.log import Limited
 from supertask.model import Job, Overlap, Reason, RunStatus
-from supertask.runs import lifecycle, runner
+from supertask.runs import lifecycle, runner, unwritten
 from supertask.runs.lifecycle import prepare
 from supertask.runs.runner import execute
 
@@ -74,7 +74,10 @@ def launch(ex: RunExecutor, fires: list[Fire]) -> float:
         for key, ns, definition, fire, reason, then, after in fires:
             if after is not None and not exited(after):
                 ex._release(key)
+                ex._warn_skipped(ns, definition, fire)
                 ex._skip(ns, definition, fire, SKIPPED[Overlap.SKIP])
+                if then:  # catch_up: all's fires after it: each decided in turn
+                    ex.submit(ns, definition, then[0][0], then[0][1], then=then[1:])
                 continue
             ex._submit_run(key, ns, definition, fire, reason, None, then, None)
         return time.monotonic()
@@ -198,12 +201,16 @@ def skip_claimed(ex: RunExecutor, items: list[tuple[Any, ...]]) -> None:
     """Fires claimed with the round whose job's run still ran at their start:
     their rows become ``skipped`` (written by the pool, after the round's starts)."""
     now = datetime.now(UTC)
-    rows = []
-    for key, ns, definition, fire, _, run_id, _, _, _ in items:
+    rows, later = [], []
+    for key, ns, definition, fire, _, run_id, then, _, _ in items:
         with ex.ctx.lock:
             ex.ctx.active.pop(run_id, None)
         ex._release(key)
         ex._warn_skipped(ns, definition, fire)
         rows.append((run_id, dict(status=RunStatus.SKIPPED, started=None, finished=now, log_path=None,
                                   message=SKIPPED[Overlap.SKIP])))
-    ex._by_pool(functools.partial(ex.ctx.store.update_runs, rows))
+        if then:  # catch_up: all's fires after it: each decided in turn
+            later.append((ns, definition, then))
+    ex._by_pool(functools.partial(unwritten.update_or_keep, ex.ctx, rows))
+    for ns, definition, ((fire, reason), *then) in later:
+        ex.submit(ns, definition, fire, reason, then=then)

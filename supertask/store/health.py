@@ -8,7 +8,8 @@ every second that must answer within :data:`PROBE_DEADLINE` seconds.
 
 Events (logger ``supertask.store``, once a :class:`HealthWatch` runs: a command that
 meets an unreachable store reports its error itself): ``store unreachable`` (error) once when it goes,
-``store still unreachable`` at most once a :data:`REPEAT` seconds while it stays away,
+``store still unreachable`` at most once a :data:`REPEAT` seconds while it stays away
+(:class:`supertask.log.Limited`, with how many failures it left out),
 ``store reachable again`` (warning, with how long it was away) when it is back.
 ``supertask status``, ``supertask doctor`` and the ``supertask_store_up`` metric read
 :meth:`StoreHealth.snapshot`. Callers that must not wait on a store that is away (a
@@ -23,10 +24,12 @@ from __future__ import annotations
 import threading
 import time
 
+from supertask.log import Limited, get_logger
 from supertask.threads import Spawn, Threads
 
 TYPE_CHECKING = False  # typing.TYPE_CHECKING, without importing typing (~2 ms of a one-shot run)
 if TYPE_CHECKING:
+    from collections.abc import Callable
     from typing import Any
 
 #: Seconds a probe may take before the store counts as unreachable.
@@ -49,8 +52,19 @@ class StoreHealth:
         self.error: str | None = None
         self.since: float | None = None  # epoch seconds when it went away
         self.checked: float | None = None  # epoch seconds of the last operation or probe seen
-        self._said = 0.0  # monotonic time of the last event while down
+        self._still = Limited("supertask.store", repeat)  # "store still unreachable"
         self._lock = threading.Lock()
+        self.when_back: list[Callable[[], None]] = []  # called when it answers again (kept rows written)
+
+    def check(self) -> None:
+        """While a watched store is away (a scheduler's probe found it so), raise
+        :class:`~supertask.errors.StoreUnavailable` at once: the scheduler's writes of run
+        rows are kept for later rather than each waiting out a cut network's timeouts,
+        which would hold the fires behind them. The probe finds it back."""
+        if not self.up and self.events:
+            from supertask.errors import StoreUnavailable
+
+            raise StoreUnavailable(self.url, self.error or "unreachable")
 
     def ok(self) -> None:
         """An operation or a probe was answered."""
@@ -64,6 +78,11 @@ class StoreHealth:
             self.up, self.error, self.since = True, None, None
         if self.events:
             _log().warning("store reachable again", store=self.url, down_for=round(down_for, 1))
+        for call in list(self.when_back):
+            try:
+                call()
+            except Exception:
+                _log().exception("a store-back hook failed")
 
     def failed(self, error: BaseException | str) -> None:
         """An operation or a probe could not reach the store."""
@@ -75,17 +94,15 @@ class StoreHealth:
             self.up, self.error = False, text
             if first:
                 self.since = now
-            elif time.monotonic() - self._said < self.repeat:
-                return
-            self._said = time.monotonic()
             since = self.since or now
         if not self.events:
             return
         if first:
+            self._still.said()
             _log().error("store unreachable", store=self.url, error=text,
                          note="runs are recorded when it is back; status and doctor show it")
         else:
-            _log().error("store still unreachable", store=self.url, error=text, down_for=round(now - since, 1))
+            self._still.event("store still unreachable", store=self.url, error=text, down_for=round(now - since, 1))
 
     def snapshot(self) -> dict[str, Any]:
         """Plain data for status, doctor and metrics."""
@@ -154,6 +171,4 @@ def _iso(ts: float) -> str:
 
 
 def _log() -> Any:
-    from supertask.log import get_logger
-
     return get_logger("supertask.store")

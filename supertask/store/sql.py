@@ -302,6 +302,7 @@ class SqlStore(ClusterRows, LiveRows, AccessRows):
     def claim_runs(self, claims: Sequence[dict[str, Any]]) -> list[Any]:
         """:meth:`claim_run` for each of ``claims`` (its keyword arguments), all in one
         transaction (:func:`supertask.store.statements.claim_runs`)."""
+        self.health.check()
         fast = self._runs()
         if fast is not None:
             fast.instance = self.instance
@@ -323,6 +324,7 @@ class SqlStore(ClusterRows, LiveRows, AccessRows):
     def update_runs(self, rows: Sequence[tuple[int, dict[str, Any]]]) -> None:
         """:meth:`update_run` of each ``(run_id, values)``, all in one transaction (the
         ends of a round's runs: one commit, not one each)."""
+        self.health.check()
         fast = self._runs()
         if fast is not None:
             fast.update_runs(rows)

@@ -26,12 +26,12 @@ from supertask.model import (
 )
 from supertask.schedules import trigger as schedules
 from supertask.timetable.containers import cpus, memory, volumes
+from supertask.timetable.envfile import NAME_RE as _ENV_NAME_RE
+from supertask.timetable.envfile import described, parse_env_file
 from supertask.timetable.keys import STEP_ALIASES, STEP_KEYS
 from supertask.timetable.runtext import RUN_KINDS, normalise_run  # noqa: F401  (re-exported)
 from supertask.timetable.yamldoc import Bad, Doc, describe, join, scalar_list, text
 from supertask.units import parse_duration, parse_size
-
-_ENV_NAME_RE = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
 
 
 def check_name(doc: Doc, node: Node, what: str = "name") -> str:
@@ -105,11 +105,20 @@ def _path(doc: Doc, node: Node) -> str:
 
 
 def _env_file(doc: Doc, node: Node) -> str:
+    """The file must exist; what it holds is checked as each run will read it (a file this
+    user may not read, as a scheduler of another user's might, is left to the runs)."""
     path = _path(doc, node)
     if not Path(path).is_file():
         raise Bad(
             f"env_file {path!r} does not exist; create it or fix the path (relative paths start at the timetable's folder)"
         )
+    try:
+        raw = Path(path).read_bytes()
+    except OSError:
+        return path
+    problems = parse_env_file(raw)[1]
+    if problems:
+        raise Bad(f"env_file {described(path, problems)}")
     return path
 
 

@@ -14,7 +14,9 @@ At the next start the file is read as bytes only; the sync is skipped when
   removed since, by a live edit (`jobs edit`, `add`, `remove`, `pause`), another
   sync or a one-shot run in that namespace. Otherwise the file is read and synced
   as usual, which is what makes a file sync win over live edits; and
-- every ``env_file`` the timetable names still exists (else the full read reports it).
+- every ``env_file`` the timetable names is as it was (its size and modification
+  time): one gone, or edited, is read again with the timetable, which reports its
+  problems (a NUL byte, a line that is not ``KEY=value``).
 
 A timetable that fails to validate is never marked, so an invalid file is always
 read (and refused) in full. A restart on an invalid file that was synced well before
@@ -71,7 +73,8 @@ def valid_mark(store: Store, key: str, raw: bytes) -> Mark | None:
             return None
     except Exception:  # an old or odd mark: read the file
         return None
-    if not all(os.path.exists(p) for p in data.get("env_files", [])):
+    env_files = data.get("env_files", {})
+    if not isinstance(env_files, dict) or any(_stamp(p) != (tuple(s) if s else None) for p, s in env_files.items()):
         return None
     return Mark(data["namespace"], data.get("file_namespace"), tuple(data.get("restart", ())),
                 tuple(data.get("reboot", ())))
@@ -104,8 +107,18 @@ def record(store: Store, key: str, raw: bytes, namespace: str, timetable: Timeta
             kind = parse_when(job.when, job.timezone).kind
             if kind in start:
                 start[kind].append(job.name)
-    env_files = sorted({job.env_file for job in timetable.jobs if job.env_file})
+    env_files = {path: _stamp(path) for path in sorted({job.env_file for job in timetable.jobs if job.env_file})}
     store.set_meta(key, json.dumps({
         "digest": digest_of(raw), "namespace": namespace, "file_namespace": timetable.namespace,
         "generation": list(store.generation(namespace)), "env_files": env_files, **start,
     }))
+
+
+def _stamp(path: str) -> tuple[int, int] | None:
+    """An env file's (modification time in ns, size), None when it is gone. Not a digest:
+    the mark is in the store, and the file holds secrets."""
+    try:
+        st = os.stat(path)
+    except OSError:
+        return None
+    return st.st_mtime_ns, st.st_size

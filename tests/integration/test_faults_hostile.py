@@ -20,6 +20,7 @@ import psutil
 import pytest
 
 from tests.conftest import SUPERTASK, Cli, Scheduler, wait_until
+from tests.integration.figures import record, tick_job, tick_rows, ticks, unfinished
 
 NOBODY = 65534  # the uid `nobody` has on Debian and most distributions
 
@@ -68,7 +69,7 @@ def test_the_state_folder_and_its_files_are_private_whatever_the_umask(cli: Cli)
 
 
 def test_the_control_folder_socket_and_token_are_private_whatever_the_umask(cli: Cli) -> None:
-    timetable(cli, "namespace: ctl\njobs:\n  - {name: a, when: '@daily', run: 'cmd:true'}\n")
+    timetable(cli, "namespace: ctl\njobs:\n  - {name: a, when: '@daily', run: 'cmd:true'}\n" + tick_job(marks_of(cli)))
     proc = subprocess.Popen(["sh", "-c", 'umask 000; exec "$@"', "sh", *SUPERTASK, "run", "--listen", "127.0.0.1:0"],
                             cwd=cli.cwd, env=cli.env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
                             start_new_session=True)
@@ -135,6 +136,10 @@ def test_a_state_folder_others_could_write_to_is_refused(cli: Cli, tmp_path: Pat
     assert files_under(tmp_path) == before  # no store, no token, no log
     doctor = cli("doctor")
     assert doctor.returncode == 1 and f"FAIL state folder: {culprit}:" in doctor.stdout
+    if case == "writable by all":
+        record("a state folder others can write to (or another user's)", fires=None, fires_run=None,
+               fires_recorded=None, unfinished=None, recover_s=None,
+               note="refused before anything is read or written there: exit 2, nothing created, doctor fails")
 
 
 @needs_root
@@ -186,13 +191,24 @@ def test_a_folder_symlink_of_another_users_is_refused_and_ours_is_followed(cli: 
 
 def listening(cli: Cli, *args: str, prefix: str = "") -> tuple[Scheduler, str, int, str]:
     """A scheduler serving TCP with a token (under the shell ``prefix``, e.g. a ulimit)."""
-    timetable(cli, "namespace: ctl\njobs:\n  - {name: a, when: '@daily', run: 'cmd:true'}\n")
+    timetable(cli, "namespace: ctl\njobs:\n  - {name: a, when: '@daily', run: 'cmd:true'}\n" + tick_job(marks_of(cli)))
     env = {"SUPERTASK_TOKEN": "tok-" + "x" * 20}
     sched = cli.start(*args, env={**env, "SUPERTASK_LISTEN": "127.0.0.1:0"}) if not prefix else \
         _prefixed(cli, prefix, list(args), {**env, "SUPERTASK_LISTEN": "127.0.0.1:0"})
     ready = sched.wait_event("control ready", timeout=60)
     host, port = ready["tcp"][len("tcp://"):].rsplit(":", 1)
     return sched, host, int(port), env["SUPERTASK_TOKEN"]
+
+
+def marks_of(cli: Cli) -> Path:
+    return cli.cwd.parent / "marks"
+
+
+def fires_through(cli: Cli, since: float, until: float) -> dict[str, int | None]:
+    """The tick job's figures over a fault (call after the scheduler stopped)."""
+    rows = cli.json("history", "--limit", "1000")
+    return {"fires": int(until - since), "fires_run": ticks(marks_of(cli), since, until),
+            "fires_recorded": tick_rows(rows, since, until), "unfinished": unfinished(rows)}
 
 
 def _prefixed(cli: Cli, prefix: str, args: list[str], env: dict[str, str]) -> Scheduler:
@@ -233,6 +249,7 @@ def test_a_compressed_frame_bomb_is_refused_before_it_is_inflated(cli: Cli) -> N
         zeros = bytes(1 << 20)
         bomb = b"".join(inflater.compress(zeros) for _ in range(512)) + inflater.flush()  # 512 MiB of zeros in 0.5 MB
         sock = authenticated(host, port, token)
+        since = time.time()
         sock.sendall(struct.pack("!LB", len(bomb), 1) + bomb + b"\n")
         refused = sched.wait_event("control frame refused", timeout=60)
         assert "inflating past 8388608 bytes" in refused["frame"]
@@ -244,10 +261,16 @@ def test_a_compressed_frame_bomb_is_refused_before_it_is_inflated(cli: Cli) -> N
         wait_until(lambda: any("a frame of 4294967280 bytes" in e.get("frame", "") for e in sched.events()),
                    timeout=60, what="the 4 GiB frame refused")
         big.close()
-        assert peak_rss(sched.proc.pid) - before < 64 << 20  # was: the whole 512 MiB and more
+        grown = peak_rss(sched.proc.pid) - before
+        assert grown < 64 << 20  # was: the whole 512 MiB and more
         assert status_over_tcp(cli, host, port, token).returncode == 0
+        until = time.time()
     finally:
         assert sched.stop() == 0
+    record("a compressed RPyC frame of 512 MiB of zeros (0.5 MB sent), then one claiming 4 GiB",
+           **fires_through(cli, since, until), recover_s=None,
+           note=f"both refused before they were inflated or read; peak RSS grew {grown / 2**20:.0f} MiB; "
+                "status over TCP answers after")
 
 
 def test_a_flood_of_silent_connections_neither_closes_the_listener_nor_locks_others_out(cli: Cli) -> None:
@@ -261,15 +284,18 @@ def test_a_flood_of_silent_connections_neither_closes_the_listener_nor_locks_oth
     sched, host, port, token = listening(cli, prefix="ulimit -n 256")
     flood: list[socket.socket] = []
     try:
+        since = time.time()
         for _ in range(1100):
             flood.append(socket.create_connection((host, port), timeout=10))
         sched.wait_event("control connections refused", timeout=60)
         for sock in flood:
             sock.close()
         flood.clear()
+        ended = time.time()
         # the listener is still there, and a peer with the token gets in
         proc = wait_until(lambda: (p := status_over_tcp(cli, host, port, token)).returncode == 0 and p,
                           timeout=60, what="status over TCP after the flood")
+        back = time.time()
         assert json.loads(proc.stdout)["namespaces"] == ["ctl"]
         slow = socket.create_connection((host, port), timeout=30)  # a byte now and then is not a token
         began = time.monotonic()
@@ -285,6 +311,9 @@ def test_a_flood_of_silent_connections_neither_closes_the_listener_nor_locks_oth
         for sock in flood:
             sock.close()
         assert sched.stop() == 0
+    record("1,100 silent TCP connections to a scheduler limited to 256 descriptors",
+           **fires_through(cli, since, ended), recover_s=back - ended,
+           note="recover: the flood closed to a status over TCP with the token answered (a CLI start included)")
 
 
 def test_the_scheduler_raises_its_soft_descriptor_limit(cli: Cli) -> None:
@@ -364,18 +393,25 @@ def test_deep_yaml_is_an_error_at_validate_and_a_reload_keeps_the_last_good(cli:
     proc = cli("validate", "deep.yaml")
     assert proc.returncode == 1, proc.stderr
     assert "deep.yaml:2: nested deeper than 100 levels of lists and mappings" in proc.stderr
-    path = timetable(cli, "namespace: deep\njobs:\n  - {name: kept, when: '@daily', run: 'cmd:true'}\n")
+    path = timetable(cli, "namespace: deep\njobs:\n  - {name: kept, when: '@daily', run: 'cmd:true'}\n"
+                     + tick_job(marks_of(cli)))
     sched = cli.start("--file", str(path))
     try:
         sched.wait_event("watching timetable", timeout=60)  # its SIGHUP handler is in place
         path.write_text(deep)
+        since = time.time()
         sched.proc.send_signal(signal.SIGHUP)
         failed = sched.wait_event("timetable reload failed", timeout=60)
         assert "nested deeper than 100 levels" in failed["problems"][0]
         assert sched.proc.poll() is None
-        assert [j["name"] for j in cli.json("list-jobs")] == ["kept"]
+        assert sorted(j["name"] for j in cli.json("list-jobs")) == ["kept", "tick"]
+        wait_until(lambda: ticks(marks_of(cli), since, time.time()) >= 3, 30, what="fires after the bad reload")
+        until = time.time()
     finally:
         assert sched.stop() == 0
+    record("a timetable nested 25,000 deep (50 KB), reloaded into a running scheduler",
+           **fires_through(cli, since, until), recover_s=None,
+           note="validate exits 1 naming FILE:LINE; the reload is refused and the last good timetable kept firing")
 
 
 def test_a_nul_byte_in_an_env_value_is_an_error_at_validate(cli: Cli) -> None:
@@ -383,6 +419,38 @@ def test_a_nul_byte_in_an_env_value_is_an_error_at_validate(cli: Cli) -> None:
     proc = cli("validate", str(path))
     assert proc.returncode == 1
     assert f"{path}:5: jobs[0].env.A: contains a NUL byte" in proc.stderr
+
+
+def test_an_env_file_no_run_could_use_is_an_error_at_validate_sync_and_each_run(cli: Cli) -> None:
+    """A NUL byte (or a line that is not KEY=value) in an env_file: validate, a start and a
+    reload name the env file and its line and exit 1 / refuse it; a file broken after the
+    sync fails the runs with the same words. No value is ever shown."""
+    env = cli.cwd / "app.env"
+    env.write_bytes(b"A=1\nSECRET=hunter\0two\n")
+    job = '  - {name: a, when: "every 1s", run: "cmd:echo $A", env_file: app.env}\n'
+    path = timetable(cli, "namespace: envfile\njobs:\n" + job)
+    proc = cli("validate", str(path))
+    assert proc.returncode == 1, proc.stdout
+    assert f"{path}:3: jobs[0].env_file: env_file {env}:2: contains a NUL byte (\\0)" in proc.stderr, proc.stderr
+    assert "remove it" in proc.stderr and "hunter" not in proc.stderr + proc.stdout
+    first = cli("run", timeout=60)  # a first start on it: nothing synced, exit 2 before the store is touched
+    assert first.returncode == 2 and f"{env}:2: contains a NUL byte" in first.stderr, first.stderr
+    assert "hunter" not in first.stderr + first.stdout and not (cli.home / "supertask.db").exists()
+    env.write_bytes(b"# ok\nA=1\n")
+    assert cli("validate", str(path)).returncode == 0
+    sched = cli.start()
+    try:
+        sched.wait_event("run finished", status="succeeded", job="a")
+        env.write_bytes(b"A=1\nPGPASSWORD: hunter2\n")  # broken after the sync: each run says why
+        failed = wait_until(lambda: [r for r in cli.json("history", "--limit", "50") if r["status"] == "failed"],
+                            timeout=20, what="a run failing on the env file")[0]
+        assert f"env_file {env}:2: is not KEY=value" in failed["message"], failed
+        path.write_text("namespace: envfile\njobs:\n" + job + "# edited\n")  # a reload reads it too
+        event = sched.wait_event("timetable reload failed", timeout=20)
+        assert f"{env}:2: is not KEY=value" in json.dumps(event)
+    finally:
+        assert sched.stop() == 0
+    assert "hunter" not in sched.output
 
 
 def test_tracebacks_in_the_json_log_are_json_events(tmp_path: Path) -> None:

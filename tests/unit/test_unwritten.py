@@ -104,3 +104,22 @@ def test_a_held_fire_becomes_a_skipped_row_with_its_reason(tmp_path: Path) -> No
     (claim,) = store.claims
     assert claim["status"] is RunStatus.SKIPPED and "other hosts serve this namespace" in claim["message"]
     assert claim["log_dir"] is None and claim["scheduled"] == CLAIM["scheduled"]
+
+
+def test_a_skipped_fire_kept_while_away_is_claimed_from_the_spool_with_its_status(tmp_path: Path) -> None:
+    """A fire that did not run (skipped, missed) kept while the store was away: its claim
+    carries its status and message and no log folder, through the spool file too."""
+    from types import SimpleNamespace
+
+    store = Store()
+    ctx: Any = SimpleNamespace(store=store, settings=SimpleNamespace(home=tmp_path), unwritten=None, finisher=None)
+    claim = {k: v for k, v in CLAIM.items() if k != "log_dir"} | {"status": RunStatus.SKIPPED, "message": "missed 2"}
+    unwritten.claim_or_keep(ctx, claim)
+    assert len(ctx.unwritten) == 1 and not store.claims
+    store.away = False
+    assert replay(store, tmp_path) == 1  # as a scheduler's next start finds it
+    assert store.claims[0]["status"] is RunStatus.SKIPPED and store.claims[0]["message"] == "missed 2"
+    assert store.claims[0].get("log_dir") is None
+    assert isinstance(store.rows[101]["finished"], datetime)  # when it was decided, not when written
+    unwritten.claim_or_keep(ctx, claim)  # the store is back: claimed at once
+    assert len(store.claims) == 2
