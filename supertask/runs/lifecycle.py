@@ -60,7 +60,8 @@ class Begun:
     env: dict[str, str] | None = None
     command: Command | None = None
     started: subprocess.Popen[bytes] | OSError | None = None
-    #: the claim still to make (the store was away at the start: a provisional run)
+    #: the claim still to make (the store was away at the start: a provisional run; a
+    #: queued row it could not take up: ``{"take_up": run_id}``)
     claim: dict[str, Any] | None = None
 
     def start(self) -> None:
@@ -110,13 +111,16 @@ def begin(ctx: RunContext, namespace: str, job: Job, scheduled: datetime, reason
             get_logger("supertask.run").info("fire already claimed", job=job.name, namespace=namespace,
                                              scheduled=scheduled.isoformat())
             return None
-    else:  # a queued row taken up now (the store away: it runs all the same, its end writes the row)
+    else:  # a queued row taken up now (the store away: it runs all the same, its end takes it up then)
         try:
             ctx.store.update_run(run_id, status=RunStatus.RUNNING, started=datetime.now(UTC),
                                  log_path=str(settings.log_dir / namespace / job.name / f"{run_id}.log"))
         except Exception as exc:
             STORE_ERRORS.event("store unavailable: fire runs unrecorded until it is back", job=job.name,
                                namespace=namespace, scheduled=scheduled.isoformat(), error=str(exc))
+            begun = register(ctx, namespace, job, attempt, run_id)
+            begun.claim = {"take_up": run_id}  # runs.unwritten.write
+            return begun
     return register(ctx, namespace, job, attempt, run_id)
 
 

@@ -190,7 +190,10 @@ def write(store: Any, item: dict[str, Any]) -> None:
         if isinstance(values.get(key), str):
             values[key] = datetime.fromisoformat(values[key])
     run_id, owner = item["id"], item.get("owner")
-    if run_id is None:
+    if run_id is None and "take_up" in item["claim"]:  # a queued row run while the store was away
+        run_id = item["claim"]["take_up"]
+        store.update_run(run_id, status=RunStatus.RUNNING, instance=owner or None)
+    elif run_id is None:
         claim = dict(item["claim"])
         claim.setdefault("instance", owner or "")  # "": none (a one-shot run's), not the replaying scheduler
         claim["scheduled"] = _time(claim["scheduled"])

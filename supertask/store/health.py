@@ -38,6 +38,10 @@ PROBE_DEADLINE = 2.0
 PROBE_INTERVAL = 1.0
 #: Seconds between two ``store still unreachable`` events.
 REPEAT = 60.0
+#: Seconds after the store answers again during which only the probe marks it away again:
+#: a statement or a connect begun during the outage may fail late (its timeouts), which
+#: says nothing about the store now.
+SETTLE = 15.0
 
 
 class StoreHealth:
@@ -54,6 +58,7 @@ class StoreHealth:
         self.checked: float | None = None  # epoch seconds of the last operation or probe seen
         self._still = Limited("supertask.store", repeat)  # "store still unreachable"
         self._lock = threading.Lock()
+        self._back: float | None = None  # time.monotonic() when it last answered again
         self.when_back: list[Callable[[], None]] = []  # called when it answers again (kept rows written)
 
     def check(self) -> None:
@@ -76,6 +81,7 @@ class StoreHealth:
                 return
             down_for = time.time() - (self.since or time.time())
             self.up, self.error, self.since = True, None, None
+            self._back = time.monotonic()
         if self.events:
             _log().warning("store reachable again", store=self.url, down_for=round(down_for, 1))
         for call in list(self.when_back):
@@ -84,11 +90,14 @@ class StoreHealth:
             except Exception:
                 _log().exception("a store-back hook failed")
 
-    def failed(self, error: BaseException | str) -> None:
-        """An operation or a probe could not reach the store."""
+    def failed(self, error: BaseException | str, *, probe: bool = False) -> None:
+        """An operation or a probe could not reach the store (an operation's failure
+        within :data:`SETTLE` seconds of its return is left to the probe to confirm)."""
         text = error if isinstance(error, str) else _short(error)
         now = time.time()
         self.checked = now
+        if not probe and self.up and self._back is not None and time.monotonic() - self._back < SETTLE:
+            return
         with self._lock:
             first = self.up
             self.up, self.error = False, text
@@ -145,9 +154,9 @@ class HealthWatch:
                 probe = self.spawn("supertask-store-probe", self._probe, result)
             probe.join(self.deadline)
             if probe.is_alive():
-                health.failed(f"no answer within {self.deadline:g}s")
+                health.failed(f"no answer within {self.deadline:g}s", probe=True)
             elif result and result[0] is not None:
-                health.failed(result[0])
+                health.failed(result[0], probe=True)
             else:
                 health.ok()
 

@@ -17,7 +17,7 @@ from supertask.store.tables import PG_STATEMENT_TIMEOUT_MS, PG_TIMEOUTS, pg_conn
         ("fail", ["store unreachable"], False),
         ("fail fail fail", ["store unreachable"], False),  # rate-limited while it stays away
         ("fail fail ok", ["store unreachable", "store reachable again"], True),
-        ("fail ok fail ok", ["store unreachable", "store reachable again"] * 2, True),
+        ("fail ok wait fail ok", ["store unreachable", "store reachable again"] * 2, True),  # past SETTLE
         ("ok fail wait fail", ["store unreachable", "store still unreachable"], False),  # after REPEAT
     ],
 )
@@ -62,3 +62,26 @@ def test_health_is_quiet_unless_a_watch_runs() -> None:
 )
 def test_postgresql_timeouts_unless_the_url_sets_them(query: dict[str, str], want: dict[str, object]) -> None:
     assert pg_connect_args(query) == want
+
+
+def test_a_late_failure_just_after_the_store_is_back_is_left_to_the_probe(monkeypatch: pytest.MonkeyPatch) -> None:
+    """A statement begun during the outage that fails after the store answered again
+    does not mark it away again; the probe does, and after SETTLE any operation does."""
+    import supertask.store.health as health_module
+
+    clock = [1000.0]
+    monkeypatch.setattr(health_module.time, "monotonic", lambda: clock[0])
+    health = StoreHealth("postgresql://u@db/x")
+    health.events = True
+    with capture_logs() as logs:
+        health.failed("connection refused")
+        health.ok()
+        health.failed("connection timeout expired")  # begun during the outage
+        assert health.up
+        health.failed("no answer within 2s", probe=True)
+        assert not health.up
+        health.ok()
+        clock[0] += health_module.SETTLE + 1
+        health.failed("connection refused")
+    assert not health.up
+    assert [e["event"] for e in logs] == ["store unreachable", "store reachable again"] * 2 + ["store unreachable"]
