@@ -29,7 +29,7 @@ from supertask.runs.runner import execute
 from supertask.scheduler import decisions
 from supertask.scheduler.coalesce import Coalesced
 from supertask.scheduler.jobstore import NamespaceJobStore
-from supertask.scheduler.launch import SKIPPED, Fire, clock_ahead, launch
+from supertask.scheduler.launch import SKIPPED, Fire, clock_ahead, launch, skip_unqueued
 from supertask.settings import default
 from supertask.threads import Spawn, Threads
 
@@ -227,11 +227,7 @@ class RunExecutor(compat.executor_base()):  # type: ignore[misc]
                     self._inflight[key] += 1  # the run in flight ended meanwhile
             if taken:  # another fire was queued while this one's row was claimed (a slow store)
                 self._warn_skipped(namespace, definition, fire)
-                if run_id is None:
-                    self._skip(namespace, definition, fire, SKIPPED[Overlap.QUEUE])
-                else:
-                    self._by_pool(functools.partial(unwritten.update_or_keep, self.ctx, [(run_id, dict(
-                        status=RunStatus.SKIPPED, finished=datetime.now(UTC), message=SKIPPED[Overlap.QUEUE]))]))
+                skip_unqueued(self, namespace, definition, fire, run_id, SKIPPED[Overlap.QUEUE])
                 return None
             return self._start(key, namespace, definition, fire, reason, run_id, then=then)
         return self._start(key, namespace, definition, fire, reason, None, then=then)
@@ -365,11 +361,7 @@ class RunExecutor(compat.executor_base()):  # type: ignore[misc]
         if waiting is not None:
             ns = key.split("/", 1)[0]
             if self.ctx.shutdown.is_set():
-                if waiting.run_id is None:
-                    self._skip(ns, waiting.definition, waiting.fire, decisions.STOPPED_QUEUED)
-                else:
-                    unwritten.update_or_keep(self.ctx, [(waiting.run_id, dict(
-                        status=RunStatus.SKIPPED, message=decisions.STOPPED_QUEUED))])
+                skip_unqueued(self, ns, waiting.definition, waiting.fire, waiting.run_id, decisions.STOPPED_QUEUED)
                 self._release(key)
                 return
             self._start(key, ns, waiting.definition, waiting.fire, waiting.reason, waiting.run_id,

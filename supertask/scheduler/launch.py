@@ -214,3 +214,14 @@ def skip_claimed(ex: RunExecutor, items: list[tuple[Any, ...]]) -> None:
     ex._by_pool(functools.partial(unwritten.update_or_keep, ex.ctx, rows))
     for ns, definition, ((fire, reason), *then) in later:
         ex.submit(ns, definition, fire, reason, then=then)
+
+
+def skip_unqueued(ex: RunExecutor, namespace: str, definition: Job, fire: datetime, run_id: int | None,
+                  message: str) -> None:
+    """A fire meant to wait (``overlap: queue``) that will not: its row, claimed as
+    ``queued`` or not yet (the store was away), becomes ``skipped`` with ``message``."""
+    if run_id is None:
+        ex._skip(namespace, definition, fire, message)
+    else:
+        ex._by_pool(functools.partial(unwritten.update_or_keep, ex.ctx, [(run_id, dict(
+            status=RunStatus.SKIPPED, finished=datetime.now(UTC), message=message))]))
