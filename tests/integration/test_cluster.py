@@ -221,7 +221,7 @@ def test_a_host_cut_off_from_a_shared_store_holds_its_fires(tmp_path: Path, pg_u
     """Issue 18 point 3, last clause: while the store is away, a host whose namespace
     another live host serves holds its fires (the other one runs them), and records them
     as missed when the store is back unless they ran; alone, it fires from memory."""
-    from tests.integration.test_store_outage import Proxy
+    from tests.integration.proxy import Proxy
 
     proxy = Proxy(("127.0.0.1", 5432))
     url = pg_url.replace("127.0.0.1:5432", f"127.0.0.1:{proxy.port}")
@@ -284,7 +284,7 @@ def b_instance(cli: Cli) -> str:
 def test_lease_lost_end_ends_the_runs_of_a_host_cut_off_from_its_store(tmp_path: Path, pg_url: str) -> None:
     """--lease-lost end: a scheduler that cannot write its heartbeat for longer than its
     lease ends its runs in flight (the other hosts may be retrying them); the row says why."""
-    from tests.integration.test_store_outage import Proxy
+    from tests.integration.proxy import Proxy
 
     proxy = Proxy(("127.0.0.1", 5432))
     url = pg_url.replace("127.0.0.1:5432", f"127.0.0.1:{proxy.port}")
