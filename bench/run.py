@@ -51,7 +51,7 @@ from common import (  # noqa: E402
     time_command,
 )
 
-SECTIONS = ("lateness", "launch", "startup", "imports", "scale")
+SECTIONS = ("lateness", "launch", "startup", "imports", "scale", "web")
 SUBJECTS = ("limit", "supertask", "apscheduler", "original")
 
 
@@ -505,6 +505,11 @@ def main() -> None:
                 else:
                     results["scale"] = scale([1000, 10000, 100000], pg, 30, [1000, 10000], checkpoint,
                                              pg_sizes=[1000, 10000, 100000])
+                path.write_text(json.dumps(results, indent=1))
+            if "web" in only:  # the dashboard with real volumes: bench/web.py
+                import web
+
+                results["web"] = web.measure(1000, 100000, 5) if args.quick else web.measure(10000, 1000000, 20)
                 path.write_text(json.dumps(results, indent=1))
         results["machine"]["loadavg_end"] = os.getloadavg()
     results["before_after"] = baseline.before_after(results)

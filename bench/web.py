@@ -1,0 +1,124 @@
+"""The dashboard with real volumes (issue 17 point 7): a SQLite store with JOBS jobs and
+RUNS runs, a real `supertask web`, and each main page and API path asked REQUESTS times
+over HTTP; p50 and p95 of the answer time (measured by the client: the server's time
+plus loopback).
+
+    python bench/web.py                      # 10,000 jobs, 1,000,000 runs, 20 requests
+    python bench/web.py --jobs 1000 --runs 100000 --requests 10
+
+`bench/run.py --only web` runs it as a section of `make bench`.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import os
+import sqlite3
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+import urllib.request
+from datetime import datetime, timedelta, timezone
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+PY = ROOT / ".venv" / "bin" / "python"
+UTC = timezone.utc
+PATHS = ("/", "/jobs", "/jobs?ns=ns0", "/jobs/ns0/job-00000", "/runs", "/runs?status=failed", "/api/v1/overview",
+         "/api/v1/runs?ns=ns1&job=job-00001", "/api/v1/jobs?ns=ns0&limit=100", "RUN_PAGE")
+
+
+def build_store(folder: Path, jobs: int, runs: int) -> str:
+    """Jobs in 10 namespaces through the store's own sync; runs inserted in bulk."""
+    sys.path.insert(0, str(ROOT))
+    from supertask.model import Job
+    from supertask.scheduler.edits import first_fire
+    from supertask.store.sql import SqlStore
+
+    url = f"sqlite:///{folder / 'supertask.db'}"
+    st = SqlStore.open(url)
+    for n in range(10):
+        ns = f"ns{n}"
+        st.ensure_namespace(ns, source="bench", host="bench", user="bench")
+        st.sync(ns, [Job(name=f"job-{i:05d}", when="*/5 * * * *", run="cmd:true")
+                     for i in range(n, jobs, 10)], first_fire)
+    st.close()
+    now = datetime.now(UTC).replace(tzinfo=None)
+    statuses = ["succeeded"] * 18 + ["failed", "timed-out"]
+    with sqlite3.connect(folder / "supertask.db") as conn:
+        batch = []
+        for i in range(runs):
+            job = i % jobs
+            at = now - timedelta(seconds=(runs - i) * 3)
+            batch.append((f"ns{job % 10}", f"job-{job:05d}", 1, "schedule", at, at, at + timedelta(seconds=1),
+                          statuses[i % 20], 0, "bench", 1, None, "ok", None))
+            if len(batch) == 50000:
+                conn.executemany("INSERT INTO supertask_runs (namespace, job, attempt, reason, scheduled, started, "
+                                 "finished, status, exit_code, host, pid, log_path, log_tail, message) VALUES "
+                                 "(?,?,?,?,?,?,?,?,?,?,?,?,?,?)", batch)
+                batch = []
+        if batch:
+            conn.executemany("INSERT INTO supertask_runs (namespace, job, attempt, reason, scheduled, started, "
+                             "finished, status, exit_code, host, pid, log_path, log_tail, message) VALUES "
+                             "(?,?,?,?,?,?,?,?,?,?,?,?,?,?)", batch)
+    return url
+
+
+def measure(jobs: int = 10000, runs: int = 1000000, requests: int = 20) -> dict:
+    with tempfile.TemporaryDirectory(prefix="supertask-bench-web-") as tmp:
+        folder = Path(tmp)
+        began = time.monotonic()
+        url = build_store(folder, jobs, runs)
+        built = time.monotonic() - began
+        env = {k: v for k, v in os.environ.items() if not k.startswith("SUPERTASK_")}
+        env.update(SUPERTASK_HOME=str(folder / "home"), SUPERTASK_LOG_FORMAT="json")
+        log = open(folder / "web.log", "w")
+        proc = subprocess.Popen([str(PY), "-m", "supertask", "web", "--store", url, "--http", "127.0.0.1:0"],
+                                env=env, stdout=log, stderr=subprocess.STDOUT)
+        try:
+            base = None
+            deadline = time.monotonic() + 60
+            while base is None and time.monotonic() < deadline:
+                for line in (folder / "web.log").read_text().splitlines():
+                    if '"dashboard serving"' in line:
+                        base = json.loads(line)["url"].rstrip("/")
+                time.sleep(0.05)
+            assert base, (folder / "web.log").read_text()
+            run_id = json.loads(urllib.request.urlopen(base + "/api/v1/runs?limit=1").read())[0]["id"]
+            out = {}
+            for path in PATHS:
+                path = f"/runs/{run_id // 2}" if path == "RUN_PAGE" else path
+                times = []
+                for _ in range(requests):
+                    t0 = time.perf_counter()
+                    with urllib.request.urlopen(base + path) as answer:
+                        answer.read()
+                        assert answer.status == 200
+                    times.append(time.perf_counter() - t0)
+                times.sort()
+                out[path] = {"p50_ms": round(statistics.median(times) * 1000, 1),
+                             "p95_ms": round(times[max(0, math.ceil(0.95 * len(times)) - 1)] * 1000, 1)}
+                print(f"{path:40s} p50 {out[path]['p50_ms']:8.1f} ms  p95 {out[path]['p95_ms']:8.1f} ms", flush=True)
+        finally:
+            proc.terminate()
+            proc.wait(30)
+            log.close()
+    return {"jobs": jobs, "runs": runs, "requests": requests, "store_built_s": round(built, 1), "paths": out}
+
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--jobs", type=int, default=10000)
+    ap.add_argument("--runs", type=int, default=1000000)
+    ap.add_argument("--requests", type=int, default=20)
+    args = ap.parse_args()
+    print(json.dumps(measure(args.jobs, args.runs, args.requests), indent=1))
+
+
+if __name__ == "__main__":
+    main()
