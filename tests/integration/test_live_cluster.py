@@ -193,6 +193,16 @@ def test_edits_through_the_store_alone_reach_every_host(tmp_path: Path, pg_db: s
         assert done.returncode == 0, done.stderr + done.stdout
         manual = [r for r in runs(pg_db, "tick") if r["reason"] == "manual"]
         assert [(r["status"], bool(r["host"])) for r in manual] == [("succeeded", True)]
+        # a job added through the store fires on the hosts; removed, it stops
+        added = outside("jobs", "add", "extra", "--ns", "shared", "--store", pg_db, "--when", "every 1s",
+                        "--", "cmd:true")
+        assert added.returncode == 0, added.stderr
+        wait_until(lambda: len(runs(pg_db, "extra")) >= 2, 30, what="the added job firing")
+        gone = outside("jobs", "remove", "extra", "--ns", "shared", "--store", pg_db)
+        assert gone.returncode == 0, gone.stderr
+        at = now()
+        until_later(pg_db, "clock", at + REACH + timedelta(seconds=3), "3 s more of clock's fires")
+        assert [r for r in runs(pg_db, "extra") if r["scheduled"] > at + REACH] == []
         # with no --ns there is nothing to change: exit 3, saying how
         bare = outside("jobs", "pause", "tick", "--store", pg_db)
         assert bare.returncode == 3 and "--ns NS" in bare.stderr
