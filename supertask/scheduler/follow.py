@@ -144,8 +144,8 @@ class Listener:
         self._tried = time.monotonic()
         try:
             pooled = self.store.engine.raw_connection()
+            conn = pooled.driver_connection  # (None once detached)
             pooled.detach()  # closed by us, never handed back to the pool
-            conn = pooled.driver_connection
             if not hasattr(conn, "notifies"):  # not psycopg 3: polling alone
                 pooled.close()
                 return None

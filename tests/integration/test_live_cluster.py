@@ -273,3 +273,43 @@ jobs:
     assert overlapping(ran(pg_db, "par")) <= 2, runs(pg_db, "par")
     reasons = [r["message"] for r in runs(pg_db, "par") if r["status"] == "skipped"]
     assert any("max_concurrent 2" in m for m in reasons), reasons
+
+
+@pytest.mark.postgres
+def test_the_listener_wakes_at_a_change_and_reopens_when_its_connection_is_cut(
+        pg_db: str, monkeypatch: pytest.MonkeyPatch) -> None:
+    import threading
+    import time
+
+    from supertask.model import Job
+    from supertask.scheduler import follow
+    from supertask.store.sql import SqlStore
+
+    monkeypatch.setattr(follow, "RELISTEN", 0.1)
+    writer, reader = SqlStore.open(pg_db), SqlStore.open(pg_db)
+    writer.ensure_namespace("ns", source=None, host="h", user="u")
+    writer.sync("ns", [Job(name="j", when="every 1h", run="cmd:true")], lambda _job: 1.0)
+    listener, stop = follow.Listener(reader), threading.Event()
+
+    def woken_by(change: Any) -> float:
+        timer = threading.Timer(0.3, change)
+        began = time.monotonic()
+        timer.start()
+        listener.wait(30, stop)
+        timer.join()
+        return time.monotonic() - began
+
+    try:
+        listener.wait(0.01, stop)
+        assert listener.conn is not None
+        assert woken_by(lambda: writer.set_paused("ns", "j", True, None)) < 20  # not the 30 s timeout
+        pid = listener.conn.info.backend_pid
+        rows(pg_db, "SELECT pg_terminate_backend(%s)", pid)
+        wait_until(lambda: listener.wait(0.2, stop) or (listener.conn is not None
+                                                        and listener.conn.info.backend_pid != pid), 30,
+                   what="the listening connection reopened")
+        assert woken_by(lambda: writer.set_paused("ns", "j", False, 5.0)) < 20
+    finally:
+        listener.close()
+        writer.close()
+        reader.close()
