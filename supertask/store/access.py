@@ -221,10 +221,30 @@ class AccessRows:
         return out
 
 
+    def due_within(self, namespaces: Iterable[str] | None, until: float, limit: int = 500) -> list[StoredJob]:
+        """Jobs whose next fire is before ``until`` (epoch seconds), soonest first."""
+        c = jobs_table.c
+        query = (sa.select(jobs_table).where(c.next_run_time.is_not(None), c.next_run_time <= until)
+                 .order_by(c.next_run_time, c.namespace, c.name).limit(limit))
+        if namespaces is not None:
+            query = query.where(c.namespace.in_(list(namespaces)))
+        with self.engine.connect() as conn:
+            return [StoredJob.from_row(r) for r in conn.execute(query).mappings()]
+
     def runs_page(self, namespaces: Iterable[str] | None, *, job: str | None = None,
-                  statuses: Sequence[str] = (), before_id: int | None = None, limit: int = 50) -> list[RunRecord]:
-        """Runs newest first, filtered; the next page starts below the last id shown."""
+                  statuses: Sequence[str] = (), before_id: int | None = None, limit: int = 50,
+                  search: str | None = None, since: datetime | None = None,
+                  until: datetime | None = None) -> list[RunRecord]:
+        """Runs newest first, filtered (``search``: a part of the job's name; ``since`` and
+        ``until``: their scheduled time); the next page starts below the last id shown."""
         query = sa.select(runs_table).order_by(runs_table.c.id.desc()).limit(limit)
+        if search:
+            escaped = search.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
+            query = query.where(runs_table.c.job.like(f"%{escaped}%", escape="\\"))
+        if since is not None:
+            query = query.where(runs_table.c.scheduled >= since)
+        if until is not None:
+            query = query.where(runs_table.c.scheduled < until)
         if namespaces is not None:
             query = query.where(runs_table.c.namespace.in_(list(namespaces)))
         if job is not None:

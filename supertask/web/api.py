@@ -42,7 +42,12 @@ def runs(request: Request) -> JSONResponse:
     q = request.query_params
     return _json(data.runs(store_of(request), viewer_of(request), namespace=q.get("ns") or None,
                            job=q.get("job") or None, status=q.get("status") or None,
-                           before=int_param(request, "before"), limit=int_param(request, "limit", 50) or 50))
+                           before=int_param(request, "before"), limit=int_param(request, "limit", 50) or 50,
+                           search=q.get("q") or None, since=q.get("since") or None, until=q.get("until") or None))
+
+
+def upcoming(request: Request) -> JSONResponse:
+    return _json(data.upcoming(store_of(request), viewer_of(request), float(int_param(request, "hours", 24) or 0)))
 
 
 def run(request: Request) -> JSONResponse:
@@ -96,6 +101,7 @@ def routes() -> list[Route]:
         Route("/jobs/{ns}/{job}", job),
         Route("/jobs/{ns}/{job}/{action}", act, methods=["POST"]),
         Route("/runs", runs),
+        Route("/upcoming", upcoming),
         Route("/runs/{run_id:int}", run),
         Route("/runs/{run_id:int}/log", log),
         Route("/hosts", hosts),

@@ -22,7 +22,7 @@ from starlette.templating import Jinja2Templates
 from supertask.errors import JobNotFound, RunNotFound, SupertaskError, UsageError
 from supertask.store.base import Store
 from supertask.web.actions import Forbidden
-from supertask.web.auth import Gate
+from supertask.web.auth import Gate, WrongHost
 from supertask.web.request import CsrfMissing, Unauthorized
 
 HERE = Path(__file__).parent
@@ -74,7 +74,7 @@ def build_app(store: Store, *, user: str, title: str = "supertask") -> Starlette
               Route("/healthz", lambda _r: JSONResponse({"ok": True}))]
     app = Starlette(routes=routes, exception_handlers={
         Unauthorized: _unauthorized, JobNotFound: _not_found, RunNotFound: _not_found, LookupError: _not_found,
-        UsageError: _bad, SupertaskError: _bad, ValueError: _bad, Forbidden: _forbidden, CsrfMissing: _forbidden,
+        UsageError: _bad, SupertaskError: _bad, ValueError: _bad, Forbidden: _forbidden, CsrfMissing: _forbidden, WrongHost: _forbidden,
         HTTPException: _http,
     })
     app.state.store = store

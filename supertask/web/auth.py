@@ -34,6 +34,24 @@ LOGIN_WINDOW = 60.0
 CACHE_SECONDS = 1.0
 
 
+class WrongHost(Exception):
+    """A request naming another host than loopback while no token exists (403)."""
+
+
+def loopback_host(host: str) -> bool:
+    """Whether a Host header (``name[:port]``) names this machine's loopback."""
+    name = host.rsplit(":", 1)[0] if not host.endswith("]") else host
+    name = name.strip("[]").lower()
+    if name in ("localhost", ""):
+        return True
+    import ipaddress
+
+    try:
+        return ipaddress.ip_address(name).is_loopback
+    except ValueError:
+        return name.endswith(".localhost")
+
+
 class Gate:
     """The per-server state of authentication: a CSRF key, the tokens cache, failed logins."""
 
@@ -70,10 +88,16 @@ class Gate:
             self._found[key] = (now, token)
         return token
 
-    def viewer(self, secret: str | None, peer: str) -> Viewer | None:
-        """The viewer of a request that gave ``secret`` (or none); None: refused."""
+    def viewer(self, secret: str | None, peer: str, host: str = "127.0.0.1") -> Viewer | None:
+        """The viewer of a request that gave ``secret`` (or none) with ``Host: host``;
+        None: refused. Without tokens, only a request that names a loopback host is
+        served: a page elsewhere whose name someone points at 127.0.0.1 (DNS rebinding)
+        would otherwise read and act as a page of this server."""
         source = f"http {peer}"
         if not self.tokens_needed():
+            if not loopback_host(host):
+                raise WrongHost(f"Host {host!r}: without tokens this server answers only requests to a loopback "
+                                "name (127.0.0.1, localhost, [::1]); create a token to serve other names")
             return Viewer(who=self.user, source=source)
         if not secret:
             return None

@@ -105,8 +105,53 @@ def job(st: Store, viewer: Viewer, namespace: str, name: str) -> dict[str, Any]:
     return row
 
 
+def moment(name: str, text: str | None) -> datetime | None:
+    """A ``since``/``until`` filter: ISO 8601 (UTC when it names no zone), or an age
+    back from now (``24h``, ``7d``)."""
+    if not text:
+        return None
+    from supertask.units import parse_duration
+
+    try:
+        value = datetime.fromisoformat(text)
+        return value if value.tzinfo else value.replace(tzinfo=UTC)
+    except ValueError:
+        pass
+    try:
+        return datetime.now(UTC) - timedelta(seconds=parse_duration(text))
+    except ValueError:
+        raise UsageError(f"{name}={text!r}: give an ISO time (2026-12-05T10:00) or an age (24h, 7d)") from None
+
+
+def upcoming(st: Store, viewer: Viewer, hours: float = 24) -> list[dict[str, Any]]:
+    """The fires of the next ``hours`` (at most 24 * 7), soonest first: namespace, job,
+    at (ISO in the job's zone), the schedule in words (at most 500 jobs, 50 fires each)."""
+    from supertask.schedules.trigger import parse_when
+    from supertask.schedules.trigger import upcoming as fires_after
+
+    if not 0 < hours <= 24 * 7:
+        raise UsageError(f"hours={hours:g}: between 0 and {24 * 7}")
+    known = viewer.namespaces(st)
+    now = datetime.now(UTC)
+    end = now + timedelta(hours=hours)
+    rows: list[dict[str, Any]] = []
+    for stored in st.due_within(known if viewer.token is not None else None, end.timestamp()):
+        job = stored.job
+        try:
+            schedule = parse_when(job.when, job.timezone)
+            fires = [f for f in fires_after(schedule, now.astimezone(schedule.timezone), 50) if f <= end]
+            words = schedule.describe()
+        except Exception:
+            continue
+        rows += [{"namespace": stored.namespace, "job": job.name, "at": f.isoformat(), "timezone": job.timezone,
+                  "when": job.when, "schedule": words} for f in fires]
+    rows.sort(key=lambda r: (datetime.fromisoformat(str(r["at"])), str(r["namespace"]), str(r["job"])))
+    return rows
+
+
 def runs(st: Store, viewer: Viewer, *, namespace: str | None = None, job: str | None = None,
-         status: str | None = None, before: int | None = None, limit: int = 50) -> list[dict[str, Any]]:
+         status: str | None = None, before: int | None = None, limit: int = 50, search: str | None = None,
+         since: str | None = None, until: str | None = None) -> list[dict[str, Any]]:
     """``history --json`` rows, newest first, filtered; ``before``: the next page's start."""
     known = viewer.namespaces(st)
     _check_ns(viewer, namespace, known)
@@ -117,7 +162,9 @@ def runs(st: Store, viewer: Viewer, *, namespace: str | None = None, job: str | 
     if not 1 <= limit <= MAX_PAGE:
         raise UsageError(f"limit {limit}: between 1 and {MAX_PAGE}")
     scope = [namespace] if namespace else (known if viewer.token is not None else None)
-    return [r.to_json() for r in st.runs_page(scope, job=job, statuses=statuses, before_id=before, limit=limit)]
+    return [r.to_json() for r in st.runs_page(scope, job=job, statuses=statuses, before_id=before, limit=limit,
+                                              search=search, since=moment("since", since),
+                                              until=moment("until", until))]
 
 
 def _run(st: Store, viewer: Viewer, run_id: int) -> Any:

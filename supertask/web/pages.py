@@ -57,14 +57,20 @@ def job(request: Request) -> Response:
 def runs(request: Request) -> Response:
     viewer = viewer_of(request)
     q = request.query_params
-    filters = {k: q.get(k) or None for k in ("ns", "job", "status")}
+    filters = {k: q.get(k) or None for k in ("ns", "job", "status", "q", "since", "until")}
     limit = int_param(request, "limit", 50) or 50
     rows = data.runs(store_of(request), viewer, namespace=filters["ns"], job=filters["job"], status=filters["status"],
-                     before=int_param(request, "before"), limit=limit)
+                     before=int_param(request, "before"), limit=limit, search=filters["q"], since=filters["since"],
+                     until=filters["until"])
     shown = {k: v for k, v in filters.items() if v}
     more = "/runs?" + urlencode({**shown, "before": rows[-1]["id"]}) if len(rows) == limit else None
     return _render(request, "runs.html", viewer, runs=rows, filters=filters, more=more, statuses=data.STATUSES,
                    namespaces=viewer.namespaces(store_of(request)))
+
+
+def upcoming(request: Request) -> Response:
+    viewer = viewer_of(request)
+    return _render(request, "upcoming.html", viewer, fires=data.upcoming(store_of(request), viewer, 24))
 
 
 def run(request: Request) -> Response:
@@ -179,6 +185,7 @@ def routes() -> list[Route]:
         Route("/jobs/{ns}/{job}", job),
         Route("/jobs/{ns}/{job}/{action}", act, methods=["POST"]),
         Route("/runs", runs),
+        Route("/upcoming", upcoming),
         Route("/runs/{run_id:int}", run),
         Route("/events/runs/{run_id:int}/log", log_events),
         Route("/audit", audit),

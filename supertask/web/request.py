@@ -41,7 +41,7 @@ def peer(request: Request) -> str:
 def viewer_of(request: Request) -> Viewer:
     gate: Gate = request.app.state.gate
     secret, _bearer = secret_of(request)
-    viewer = gate.viewer(secret, peer(request))
+    viewer = gate.viewer(secret, peer(request), request.headers.get("host", ""))
     if viewer is None:
         raise Unauthorized("this server needs a token: Authorization: Bearer TOKEN, or log in at /login")
     return viewer

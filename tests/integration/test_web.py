@@ -126,6 +126,8 @@ def test_run_http_serves_the_store_and_its_actions_reach_the_scheduler(scheduler
     assert cli.json("list-jobs", "--no-live", "--ns", "alpha")[0]["paused"] is True
     assert len(cli.json("audit")) == len(audit)
     assert http.get("/api/v1/openapi.json").json()["paths"]["/api/v1/runs"]["get"]
+    rebound = http.get("/api/v1/jobs", headers={"Host": "evil.example:8080"})  # DNS rebinding, no tokens
+    assert rebound.status_code == 403 and "loopback" in rebound.json()["error"]
 
 
 def _namespaces_with_jobs(cli: Cli) -> int:
@@ -263,3 +265,21 @@ def test_jobs_are_paged_searched_and_rescheduled_by_admin_tokens_only(cli: Cli) 
         assert (row["action"], row["who"], row["after"]) == ("rescheduled", "token:admin", {"when": "0 4 * * *"})
     finally:
         web.stop()
+
+
+def test_upcoming_fires_and_runs_by_time_and_name(scheduler_web: tuple[Cli, str]) -> None:
+    cli, url = scheduler_web
+    http = client(url)
+    fires = http.get("/api/v1/upcoming").json()
+    assert [(f["job"], f["schedule"]) for f in fires] == [("hello", "At 03:00")]
+    assert fires[0]["at"].endswith(("+01:00", "+02:00"))  # in the job's zone, Europe/Berlin
+    assert "alpha/hello" in http.get("/upcoming").text
+    assert http.get("/api/v1/upcoming", params={"hours": 1000}).status_code == 400
+    run_id = http.post("/api/v1/jobs/alpha/hello/trigger", json={}).json()["run_id"]
+    wait_until(lambda: http.get(f"/api/v1/runs/{run_id}").json()["run"]["status"] == "succeeded", 60,
+               what="the run")
+    assert [r["id"] for r in http.get("/api/v1/runs", params={"q": "ell", "since": "1h"}).json()] == [run_id]
+    assert http.get("/api/v1/runs", params={"q": "nope"}).json() == []
+    assert http.get("/api/v1/runs", params={"until": "2020-01-01T00:00"}).json() == []
+    assert http.get("/api/v1/runs", params={"since": "yesterday"}).status_code == 400
+    assert f"/runs/{run_id}" in http.get("/runs", params={"since": "1h", "q": "hello"}).text

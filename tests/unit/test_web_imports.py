@@ -52,3 +52,4 @@ def test_the_probe_sees_the_web_stack_where_it_is_imported(tmp_path: Path) -> No
     code = "import sys; import supertask.web.app; print(sorted({m.split('.')[0] for m in sys.modules} & {'starlette', 'jinja2'}))"
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120).stdout
     assert out.strip() == "['jinja2', 'starlette']"
+
