@@ -510,6 +510,8 @@ def main() -> None:
                 import web
 
                 results["web"] = web.measure(1000, 100000, 5) if args.quick else web.measure(10000, 1000000, 20)
+                results["web"]["live_log"] = web.log_latency()
+                results["web"]["lateness"] = web.lateness_with_browsers(10 if args.quick else 30)
                 path.write_text(json.dumps(results, indent=1))
         results["machine"]["loadavg_end"] = os.getloadavg()
     results["before_after"] = baseline.before_after(results)

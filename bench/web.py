@@ -12,6 +12,7 @@ plus loopback).
 from __future__ import annotations
 
 import argparse
+import http.client
 import json
 import math
 import os
@@ -111,12 +112,134 @@ def measure(jobs: int = 10000, runs: int = 1000000, requests: int = 20) -> dict:
 
 
 
+def log_latency(lines: int = 20) -> dict:
+    """How long after a job writes a line its run page's event stream delivers it: a
+    `supertask run --http` running a job that prints a line every 0.3 s, read as
+    `text/event-stream` by the client; each line's delay is its arrival minus the time
+    stamp the log gave it."""
+    with tempfile.TemporaryDirectory(prefix="supertask-bench-log-") as tmp:
+        folder = Path(tmp)
+        (folder / "supertask.yaml").write_text(
+            "namespace: bench\njobs:\n  - {name: talk, when: '@yearly', "
+            f"run: 'cmd:for i in $(seq {lines}); do echo line $i; sleep 0.3; done'}}\n")
+        env = {k: v for k, v in os.environ.items() if not k.startswith("SUPERTASK_")}
+        env.update(SUPERTASK_HOME=str(folder / "home"), SUPERTASK_LOG_FORMAT="json")
+        log = open(folder / "run.log", "w")
+        proc = subprocess.Popen([str(PY), "-m", "supertask", "run", "--http", "127.0.0.1:0"], cwd=folder, env=env,
+                                stdout=log, stderr=subprocess.STDOUT)
+        try:
+            base = None
+            deadline = time.monotonic() + 60
+            while base is None and time.monotonic() < deadline:
+                for line in (folder / "run.log").read_text().splitlines():
+                    if '"dashboard serving"' in line:
+                        base = json.loads(line)["url"].rstrip("/")
+                time.sleep(0.05)
+            assert base, (folder / "run.log").read_text()
+            host, port = base.removeprefix("http://").split(":")
+            request = urllib.request.Request(base + "/api/v1/jobs/bench/talk/trigger", data=b"{}",
+                                             headers={"Content-Type": "application/json"}, method="POST")
+            run_id = json.loads(urllib.request.urlopen(request).read())["run_id"]
+            conn = http.client.HTTPConnection(host, int(port), timeout=60)
+            conn.request("GET", f"/events/runs/{run_id}/log")
+            answer = conn.getresponse()
+            delays: list[float] = []
+            while True:
+                raw = answer.readline()
+                if not raw or raw.startswith(b"event: end"):
+                    break
+                if raw.startswith(b"data: "):
+                    now = datetime.now(UTC)
+                    for text in json.loads(raw[6:]).splitlines():
+                        stamp = datetime.fromisoformat(text.split(" ", 1)[0])
+                        delays.append((now - stamp).total_seconds())
+            conn.close()
+        finally:
+            proc.terminate()
+            proc.wait(30)
+            log.close()
+    live = sorted(delays[1:])  # the first lines may be read before the page opened
+    return {"lines": len(delays), "p50_ms": round(statistics.median(live) * 1000), "max_ms": round(live[-1] * 1000)}
+
+
+def lateness_with_browsers(seconds: int = 20, jobs: int = 20, browsers: int = 5, pause: float = 1.0) -> dict:
+    """Fire lateness of ``jobs`` jobs firing every second under `supertask run --http`,
+    for ``seconds`` with no one on the pages, then ``seconds`` with ``browsers`` clients
+    each fetching the overview, jobs and runs pages, then waiting ``pause`` seconds (0:
+    back to back): p50, p95 and max of each."""
+    import threading
+
+    with tempfile.TemporaryDirectory(prefix="supertask-bench-late-") as tmp:
+        folder = Path(tmp)
+        (folder / "supertask.yaml").write_text("namespace: bench\njobs:\n" + "".join(
+            f"  - {{name: j{i:02d}, when: 'every 1s', run: 'cmd:true'}}\n" for i in range(jobs)))
+        env = {k: v for k, v in os.environ.items() if not k.startswith("SUPERTASK_")}
+        env.update(SUPERTASK_HOME=str(folder / "home"), SUPERTASK_LOG_FORMAT="json")
+        log = open(folder / "run.log", "w")
+        proc = subprocess.Popen([str(PY), "-m", "supertask", "run", "--http", "127.0.0.1:0"], cwd=folder, env=env,
+                                stdout=log, stderr=subprocess.STDOUT)
+        stop = threading.Event()
+        try:
+            base = None
+            deadline = time.monotonic() + 60
+            while base is None and time.monotonic() < deadline:
+                for line in (folder / "run.log").read_text().splitlines():
+                    if '"dashboard serving"' in line:
+                        base = json.loads(line)["url"].rstrip("/")
+                time.sleep(0.05)
+            assert base, (folder / "run.log").read_text()
+            time.sleep(3)  # past the start
+            quiet_from = datetime.now(UTC)
+            time.sleep(seconds)
+            busy_from = datetime.now(UTC)
+            pages = [0]
+
+            def browse() -> None:
+                while not stop.is_set():
+                    for path in ("/", "/jobs", "/runs"):
+                        with urllib.request.urlopen(base + path) as answer:
+                            answer.read()
+                        pages[0] += 1
+                    stop.wait(pause)
+
+            clients = [threading.Thread(target=browse, daemon=True) for _ in range(browsers)]
+            for c in clients:
+                c.start()
+            time.sleep(seconds)
+            busy_until = datetime.now(UTC)
+            stop.set()
+            for c in clients:
+                c.join(30)
+            runs = json.loads(urllib.request.urlopen(base + "/api/v1/runs?limit=500&ns=bench").read())
+            more = runs
+            while len(more) == 500:
+                more = json.loads(urllib.request.urlopen(f"{base}/api/v1/runs?limit=500&ns=bench&before={more[-1]['id']}").read())
+                runs += more
+        finally:
+            stop.set()
+            proc.terminate()
+            proc.wait(30)
+            log.close()
+
+    def figures(since: datetime, until: datetime) -> dict:
+        late = sorted(r["lateness"] for r in runs if r["lateness"] is not None
+                      and since <= datetime.fromisoformat(r["scheduled"]) < until)
+        return {"fires": len(late), "p50_ms": round(statistics.median(late) * 1000, 1),
+                "p95_ms": round(late[math.ceil(0.95 * len(late)) - 1] * 1000, 1), "max_ms": round(late[-1] * 1000, 1)}
+
+    return {"jobs": jobs, "seconds": seconds, "browsers": browsers, "pause": pause, "quiet": figures(quiet_from, busy_from),
+            "browsing": {**figures(busy_from, busy_until), "pages_served": pages[0]}}
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--jobs", type=int, default=10000)
     ap.add_argument("--runs", type=int, default=1000000)
     ap.add_argument("--requests", type=int, default=20)
     args = ap.parse_args()
+    print(json.dumps(log_latency(), indent=1))
+    print(json.dumps(lateness_with_browsers(), indent=1))
+    print(json.dumps(lateness_with_browsers(pause=0), indent=1))
     print(json.dumps(measure(args.jobs, args.runs, args.requests), indent=1))
 
 
