@@ -66,3 +66,29 @@ def edit(st: Store, viewer: Viewer, namespace: str, name: str, values: Any) -> d
     st.audit(who=viewer.who, source=viewer.source, action=edit_event(before, after).removeprefix("job "),
              namespace=namespace, job=name, before=before, after=after)
     return row  # type: ignore[no-any-return]
+
+
+class Conflict(Exception):
+    """The action cannot be done here (409): a run this server's scheduler does not run."""
+
+
+def kill(st: Store, viewer: Viewer, service: Any, run_id: int) -> dict[str, Any]:
+    """End a run in flight (TERM, then KILL after its kill_grace), when the scheduler
+    beside this server (``run --http``) runs it; ``supertask web`` alone runs nothing."""
+    from supertask.errors import RunNotFound, SupertaskError
+
+    record = st.get_run(run_id)
+    if not viewer.sees(record.namespace):
+        raise RunNotFound(run_id)
+    _allowed(viewer, record.namespace, record.job, Scope.RUN)
+    if service is None:
+        raise Conflict(f"run {run_id} runs on {record.host or 'another host'}: this dashboard serves no scheduler; "
+                       f"end it there (`supertask jobs kill {run_id}`) or through a dashboard served by "
+                       "`supertask run --http` on that host")
+    try:
+        result: dict[str, Any] = service.kill_run(run_id)
+    except SupertaskError as exc:
+        raise Conflict(str(exc)) from None
+    st.audit(who=viewer.who, source=viewer.source, action="killed", namespace=record.namespace, job=record.job,
+             before={"run_id": run_id, "status": str(record.status)}, after=None)
+    return result

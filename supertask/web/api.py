@@ -86,6 +86,12 @@ async def act(request: Request) -> JSONResponse:
     raise LookupError(f"no action {action!r}: use trigger, pause, resume or edit")
 
 
+async def kill(request: Request) -> JSONResponse:
+    viewer = await changing(request)
+    return _json(await run_in_threadpool(actions.kill, store_of(request), viewer, request.app.state.service,
+                                         request.path_params["run_id"]))
+
+
 def openapi(request: Request) -> JSONResponse:
     from supertask.web.openapi import document
 
@@ -104,6 +110,7 @@ def routes() -> list[Route]:
         Route("/upcoming", upcoming),
         Route("/runs/{run_id:int}", run),
         Route("/runs/{run_id:int}/log", log),
+        Route("/runs/{run_id:int}/kill", kill, methods=["POST"]),
         Route("/hosts", hosts),
         Route("/audit", audit),
     ]

@@ -21,7 +21,7 @@ from starlette.templating import Jinja2Templates
 
 from supertask.errors import JobNotFound, RunNotFound, SupertaskError, UsageError
 from supertask.store.base import Store
-from supertask.web.actions import Forbidden
+from supertask.web.actions import Conflict, Forbidden
 from supertask.web.auth import Gate, WrongHost
 from supertask.web.request import CsrfMissing, Unauthorized
 
@@ -59,12 +59,17 @@ async def _forbidden(request: Request, exc: Exception) -> Response:
     return _error(request, 403, str(exc))
 
 
+async def _conflict(request: Request, exc: Exception) -> Response:
+    return _error(request, 409, str(exc))
+
+
 async def _http(request: Request, exc: Any) -> Response:
     return _error(request, exc.status_code, exc.detail)
 
 
-def build_app(store: Store, *, user: str, title: str = "supertask") -> Starlette:
-    """The application over ``store``; ``user``: who acts while no token exists."""
+def build_app(store: Store, *, user: str, title: str = "supertask", service: Any = None) -> Starlette:
+    """The application over ``store``; ``user``: who acts while no token exists;
+    ``service``: the scheduler beside it (``run --http``), which can end its own runs."""
     from starlette.exceptions import HTTPException
 
     from supertask.web import api, pages
@@ -74,10 +79,11 @@ def build_app(store: Store, *, user: str, title: str = "supertask") -> Starlette
               Route("/healthz", lambda _r: JSONResponse({"ok": True}))]
     app = Starlette(routes=routes, exception_handlers={
         Unauthorized: _unauthorized, JobNotFound: _not_found, RunNotFound: _not_found, LookupError: _not_found,
-        UsageError: _bad, SupertaskError: _bad, ValueError: _bad, Forbidden: _forbidden, CsrfMissing: _forbidden, WrongHost: _forbidden,
+        UsageError: _bad, SupertaskError: _bad, ValueError: _bad, Forbidden: _forbidden, CsrfMissing: _forbidden, WrongHost: _forbidden, Conflict: _conflict,
         HTTPException: _http,
     })
     app.state.store = store
+    app.state.service = service
     app.state.gate = Gate(store, user)
     templates = Jinja2Templates(directory=HERE / "templates")
     templates.env.globals["title"] = title

@@ -59,6 +59,10 @@ def document() -> dict[str, Any]:
             "/api/v1/runs/{run_id}": _get("A run and the attempts of its fire", _RUN),
             "/api/v1/runs/{run_id}/log": _get("Up to 64 KiB of a run's log from offset", _RUN,
                                               _q("offset", "integer", "byte offset")),
+            "/api/v1/runs/{run_id}/kill": {"post": {
+                "summary": "End a run in flight (run scope), when the scheduler beside this server runs it",
+                "parameters": [_RUN], "responses": {"200": {"description": "ending"},
+                                                    "409": {"description": "not run by this server's scheduler"}}}},
             "/api/v1/hosts": _get("Schedulers sharing the store (hosts --json)"),
             "/api/v1/audit": _get("Audit rows newest first (audit --json)", _q("ns", "string", "namespace"),
                                   _q("job", "string", "job"), _q("before", "integer", "next page"),

@@ -78,7 +78,8 @@ def run(request: Request) -> Response:
     run_id = request.path_params["run_id"]
     found = data.run(store_of(request), viewer, run_id)
     first = data.read_log(store_of(request), viewer, run_id, 0)
-    return _render(request, "run.html", viewer, run=found["run"], attempts=found["attempts"], log=first)
+    return _render(request, "run.html", viewer, run=found["run"], attempts=found["attempts"], log=first,
+                   can_kill=request.app.state.service is not None and found["run"]["status"] == "running")
 
 
 def audit(request: Request) -> Response:
@@ -140,6 +141,15 @@ async def act(request: Request) -> Response:
     return RedirectResponse(target, status_code=303)
 
 
+async def kill(request: Request) -> Response:
+    viewer = await changing(request)
+    run_id = request.path_params["run_id"]
+    await run_in_threadpool(actions.kill, store_of(request), viewer, request.app.state.service, run_id)
+    if request.headers.get("hx-request"):
+        return Response('<span class="done">ending</span>', media_type="text/html")
+    return RedirectResponse(f"/runs/{run_id}", status_code=303)
+
+
 async def login(request: Request) -> Response:
     gate: Gate = request.app.state.gate
     target = request.query_params.get("next") or "/"
@@ -187,6 +197,7 @@ def routes() -> list[Route]:
         Route("/runs", runs),
         Route("/upcoming", upcoming),
         Route("/runs/{run_id:int}", run),
+        Route("/runs/{run_id:int}/kill", kill, methods=["POST"]),
         Route("/events/runs/{run_id:int}/log", log_events),
         Route("/audit", audit),
         Route("/login", login, methods=["GET", "POST"]),

@@ -39,12 +39,12 @@ def check_address(text: str, store: Store) -> tuple[str, int]:
     return host, port
 
 
-def _server(store: Store, host: str, port: int, user: str) -> Any:
+def _server(store: Store, host: str, port: int, user: str, service: Any = None) -> Any:
     import uvicorn
 
     from supertask.web.app import build_app
 
-    config = uvicorn.Config(build_app(store, user=user), host=host, port=port, log_config=None, access_log=False,
+    config = uvicorn.Config(build_app(store, user=user, service=service), host=host, port=port, log_config=None, access_log=False,
                             lifespan="off", timeout_graceful_shutdown=2, server_header=False)
     return uvicorn.Server(config)
 
@@ -89,7 +89,7 @@ class WebComponent:
 
     def start(self, service: Any) -> None:
         host, port = check_address(self.address, service.store)
-        self._server = _server(service.store, host, port, service.settings.user)
+        self._server = _server(service.store, host, port, service.settings.user, service)
         server = self._server
         self._thread = service.supervisor.thread("supertask-web", server.run)
         import time

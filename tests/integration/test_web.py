@@ -283,3 +283,29 @@ def test_upcoming_fires_and_runs_by_time_and_name(scheduler_web: tuple[Cli, str]
     assert http.get("/api/v1/runs", params={"until": "2020-01-01T00:00"}).json() == []
     assert http.get("/api/v1/runs", params={"since": "yesterday"}).status_code == 400
     assert f"/runs/{run_id}" in http.get("/runs", params={"since": "1h", "q": "hello"}).text
+
+
+def test_a_run_is_ended_through_the_dashboard_beside_its_scheduler_only(cli: Cli) -> None:
+    (cli.cwd / "supertask.yaml").write_text("namespace: alpha\njobs:\n  - {name: long, when: '@yearly', "
+                                            "run: 'cmd:echo started; sleep 120'}\n")
+    sched = cli.start("--http", "127.0.0.1:0", "--grace", "2s")
+    try:
+        url = sched.wait_event("dashboard serving", timeout=60)["url"].rstrip("/")
+        http = client(url)
+        run_id = http.post("/api/v1/jobs/alpha/long/trigger", json={}).json()["run_id"]
+        wait_until(lambda: "started" in http.get(f"/api/v1/runs/{run_id}/log").json()["data"], 60, what="the run")
+        assert 'id="kill"' in http.get(f"/runs/{run_id}").text
+        alone = Web(cli)  # supertask web on the same store runs nothing: 409 saying where
+        try:
+            refused = client(alone.url).post(f"/api/v1/runs/{run_id}/kill", json={})
+            assert refused.status_code == 409 and "jobs kill" in refused.json()["error"]
+        finally:
+            alone.stop()
+        assert http.post(f"/api/v1/runs/{run_id}/kill", json={}).status_code == 200
+        ended = wait_until(lambda: (r := http.get(f"/api/v1/runs/{run_id}").json()["run"])["status"] != "running" and r,
+                           60, what="the run ended")
+        assert ended["status"] == "killed"
+        assert http.post(f"/api/v1/runs/{run_id}/kill", json={}).status_code == 409  # not running any more
+        assert cli.json("audit")[0]["action"] == "killed"
+    finally:
+        assert sched.stop() == 0, sched.output
