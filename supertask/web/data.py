@@ -113,7 +113,7 @@ def moment(name: str, text: str | None) -> datetime | None:
     from supertask.units import parse_duration
 
     try:
-        value = datetime.fromisoformat(text)
+        value = datetime.fromisoformat(text[:-1] + "+00:00" if text.endswith(("Z", "z")) else text)
         return value if value.tzinfo else value.replace(tzinfo=UTC)
     except ValueError:
         pass

@@ -84,6 +84,16 @@ def test_log_in_run_now_watch_the_log_pause_and_see_the_audit(cli: Cli, browser:
         _shot(page, "runs", tmp_path)
         assert page.goto(url + "/jobs/beta/secret-job").status == 404
         assert "beta only" not in page.content()
+        session = page.context.cookies()
         page.close()
+
+        phone = browser.new_page(viewport={"width": 390, "height": 844}, device_scale_factor=2)
+        phone.context.add_cookies(session)
+        phone.goto(url + "/jobs")
+        assert phone.is_visible("text=alpha/hello")
+        # the page itself does not scroll sideways on a phone: wide tables scroll in their own box
+        assert phone.evaluate("document.documentElement.scrollWidth <= window.innerWidth + 1")
+        _shot(phone, "phone", tmp_path)
+        phone.close()
     finally:
         assert sched.stop() == 0, sched.output
