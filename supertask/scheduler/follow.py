@@ -154,7 +154,8 @@ class Listener:
             conn.execute(f"LISTEN {CHANNEL}")
             return conn
         except Exception as exc:
-            _FAILED.event("listening for changes in the store failed; polling meanwhile", error=str(exc))
+            if self.store.health.up:  # else the store's own events say it
+                _FAILED.event("listening for changes in the store failed; polling meanwhile", error=str(exc))
             return None
 
     def wait(self, timeout: float, stop: threading.Event) -> None:
@@ -167,8 +168,9 @@ class Listener:
         try:
             for _ in self.conn.notifies(timeout=timeout, stop_after=1):
                 break
-        except Exception as exc:  # the connection broke: reopened at a later wait
-            _FAILED.event("listening for changes in the store failed; polling meanwhile", error=str(exc))
+        except Exception as exc:  # the connection broke (the store went away: its own events say so)
+            get_logger("supertask.scheduler.follow").info("listening for changes interrupted; polling meanwhile",
+                                                          error=str(exc))
             self.close()
             stop.wait(max(0.0, timeout - (time.monotonic() - began)))
 
