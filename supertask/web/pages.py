@@ -65,7 +65,33 @@ def runs(request: Request) -> Response:
     shown = {k: v for k, v in filters.items() if v}
     more = "/runs?" + urlencode({**shown, "before": rows[-1]["id"]}) if len(rows) == limit else None
     return _render(request, "runs.html", viewer, runs=rows, filters=filters, more=more, statuses=data.STATUSES,
+                   timeline=timeline(rows),
                    namespaces=viewer.namespaces(store_of(request)))
+
+
+def timeline(rows: list[dict[str, Any]]) -> dict[str, Any] | None:
+    """The runs of a page along time: each run's start and end as percentages of the
+    span from the earliest start to the latest end (a run in flight: to now), one lane
+    per job, for the strip above the runs table."""
+    from datetime import datetime, timezone
+
+    now = datetime.now(timezone.utc)
+    spans = []
+    for r in rows:
+        if not r["started"]:
+            continue
+        start = datetime.fromisoformat(r["started"])
+        end = datetime.fromisoformat(r["finished"]) if r["finished"] else now
+        spans.append((r, start, max(end, start)))
+    if not spans:
+        return None
+    first, last = min(s for _, s, _ in spans), max(e for _, _, e in spans)
+    width = max((last - first).total_seconds(), 1e-3)
+    lanes = sorted({f"{r['namespace']}/{r['job']}" for r, _, _ in spans})
+    bars = [{"id": r["id"], "status": r["status"], "lane": lanes.index(f"{r['namespace']}/{r['job']}"),
+             "left": round((s - first).total_seconds() / width * 100, 2),
+             "width": max(0.4, round((e - s).total_seconds() / width * 100, 2))} for r, s, e in spans]
+    return {"from": first.isoformat(), "to": last.isoformat(), "lanes": lanes, "bars": bars}
 
 
 def upcoming(request: Request) -> Response:

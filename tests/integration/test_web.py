@@ -282,7 +282,9 @@ def test_upcoming_fires_and_runs_by_time_and_name(scheduler_web: tuple[Cli, str]
     assert http.get("/api/v1/runs", params={"q": "nope"}).json() == []
     assert http.get("/api/v1/runs", params={"until": "2020-01-01T00:00"}).json() == []
     assert http.get("/api/v1/runs", params={"since": "yesterday"}).status_code == 400
-    assert f"/runs/{run_id}" in http.get("/runs", params={"since": "1h", "q": "hello"}).text
+    page = http.get("/runs", params={"since": "1h", "q": "hello"}).text
+    assert f"/runs/{run_id}" in page
+    assert 'id="timeline"' in page and f'href="/runs/{run_id}" class="bar succeeded"' in page
 
 
 def test_a_run_is_ended_through_the_dashboard_beside_its_scheduler_only(cli: Cli) -> None:
