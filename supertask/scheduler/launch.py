@@ -88,8 +88,7 @@ def launch(ex: RunExecutor, fires: list[Fire]) -> float:
             ex._release(key)
             continue
         if not isinstance(run_id, int):  # refused by what other schedulers run (store.guard)
-            ex._release(key)
-            refused(ex, ns, definition, fire, reason, then, run_id)
+            refused(ex, key, ns, definition, fire, reason, then, run_id)
             continue
         ready.append((key, ns, definition, fire, reason, run_id, then,
                       prepare(ex.ctx, ns, definition, fire, 1, run_id), after))
@@ -139,10 +138,30 @@ def clock_ahead(store: Any) -> float:
     return skew if skew > 0.05 else 0.0
 
 
-def refused(ex: RunExecutor, namespace: str, definition: Job, fire: datetime, reason: Reason,
+def refused(ex: RunExecutor, key: str, namespace: str, definition: Job, fire: datetime, reason: Reason,
             then: list[tuple[datetime, Reason]] | None, refusal: Any) -> None:
     """A fire the store refused (:mod:`supertask.store.guard`): skipped (its row says
-    why), or, not yet due by the database's clock, decided again once it is."""
+    why); queued behind a run on another host (a pool thread waits for its end, then
+    runs it); or, not yet due by the database's clock, decided again once it is."""
+    if refusal.queue:
+        from supertask.runs.claim import wait_elsewhere
+
+        ex.log.info("run queued", job=definition.name, namespace=namespace, run=refusal.queue, reason=refusal.reason)
+
+        def when_free() -> None:
+            if wait_elsewhere(ex.ctx, namespace, definition.name, refusal.queue):
+                ex._run(namespace, definition, fire, reason, key, refusal.queue, 1, then)
+            else:
+                ex._release(key)
+
+        try:
+            assert ex._pool is not None
+            ex._pool.submit(when_free)
+        except RuntimeError:  # stopping: the row is skipped
+            wait_elsewhere(ex.ctx, namespace, definition.name, refusal.queue, stopping=True)
+            ex._release(key)
+        return
+    ex._release(key)
     if refusal.wait:
         ex.log.warning("fire waits for the database's clock", job=definition.name, namespace=namespace,
                        scheduled=fire.isoformat(), wait=round(refusal.wait, 3))

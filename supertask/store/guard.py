@@ -12,8 +12,10 @@ the claim's own transaction, against the store:
   a fire of the same job take turns; SQLite's writes are serialised anyway;
 - the job's row must be there and, for a scheduled fire, not paused: a host whose copy
   is stale (the job paused or removed elsewhere a moment ago) fires nothing;
-- ``overlap: skip`` (and ``queue``): no run of the job ``running`` on another scheduler
-  instance; ``allow`` with ``max_concurrent``: fewer than N running on all hosts;
+- ``overlap: skip``: no run of the job ``running`` (nor ``queued``) on another scheduler
+  instance; ``queue``: the same, but a fire that meets one ``running`` waits as a
+  ``queued`` row of this host (at most one waits, across hosts) until it ends; ``allow``
+  with ``max_concurrent``: fewer than N running on all hosts;
 - on PostgreSQL, the fire is due by the database's clock: a fire more than
   :data:`EARLY` seconds ahead of the database's ``clock_timestamp()`` is refused for
   now (this host's clock is ahead: :class:`Refusal` says how long to wait).
@@ -43,16 +45,18 @@ UTC = timezone.utc
 EARLY = 1.5
 
 _JOBS = "SELECT name, paused FROM supertask_jobs WHERE namespace = :namespace AND name = ANY(:names)"
-_RUNS = ("SELECT job, host FROM supertask_runs WHERE status = 'running' AND namespace = :namespace "
-         "AND job = ANY(:names) AND COALESCE(instance, '') <> :me")
+_RUNS = ("SELECT job, host, status FROM supertask_runs WHERE status IN ('running', 'queued') "
+         "AND namespace = :namespace AND job = ANY(:names) AND COALESCE(instance, '') <> :me")
 _JOB = "SELECT name, paused FROM supertask_jobs WHERE namespace = :namespace AND name = :job"
-_RUNNING = ("SELECT job, host FROM supertask_runs WHERE status = 'running' AND namespace = :namespace "
-            "AND job = :job AND COALESCE(instance, '') <> :me")
+_RUNNING = ("SELECT job, host, status FROM supertask_runs WHERE status IN ('running', 'queued') "
+            "AND namespace = :namespace AND job = :job AND COALESCE(instance, '') <> :me")
 
 
-class Refusal(namedtuple("Refusal", "reason wait", defaults=(0.0,))):
+class Refusal(namedtuple("Refusal", "reason wait queue", defaults=(0.0, None))):
     """A guarded claim refused: why, and (refused for the clock) how many seconds until
-    the fire is due by the database's clock (0: refused for good, a ``skipped`` row)."""
+    the fire is due by the database's clock (0: refused for good, a ``skipped`` row).
+    ``queue``: an ``overlap: queue`` fire that waits for a run on another host (true;
+    once recorded, the id of its ``queued`` row)."""
 
     __slots__ = ()
 
@@ -99,7 +103,10 @@ def facts(tx: Any, claims: Sequence[dict[str, Any]], instance: str | None) -> di
                 running += tx.rows(_RUNNING, params)
         paused = {name: bool(flag) for name, flag in found}
         for job in jobs:
-            out[(namespace, job)] = (paused.get(job), sorted(host or "?" for name, host in running if name == job))
+            out[(namespace, job)] = (paused.get(job), sorted(host or "?" for name, host, status in running
+                                                             if name == job and status == "running"),
+                                     sorted(host for name, host, status in running
+                                            if name == job and status == "queued" and host))
     return out
 
 
@@ -111,17 +118,22 @@ def refusal(claim: dict[str, Any], known: dict[tuple[str, str], Any], db_now: da
         ahead = (claim["scheduled"] - db_now).total_seconds()
         if ahead > EARLY:
             return Refusal(f"due in {ahead:.3f}s by the database's clock (this host's clock is ahead)", ahead)
-    paused, others = known[(claim["namespace"], claim["job"])]
+    paused, others, waiting = known[(claim["namespace"], claim["job"])]
     if paused is None:
         return Refusal("the job was removed (by another scheduler or through the store)")
     if guard.get("paused") and paused:
         return Refusal("the job is paused (by another scheduler or through the store)")
     policy, most = guard.get("overlap"), guard.get("max") or 0
+    if policy in ("skip", "queue") and waiting:  # a fire queued on another host starts next
+        return Refusal(f"a run is waiting to start on {', '.join(sorted(set(waiting)))} "
+                       f"(overlap: {policy}, across hosts)")
     if not others or (policy == "allow" and not most):
         return None
     hosts = ", ".join(sorted(set(others)))
-    if policy in ("skip", "queue"):
-        return Refusal(f"previous run still running on {hosts} (overlap: {policy}, across hosts)")
+    if policy == "queue":
+        return Refusal(f"waiting for the run in flight on {hosts} (overlap: queue, across hosts)", queue=True)
+    if policy == "skip":
+        return Refusal(f"previous run still running on {hosts} (overlap: skip, across hosts)")
     if len(others) + guard.get("busy", 0) >= most:
         return Refusal(f"max_concurrent {most} runs were in flight across hosts ({len(others)} on {hosts}; "
                        "overlap: allow)")

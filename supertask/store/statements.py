@@ -245,7 +245,8 @@ def claim_runs(tx: Any, claims: Sequence[dict[str, Any]], instance: str | None =
             if refused.wait:  # not due yet by the database's clock: nothing recorded
                 ids.append(refused)
                 continue
-            status, claim = RunStatus.SKIPPED, {**claim, "message": refused.reason, "log_dir": None}
+            status = RunStatus.QUEUED if refused.queue else RunStatus.SKIPPED
+            claim = {**claim, "message": refused.reason, "log_dir": None}
         run_id = tx.insert(_RUN_INSERT, {
             "namespace": claim["namespace"], "job": claim["job"], "attempt": claim["attempt"],
             "reason": claim["reason"], "scheduled": tx.stamp(scheduled),
@@ -256,7 +257,8 @@ def claim_runs(tx: Any, claims: Sequence[dict[str, Any]], instance: str | None =
         if run_id is not None and claim.get("log_dir") is not None:
             path = Path(claim["log_dir"]) / claim["namespace"] / claim["job"] / f"{run_id}.log"
             tx.run(_RUN_LOG_PATH, {"log_path": str(path), "id": run_id})
-        ids.append(run_id if refused is None or run_id is None else refused)
+        ids.append(run_id if refused is None or run_id is None else
+                   refused._replace(queue=run_id) if refused.queue else refused)
     return ids
 
 

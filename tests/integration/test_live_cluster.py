@@ -250,6 +250,35 @@ jobs:
 
 
 @pytest.mark.postgres
+def test_overlap_queue_waits_for_a_run_on_another_host(tmp_path: Path, pg_db: str) -> None:
+    clis = homes(tmp_path, pg_db, 2)
+    schedulers = serve(clis, """
+namespace: shared
+jobs:
+  - name: line
+    when: every 1s
+    run: "cmd:sleep 1.5"
+    overlap: queue
+""", tmp_path)
+
+    def waited_elsewhere() -> list[dict[str, Any]]:
+        return [e for s in schedulers for e in s.events()
+                if e.get("event") == "run queued" and "across hosts" in e.get("reason", "")]
+
+    try:
+        wait_until(lambda: len(waited_elsewhere()) >= 2, 90, what="2 fires queued behind a run on the other host")
+        queued = {e["run"] for e in waited_elsewhere()}
+        wait_until(lambda: len([r for r in runs(pg_db, "line") if r["id"] in queued and r["status"] == "succeeded"])
+                   >= 2, 60, what="those queued runs run")
+    finally:
+        for s in schedulers:
+            s.stop()
+    assert overlapping(ran(pg_db, "line")) == 1, runs(pg_db, "line")
+    waited = [r for r in runs(pg_db, "line") if r["id"] in queued and r["status"] == "succeeded"]
+    assert all(r["started"] - r["scheduled"] > timedelta(seconds=0.2) for r in waited), waited  # started late
+
+
+@pytest.mark.postgres
 def test_max_concurrent_holds_across_three_hosts(tmp_path: Path, pg_db: str) -> None:
     clis = homes(tmp_path, pg_db, 3)
     schedulers = serve(clis, """

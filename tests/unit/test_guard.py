@@ -17,7 +17,7 @@ T = datetime(2026, 12, 5, 12, 0, 0, tzinfo=UTC)
 class Tx:
     """A transaction that answers the two questions facts() asks of a non-PostgreSQL store."""
 
-    def __init__(self, job: tuple[bool] | None, running: list[tuple[str, str]]):
+    def __init__(self, job: tuple[bool] | None, running: list[tuple[str, ...]]):
         self.job, self.running = job, running
         self.asked: list[dict[str, Any]] = []
 
@@ -25,7 +25,8 @@ class Tx:
         self.asked.append(params)
         if "supertask_jobs" in sql:
             return [("j", *self.job)] if self.job is not None else []
-        return [("j", host) for host, instance in self.running if instance != params["me"]]
+        return [("j", host, status) for host, instance, *rest in self.running if instance != params["me"]
+                for status in [rest[0] if rest else "running"]]
 
 
 def claim(overlap: str = "skip", most: int = 0, busy: int = 0, paused: bool = True,
@@ -41,11 +42,14 @@ def claim(overlap: str = "skip", most: int = 0, busy: int = 0, paused: bool = Tr
     ((True,), [], {"paused": False}, None),  # a manual trigger of a paused job
     ((False,), [("web1", "me")], {}, None),  # this instance's own run: decided in memory
     ((False,), [("web2", "other")], {}, "previous run still running on web2 (overlap: skip, across hosts)"),
-    ((False,), [("web2", "other")], {"overlap": "queue"}, "previous run still running on web2 (overlap: queue"),
+    ((False,), [("web2", "other")], {"overlap": "queue"}, "waiting for the run in flight on web2 (overlap: queue"),
     ((False,), [("web2", "other")], {"overlap": "allow"}, None),
     ((False,), [("web2", "o1")], {"overlap": "allow", "most": 2, "busy": 0}, None),
     ((False,), [("web2", "o1")], {"overlap": "allow", "most": 2, "busy": 1}, "max_concurrent 2 runs were in flight"),
     ((False,), [("web2", "o1"), ("web3", "o2")], {"overlap": "allow", "most": 2}, "(2 on web2, web3; overlap: allow)"),
+    ((False,), [("web2", "o1", "queued")], {}, "a run is waiting to start on web2 (overlap: skip"),
+    ((False,), [("web2", "o1", "queued"), ("web3", "o2")], {"overlap": "queue"}, "a run is waiting to start on web2"),
+    ((False,), [(None, None, "queued")], {}, None),  # a manual run queued through the store: no host's yet
 ])
 def test_what_a_guarded_claim_is_refused_for(job: Any, running: Any, kw: dict[str, Any], why: str | None) -> None:
     c = claim(**kw)
@@ -54,10 +58,11 @@ def test_what_a_guarded_claim_is_refused_for(job: Any, running: Any, kw: dict[st
         assert refused is None
     else:
         assert refused is not None and why in refused.reason and refused.wait == 0.0
+        assert bool(refused.queue) == why.startswith("waiting for")  # queued behind the other host's run
 
 
 def test_a_fire_not_yet_due_by_the_databases_clock_waits() -> None:
-    known = {("ns", "j"): (False, [])}
+    known = {("ns", "j"): (False, [], [])}
     early = guard.refusal(claim(scheduled=T + timedelta(seconds=3)), known, T)
     assert early is not None and early.wait == pytest.approx(3.0) and "clock is ahead" in early.reason
     assert guard.refusal(claim(scheduled=T + timedelta(seconds=0.4)), known, T) is None  # within the round's lead
