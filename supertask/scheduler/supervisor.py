@@ -55,6 +55,7 @@ class Supervisor:
         #: the threads still running once :meth:`stop` returned (their names): its own
         #: that did not stop in time, and any non-daemon thread (what would keep the process up)
         self.left: list[str] = []
+        self._before: set[threading.Thread] = set()  # non-daemon threads not ours: there before the start
         self.log = get_logger("supertask.scheduler.supervisor")
 
     def add(self, name: str, start: Callable[[], object] = lambda: None,
@@ -83,6 +84,8 @@ class Supervisor:
 
     def start(self) -> None:
         """Start every part in order; if one fails, stop those started, then raise."""
+        if not self._running:
+            self._before = {t for t in threading.enumerate() if not t.daemon}
         for part in self._parts[len(self._running):]:
             self._current = part
             try:
@@ -114,7 +117,8 @@ class Supervisor:
         for threads in reversed(late):
             stuck += self._join(threads, stuck)
         self.left = [t.name for t in stuck if t.is_alive()] + [  # and any that would keep the process up
-            t.name for t in threading.enumerate() if not t.daemon and t is not threading.main_thread()]
+            t.name for t in threading.enumerate()
+            if not t.daemon and t is not threading.main_thread() and t not in self._before]
 
     def _join(self, threads: Threads, stuck: list[threading.Thread]) -> list[threading.Thread]:
         left = threads.join(JOIN_TIMEOUT, skip=stuck)
