@@ -43,6 +43,11 @@ DEFAULTS: dict[str, tuple[Any, str]] = {
     "allow_second": (False, "Serve a namespace that another scheduler already serves from this state folder "
                             "(refused by default: exit 2)"),
 }
+#: Seconds a scheduler's round waits for the store to claim its fires. Past it (a cut
+#: network answers nothing until TCP's timeouts, 10-15 s), the round's fires start from
+#: memory at their time and their rows are written when the store answers
+#: (docs/operations.md "What happens when…"); the store is suspect until the probe says.
+CLAIM_DEADLINE = 1.5
 #: the options whose value is a duration (``30s``, ``2m``; seconds in `Settings`)
 DURATIONS = ("grace", "heartbeat", "lease")
 #: ``--log-level``'s default: for a scheduler, and for a one-shot run (which shows its

@@ -24,6 +24,7 @@ from pathlib import Path
 
 from supertask.log import get_logger
 from supertask.model import RunStatus
+from supertask.store.statements import Held
 
 TYPE_CHECKING = False  # typing.TYPE_CHECKING, without importing typing (a one-shot run's start-up)
 if TYPE_CHECKING:
@@ -192,7 +193,9 @@ def write(store: Any, item: dict[str, Any]) -> None:
     run_id, owner = item["id"], item.get("owner")
     if run_id is None and "take_up" in item["claim"]:  # a queued row run while the store was away
         run_id = item["claim"]["take_up"]
-        store.update_run(run_id, status=RunStatus.RUNNING, instance=owner or None)
+        if store.end_runs([(run_id, {"status": RunStatus.RUNNING})], owner or ""):  # still queued and ours
+            late_result(store, run_id, values)  # another host took it up meanwhile
+            return
     elif run_id is None:
         claim = dict(item["claim"])
         claim.setdefault("instance", owner or "")  # "": none (a one-shot run's), not the replaying scheduler
@@ -200,9 +203,17 @@ def write(store: Any, item: dict[str, Any]) -> None:
         claim["log_dir"] = Path(claim["log_dir"]) if claim.get("log_dir") is not None else None
         if isinstance(claim.get("status"), str):
             claim["status"] = RunStatus(claim["status"])
-        run_id = store.claim_run(**claim)
-        if run_id is None:
+        claim["adopt"] = bool(owner)  # a scheduler's own claim that committed late: its row is this fire's
+        got = store.claim_runs([claim])[0]
+        if got is None:  # another's row: the fire is theirs
             return
+        run_id = got
+        if isinstance(got, Held):
+            run_id = got.id
+            status = claim.get("status", RunStatus.RUNNING)
+            if status is not RunStatus.RUNNING:  # a fire that did not run after all: the row says so
+                values = {"status": status, "message": claim.get("message"), "started": None,
+                          "log_path": None, "finished": datetime.now(timezone.utc), **values}
     if not values:
         return
     if "status" not in values:  # not a run's end (a skipped fire's time, say): written as it is

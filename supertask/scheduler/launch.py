@@ -14,6 +14,7 @@ from __future__ import annotations
 import functools
 import os
 import subprocess
+import threading
 import time
 from datetime import datetime, timezone
 from typing import TYPE_CHECKING, Any
@@ -23,6 +24,7 @@ from supertask.model import Job, Overlap, Reason, RunStatus
 from supertask.runs import lifecycle, runner, unwritten
 from supertask.runs.lifecycle import prepare
 from supertask.runs.runner import execute
+from supertask.settings import CLAIM_DEADLINE
 
 if TYPE_CHECKING:
     from supertask.scheduler.executor import RunExecutor
@@ -64,11 +66,14 @@ def launch(ex: RunExecutor, fires: list[Fire]) -> float:
     ready to start its first child (``time.monotonic()``)."""
     settings = ex.ctx.settings
     try:
-        ids = ex.ctx.store.claim_runs([
+        ids = claim_within(ex, [
             dict(namespace=ns, job=definition.name, scheduled=fire, attempt=1, reason=reason.value,
                  host=settings.host, log_dir=settings.log_dir, guard=ex.guard_for(ns, definition, reason))
             for _, ns, definition, fire, reason, _, _ in fires
         ])
+    except TimeoutError as exc:  # a cut network answers nothing: the fires run from memory, now
+        from_memory(ex, fires, str(exc))
+        return time.monotonic()
     except Exception as exc:  # the store is away: each fire meets it alone (runs.lifecycle.begin)
         CLAIMS_FAILED.event("claiming the round's fires failed; claiming them one by one", error=str(exc))
         for key, ns, definition, fire, reason, then, after in fires:
@@ -128,6 +133,66 @@ def launch(ex: RunExecutor, fires: list[Fire]) -> float:
                 pass
         ex._submit_run(key, ns, definition, fire, reason, run_id, then, begun)
     return prepared
+
+
+def claim_within(ex: RunExecutor, claims: list[dict[str, Any]], deadline: float = CLAIM_DEADLINE) -> list[Any]:
+    """The round's claim (:meth:`Store.claim_runs`), waited for at most ``deadline``
+    seconds on a store across a network that a scheduler watches (a cut one answers
+    nothing until TCP's timeouts, 10-15 s, while the round's fires are due). Past it:
+    TimeoutError, and the store is suspect (:meth:`StoreHealth.suspect`) until its probe
+    says; the claim left waiting ends as it may, and starts nothing (a row it commits
+    late is this instance's, and the fire's kept row takes it over: runs.unwritten.write)."""
+    store = ex.ctx.store
+    health = getattr(store, "health", None)
+    if (health is None or not health.events or not health.up or health.suspected is not None
+            or getattr(store, "dialect", "sqlite") == "sqlite"):
+        return list(store.claim_runs(claims))  # a store away says so at once (StoreHealth.check)
+    answer: list[Any] = []
+    done = threading.Event()
+
+    def claim() -> None:
+        try:
+            answer.append(store.claim_runs(claims))
+        except BaseException as exc:
+            answer.append(exc)
+        finally:
+            done.set()
+
+    ex.spawn("supertask-claim", claim)
+    if not done.wait(deadline):
+        error = f"the round's claim had no answer within {deadline:g}s"
+        health.suspect(error)
+        raise TimeoutError(error)
+    if isinstance(answer[0], BaseException):
+        raise answer[0]
+    return list(answer[0])
+
+
+def from_memory(ex: RunExecutor, fires: list[Fire], error: str) -> None:
+    """A round whose claim had no answer in time: each fire runs from memory at its time,
+    under a provisional id, as cron would (or is held, where other hosts share the
+    store: :func:`~supertask.runs.lifecycle.hold`); every row is kept and written when
+    the store answers (:mod:`supertask.runs.unwritten`). Nothing here asks the store."""
+    ctx, settings = ex.ctx, ex.ctx.settings
+    owner = getattr(ctx.store, "instance", None)
+    CLAIMS_FAILED.event("the round's claim had no answer: its fires run from memory", error=error, fires=len(fires))
+    for key, ns, definition, fire, reason, then, after in fires:
+        claim: dict[str, Any] = dict(namespace=ns, job=definition.name, scheduled=fire, attempt=1,
+                                     reason=reason.value, host=settings.host, log_dir=settings.log_dir)
+        skip = after is not None and not exited(after)
+        if skip or (ctx.hold is not None and lifecycle.hold(ctx, claim, ctx.hold(ns))):
+            ex._release(key)
+            if skip:
+                ex._warn_skipped(ns, definition, fire)
+                unwritten.keep(ctx, [{"id": None, "values": {"finished": datetime.now(UTC)}, "owner": owner,
+                                      "claim": {**claim, "status": RunStatus.SKIPPED.value,
+                                                "message": SKIPPED[Overlap.SKIP], "log_dir": None}}])
+            if then:  # catch_up: all's fires after it: each decided in turn
+                ex.submit(ns, definition, then[0][0], then[0][1], then=then[1:])
+            continue
+        begun = lifecycle.register(ctx, ns, definition, 1, unwritten.provisional_id())
+        begun.claim = claim
+        ex._submit_run(key, ns, definition, fire, reason, None, then, begun)
 
 
 def clock_ahead(store: Any) -> float:

@@ -55,6 +55,10 @@ class StoreHealth:
         self.events = False  # log the changes (a scheduler's HealthWatch turns it on)
         self.error: str | None = None
         self.since: float | None = None  # epoch seconds when it went away
+        #: epoch seconds since an operation waited past its deadline (a round's claim on a cut
+        #: network: :data:`supertask.settings.CLAIM_DEADLINE`), until a probe begun after it
+        #: answers (cleared) or fails (down); None: no suspicion
+        self.suspected: float | None = None
         self.checked: float | None = None  # epoch seconds of the last operation or probe seen
         self._still = Limited("supertask.store", repeat)  # "store still unreachable"
         self._lock = threading.Lock()
@@ -66,24 +70,42 @@ class StoreHealth:
         :class:`~supertask.errors.StoreUnavailable` at once: the scheduler's writes of run
         rows are kept for later rather than each waiting out a cut network's timeouts,
         which would hold the fires behind them. The probe finds it back."""
-        if not self.up and self.events:
+        if (not self.up or self.suspected is not None) and self.events:
             from supertask.errors import StoreUnavailable
 
-            raise StoreUnavailable(self.url, self.error or "unreachable")
+            raise StoreUnavailable(self.url, self.error or "no answer (the probe is asked)")
 
-    def ok(self) -> None:
-        """An operation or a probe was answered."""
+    def suspect(self, error: str) -> None:
+        """An operation had no answer within its deadline: until the probe says (it answers,
+        or it fails and the store is down), :meth:`check` raises as for a store that is away,
+        so the scheduler's writes are kept rather than each waiting out a cut network."""
+        if self.up and self.suspected is None:
+            self.suspected, self.error = time.time(), error
+            if self.events:
+                _log().warning("store slow to answer: fires run from memory", store=self.url, error=error)
+
+    def ok(self, probe_begun: float | None = None) -> None:
+        """An operation or a probe was answered (a probe's: ``probe_begun``, when it began;
+        one begun after a suspicion ends it)."""
         self.checked = time.time()
+        suspected = self.suspected
+        if suspected is not None and probe_begun is not None and probe_begun >= suspected and self.up:
+            self.suspected, self.error = None, None
+            self._back_hooks()
+            return
         if self.up:
             return
         with self._lock:
             if self.up:
                 return
             down_for = time.time() - (self.since or time.time())
-            self.up, self.error, self.since = True, None, None
+            self.up, self.error, self.since, self.suspected = True, None, None, None
             self._back = time.monotonic()
         if self.events:
             _log().warning("store reachable again", store=self.url, down_for=round(down_for, 1))
+        self._back_hooks()
+
+    def _back_hooks(self) -> None:
         for call in list(self.when_back):
             try:
                 call()
@@ -100,7 +122,7 @@ class StoreHealth:
             return
         with self._lock:
             first = self.up
-            self.up, self.error = False, text
+            self.up, self.error, self.suspected = False, text, None
             if first:
                 self.since = now
             since = self.since or now
@@ -148,9 +170,10 @@ class HealthWatch:
         health: StoreHealth = self.store.health
         probe: threading.Thread | None = None
         result: list[BaseException | None] = []
+        begun = 0.0
         while not self._stop.wait(self.interval):
             if probe is None or not probe.is_alive():
-                result = []
+                result, begun = [], time.time()
                 probe = self.spawn("supertask-store-probe", self._probe, result)
             probe.join(self.deadline)
             if probe.is_alive():
@@ -158,7 +181,7 @@ class HealthWatch:
             elif result and result[0] is not None:
                 health.failed(result[0], probe=True)
             else:
-                health.ok()
+                health.ok(begun)
 
     def _probe(self, result: list[BaseException | None]) -> None:
         try:

@@ -225,6 +225,11 @@ def claim_runs(tx: Any, claims: Sequence[dict[str, Any]], instance: str | None =
     (``log_dir/NAMESPACE/JOB/ID.log``) is set in the same transaction. The row names the
     scheduler instance that holds it: the claim's ``instance``, else ``instance``.
 
+    A claim with ``adopt`` (a kept row written once the store is back: runs.unwritten)
+    whose fire has a row already gets :class:`Held` (that row's id) when the row is still
+    in flight and held by the same instance (its own claim, which had no answer in time
+    and committed late), else None.
+
     A claim with a ``guard`` (several schedulers share the store) is checked against what
     the store holds first (:mod:`supertask.store.guard`): refused, it gets a
     :class:`~supertask.store.guard.Refusal` instead of an id, and a ``skipped`` row saying
@@ -254,12 +259,29 @@ def claim_runs(tx: Any, claims: Sequence[dict[str, Any]], instance: str | None =
             "finished": tx.stamp(now) if status.finished else None, "status": status.value,
             "host": claim["host"], "message": claim.get("message"),
             "instance": claim.get("instance", instance) or None}, "id")
+        if run_id is None and claim.get("adopt"):  # this holder's own claim, committed late: that row
+            held = tx.rows(_RUN_HELD, {"namespace": claim["namespace"], "job": claim["job"],
+                                       "scheduled": tx.stamp(scheduled), "attempt": claim["attempt"],
+                                       "owner": claim.get("instance", instance) or ""})
+            ids.append(Held(int(held[0][0])) if held else None)
+            continue
         if run_id is not None and claim.get("log_dir") is not None:
             path = Path(claim["log_dir"]) / claim["namespace"] / claim["job"] / f"{run_id}.log"
             tx.run(_RUN_LOG_PATH, {"log_path": str(path), "id": run_id})
         ids.append(run_id if refused is None or run_id is None else
                    refused._replace(queue=run_id) if refused.queue else refused)
     return ids
+
+
+_RUN_HELD = (f"SELECT id FROM supertask_runs WHERE namespace = :namespace AND job = :job AND scheduled = :scheduled "
+             f"AND attempt = :attempt AND status IN ('{RunStatus.RUNNING.value}', '{RunStatus.QUEUED.value}') "
+             "AND COALESCE(instance, '') = :owner")
+
+
+class Held(namedtuple("Held", "id")):
+    """A fire's row that its holder's own claim made (:func:`claim_runs` with ``adopt``)."""
+
+    __slots__ = ()
 
 
 #: what makes a run's end the end of *this* attempt as its scheduler instance holds it (a

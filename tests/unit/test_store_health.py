@@ -85,3 +85,33 @@ def test_a_late_failure_just_after_the_store_is_back_is_left_to_the_probe(monkey
         health.failed("connection refused")
     assert not health.up
     assert [e["event"] for e in logs] == ["store unreachable", "store reachable again"] * 2 + ["store unreachable"]
+
+
+def test_a_suspect_store_is_away_for_writes_until_a_later_probe_says() -> None:
+    """A round's claim past its deadline makes the store suspect: writes fail at once (no
+    event yet); a probe begun before the suspicion says nothing, one begun after ends it
+    (and the kept rows are written), a failed probe makes it down."""
+    import time
+
+    from supertask.errors import StoreUnavailable
+
+    health = StoreHealth("postgresql://u@db/x")
+    health.events = True
+    back: list[bool] = []
+    health.when_back.append(lambda: back.append(True))
+    before = time.time() - 1
+    with capture_logs() as logs:
+        health.suspect("no answer within 1.5s")
+        with pytest.raises(StoreUnavailable):
+            health.check()
+        health.ok()  # an operation's answer (begun before, maybe): still suspect
+        health.ok(before)
+        with pytest.raises(StoreUnavailable):
+            health.check()
+        health.ok(time.time())
+        health.check()
+        assert back == [True] and health.up
+        health.suspect("no answer within 1.5s")
+        health.failed("no answer within 2s", probe=True)
+        assert not health.up and health.suspected is None
+    assert [e["event"] for e in logs] == ["store slow to answer: fires run from memory"] * 2 + ["store unreachable"]

@@ -43,6 +43,9 @@ class Store:
         self.claims.append(claim)
         return 100 + len(self.claims)
 
+    def claim_runs(self, claims: list[dict[str, Any]]) -> list[int | None]:
+        return [self.claim_run(**{k: v for k, v in claim.items() if k != "adopt"}) for claim in claims]
+
 
 def test_kept_while_away_then_written_with_backoff(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     store = Store()
@@ -123,3 +126,61 @@ def test_a_skipped_fire_kept_while_away_is_claimed_from_the_spool_with_its_statu
     assert isinstance(store.rows[101]["finished"], datetime)  # when it was decided, not when written
     unwritten.claim_or_keep(ctx, claim)  # the store is back: claimed at once
     assert len(store.claims) == 2
+
+
+def _sqlite(tmp_path: Path, instance: str) -> Any:
+    from supertask.store.sql import SqlStore
+
+    store = SqlStore.open(f"sqlite:///{tmp_path / 's.db'}")
+    store.instance = instance
+    return store
+
+
+def _rows(store: Any) -> list[Any]:
+    return [r for r in store.history(limit=50) if r.job == "j"]
+
+
+def test_a_kept_run_takes_over_the_row_its_own_late_claim_committed(tmp_path: Path) -> None:
+    """A round's claim had no answer in time, its fire ran from memory (a provisional run),
+    then the claim committed after all: the kept end writes that row (one row, not
+    ``running`` forever); a fire held by another instance is left as it is."""
+    store = _sqlite(tmp_path, "me")
+    late = store.claim_run(**CLAIM)  # the hanging round claim, committed late
+    kept = Unwritten(store, tmp_path)
+    kept.keep([{"id": None, "claim": dict(CLAIM), "values": END, "owner": "me"}])
+    assert kept.retry() == 0
+    (row,) = _rows(store)
+    assert (row.id, row.status, row.exit_code) == (late, RunStatus.SUCCEEDED, 0)
+    kept.keep([{"id": None, "claim": dict(CLAIM), "values": END, "owner": "me"}])  # written twice: still one row
+    assert kept.retry() == 0 and len(_rows(store)) == 1
+
+    other = dict(CLAIM, scheduled=datetime(2026, 12, 5, 20, 0, 1, tzinfo=UTC))
+    theirs = store.claim_run(**other, instance="them")
+    kept.keep([{"id": None, "claim": dict(other), "values": END, "owner": "me"}])
+    assert kept.retry() == 0
+    assert store.get_run(theirs).status is RunStatus.RUNNING  # theirs: not written over
+
+
+def test_a_fire_that_did_not_run_turns_its_late_claimed_row_skipped(tmp_path: Path) -> None:
+    """A fire skipped or held from memory whose round claim committed late: the row the
+    claim made becomes ``skipped`` with the reason, not a run left ``running``."""
+    store = _sqlite(tmp_path, "me")
+    late = store.claim_run(**CLAIM)
+    kept = Unwritten(store, tmp_path)
+    claim = {**CLAIM, "status": RunStatus.SKIPPED.value, "message": "held", "log_dir": None}
+    kept.keep([{"id": None, "claim": claim, "values": {}, "owner": "me"}])
+    assert kept.retry() == 0
+    (row,) = _rows(store)
+    assert (row.id, row.status, row.message, row.started) == (late, RunStatus.SKIPPED, "held", None)
+
+
+def test_a_queued_row_taken_up_while_away_is_not_taken_from_another_instance(tmp_path: Path) -> None:
+    store = _sqlite(tmp_path, "me")
+    mine = store.claim_run(**CLAIM, status=RunStatus.QUEUED)
+    theirs = store.claim_run(**dict(CLAIM, job="k"), status=RunStatus.QUEUED, instance="them")
+    kept = Unwritten(store, tmp_path)
+    kept.keep([{"id": None, "claim": {"take_up": mine}, "values": END, "owner": "me"},
+               {"id": None, "claim": {"take_up": theirs}, "values": END, "owner": "me"}])
+    assert kept.retry() == 0
+    assert store.get_run(mine).status is RunStatus.SUCCEEDED
+    assert store.get_run(theirs).status is RunStatus.QUEUED  # another host's: left to it
