@@ -138,14 +138,17 @@ def launch(ex: RunExecutor, fires: list[Fire]) -> float:
 def claim_within(ex: RunExecutor, claims: list[dict[str, Any]], deadline: float = CLAIM_DEADLINE) -> list[Any]:
     """The round's claim (:meth:`Store.claim_runs`), waited for at most ``deadline``
     seconds on a store across a network that a scheduler watches (a cut one answers
-    nothing until TCP's timeouts, 10-15 s, while the round's fires are due). Past it:
+    nothing until TCP's timeouts, 10-15 s, while the round's fires are due), that no
+    other live host shares (those hold their fires: none has a deadline). Past it:
     TimeoutError, and the store is suspect (:meth:`StoreHealth.suspect`) until its probe
     says; the claim left waiting ends as it may, and starts nothing (a row it commits
     late is this instance's, and the fire's kept row takes it over: runs.unwritten.write)."""
     store = ex.ctx.store
     health = getattr(store, "health", None)
     if (health is None or not health.events or not health.up or health.suspected is not None
-            or getattr(store, "dialect", "sqlite") == "sqlite"):
+            or getattr(store, "dialect", "sqlite") == "sqlite" or any(c.get("guard") for c in claims)):
+        # other hosts share the store (a guarded claim): no deadline, a claim that commits
+        # late must not leave a fire this host held and the others found claimed
         return list(store.claim_runs(claims))  # a store away says so at once (StoreHealth.check)
     answer: list[Any] = []
     done = threading.Event()
