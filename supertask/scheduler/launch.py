@@ -146,9 +146,10 @@ def claim_within(ex: RunExecutor, claims: list[dict[str, Any]], deadline: float 
     store = ex.ctx.store
     health = getattr(store, "health", None)
     if (health is None or not health.events or not health.up or health.suspected is not None
-            or getattr(store, "dialect", "sqlite") == "sqlite" or any(c.get("guard") for c in claims)):
-        # other hosts share the store (a guarded claim): no deadline, a claim that commits
-        # late must not leave a fire this host held and the others found claimed
+            or getattr(store, "dialect", "sqlite") == "sqlite"
+            or (ex.ctx.hold is not None and any(ex.ctx.hold(ns) for ns in {c["namespace"] for c in claims}))):
+        # other live hosts serve the namespace: no deadline, a claim that commits late
+        # must not leave a fire this host held and the others found claimed
         return list(store.claim_runs(claims))  # a store away says so at once (StoreHealth.check)
     answer: list[Any] = []
     done = threading.Event()
