@@ -340,6 +340,7 @@ class SqlStore(ClusterRows, LiveRows, AccessRows):
         only while its row is ``running`` and held by ``owner`` (default: this process's
         instance; :func:`statements.run_update`); return the ids whose end was refused
         (another host took the run over)."""
+        self.health.check()
         owner = self.instance if owner is None else owner
         fast = self._runs()
         if fast is not None:
