@@ -5,7 +5,7 @@ UV := $(shell command -v uv 2>/dev/null || echo $(HOME)/.local/bin/uv)
 VENV := .venv
 STAMP := $(VENV)/.synced
 
-.PHONY: run test test-unit test-integration test-faults test-pythons test-browser chromium containers lint bench setup clean help-snapshot
+.PHONY: run test test-cluster test-unit test-integration test-faults test-pythons test-browser chromium containers lint bench setup clean help-snapshot
 
 # uv first (from PyPI, no other network needed), then the locked environment.
 $(UV):
@@ -28,7 +28,13 @@ run: $(STAMP)
 ## Unit and integration tests (PostgreSQL tests use a database of their own per run;
 ## container tests use podman, which `containers` installs and configures first).
 test: $(STAMP) containers
-	$(VENV)/bin/pytest -q -p no:cacheprovider --ignore=tests/browser
+	$(VENV)/bin/pytest -q -p no:cacheprovider --ignore=tests/browser --ignore=tests/cluster
+
+## Several schedulers on one store (tests/cluster: real processes, each its own state folder,
+## on PostgreSQL and SQLite): heartbeats, takeover, live changes and policies across hosts
+## (~4 min, leases take their time). .ci/run runs it after `make test`.
+test-cluster: $(STAMP)
+	$(VENV)/bin/pytest -q -p no:cacheprovider tests/cluster
 
 ## The dashboard in a real browser: Playwright driving Debian's chromium (installed when
 ## missing and apt-get can; Playwright's own browser download is not used). Without
