@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import signal
@@ -114,25 +115,32 @@ class Scheduler:
         return self.log_path.read_text()
 
 
-@pytest.fixture(scope="session")
-def pg_database() -> Iterator[str]:
-    """A PostgreSQL database of this test run's own, dropped at the end."""
+@contextlib.contextmanager
+def own_pg_database(prefix: str) -> Iterator[str]:
+    """A PostgreSQL database of the caller's own (``PREFIX_PID_RANDOM``), dropped at the end;
+    the test skips, saying why, where psycopg or the server is missing."""
     try:
         import psycopg
     except ImportError:
         pytest.skip("psycopg is not installed")
-    name = f"supertask_test_{os.getpid()}_{uuid.uuid4().hex[:6]}"
+    name = f"{prefix}_{os.getpid()}_{uuid.uuid4().hex[:6]}"
     try:
         admin = psycopg.connect(PG_ADMIN_URL, autocommit=True, connect_timeout=3)
     except Exception as exc:
         pytest.skip(f"PostgreSQL not reachable at {PG_ADMIN_URL}: {exc}")
     admin.execute(f'CREATE DATABASE "{name}"')
-    base = PG_ADMIN_URL.rsplit("/", 1)[0]
     try:
-        yield f"{base}/{name}"
+        yield f"{PG_ADMIN_URL.rsplit('/', 1)[0]}/{name}"
     finally:
         admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
         admin.close()
+
+
+@pytest.fixture(scope="session")
+def pg_database() -> Iterator[str]:
+    """A PostgreSQL database of this test run's own, dropped at the end."""
+    with own_pg_database("supertask_test") as url:
+        yield url
 
 
 @pytest.fixture(params=["sqlite", pytest.param("postgres", marks=pytest.mark.postgres)])

@@ -8,38 +8,16 @@ from __future__ import annotations
 import json
 import os
 import signal
-import uuid
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
 
-from tests.conftest import PG_ADMIN_URL, Cli, Scheduler, wait_until
+from tests.conftest import Cli, Scheduler, wait_until
 
 pytestmark = pytest.mark.postgres
 
 BEAT = ("--heartbeat", "1s", "--lease", "4s", "--grace", "1s")
-
-
-@pytest.fixture
-def pg_url() -> Iterator[str]:
-    """A PostgreSQL database of this test's own, dropped at its end."""
-    try:
-        import psycopg
-    except ImportError:
-        pytest.skip("psycopg is not installed")
-    name = f"supertask_cluster_{os.getpid()}_{uuid.uuid4().hex[:6]}"
-    try:
-        admin = psycopg.connect(PG_ADMIN_URL, autocommit=True, connect_timeout=3)
-    except Exception as exc:
-        pytest.skip(f"PostgreSQL not reachable at {PG_ADMIN_URL}: {exc}")
-    admin.execute(f'CREATE DATABASE "{name}"')
-    try:
-        yield f"{PG_ADMIN_URL.rsplit('/', 1)[0]}/{name}"
-    finally:
-        admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
-        admin.close()
 
 
 def rows(url: str, sql: str, *params: Any) -> list[tuple[Any, ...]]:
@@ -73,11 +51,11 @@ def beats(url: str) -> dict[str, Any]:
     return dict(rows(url, "SELECT instance, heartbeat FROM supertask_hosts"))
 
 
-def test_three_hosts_a_killed_hosts_run_is_taken_over_once(tmp_path: Path, pg_url: str) -> None:
+def test_three_hosts_a_killed_hosts_run_is_taken_over_once(tmp_path: Path, pg_db: str) -> None:
     pidfile = tmp_path / "long.pid"
     rebooted = tmp_path / "rebooted"
     timetable = tmp_path / "work" / "supertask.yaml"
-    clis = hosts(tmp_path, pg_url, 3)
+    clis = hosts(tmp_path, pg_db, 3)
     timetable.write_text(f"""
 namespace: shared
 jobs:
@@ -96,7 +74,7 @@ jobs:
         first.wait_event("run started", job="long", timeout=60)
         wait_until(lambda: pidfile.exists() and pidfile.read_text().strip(), 30, what="the long run's pid")
         child = int(pidfile.read_text())
-        run = runs_of(pg_url, "long")[0]
+        run = runs_of(pg_db, "long")[0]
         # two more schedulers on this machine (same host name), each with its own state folder
         others += [cli.start("--file", str(timetable), *BEAT) for cli in clis[1:]]
         for s in others:
@@ -107,18 +85,18 @@ jobs:
         assert all(x["state"] == "up" and x["namespaces"] == ["shared"] for x in listed)
         assert {x["instance"] for x in listed if x["runs"] == 1} == {run["instance"]}
         # neither newcomer took the first one's run for lost, nor ended its child
-        seen = beats(pg_url)
-        wait_until(lambda: all(b > seen[i] for i, b in beats(pg_url).items() if i != run["instance"]), 30,
+        seen = beats(pg_db)
+        wait_until(lambda: all(b > seen[i] for i, b in beats(pg_db).items() if i != run["instance"]), 30,
                    what="the newcomers' next heartbeats")
-        assert [r["status"] for r in runs_of(pg_url, "long")] == ["running"] and alive(child)
+        assert [r["status"] for r in runs_of(pg_db, "long")] == ["running"] and alive(child)
         # @reboot: once for this machine's boot, not once per state folder
         assert len(rebooted.read_text().split()) == 1
 
         os.kill(first.proc.pid, signal.SIGKILL)  # the scheduler only: its child lives on
         first.proc.wait(10)
-        taken = wait_until(lambda: [r for r in runs_of(pg_url, "long") if r["attempt"] == 2], 90,
+        taken = wait_until(lambda: [r for r in runs_of(pg_db, "long") if r["attempt"] == 2], 90,
                            what="the retry of the lost run on a surviving host")
-        lost = runs_of(pg_url, "long")[0]
+        lost = runs_of(pg_db, "long")[0]
         assert lost["status"] == "lost"
         assert "missed its lease" in lost["message"] and run["instance"][:8] in lost["message"]
         assert f"host {os.uname().nodename}" in lost["message"] and "taken over by host" in lost["message"]
@@ -130,16 +108,16 @@ jobs:
         assert len(events) == 1 and events[0]["orphans_ended"] == 1, events
         # exactly one retry, after both survivors looked again, twice
         for _ in range(2):
-            seen = beats(pg_url)
-            wait_until(lambda seen=seen: all(beats(pg_url)[i] > seen[i] for i in survivors), 30,
+            seen = beats(pg_db)
+            wait_until(lambda seen=seen: all(beats(pg_db)[i] > seen[i] for i in survivors), 30,
                        what="the survivors' next heartbeats")
-        assert [(r["attempt"], r["status"]) for r in runs_of(pg_url, "long")] == [(1, "lost"), (2, "running")]
+        assert [(r["attempt"], r["status"]) for r in runs_of(pg_db, "long")] == [(1, "lost"), (2, "running")]
         listed = clis[1].json("hosts")
         dead = next(x for x in listed if x["instance"] == run["instance"])
         assert dead["state"] == "lost" and not dead["up"] and dead["heartbeat_age"] > 4
         assert sum(x["up"] for x in listed) == 2
         assert not [e for s in others for e in s.events() if e.get("event") == "lease lost"]
-        cluster = clis[2].json("status", "--store", pg_url)
+        cluster = clis[2].json("status", "--store", pg_db)
         assert (cluster["hosts_up"], cluster["hosts_down"], cluster["runs_in_flight"]) == (2, 1, 1)
     finally:
         for s in [first, *others]:
@@ -148,9 +126,9 @@ jobs:
                if x["instance"] != run["instance"])
 
 
-def test_a_host_frozen_past_its_lease_has_its_late_result_rejected(tmp_path: Path, pg_url: str) -> None:
+def test_a_host_frozen_past_its_lease_has_its_late_result_rejected(tmp_path: Path, pg_db: str) -> None:
     timetable = tmp_path / "work" / "supertask.yaml"
-    clis = hosts(tmp_path, pg_url, 2)
+    clis = hosts(tmp_path, pg_db, 2)
     go = tmp_path / "go"
     timetable.write_text(f"""
 namespace: frozen
@@ -164,25 +142,25 @@ jobs:
     second = None
     try:
         first.wait_event("run started", job="slow", timeout=60)
-        owner = runs_of(pg_url, "slow")[0]["instance"]
+        owner = runs_of(pg_db, "slow")[0]["instance"]
         second = clis[1].start("--file", str(timetable), *BEAT)
         second.wait_event("scheduler started", timeout=60)
         os.kill(first.proc.pid, signal.SIGSTOP)
         try:
-            wait_until(lambda: len(runs_of(pg_url, "slow")) == 2, 60, what="the frozen host's run taken over")
-            assert runs_of(pg_url, "slow")[0]["status"] == "lost"
+            wait_until(lambda: len(runs_of(pg_db, "slow")) == 2, 60, what="the frozen host's run taken over")
+            assert runs_of(pg_db, "slow")[0]["status"] == "lost"
             go.write_text("")  # the retry ends; so would the frozen host's child, were it still alive
-            wait_until(lambda: runs_of(pg_url, "slow")[1]["status"] == "succeeded", 60, what="the retry's end")
+            wait_until(lambda: runs_of(pg_db, "slow")[1]["status"] == "succeeded", 60, what="the retry's end")
         finally:
             os.kill(first.proc.pid, signal.SIGCONT)
         rejected = first.wait_event("late result rejected", timeout=60)
         assert rejected["row_status"] == "lost"
         first.wait_event("this scheduler was declared dead", timeout=60)
         assert "keeping them" in first.wait_event("lease lost", timeout=30)["action"]  # --lease-lost keep
-        (lost, retry) = runs_of(pg_url, "slow")
+        (lost, retry) = runs_of(pg_db, "slow")
         assert (lost["status"], lost["instance"]) == ("lost", owner) and "missed its lease" in lost["message"]
         assert retry["status"] == "succeeded" and retry["instance"] != owner
-        assert len(runs_of(pg_url, "slow")) == 2  # the thawed host's own retry found the attempt claimed
+        assert len(runs_of(pg_db, "slow")) == 2  # the thawed host's own retry found the attempt claimed
         # back in touch, it is up again
         wait_until(lambda: sum(x["up"] for x in clis[1].json("hosts")) == 2, 60, what="both hosts up")
     finally:
@@ -191,11 +169,11 @@ jobs:
                 s.stop()
 
 
-def test_a_restart_in_the_same_folder_takes_its_own_lost_run_at_once(tmp_path: Path, pg_url: str) -> None:
+def test_a_restart_in_the_same_folder_takes_its_own_lost_run_at_once(tmp_path: Path, pg_db: str) -> None:
     """The previous scheduler of a state folder, gone: its runs are lost at the next start
     (no lease to wait for), and retried."""
     timetable = tmp_path / "work" / "supertask.yaml"
-    (cli,) = hosts(tmp_path, pg_url, 1)
+    (cli,) = hosts(tmp_path, pg_db, 1)
     timetable.write_text("""
 namespace: restart
 jobs:
@@ -211,24 +189,24 @@ jobs:
     try:
         lost = again.wait_event("run lost", timeout=60)
         assert lost["orphans_ended"] == 1 and "is gone" in lost["message"]
-        wait_until(lambda: [r["status"] for r in runs_of(pg_url, "long")] == ["lost", "running"], 60,
+        wait_until(lambda: [r["status"] for r in runs_of(pg_db, "long")] == ["lost", "running"], 60,
                    what="the lost run retried")
     finally:
         again.stop()
 
 
-def test_a_host_cut_off_from_a_shared_store_holds_its_fires(tmp_path: Path, pg_url: str) -> None:
+def test_a_host_cut_off_from_a_shared_store_holds_its_fires(tmp_path: Path, pg_db: str) -> None:
     """Issue 18 point 3, last clause: while the store is away, a host whose namespace
     another live host serves holds its fires (the other one runs them), and records them
     as missed when the store is back unless they ran; alone, it fires from memory."""
     from tests.integration.proxy import Proxy
 
     proxy = Proxy(("127.0.0.1", 5432))
-    url = pg_url.replace("127.0.0.1:5432", f"127.0.0.1:{proxy.port}")
-    assert url != pg_url
+    url = pg_db.replace("127.0.0.1:5432", f"127.0.0.1:{proxy.port}")
+    assert url != pg_db
     work = tmp_path / "work"
     work.mkdir()
-    cut_off, direct = Cli(tmp_path / "home-a", url, work), Cli(tmp_path / "home-b", pg_url, work)
+    cut_off, direct = Cli(tmp_path / "home-a", url, work), Cli(tmp_path / "home-b", pg_db, work)
     (work / "supertask.yaml").write_text(f"""
 namespace: held
 jobs:
@@ -246,8 +224,8 @@ jobs:
     try:
         wait_until(lambda: sum(x["up"] for x in direct.json("hosts")) == 2, 60, what="both hosts up")
         a.wait_event("run started", timeout=60)  # the two share the fires
-        seen = beats(pg_url)
-        wait_until(lambda seen=seen: all(b > seen[i] for i, b in beats(pg_url).items()), 30, what="a heartbeat each")
+        seen = beats(pg_db)
+        wait_until(lambda seen=seen: all(b > seen[i] for i, b in beats(pg_db).items()), 30, what="a heartbeat each")
         proxy.refuse()
         held = wait_until(lambda: len([e for e in a.events() if e["event"] == "fire held: store unreachable"]) >= 3
                           and [e for e in a.events() if e["event"] == "fire held: store unreachable"], 60,
@@ -260,7 +238,7 @@ jobs:
         assert not times & ran_meanwhile  # the cut-off host ran none of them
 
         def rows_of_held() -> dict[str, str]:
-            found = rows(pg_url, "SELECT scheduled, status FROM supertask_runs WHERE job = 'tick'")
+            found = rows(pg_db, "SELECT scheduled, status FROM supertask_runs WHERE job = 'tick'")
             return {when.isoformat(): status for when, status in found if when.isoformat() in times}
 
         # each has its one row: the other host's run (or its skip: the cut-off host's last run
@@ -268,12 +246,12 @@ jobs:
         wait_until(lambda: len(rows_of_held()) == len(times), 30, what="a row for each held fire")
         assert set(rows_of_held().values()) <= {"succeeded", "skipped"}
         assert times & set(fired("b"))  # the other host ran them, as far as overlap let it
-        assert not rows(pg_url, "SELECT scheduled FROM supertask_runs GROUP BY job, scheduled, attempt "
+        assert not rows(pg_db, "SELECT scheduled FROM supertask_runs GROUP BY job, scheduled, attempt "
                                 "HAVING count(*) > 1")
         # alone (the other one stopped cleanly), a cut-off host fires from memory, as cron would
         assert b.stop() == 0
-        seen = beats(pg_url)
-        wait_until(lambda seen=seen: all(v > seen[i] for i, v in beats(pg_url).items() if i != b_instance(direct)),
+        seen = beats(pg_db)
+        wait_until(lambda seen=seen: all(v > seen[i] for i, v in beats(pg_db).items() if i != b_instance(direct)),
                    30, what="a heartbeat after the other host stopped")
         before = len(fired("a"))
         proxy.refuse()
@@ -290,13 +268,13 @@ def b_instance(cli: Cli) -> str:
     return next(x["instance"] for x in cli.json("hosts") if x["home"] == str(cli.home.resolve()))
 
 
-def test_lease_lost_end_ends_the_runs_of_a_host_cut_off_from_its_store(tmp_path: Path, pg_url: str) -> None:
+def test_lease_lost_end_ends_the_runs_of_a_host_cut_off_from_its_store(tmp_path: Path, pg_db: str) -> None:
     """--lease-lost end: a scheduler that cannot write its heartbeat for longer than its
     lease ends its runs in flight (the other hosts may be retrying them); the row says why."""
     from tests.integration.proxy import Proxy
 
     proxy = Proxy(("127.0.0.1", 5432))
-    url = pg_url.replace("127.0.0.1:5432", f"127.0.0.1:{proxy.port}")
+    url = pg_db.replace("127.0.0.1:5432", f"127.0.0.1:{proxy.port}")
     work = tmp_path / "work"
     work.mkdir()
     cli = Cli(tmp_path / "home", url, work)
@@ -315,19 +293,19 @@ jobs:
         assert lost["action"] == "ending them" and lost["runs"] == 1 and "no heartbeat written" in lost["reason"]
         wait_until(lambda: not alive(child), 30, what="the run ended")
         proxy.restore()
-        wait_until(lambda: [r["status"] for r in runs_of(pg_url, "long")] == ["killed"], 60, what="the row written")
-        assert "lost its lease" in runs_of(pg_url, "long")[0]["message"]
+        wait_until(lambda: [r["status"] for r in runs_of(pg_db, "long")] == ["killed"], 60, what="the row written")
+        assert "lost its lease" in runs_of(pg_db, "long")[0]["message"]
     finally:
         sched.stop()
         proxy.close()
 
 
-def test_a_live_host_whose_clock_is_off_is_reported(tmp_path: Path, pg_url: str) -> None:
+def test_a_live_host_whose_clock_is_off_is_reported(tmp_path: Path, pg_db: str) -> None:
     """`hosts` marks, and `doctor` warns about, a live host whose clock was more than a
     second off the database's at its heartbeat (its row as such a host writes it)."""
-    (cli,) = hosts(tmp_path, pg_url, 1)
+    (cli,) = hosts(tmp_path, pg_db, 1)
     assert cli("run", "--ns", "clock", "--", "cmd:true").returncode == 0  # the store, its tables
-    rows(pg_url, "INSERT INTO supertask_hosts (instance, host, pid, boot, home, version, namespaces, state, started, "
+    rows(pg_db, "INSERT INTO supertask_hosts (instance, host, pid, boot, home, version, namespaces, state, started, "
                  "heartbeat, host_clock, lease, load, runs) VALUES ('skewed0000', 'far', 4242, 'b', '/x', '0.2.0', "
                  "'[\"clock\"]', 'serving', now(), now(), now() + interval '3 seconds', 3600, 0.5, 0) RETURNING 1")
     (far,) = cli.json("hosts")

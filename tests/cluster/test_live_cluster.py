@@ -5,41 +5,18 @@ a timetable, or the store alone is followed by every host within seconds. Real
 
 from __future__ import annotations
 
-import os
-import uuid
-from collections.abc import Iterator
 from datetime import datetime, timedelta, timezone
 from pathlib import Path
 from typing import Any
 
 import pytest
 
-from tests.conftest import PG_ADMIN_URL, Cli, Scheduler, wait_until
+from tests.conftest import Cli, Scheduler, wait_until
 
 UTC = timezone.utc
 #: how long a change may take to reach every host (the promise is 2 s; the rows are
 #: judged by their scheduled times, so a loaded machine does not make this flaky)
 REACH = timedelta(seconds=2)
-
-
-@pytest.fixture
-def pg_db() -> Iterator[str]:
-    """A PostgreSQL database of this test's own, dropped at its end."""
-    try:
-        import psycopg
-    except ImportError:
-        pytest.skip("psycopg is not installed")
-    name = f"supertask_live_{os.getpid()}_{uuid.uuid4().hex[:6]}"
-    try:
-        admin = psycopg.connect(PG_ADMIN_URL, autocommit=True, connect_timeout=3)
-    except Exception as exc:
-        pytest.skip(f"PostgreSQL not reachable at {PG_ADMIN_URL}: {exc}")
-    admin.execute(f'CREATE DATABASE "{name}"')
-    try:
-        yield f"{PG_ADMIN_URL.rsplit('/', 1)[0]}/{name}"
-    finally:
-        admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
-        admin.close()
 
 
 def rows(url: str, sql: str, *params: Any) -> list[tuple[Any, ...]]:
