@@ -164,13 +164,9 @@ class LiteStore:
         instance: str | None = None, guard: dict[str, Any] | None = None,
     ) -> Any:
         """The row that claims one fire; None when it was taken (:func:`statements.claim_runs`)."""
-        claim = dict(namespace=namespace, job=job, scheduled=scheduled, attempt=attempt, reason=reason, host=host,
-                     status=status, message=message, log_dir=log_dir)
-        if instance is not None:
-            claim["instance"] = instance
-        if guard is not None:
-            claim["guard"] = guard
-        return self.claim_runs([claim])[0]
+        return self.claim_runs([statements.claim_of(
+            namespace=namespace, job=job, scheduled=scheduled, attempt=attempt, reason=reason, host=host,
+            status=status, message=message, log_dir=log_dir, instance=instance, guard=guard)])[0]
 
     def claim_runs(self, claims: Sequence[dict[str, Any]]) -> list[Any]:
         """:meth:`claim_run` of each of ``claims``, all in one transaction."""

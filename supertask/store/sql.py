@@ -291,13 +291,9 @@ class SqlStore(ClusterRows, LiveRows, AccessRows):
         With ``log_dir``, the row's ``log_path`` (``log_dir/NAMESPACE/JOB/ID.log``) is set
         in the same transaction. ``instance``: who holds it (default: :attr:`instance`).
         """
-        claim = dict(namespace=namespace, job=job, scheduled=scheduled, attempt=attempt, reason=reason, host=host,
-                     status=status, message=message, log_dir=log_dir)
-        if instance is not None:
-            claim["instance"] = instance
-        if guard is not None:
-            claim["guard"] = guard
-        return self.claim_runs([claim])[0]
+        return self.claim_runs([statements.claim_of(
+            namespace=namespace, job=job, scheduled=scheduled, attempt=attempt, reason=reason, host=host,
+            status=status, message=message, log_dir=log_dir, instance=instance, guard=guard)])[0]
 
     def claim_runs(self, claims: Sequence[dict[str, Any]]) -> list[Any]:
         """:meth:`claim_run` for each of ``claims`` (its keyword arguments), all in one

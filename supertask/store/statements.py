@@ -217,6 +217,12 @@ def started_at(now: datetime, scheduled: datetime) -> datetime:
     return scheduled if scheduled > now else now
 
 
+def claim_of(**fields: Any) -> dict[str, Any]:
+    """One claim of :func:`claim_runs` from ``claim_run``'s keyword arguments (an
+    ``instance`` or ``guard`` of None left out: the store's own instance, no guard)."""
+    return {key: value for key, value in fields.items() if value is not None or key not in ("instance", "guard")}
+
+
 def claim_runs(tx: Any, claims: Sequence[dict[str, Any]], instance: str | None = None) -> list[Any]:
     """Insert the run row that claims each fire (``claims``: :meth:`Store.claim_run`'s
     keyword arguments); a fire already claimed gets None, the others their run ids.
