@@ -29,11 +29,14 @@ __all__ = ["SCHEMA_VERSION", "UTC", "audit_table", "hosts_table", "jobs_table", 
 #: connection whose server went away is noticed within keepalives_idle + interval * count
 #: seconds; data the server does not acknowledge ends the connection after
 #: tcp_user_timeout ms; a statement the server works on longer than statement_timeout ms
-#: is cancelled. A network cut then fails operations within seconds instead of leaving
+#: is cancelled, and a session the server sees idle inside a transaction longer than
+#: idle_in_transaction_session_timeout ms (its client cut off mid-transaction) is ended,
+#: so its row locks do not hold up the writes kept for the store's return. A network cut then fails operations within seconds instead of leaving
 #: them waiting on TCP's own timeouts (minutes: issue 18).
 PG_TIMEOUTS: dict[str, Any] = {"connect_timeout": 5, "keepalives": 1, "keepalives_idle": 5,
                                "keepalives_interval": 2, "keepalives_count": 2, "tcp_user_timeout": 10000}
 PG_STATEMENT_TIMEOUT_MS = 60000
+PG_IDLE_IN_TRANSACTION_MS = 30000
 #: Seconds to wait for a free pooled connection (all of them may be stuck on a cut network).
 POOL_TIMEOUT = 10
 
@@ -308,7 +311,10 @@ def pg_connect_args(query: dict[str, Any]) -> dict[str, Any]:
     options = query.get("options") or ""
     options = " ".join(options) if isinstance(options, tuple) else options
     if "statement_timeout" not in options:
-        args["options"] = f"{options} -c statement_timeout={PG_STATEMENT_TIMEOUT_MS}".strip()
+        options = f"{options} -c statement_timeout={PG_STATEMENT_TIMEOUT_MS}"
+    if "idle_in_transaction_session_timeout" not in options:
+        options = f"{options} -c idle_in_transaction_session_timeout={PG_IDLE_IN_TRANSACTION_MS}"
+    args["options"] = options.strip()
     return args
 
 

@@ -296,6 +296,7 @@ def test_postgresql_connections_have_timeouts(store_url: str) -> None:
     try:
         with store.engine.connect() as conn:
             assert conn.execute(sa.text("SHOW statement_timeout")).scalar() == "1min"
+            assert conn.execute(sa.text("SHOW idle_in_transaction_session_timeout")).scalar() == "30s"
             assert conn.execute(sa.text("SHOW search_path")).scalar().startswith("t_")  # the URL's options kept
             params = conn.connection.dbapi_connection.info.get_parameters()  # type: ignore[union-attr]
         assert (params["connect_timeout"], params["keepalives_idle"], params["tcp_user_timeout"]) == ("5", "5", "10000")

@@ -7,7 +7,12 @@ import pytest
 from structlog.testing import capture_logs
 
 from supertask.store.health import StoreHealth
-from supertask.store.tables import PG_STATEMENT_TIMEOUT_MS, PG_TIMEOUTS, pg_connect_args
+from supertask.store.tables import (
+    PG_IDLE_IN_TRANSACTION_MS,
+    PG_STATEMENT_TIMEOUT_MS,
+    PG_TIMEOUTS,
+    pg_connect_args,
+)
 
 
 @pytest.mark.parametrize(
@@ -50,14 +55,20 @@ def test_health_is_quiet_unless_a_watch_runs() -> None:
     assert logs == [] and health.up
 
 
+_IDLE = f"-c idle_in_transaction_session_timeout={PG_IDLE_IN_TRANSACTION_MS}"
+_BOTH = f"-c statement_timeout={PG_STATEMENT_TIMEOUT_MS} {_IDLE}"
+
+
 @pytest.mark.parametrize(
     ("query", "want"),
     [
-        ({}, {**PG_TIMEOUTS, "options": f"-c statement_timeout={PG_STATEMENT_TIMEOUT_MS}"}),
-        ({"options": "-csearch_path=s"}, {**PG_TIMEOUTS, "options": f"-csearch_path=s -c statement_timeout={PG_STATEMENT_TIMEOUT_MS}"}),
+        ({}, {**PG_TIMEOUTS, "options": _BOTH}),
+        ({"options": "-csearch_path=s"}, {**PG_TIMEOUTS, "options": f"-csearch_path=s {_BOTH}"}),
         ({"connect_timeout": "30"}, {**{k: v for k, v in PG_TIMEOUTS.items() if k != "connect_timeout"},
-                                     "options": f"-c statement_timeout={PG_STATEMENT_TIMEOUT_MS}"}),
-        ({"options": "-c statement_timeout=0"}, PG_TIMEOUTS),  # the URL's own wins
+                                     "options": _BOTH}),
+        ({"options": "-c statement_timeout=0"}, {**PG_TIMEOUTS, "options": f"-c statement_timeout=0 {_IDLE}"}),
+        ({"options": "-c statement_timeout=0 -c idle_in_transaction_session_timeout=0"},  # the URL's own win
+         {**PG_TIMEOUTS, "options": "-c statement_timeout=0 -c idle_in_transaction_session_timeout=0"}),
     ],
 )
 def test_postgresql_timeouts_unless_the_url_sets_them(query: dict[str, str], want: dict[str, object]) -> None:
