@@ -9,6 +9,7 @@ unique on ``(namespace, job, scheduled, attempt)``: a run row is the claim on a 
 from __future__ import annotations
 
 import time
+from collections.abc import Callable
 from datetime import datetime, timezone
 from typing import Any
 
@@ -197,61 +198,67 @@ def schema_version(engine: Engine, url: str) -> int | None:
     return int(row[0]) if row is not None else None
 
 
-def create_schema(engine: Engine, url: str) -> int:
-    """Create the tables and record the schema version; safe when several processes
-    open a new store at once (a scheduler and a `supertask history`, say). PostgreSQL
-    serialises them with an advisory lock; SQLite's loser sees "table already exists"
-    or "locked" and tries again, then finds the tables the winner made."""
+def _under_schema_lock(engine: Engine, work: Callable[[Any], int], failed: Callable[[str], str]) -> int:
+    """``work(conn)`` in one transaction holding the schema lock (PostgreSQL: an advisory
+    lock; SQLite: its writer lock), tried again for 10 s while another process holds it
+    or races it ("table already exists", "locked"); then a StoreError saying ``failed``."""
     deadline = time.monotonic() + 10
     while True:
         try:
             with engine.begin() as conn:
                 if engine.dialect.name == "postgresql":
                     conn.execute(sa.text("SELECT pg_advisory_xact_lock(:key)"), {"key": _SCHEMA_LOCK})
-                metadata.create_all(conn)
-                row = conn.execute(sa.select(meta_table.c.value).where(meta_table.c.key == "schema_version")).first()
-                if row is not None:
-                    return int(row[0])
-                conn.execute(meta_table.insert().values(key="schema_version", value=str(SCHEMA_VERSION)))
-                return SCHEMA_VERSION
+                return work(conn)
         except (SQLAlchemyError, StoreUnavailable) as exc:
             if time.monotonic() > deadline:
-                raise StoreError(f"cannot open store {redact(url)}: {short_error(exc)}") from exc
+                raise StoreError(failed(short_error(exc))) from exc
             time.sleep(0.05)
+
+
+def _schema_version(conn: Any) -> int | None:
+    row = conn.execute(sa.select(meta_table.c.value).where(meta_table.c.key == "schema_version")).first()
+    return None if row is None else int(row[0])
+
+
+def create_schema(engine: Engine, url: str) -> int:
+    """Create the tables and record the schema version; safe when several processes
+    open a new store at once (a scheduler and a `supertask history`, say): the loser
+    finds the tables and the version the winner made."""
+
+    def create(conn: Any) -> int:
+        metadata.create_all(conn)
+        found = _schema_version(conn)
+        if found is not None:
+            return found
+        conn.execute(meta_table.insert().values(key="schema_version", value=str(SCHEMA_VERSION)))
+        return SCHEMA_VERSION
+
+    return _under_schema_lock(engine, create, lambda error: f"cannot open store {redact(url)}: {error}")
 
 
 def migrate(engine: Engine, url: str, version: int) -> int:
     """Bring a store of schema ``version`` up to :data:`SCHEMA_VERSION`
     (:data:`~supertask.store.statements.MIGRATIONS`, in one transaction); return the
-    version it has now. Several processes opening an old store at once: PostgreSQL
-    serialises them with the schema lock and the later ones find it done; SQLite's
-    writer lock does the same (a loser retries, then finds the new version)."""
+    version it has now. Several processes opening an old store at once: the later ones
+    find it done."""
     from supertask.store.statements import MIGRATIONS
 
     if version > SCHEMA_VERSION or any(v not in MIGRATIONS for v in range(version, SCHEMA_VERSION)):
         return version  # refused by the caller, with what to do
-    deadline = time.monotonic() + 10
-    while True:
-        try:
-            with engine.begin() as conn:
-                if engine.dialect.name == "postgresql":
-                    conn.execute(sa.text("SELECT pg_advisory_xact_lock(:key)"), {"key": _SCHEMA_LOCK})
-                row = conn.execute(sa.select(meta_table.c.value).where(meta_table.c.key == "schema_version")).first()
-                now = int(row[0]) if row is not None else version
-                if now >= SCHEMA_VERSION:
-                    return now
-                metadata.create_all(conn)
-                for step in range(now, SCHEMA_VERSION):
-                    for statement in MIGRATIONS[step]:
-                        conn.execute(sa.text(statement))
-                conn.execute(meta_table.update().where(meta_table.c.key == "schema_version")
-                             .values(value=str(SCHEMA_VERSION)))
-                return SCHEMA_VERSION
-        except (SQLAlchemyError, StoreUnavailable) as exc:
-            if time.monotonic() > deadline:
-                raise StoreError(f"cannot bring store {redact(url)} from schema version {version} to "
-                                 f"{SCHEMA_VERSION}: {short_error(exc)}") from exc
-            time.sleep(0.05)
+
+    def upgrade(conn: Any) -> int:
+        now = _schema_version(conn) or version
+        if now >= SCHEMA_VERSION:
+            return now
+        metadata.create_all(conn)
+        for step in range(now, SCHEMA_VERSION):
+            for statement in MIGRATIONS[step]:
+                conn.execute(sa.text(statement))
+        conn.execute(meta_table.update().where(meta_table.c.key == "schema_version").values(value=str(SCHEMA_VERSION)))
+        return SCHEMA_VERSION
+
+    return _under_schema_lock(engine, upgrade, lambda error: (
+        f"cannot bring store {redact(url)} from schema version {version} to {SCHEMA_VERSION}: {error}"))
 
 
 def normalise_url(url: str) -> str:
