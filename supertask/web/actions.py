@@ -72,6 +72,22 @@ class Conflict(Exception):
     """The action cannot be done here (409): a run this server's scheduler does not run."""
 
 
+#: what a job's action button or API call may ask for
+ACTIONS = ("trigger", "pause", "resume", "edit")
+
+
+def perform(st: Store, viewer: Viewer, namespace: str, name: str, action: str, values: Any = None) -> dict[str, Any]:
+    """One of :data:`ACTIONS` on a job (``values``: what ``edit`` sets), for the pages
+    and the API alike; LookupError for another word."""
+    if action == "trigger":
+        return trigger(st, viewer, namespace, name)
+    if action in ("pause", "resume"):
+        return set_paused(st, viewer, namespace, name, action == "pause")
+    if action == "edit":
+        return edit(st, viewer, namespace, name, values)
+    raise LookupError(f"no action {action!r}: use {', '.join(ACTIONS)}")
+
+
 def kill(st: Store, viewer: Viewer, service: Any, run_id: int) -> dict[str, Any]:
     """End a run in flight (TERM, then KILL after its kill_grace), when the scheduler
     beside this server (``run --http``) runs it; ``supertask web`` alone runs nothing."""

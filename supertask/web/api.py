@@ -73,17 +73,10 @@ def audit(request: Request) -> JSONResponse:
 async def act(request: Request) -> JSONResponse:
     viewer = await changing(request)
     p, st = request.path_params, store_of(request)
-    action = p["action"]
-    if action == "trigger":
-        result = await run_in_threadpool(actions.trigger, st, viewer, p["ns"], p["job"])
-        return JSONResponse(result, status_code=202)
-    if action in ("pause", "resume"):
-        return _json(await run_in_threadpool(actions.set_paused, st, viewer, p["ns"], p["job"], action == "pause"))
-    if action == "edit":
-        body = request.state.json
-        values = body.get("set") if isinstance(body, dict) else None
-        return _json(await run_in_threadpool(actions.edit, st, viewer, p["ns"], p["job"], values))
-    raise LookupError(f"no action {action!r}: use trigger, pause, resume or edit")
+    body = request.state.json if p["action"] == "edit" else None
+    values = body.get("set") if isinstance(body, dict) else None
+    result = await run_in_threadpool(actions.perform, st, viewer, p["ns"], p["job"], p["action"], values)
+    return JSONResponse(result, status_code=202) if p["action"] == "trigger" else _json(result)
 
 
 async def kill(request: Request) -> JSONResponse:

@@ -146,21 +146,14 @@ async def act(request: Request) -> Response:
     """A button: run now, pause, resume (an htmx post gets the new state as a fragment)."""
     viewer = await changing(request)
     p, st = request.path_params, store_of(request)
-    action = p["action"]
+    action, form = p["action"], request.state.form if p["action"] == "edit" else {}
+    values = {key: form[key] for key in ("when", "timezone") if form.get(key)}
+    result = await run_in_threadpool(actions.perform, st, viewer, p["ns"], p["job"], action, values)
     if action == "trigger":
-        result = await run_in_threadpool(actions.trigger, st, viewer, p["ns"], p["job"])
-        message = f"queued run {result['run_id']}"
-        target = f"/runs/{result['run_id']}"
-    elif action in ("pause", "resume"):
-        await run_in_threadpool(actions.set_paused, st, viewer, p["ns"], p["job"], action == "pause")
-        message, target = ("paused" if action == "pause" else "resumed"), f"/jobs/{p['ns']}/{p['job']}"
-    elif action == "edit":
-        form = request.state.form
-        values = {key: form[key] for key in ("when", "timezone") if form.get(key)}
-        await run_in_threadpool(actions.edit, st, viewer, p["ns"], p["job"], values)
-        message, target = "changed", f"/jobs/{p['ns']}/{p['job']}"
+        message, target = f"queued run {result['run_id']}", f"/runs/{result['run_id']}"
     else:
-        raise LookupError(f"no action {action!r}")
+        message = {"pause": "paused", "resume": "resumed", "edit": "changed"}[action]
+        target = f"/jobs/{p['ns']}/{p['job']}"
     if request.headers.get("hx-request"):
         return Response(f'<span class="done">{message} — <a href="{target}">open</a></span>',
                         media_type="text/html", headers={"HX-Refresh": "false"})
