@@ -16,11 +16,10 @@ import json
 import os
 import time
 from datetime import datetime, timezone
-from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from supertask import __version__
-from supertask.control.readout import decode_whole, tree_usage
+from supertask.control.readout import log_chunk, tree_usage
 from supertask.errors import JobNotFound, RunNotFound, SupertaskError, TimetableError, UsageError
 from supertask.model import Job
 
@@ -34,7 +33,6 @@ TEXT_KEYS = {"when", "run", "description", "cwd", "env_file", "timezone", "netwo
 #: Timetable keys that set other Job fields than their own name.
 FIELDS_OF = {"history_keep": ("history_keep_runs", "history_keep_age"), "run": ("run", "steps"),
              "steps": ("steps", "run")}
-LOG_CHUNK = 64 * 1024
 
 
 def _iso(ts: float | None) -> str | None:
@@ -246,20 +244,7 @@ class LiveControl:
     def read_log(self, run_id: int, offset: int) -> dict[str, Any]:
         """Up to 64 KiB of a run's log from byte ``offset``; ``finished`` once the run ended
         and everything was read. Only the log file the store records for the run is read."""
-        record = self.service.store.get_run(run_id)
-        finished = record.status.finished
-        data, size = b"", 0
-        if record.log_path and Path(record.log_path).exists():
-            with open(record.log_path, "rb") as fh:
-                fh.seek(max(0, offset))
-                data = fh.read(LOG_CHUNK)
-                size = os.fstat(fh.fileno()).st_size
-        elif not finished:
-            return {"data": "", "offset": offset, "finished": False, "status": record.status, "exit_code": None}
-        text, used = decode_whole(data)
-        new_offset = max(0, offset) + used
-        return {"data": text, "offset": new_offset, "finished": finished and new_offset >= size,
-                "status": record.status, "exit_code": record.exit_code}
+        return log_chunk(self.service.store.get_run(run_id), offset)
 
     # -- changing -------------------------------------------------------------------------------
 

@@ -9,10 +9,8 @@ tokens). A job or run of a namespace it does not see is not found (404), as if a
 
 from __future__ import annotations
 
-import os
 from dataclasses import dataclass
 from datetime import datetime, timedelta, timezone
-from pathlib import Path
 from typing import Any
 
 from supertask.errors import JobNotFound, RunNotFound, UsageError
@@ -21,7 +19,6 @@ from supertask.store.access import Scope, Token
 from supertask.store.base import Store
 
 UTC = timezone.utc
-LOG_CHUNK = 64 * 1024
 MAX_PAGE = 500
 MAX_JOBS = 1000
 STATUSES = tuple(s.value for s in RunStatus)
@@ -185,24 +182,9 @@ def run(st: Store, viewer: Viewer, run_id: int) -> dict[str, Any]:
 def read_log(st: Store, viewer: Viewer, run_id: int, offset: int = 0) -> dict[str, Any]:
     """Up to 64 KiB of a run's log from byte ``offset`` (the shape the control endpoint's
     ``read_log`` has); ``finished`` once the run ended and all of it was read."""
-    from supertask.control.readout import decode_whole
+    from supertask.control.readout import log_chunk
 
-    record = _run(st, viewer, run_id)
-    finished = RunStatus(record.status).finished
-    data, size = b"", 0
-    if record.log_path and Path(record.log_path).is_file():
-        with open(record.log_path, "rb") as fh:
-            fh.seek(max(0, offset))
-            data = fh.read(LOG_CHUNK)
-            size = os.fstat(fh.fileno()).st_size
-    elif finished and record.log_tail and offset == 0:  # the log is on another host: the tail the row keeps
-        text = record.log_tail if record.log_tail.endswith("\n") else record.log_tail + "\n"
-        return {"data": text, "offset": 0, "finished": True, "status": str(record.status),
-                "exit_code": record.exit_code, "tail_only": True}
-    text, used = decode_whole(data)
-    new_offset = max(0, offset) + used
-    return {"data": text, "offset": new_offset, "finished": finished and new_offset >= size,
-            "status": str(record.status), "exit_code": record.exit_code}
+    return log_chunk(_run(st, viewer, run_id), offset, tail_when_away=True)
 
 
 def overview(st: Store, viewer: Viewer) -> dict[str, Any]:
