@@ -334,16 +334,26 @@ class RunRecord:
     log_tail: str | None
     message: str | None = None
     instance: str | None = None  # the scheduler instance that holds (held) the run: `supertask hosts`
+    # -- a run for workers (docs/workers.md) --
+    labels: Mapping[str, str] | None = None  # what the run needs of a worker; None: a scheduler host runs it
+    worker: str | None = None  # the worker holding the attempt
+    lease_until: datetime | None = None  # the database's clock; a queued row's: not before
+    priority: int = 0
 
     @classmethod
     def from_row(cls, row: Mapping[Any, Any]) -> RunRecord:
         """A row of the runs table (a mapping, times already datetimes) -> the run, its
         status and reason as enums (shown and sent as JSON as their words all the same)."""
-        return cls(**{**row, "status": RunStatus(row["status"]), "reason": Reason(row["reason"])})
+        data = {**row, "status": RunStatus(row["status"]), "reason": Reason(row["reason"])}
+        if isinstance(data.get("labels"), str):
+            data["labels"] = json.loads(data["labels"])
+        if data.get("priority") is None:
+            data.pop("priority", None)
+        return cls(**data)
 
     def to_json(self) -> dict[str, Any]:
         data = asdict(self)
-        for key in ("scheduled", "started", "finished"):
+        for key in ("scheduled", "started", "finished", "lease_until"):
             value = data[key]
             data[key] = value.isoformat() if value else None
         started, finished = self.started, self.finished

@@ -39,19 +39,27 @@ UTC = timezone.utc
 
 #: Bumped when the tables change. A store of an older version is brought up to this one
 #: by :data:`MIGRATIONS` when it is opened; a newer one is refused.
-SCHEMA_VERSION = 4
+SCHEMA_VERSION = 5
 
 #: version -> the statements that take a store from it to the next version (new tables
 #: are made by ``metadata.create_all`` before them: :func:`supertask.store.tables.migrate`).
 #: 1 -> 2: the hosts table (made), and the scheduler instance that holds each run.
 #: 2 -> 3: the revisions of namespaces and jobs (live changes reach every host: :func:`bump_revision`).
 #: 3 -> 4: the tokens and audit tables (made; supertask.store.access).
+#: 4 -> 5: workers (docs/workers.md): the workers and log chunks tables (made), what a run
+#: needs of a worker and who holds it, the namespaces' fair share.
 MIGRATIONS: dict[int, tuple[str, ...]] = {
     1: ("ALTER TABLE supertask_runs ADD COLUMN instance VARCHAR(64)",),
     2: ("ALTER TABLE supertask_namespaces ADD COLUMN revision BIGINT NOT NULL DEFAULT 0",
         "ALTER TABLE supertask_jobs ADD COLUMN revision BIGINT NOT NULL DEFAULT 0",
         "CREATE INDEX supertask_jobs_by_revision ON supertask_jobs (namespace, revision)"),
     3: (),
+    4: ("ALTER TABLE supertask_runs ADD COLUMN labels TEXT",
+        "ALTER TABLE supertask_runs ADD COLUMN worker VARCHAR(200)",
+        "ALTER TABLE supertask_runs ADD COLUMN lease_until TIMESTAMP WITH TIME ZONE",
+        "ALTER TABLE supertask_runs ADD COLUMN priority INTEGER NOT NULL DEFAULT 0",
+        "ALTER TABLE supertask_namespaces ADD COLUMN weight FLOAT NOT NULL DEFAULT 1",
+        "ALTER TABLE supertask_namespaces ADD COLUMN max_running INTEGER"),
 }
 #: The PostgreSQL channel every change to a namespace's jobs is announced on (its name as payload).
 CHANNEL = "supertask_jobs"

@@ -22,8 +22,8 @@ from supertask.store.lite import BUSY_TIMEOUT_MS
 from supertask.store.statements import SCHEMA_VERSION
 
 UTC = timezone.utc
-__all__ = ["SCHEMA_VERSION", "UTC", "audit_table", "hosts_table", "jobs_table", "make_engine", "meta_table", "migrate",
-           "namespaces_table", "runs_table", "tokens_table"]
+__all__ = ["SCHEMA_VERSION", "UTC", "audit_table", "hosts_table", "jobs_table", "log_chunks_table", "make_engine",
+           "meta_table", "migrate", "namespaces_table", "runs_table", "tokens_table", "workers_table"]
 
 #: libpq's limits on a PostgreSQL connection (psycopg 3 and 2), unless the URL sets its own:
 #: a connect (with its authentication) gives up after connect_timeout seconds; an idle
@@ -80,6 +80,9 @@ namespaces_table = sa.Table(
     sa.Column("created", UTCDateTime, nullable=False),
     sa.Column("updated", UTCDateTime, nullable=False),
     sa.Column("revision", sa.BigInteger, nullable=False, default=0, server_default="0"),  # statements.bump_revision
+    # fair share of the workers between namespaces (docs/workers.md)
+    sa.Column("weight", sa.Float, nullable=False, default=1.0, server_default="1"),
+    sa.Column("max_running", sa.Integer),  # at most this many runs on workers at once; NULL: no limit
 )
 
 jobs_table = sa.Table(
@@ -116,6 +119,11 @@ runs_table = sa.Table(
     sa.Column("log_tail", sa.Text),
     sa.Column("message", sa.Text),
     sa.Column("instance", sa.String(64)),  # the scheduler instance holding the run (supertask_hosts)
+    # -- runs for workers (docs/workers.md) --
+    sa.Column("labels", sa.Text),  # JSON object the worker must have; NULL: a scheduler host runs it
+    sa.Column("worker", sa.String(200)),  # the worker holding the attempt (supertask_workers.name)
+    sa.Column("lease_until", UTCDateTime),  # database clock: renewed while it runs; queued: not before
+    sa.Column("priority", sa.Integer, nullable=False, default=0, server_default="0"),  # the job's priority:
     sa.UniqueConstraint("namespace", "job", "scheduled", "attempt", name="supertask_runs_one_per_fire"),
     sa.Index("supertask_runs_by_job", "namespace", "job", "id"),
     sa.Index("supertask_runs_by_status", "status"),
@@ -140,6 +148,36 @@ hosts_table = sa.Table(
     sa.Column("load", sa.Float),  # 1-minute load average
     sa.Column("runs", sa.Integer, nullable=False, default=0),  # runs in flight
     sa.Column("message", sa.Text),  # why it is lost (taken over by whom)
+)
+
+#: One row per worker process start (supertask worker; docs/workers.md).
+workers_table = sa.Table(
+    "supertask_workers",
+    metadata,
+    sa.Column("name", sa.String(200), primary_key=True),  # --name, else HOST-PID-RANDOM
+    sa.Column("host", sa.String(255)),
+    sa.Column("pid", sa.Integer),
+    sa.Column("version", sa.String(32)),
+    sa.Column("labels", sa.Text, nullable=False),  # JSON object {"gpu": "1"}
+    sa.Column("slots", sa.Integer, nullable=False),
+    sa.Column("running", sa.Integer, nullable=False, default=0, server_default="0"),  # attempts in flight
+    sa.Column("state", sa.String(16), nullable=False),  # serving, draining, paused, stopped, lost
+    sa.Column("wanted", sa.String(16)),  # drain, pause, serve: asked by an operator, cleared once applied
+    sa.Column("started", UTCDateTime, nullable=False),
+    sa.Column("heartbeat", UTCDateTime, nullable=False),  # the database's clock
+    sa.Column("lease", sa.Float, nullable=False),  # seconds without a heartbeat before it counts as down
+    sa.Column("telemetry", sa.Text),  # JSON {"cpu", "memory", "disk_read", "disk_write", "load"}
+    sa.Column("message", sa.Text),
+)
+
+#: A worker's runs' output, shipped as it comes (supertask logs RUN from any host).
+log_chunks_table = sa.Table(
+    "supertask_log_chunks",
+    metadata,
+    sa.Column("run_id", sa.Integer, primary_key=True),
+    sa.Column("seq", sa.Integer, primary_key=True),
+    sa.Column("at", UTCDateTime, nullable=False),
+    sa.Column("data", sa.Text, nullable=False),
 )
 
 #: API tokens (supertask tokens create): only a SHA-256 of each secret is kept (docs/dashboard.md).

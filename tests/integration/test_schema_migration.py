@@ -16,6 +16,7 @@ def _make_version_1(url: str) -> None:
     and a run it had running when it was killed."""
     from supertask.store.tables import make_engine
 
+    _make_version_4(url)
     engine = make_engine(url)
     with engine.begin() as conn:
         conn.execute(sa.text("DROP TABLE supertask_hosts"))
@@ -31,6 +32,44 @@ def _make_version_1(url: str) -> None:
             "VALUES ('old', 'long', 1, 'schedule', '2026-12-01 00:00:00', '2026-12-01 00:00:00', 'running', :host)"),
             {"host": __import__("os").uname().nodename})
     engine.dispose()
+
+
+def _make_version_4(url: str) -> None:
+    """What a supertask before workers left: no workers or log chunks tables, no run
+    columns for workers, no namespace weights, version 4."""
+    from supertask.store.tables import make_engine
+
+    engine = make_engine(url)
+    with engine.begin() as conn:
+        conn.execute(sa.text("DROP TABLE supertask_workers"))
+        conn.execute(sa.text("DROP TABLE supertask_log_chunks"))
+        for column in ("labels", "worker", "lease_until", "priority"):
+            conn.execute(sa.text(f"ALTER TABLE supertask_runs DROP COLUMN {column}"))
+        for column in ("weight", "max_running"):
+            conn.execute(sa.text(f"ALTER TABLE supertask_namespaces DROP COLUMN {column}"))
+        conn.execute(sa.text("UPDATE supertask_meta SET value = '4' WHERE key = 'schema_version'"))
+    engine.dispose()
+
+
+def test_a_version_4_store_gets_the_workers_tables_and_columns(store_cli: Cli) -> None:
+    assert store_cli("run", "--ns", "old", "--", "cmd:echo before").returncode == 0
+    url = store_cli.env["SUPERTASK_STORE"]
+    _make_version_4(url)
+    runs = store_cli.json("history", "--ns", "old")  # opening it migrates it
+    assert [(r["job"], r["status"], r["labels"], r["worker"], r["priority"]) for r in runs] == [
+        ("echo-before", "succeeded", None, None, 0)]
+    from supertask.store.tables import SCHEMA_VERSION, make_engine, schema_version
+
+    engine = make_engine(url)
+    assert schema_version(engine, url) == SCHEMA_VERSION >= 5
+    inspected = sa.inspect(engine)
+    assert {"supertask_workers", "supertask_log_chunks"} <= set(inspected.get_table_names())
+    assert {"labels", "worker", "lease_until", "priority"} <= {c["name"] for c in inspected.get_columns("supertask_runs")}
+    assert {"weight", "max_running"} <= {c["name"] for c in inspected.get_columns("supertask_namespaces")}
+    with engine.connect() as conn:
+        assert conn.execute(sa.text("SELECT weight, max_running FROM supertask_namespaces WHERE name = 'old'")
+                            ).one() == (1.0, None)
+    assert store_cli("run", "--ns", "old", "--", "cmd:echo after").returncode == 0
 
 
 def test_a_version_1_store_is_migrated_and_its_left_over_run_is_lost(store_cli: Cli, tmp_path: Path) -> None:

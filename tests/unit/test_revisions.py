@@ -94,6 +94,9 @@ def test_a_store_of_schema_2_is_brought_up_to_date(tmp_path: Path) -> None:
         conn.execute("DROP INDEX supertask_jobs_by_revision")
         conn.execute("ALTER TABLE supertask_jobs DROP COLUMN revision")
         conn.execute("ALTER TABLE supertask_namespaces DROP COLUMN revision")
+        for table, column in (("runs", "labels"), ("runs", "worker"), ("runs", "lease_until"), ("runs", "priority"),
+                              ("namespaces", "weight"), ("namespaces", "max_running")):  # added by version 5
+            conn.execute(f"ALTER TABLE supertask_{table} DROP COLUMN {column}")
         conn.execute("UPDATE supertask_meta SET value = '2' WHERE key = 'schema_version'")
         conn.execute("INSERT INTO supertask_namespaces (name, created, updated) VALUES ('ns', '2026-01-01', '2026-01-01')")
     st = SqlStore.open(f"sqlite:///{path}")
