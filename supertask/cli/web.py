@@ -39,22 +39,26 @@ def web(
     store: StoreOpt = None,
     home: HomeOpt = None,
     log_format: LogFormatOpt = cli_default("log_format"),
+    fd: Annotated[int | None, typer.Option("--fd", hidden=True, help="(run --http) serve on this listening socket")] = None,
+    scheduler: Annotated[str | None, typer.Option("--scheduler", hidden=True,
+                                                  help="(run --http) the scheduler's control socket")] = None,
+    parent: Annotated[int | None, typer.Option("--parent", hidden=True,
+                                               help="(run --http) end when this process is gone")] = None,
 ) -> None:
     """Serve the dashboard and the HTTP API (/api/v1, OpenAPI at /api/v1/openapi.json) for
     every namespace of the store. Loopback only until a token exists (`supertask tokens create`)."""
-    try:
-        import starlette  # noqa: F401
-        import uvicorn  # noqa: F401
-    except ImportError as exc:
-        raise UsageError(f"the dashboard needs the web extra ({exc.name} is missing): "
-                         "pip install 'supertask[web]'") from None
+    from supertask.web.serve import web_stack_missing
+
+    missing = web_stack_missing()
+    if missing:
+        raise UsageError(missing)
     from supertask.log import configure
 
     configure(log_format, "info")
     settings = _settings(store, home)
     from supertask.web.serve import serve
 
-    serve(_open_store(settings), http or WEB_ADDRESS, settings.user)
+    serve(_open_store(settings), http or WEB_ADDRESS, settings.user, fd=fd, scheduler=scheduler, parent=parent)
 
 
 @tokens_app.command("create")
@@ -96,7 +100,8 @@ def tokens_create(
 @tokens_app.command("list")
 def tokens_list(store: StoreOpt = None, home: HomeOpt = None, as_json: JsonOpt = False, wide: WideOpt = False,
                 every: Annotated[bool, typer.Option("--all", help="Also revoked tokens")] = False) -> None:
-    """List the tokens (never their secrets): name, scope, namespaces, made when and by whom."""
+    """List the tokens (never their secrets): name, scope, namespaces, made when and by whom, last used
+    (to the minute: it is written at most once a minute)."""
     rows = [t.to_json() for t in _open_store(_settings(store, home)).tokens(revoked=every)]
     if as_json:
         from supertask.cli.output import print_json
@@ -105,8 +110,9 @@ def tokens_list(store: StoreOpt = None, home: HomeOpt = None, as_json: JsonOpt =
         return
     from supertask.cli.output import print_table, short_time
 
-    print_table(None, ["token", "scope", "namespaces", "created", "by", "revoked"],
+    print_table(None, ["token", "scope", "namespaces", "created", "by", "last used", "revoked"],
                 [(r["name"], r["scope"], ", ".join(r["namespaces"]), short_time(r["created"]), r["created_by"],
+                  short_time(r["last_used"]) if r["last_used"] else "never",
                   short_time(r["revoked"]) if r["revoked"] else "") for r in rows],
                 wide=wide, empty="no tokens: the dashboard serves loopback only, to anyone who reaches it")
 

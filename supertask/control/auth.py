@@ -87,17 +87,22 @@ def token_authenticator(token: str, store: Any = None, namespaces: tuple[str, ..
     return authenticate
 
 
+class UnixUser(str):
+    """The credentials of a Unix-socket peer: its user's name (a peer that may also say
+    whom it acts for, as the dashboard beside a scheduler does)."""
+
+
 def same_user(sock: socket.socket) -> tuple[socket.socket, str]:
     """Unix socket peers: the scheduler's own user, or root (SO_PEERCRED)."""
     try:
         creds = sock.getsockopt(socket.SOL_SOCKET, socket.SO_PEERCRED, struct.calcsize("3i"))
         _pid, uid, _gid = struct.unpack("3i", creds)
     except (OSError, AttributeError):  # no SO_PEERCRED here: the 0600 socket mode is the check
-        return sock, "unix"
+        return sock, UnixUser("unix")
     if uid not in (os.getuid(), 0):
         get_logger("supertask.control.endpoint").warning("control connection refused", uid=uid, reason="another user")
         raise AuthenticationError("another user")
-    return sock, _user_name(uid)
+    return sock, UnixUser(_user_name(uid))
 
 
 def _user_name(uid: int) -> str:

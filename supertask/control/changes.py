@@ -67,26 +67,46 @@ def edit_event(before: dict[str, Any], after: dict[str, Any]) -> str:
 
 
 #: a sync that adds, changes or removes more jobs than this writes one audit row for each
-#: kind (how many, the first names) instead of one per job
+#: kind (how many, the first names) instead of one per job (the store keeps the
+#: definitions a sync replaces up to the same count: statements.BEFORE_KEPT)
 SYNC_ROWS = 50
 
 
 def sync_audit(namespace: str, jobs: dict[str, Job], report: Any, who: str, source: str) -> list[dict[str, Any]]:
     """The audit rows of a timetable sync (``report``: a SyncReport): one per job added
-    (what it sets), changed (what it sets now) or removed; or one per kind for big syncs."""
+    (what it sets), changed (the keys that differ, before and after) or removed (what it
+    set); or one per kind for big syncs."""
     rows: list[dict[str, Any]] = []
+    stored = report.before or {}
     for kind, names in (("added", report.added), ("changed", report.changed), ("removed", report.removed)):
         base = {"who": who, "source": source, "action": f"sync: {kind}", "namespace": namespace}
         if len(names) > SYNC_ROWS:
             rows.append({**base, "job": None, "after": {"jobs": len(names), "first": sorted(names)[:20]}})
             continue
         for name in names:
-            job = jobs.get(name)
-            rows.append({**base, "job": name, "after": plain(job) if job is not None and kind != "removed" else None})
+            job, old = jobs.get(name), _stored_job(stored.get(name))
+            before, after = None, plain(job) if job is not None and kind != "removed" else None
+            if kind == "changed" and job is not None and old is not None:
+                before, after = difference(old, job)
+            elif kind == "removed" and old is not None:
+                before = plain(old)
+            rows.append({**base, "job": name, "before": before, "after": after})
     return rows
 
 
-def audit(store: Any, who: str, source: str, action: str, namespace: str, job: str | None,
+def _stored_job(text: str | None) -> Job | None:
+    """A job from its stored definition; None when there is none or this version cannot read it."""
+    if text is None:
+        return None
+    import json
+
+    try:
+        return Job.from_dict(json.loads(text))
+    except Exception:
+        return None
+
+
+def audit(store: Any, who: str, source: str, action: str, namespace: str | None, job: str | None,
           before: Any, after: Any) -> None:
     """One audit row of a change; a store that cannot take it is logged, not raised (the
     change itself has been made)."""

@@ -342,16 +342,38 @@ class LiveControl:
         self._changed("job added", ns, name, by, None, plain(job), next_fire=row["next_fire"])
         return row
 
-    def kill_run(self, run_id: int) -> dict[str, Any]:
-        return self.service.kill_run(run_id)
+    def kill_run(self, run_id: int, for_who: str | None = None, source: str | None = None,
+                 by: str = "unknown") -> dict[str, Any]:
+        """End a run in flight; ``for_who`` and ``source``: whom a local peer acts for (the
+        dashboard beside this scheduler names its viewer), for the audit row."""
+        result = self.service.kill_run(run_id)
+        self._audited("killed", result["namespace"], result["job"], for_who or by, {"run_id": run_id,
+                      "status": "running"}, None, source)
+        return result
 
-    def pause_all(self, paused: bool) -> dict[str, Any]:
+    def pause_all(self, paused: bool, by: str = "unknown") -> dict[str, Any]:
+        was = self.service.paused
         self.service.pause_all(paused)
+        self._audited("paused all" if paused else "resumed all", None, None, by, {"paused": was},
+                      {"paused": paused, "namespaces": list(self.service.namespaces)})
         return {"paused": self.service.paused}
 
-    def stop(self, grace: float | None) -> dict[str, Any]:
+    def stop(self, grace: float | None, by: str = "unknown") -> dict[str, Any]:
+        self._audited("stopped", None, None, by, None, {"grace": grace if grace is not None
+                                                         else self.service.settings.grace, "pid": os.getpid(),
+                                                         "namespaces": list(self.service.namespaces)})
         self.service.stop(grace)
         return {"stopping": True, "pid": os.getpid(), "grace": self.service.settings.grace}
+
+    def _audited(self, action: str, ns: str | None, name: str | None, by: str, before: Any, after: Any,
+                 source: str | None = None) -> None:
+        """The audit row of a change that is not a job's (a whole scheduler's: its
+        namespace when it serves one) or that a local peer made for someone."""
+        from supertask.control.changes import audit
+
+        served = self.service.namespaces
+        audit(self.service.store, by, source or f"control on {self.service.settings.host}", action,
+              ns if ns is not None else (served[0] if len(served) == 1 else None), name, before, after)
 
 
 def _timetable_error(service: Any) -> dict[str, Any] | None:

@@ -81,6 +81,9 @@ class ControlService(rpyc.Service):
         credentials = compat.credentials(conn)
         _peer.token = credentials if hasattr(credentials, "scope") else None  # a dashboard token
         _peer.who = f"token:{credentials.name}" if _peer.token is not None else (credentials or "unknown")
+        from supertask.control.auth import UnixUser
+
+        _peer.local = isinstance(credentials, UnixUser)
 
     def _call(self, op: str, *args: Any, change: bool = False) -> str:
         try:
@@ -129,8 +132,13 @@ class ControlService(rpyc.Service):
                         assignments: tuple[str, ...] = ()) -> str:
         return self._call("add_job", namespace, job, when, run, assignments, change=True)
 
-    def exposed_kill_run(self, run_id: int) -> str:
-        return self._call("kill_run", run_id)
+    def exposed_kill_run(self, run_id: int, for_who: str | None = None, source: str | None = None) -> str:
+        """End a run; a Unix-socket peer (the dashboard beside the scheduler) may name whom
+        it acts for and from where, for the audit row."""
+        if (for_who is not None or source is not None) and not getattr(_peer, "local", False):
+            return json.dumps({"ok": False, "exit_code": 2,
+                               "error": "only a peer on the scheduler's Unix socket may say whom it acts for"})
+        return self._call("kill_run", run_id, for_who, source, change=True)
 
     def exposed_run(self, run_id: int) -> str:
         return self._call("run", run_id)
@@ -142,13 +150,13 @@ class ControlService(rpyc.Service):
         return self._call("read_log", run_id, offset)
 
     def exposed_pause_all(self) -> str:
-        return self._call("pause_all", True)
+        return self._call("pause_all", True, change=True)
 
     def exposed_resume_all(self) -> str:
-        return self._call("pause_all", False)
+        return self._call("pause_all", False, change=True)
 
     def exposed_stop(self, grace: float | None = None) -> str:
-        return self._call("stop", grace)
+        return self._call("stop", grace, change=True)
 
 
 class _Every:

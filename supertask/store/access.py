@@ -13,6 +13,7 @@ action on a job) and the job's keys before and after, ``env:`` values shown as
 
 from __future__ import annotations
 
+import dataclasses
 import enum
 import hashlib
 import json
@@ -32,6 +33,9 @@ from supertask.store.tables import audit_table, jobs_table, runs_table, tokens_t
 UTC = timezone.utc
 EVERY = "*"
 PREFIX = "st_"
+#: a token's ``last_used`` is written when it authenticates and the stored one is older
+#: than this many seconds: at most one write a minute per token, not one per request
+TOUCH_EVERY = 60.0
 
 
 class Scope(str, enum.Enum):
@@ -141,7 +145,31 @@ class AccessRows:
         query = sa.select(tokens_table).where(tokens_table.c.digest == digest(secret), tokens_table.c.revoked.is_(None))
         with self.engine.connect() as conn:
             row = conn.execute(query).mappings().first()
-        return Token.from_row(row) if row is not None else None
+        if row is None:
+            return None
+        token = Token.from_row(row)
+        return self._touched(token)
+
+    def _touched(self, token: Token) -> Token:
+        """``token`` with its ``last_used`` now, written when the stored one is older than
+        :data:`TOUCH_EVERY` (a store that cannot take the write is no reason to refuse)."""
+        now = datetime.now(UTC)
+        last = token.last_used
+        if last is not None and last.tzinfo is None:
+            last = last.replace(tzinfo=UTC)
+        if last is not None and (now - last).total_seconds() < TOUCH_EVERY:
+            return token
+        try:
+            with self._write() as conn:
+                conn.execute(tokens_table.update().where(tokens_table.c.name == token.name,
+                                                         tokens_table.c.revoked.is_(None))
+                             .values(last_used=now))
+        except Exception as exc:
+            from supertask.log import get_logger
+
+            get_logger("supertask.store").warning("token use not recorded", token=token.name, error=str(exc))
+            return token
+        return dataclasses.replace(token, last_used=now)
 
     def has_tokens(self) -> bool:
         with self.engine.connect() as conn:

@@ -77,8 +77,11 @@ def sqlite_file(url: str) -> str | None:
     return None if "?" in path or not path or path == ":memory:" else path
 
 
-class SyncReport(namedtuple("SyncReport", "added changed removed unchanged", defaults=((), (), (), ()))):
-    """The job names a sync added, changed, removed and left unchanged (tuples). A named
+class SyncReport(namedtuple("SyncReport", "added changed removed unchanged before",
+                            defaults=((), (), (), (), None))):
+    """The job names a sync added, changed, removed and left unchanged (tuples), and
+    ``before``: the stored definitions (JSON text) of the changed and removed jobs, by
+    name, for the audit, when there were at most :data:`BEFORE_KEPT` of each. A named
     tuple, not a dataclass: this module is on the one-shot path (a dataclass costs ~1 ms)."""
 
     __slots__ = ()
@@ -117,6 +120,10 @@ _JOB_FINGERPRINT = "SELECT name, fingerprint FROM supertask_jobs WHERE namespace
 _JOB_UPDATE = ("UPDATE supertask_jobs SET definition = :definition, format = :format, fingerprint = :fingerprint, "
                "paused = :paused, next_run_time = :next_run_time, updated = :updated, revision = :revision "
                "WHERE namespace = :namespace AND name = :name")
+_JOB_DEFINITION = "SELECT name, definition FROM supertask_jobs WHERE namespace = :namespace AND name = :name"
+#: a sync keeps the definitions it replaces or removes (``SyncReport.before``) when it
+#: changes or removes at most this many jobs of a kind (the audit then writes a row each)
+BEFORE_KEPT = 50
 _JOB_PAUSED = "SELECT name FROM supertask_jobs WHERE namespace = :namespace AND paused = TRUE"
 _JOB_DELETE = "DELETE FROM supertask_jobs WHERE namespace = :namespace AND name = :name"
 
@@ -193,6 +200,11 @@ def sync_jobs(tx: Any, namespace: str, jobs: Sequence[Job], first_fire: Callable
     removed = sorted(set(existing) - set(wanted)) if remove_missing else []
     if not (inserts or updates or removed):
         return SyncReport((), (), (), tuple(unchanged))
+    before = {}
+    for names in (changed, removed):
+        if len(names) <= BEFORE_KEPT:
+            for name in names:
+                before.update(tx.rows(_JOB_DEFINITION, {"namespace": namespace, "name": name}))
     revision = bump_revision(tx, namespace)
     held = {r[0] for r in tx.rows(_JOB_PAUSED, {"namespace": namespace})} if keep_paused and updates else set()
     for row in updates:
@@ -206,7 +218,7 @@ def sync_jobs(tx: Any, namespace: str, jobs: Sequence[Job], first_fire: Callable
         tx.insert_rows("supertask_jobs", chunk)
     if removed:
         tx.run_many(_JOB_DELETE, [{"namespace": namespace, "name": name} for name in removed])
-    return SyncReport(tuple(added), tuple(changed), tuple(removed), tuple(unchanged))
+    return SyncReport(tuple(added), tuple(changed), tuple(removed), tuple(unchanged), before)
 
 
 # -- runs -------------------------------------------------------------------------------------

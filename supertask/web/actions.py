@@ -88,9 +88,27 @@ def perform(st: Store, viewer: Viewer, namespace: str, name: str, action: str, v
     raise LookupError(f"no action {action!r}: use {', '.join(ACTIONS)}")
 
 
-def kill(st: Store, viewer: Viewer, service: Any, run_id: int) -> dict[str, Any]:
+class SchedulerLink:
+    """The scheduler beside a dashboard served by ``run --http`` (the dashboard's own
+    process), reached through its control socket: it ends the runs it runs."""
+
+    def __init__(self, path: str):
+        self.path = path
+
+    def kill_run(self, run_id: int, who: str, source: str) -> dict[str, Any]:
+        """End a run of that scheduler; it writes the audit row, naming ``who`` and ``source``."""
+        from pathlib import Path
+
+        from supertask.control.client import open_unix
+
+        with open_unix(Path(self.path)) as client:
+            return client.call("kill_run", run_id, who, source)  # type: ignore[no-any-return]
+
+
+def kill(st: Store, viewer: Viewer, service: SchedulerLink | None, run_id: int) -> dict[str, Any]:
     """End a run in flight (TERM, then KILL after its kill_grace), when the scheduler
-    beside this server (``run --http``) runs it; ``supertask web`` alone runs nothing."""
+    beside this server (``run --http``) runs it; ``supertask web`` alone runs nothing.
+    The scheduler writes the one audit row (who: the viewer, from: this server)."""
     from supertask.errors import RunNotFound, SupertaskError
 
     record = st.get_run(run_id)
@@ -102,9 +120,6 @@ def kill(st: Store, viewer: Viewer, service: Any, run_id: int) -> dict[str, Any]
                        f"end it there (`supertask jobs kill {run_id}`) or through a dashboard served by "
                        "`supertask run --http` on that host")
     try:
-        result: dict[str, Any] = service.kill_run(run_id)
+        return service.kill_run(run_id, viewer.who, viewer.source)
     except SupertaskError as exc:
         raise Conflict(str(exc)) from None
-    st.audit(who=viewer.who, source=viewer.source, action="killed", namespace=record.namespace, job=record.job,
-             before={"run_id": run_id, "status": str(record.status)}, after=None)
-    return result

@@ -12,7 +12,7 @@ from starlette.responses import JSONResponse
 from starlette.routing import Route
 
 from supertask.web import actions, data
-from supertask.web.request import changing, int_param, store_of, viewer_of
+from supertask.web.request import changing, count, int_param, store_of, viewer_of
 
 
 def _json(value: Any) -> JSONResponse:
@@ -30,7 +30,7 @@ def namespaces(request: Request) -> JSONResponse:
 def jobs(request: Request) -> JSONResponse:
     q = request.query_params
     return _json(data.jobs(store_of(request), viewer_of(request), q.get("ns") or None, search=q.get("q") or None,
-                           after=q.get("after") or None, limit=int_param(request, "limit", data.MAX_JOBS) or 1))
+                           after=q.get("after") or None, limit=count(request, "limit", data.MAX_JOBS)))
 
 
 def job(request: Request) -> JSONResponse:
@@ -42,12 +42,12 @@ def runs(request: Request) -> JSONResponse:
     q = request.query_params
     return _json(data.runs(store_of(request), viewer_of(request), namespace=q.get("ns") or None,
                            job=q.get("job") or None, status=q.get("status") or None,
-                           before=int_param(request, "before"), limit=int_param(request, "limit", 50) or 50,
+                           before=int_param(request, "before"), limit=count(request, "limit", 50),
                            search=q.get("q") or None, since=q.get("since") or None, until=q.get("until") or None))
 
 
 def upcoming(request: Request) -> JSONResponse:
-    return _json(data.upcoming(store_of(request), viewer_of(request), float(int_param(request, "hours", 24) or 0)))
+    return _json(data.upcoming(store_of(request), viewer_of(request), float(count(request, "hours", 24))))
 
 
 def run(request: Request) -> JSONResponse:
@@ -56,7 +56,7 @@ def run(request: Request) -> JSONResponse:
 
 def log(request: Request) -> JSONResponse:
     return _json(data.read_log(store_of(request), viewer_of(request), request.path_params["run_id"],
-                               int_param(request, "offset", 0) or 0))
+                               count(request, "offset", 0, least=0)))
 
 
 def hosts(request: Request) -> JSONResponse:
@@ -67,7 +67,7 @@ def audit(request: Request) -> JSONResponse:
     q = request.query_params
     return _json(data.audit(store_of(request), viewer_of(request), namespace=q.get("ns") or None,
                             job=q.get("job") or None, before=int_param(request, "before"),
-                            limit=int_param(request, "limit", 50) or 50))
+                            limit=count(request, "limit", 50)))
 
 
 async def act(request: Request) -> JSONResponse:

@@ -23,7 +23,7 @@ from supertask.errors import JobNotFound, RunNotFound, SupertaskError, UsageErro
 from supertask.store.base import Store
 from supertask.web.actions import Conflict, Forbidden
 from supertask.web.auth import Gate, WrongHost
-from supertask.web.request import CsrfMissing, Unauthorized
+from supertask.web.request import CsrfMissing, TooLarge, Unauthorized
 
 HERE = Path(__file__).parent
 
@@ -63,13 +63,18 @@ async def _conflict(request: Request, exc: Exception) -> Response:
     return _error(request, 409, str(exc))
 
 
+async def _too_large(request: Request, exc: Exception) -> Response:
+    return _error(request, 413, str(exc))
+
+
 async def _http(request: Request, exc: Any) -> Response:
     return _error(request, exc.status_code, exc.detail)
 
 
 def build_app(store: Store, *, user: str, title: str = "supertask", service: Any = None) -> Starlette:
     """The application over ``store``; ``user``: who acts while no token exists;
-    ``service``: the scheduler beside it (``run --http``), which can end its own runs."""
+    ``service``: the scheduler beside it (``run --http``: an
+    :class:`~supertask.web.actions.SchedulerLink`), which can end its own runs."""
     from starlette.exceptions import HTTPException
 
     from supertask.web import api, pages
@@ -80,6 +85,7 @@ def build_app(store: Store, *, user: str, title: str = "supertask", service: Any
     app = Starlette(routes=routes, exception_handlers={
         Unauthorized: _unauthorized, JobNotFound: _not_found, RunNotFound: _not_found, LookupError: _not_found,
         UsageError: _bad, SupertaskError: _bad, ValueError: _bad, Forbidden: _forbidden, CsrfMissing: _forbidden, WrongHost: _forbidden, Conflict: _conflict,
+        TooLarge: _too_large,
         HTTPException: _http,
     })
     app.state.store = store

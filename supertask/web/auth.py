@@ -38,10 +38,9 @@ class WrongHost(Exception):
     """A request naming another host than loopback while no token exists (403)."""
 
 
-def loopback_host(host: str) -> bool:
-    """Whether a Host header (``name[:port]``) names this machine's loopback."""
-    name = host.rsplit(":", 1)[0] if not host.endswith("]") else host
-    name = name.strip("[]").lower()
+def is_loopback(host: str) -> bool:
+    """Whether a host name or address (no port) is this machine's loopback."""
+    name = host.strip("[]").lower()
     if name in ("localhost", ""):
         return True
     import ipaddress
@@ -50,6 +49,11 @@ def loopback_host(host: str) -> bool:
         return ipaddress.ip_address(name).is_loopback
     except ValueError:
         return name.endswith(".localhost")
+
+
+def loopback_host(host: str) -> bool:
+    """Whether a Host header (``name[:port]``) names this machine's loopback."""
+    return is_loopback(host.rsplit(":", 1)[0] if not host.endswith("]") else host)
 
 
 class Gate:

@@ -159,9 +159,17 @@ def runs(st: Store, viewer: Viewer, *, namespace: str | None = None, job: str | 
     if not 1 <= limit <= MAX_PAGE:
         raise UsageError(f"limit {limit}: between 1 and {MAX_PAGE}")
     scope = [namespace] if namespace else (known if viewer.token is not None else None)
+    start, end = span(since, until)
     return [r.to_json() for r in st.runs_page(scope, job=job, statuses=statuses, before_id=before, limit=limit,
-                                              search=search, since=moment("since", since),
-                                              until=moment("until", until))]
+                                              search=search, since=start, until=end)]
+
+
+def span(since: str | None, until: str | None) -> tuple[datetime | None, datetime | None]:
+    """The ``since`` and ``until`` filters as times; one that ends before it starts is bad input."""
+    start, end = moment("since", since), moment("until", until)
+    if start is not None and end is not None and start >= end:
+        raise UsageError(f"since={since!r} is not before until={until!r}: nothing could match")
+    return start, end
 
 
 def _run(st: Store, viewer: Viewer, run_id: int) -> Any:

@@ -17,7 +17,16 @@ from starlette.routing import Route
 from supertask.log import get_logger
 from supertask.web import actions, data
 from supertask.web.auth import COOKIE, Gate
-from supertask.web.request import changing, int_param, peer, secret_of, store_of, viewer_of
+from supertask.web.request import (
+    changing,
+    count,
+    int_param,
+    peer,
+    read_body,
+    secret_of,
+    store_of,
+    viewer_of,
+)
 
 log = get_logger("supertask.web")
 LOG_POLL = 0.2
@@ -58,7 +67,7 @@ def runs(request: Request) -> Response:
     viewer = viewer_of(request)
     q = request.query_params
     filters = {k: q.get(k) or None for k in ("ns", "job", "status", "q", "since", "until")}
-    limit = int_param(request, "limit", 50) or 50
+    limit = count(request, "limit", 50)
     rows = data.runs(store_of(request), viewer, namespace=filters["ns"], job=filters["job"], status=filters["status"],
                      before=int_param(request, "before"), limit=limit, search=filters["q"], since=filters["since"],
                      until=filters["until"])
@@ -121,7 +130,7 @@ async def log_events(request: Request) -> Response:
     """``text/event-stream`` of a run's log: a ``log`` event per chunk, ``end`` when it ended."""
     viewer = viewer_of(request)
     st, run_id = store_of(request), request.path_params["run_id"]
-    offset = int_param(request, "offset", 0) or 0
+    offset = count(request, "offset", 0, least=0)
     await run_in_threadpool(data.run, st, viewer, run_id)  # 404 before the stream starts
 
     async def stream() -> AsyncIterator[str]:
@@ -183,7 +192,7 @@ async def login(request: Request) -> Response:
         log.warning("login refused", peer=client, reason="too many failed logins", retry_in=round(wait))
         return Response(f"too many failed logins: try again in {wait:.0f}s", status_code=429,
                         headers={"Retry-After": str(int(wait) + 1)})
-    body = (await request.body())[:4096].decode("utf-8", "replace")
+    body = (await read_body(request, 4096)).decode("utf-8", "replace")
     from urllib.parse import parse_qsl
 
     secret = dict(parse_qsl(body)).get("token", "").strip()

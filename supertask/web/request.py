@@ -19,6 +19,10 @@ class Unauthorized(Exception):
     """No token, or one the store does not know (or has revoked)."""
 
 
+class TooLarge(Exception):
+    """A body over :data:`MAX_BODY` (413)."""
+
+
 class CsrfMissing(Exception):
     """A state-changing request riding on a cookie without the page's CSRF token."""
 
@@ -47,14 +51,24 @@ def viewer_of(request: Request) -> Viewer:
     return viewer
 
 
+async def read_body(request: Request, limit: int = MAX_BODY) -> bytes:
+    """The body, read no further than ``limit`` bytes whatever the header says (TooLarge past it)."""
+    length = request.headers.get("content-length") or "0"
+    if not length.isdigit():
+        raise UsageError(f"Content-Length {length!r}: expected a number of bytes")
+    if int(length) > limit:
+        raise TooLarge(f"a body of {int(length)} bytes: at most {limit} are taken")
+    body = b""
+    async for chunk in request.stream():
+        body += chunk
+        if len(body) > limit:
+            raise TooLarge(f"a body of more than {limit} bytes: at most {limit} are taken")
+    return body
+
+
 async def changing(request: Request) -> Viewer:
     """The viewer of a state-changing request, its body checked (size, JSON) and its CSRF token."""
-    size = int(request.headers.get("content-length") or 0)
-    if size > MAX_BODY:
-        raise UsageError(f"body of {size} bytes: at most {MAX_BODY}")
-    body = await request.body()
-    if len(body) > MAX_BODY:
-        raise UsageError(f"body of {len(body)} bytes: at most {MAX_BODY}")
+    body = await read_body(request)
     kind = request.headers.get("content-type", "").split(";")[0].strip()
     form: dict[str, str] = {}
     request.state.json = None
@@ -89,3 +103,12 @@ def int_param(request: Request, name: str, default: int | None = None) -> int | 
         return int(text)
     except ValueError:
         raise UsageError(f"{name}={text!r}: expected a whole number") from None
+
+
+def count(request: Request, name: str, default: int, least: int | None = None) -> int:
+    """A whole-number parameter (``default`` when absent); below ``least``: bad input."""
+    value = int_param(request, name, default)
+    assert value is not None
+    if least is not None and value < least:
+        raise UsageError(f"{name}={value}: at least {least}")
+    return value

@@ -4,13 +4,19 @@ audit rows every change writes."""
 
 from __future__ import annotations
 
+import getpass
 import json
+import os
 import re
+import signal
+import socket
 import subprocess
+import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
+import psutil
 import pytest
 
 from tests.conftest import SUPERTASK, Cli, wait_until
@@ -121,7 +127,7 @@ def test_run_http_serves_the_store_and_its_actions_reach_the_scheduler(scheduler
     not_json = http.post("/api/v1/jobs/alpha/hello/resume", content=b"{oops", headers={"content-type": "application/json"})
     assert not_json.status_code == 400 and "not JSON" in not_json.json()["error"]
     big = http.post("/api/v1/jobs/alpha/hello/resume", content=b"x" * 70000, headers={"content-type": "application/json"})
-    assert big.status_code == 400
+    assert big.status_code == 413 and "at most 65536" in big.json()["error"]
     assert http.post("/api/v1/jobs/alpha/hello/resume").status_code == 403  # no JSON, no CSRF token: refused
     assert cli.json("list-jobs", "--no-live", "--ns", "alpha")[0]["paused"] is True
     assert len(cli.json("audit")) == len(audit)
@@ -221,7 +227,9 @@ def test_the_tcp_control_endpoint_takes_the_same_tokens(cli: Cli) -> None:
         def over_tcp(token: str, *args: str) -> subprocess.CompletedProcess[str]:
             return cli(*args, "--connect", tcp, "--token", token)
 
+        assert {t["name"]: t["last_used"] for t in cli.json("tokens", "list")}["reader"] is None
         listed = over_tcp(reader, "list-jobs", "--json")
+        assert {t["name"]: t["last_used"] for t in cli.json("tokens", "list")}["reader"]  # the TCP use counts
         assert listed.returncode == 0 and [j["name"] for j in json.loads(listed.stdout)] == ["hello"]
         refused = over_tcp(reader, "jobs", "pause", "hello")
         assert refused.returncode == 2 and "scope read" in refused.stderr
@@ -308,6 +316,135 @@ def test_a_run_is_ended_through_the_dashboard_beside_its_scheduler_only(cli: Cli
                            60, what="the run ended")
         assert ended["status"] == "killed"
         assert http.post(f"/api/v1/runs/{run_id}/kill", json={}).status_code == 409  # not running any more
-        assert cli.json("audit")[0]["action"] == "killed"
+        killed = [r for r in cli.json("audit") if r["action"] == "killed"]  # one row, by the scheduler
+        assert len(killed) == 1 and (killed[0]["who"], killed[0]["source"]) == (getpass.getuser(), "http 127.0.0.1")
     finally:
         assert sched.stop() == 0, sched.output
+
+
+def test_run_http_serves_from_a_child_process_started_and_stopped_with_the_scheduler(cli: Cli) -> None:
+    """The pages are rendered in a process of their own (fire lateness does not move
+    while people look); one that exits is reported and started again on the same address."""
+    (cli.cwd / "supertask.yaml").write_text(TIMETABLE)
+    sched = cli.start("--http", "127.0.0.1:0", "--grace", "2s")
+    try:
+        serving = sched.wait_event("dashboard serving", timeout=60)
+        url, child = serving["url"].rstrip("/"), serving["pid"]
+        assert child != sched.proc.pid and psutil.Process(child).ppid() == sched.proc.pid
+        assert client(url).get("/api/v1/jobs").json()[0]["name"] == "hello"
+        os.kill(child, signal.SIGKILL)
+        exited = sched.wait_event("dashboard exited", timeout=30)
+        assert (exited["pid"], exited["exit_code"]) == (child, -signal.SIGKILL)
+        again = sched.wait_event("dashboard restarted", timeout=30)["pid"]
+        assert wait_until(lambda: _answers(url), 30, what="the dashboard served again")
+    finally:
+        assert sched.stop() == 0, sched.output
+    assert not psutil.pid_exists(again) or psutil.Process(again).status() == psutil.STATUS_ZOMBIE
+    port = int(url.rsplit(":", 1)[1])
+    taken = socket.create_server(("127.0.0.1", port))  # the port is free again: take it
+    try:
+        refused = cli.start("--http", f"127.0.0.1:{port}", "--grace", "2s")
+        assert refused.proc.wait(60) == 2 and "cannot listen there" in refused.output
+    finally:
+        taken.close()
+
+
+def _answers(url: str) -> bool:
+    try:
+        return client(url).get("/healthz").status_code == 200
+    except httpx.HTTPError:
+        return False
+
+
+def test_a_token_s_last_use_is_kept_written_at_most_once_a_minute(cli: Cli) -> None:
+    _namespaces_with_jobs(cli)
+    secret = cli("tokens", "create", "reader", "--ns", "alpha", "--scope", "read").stdout.strip()
+    assert cli.json("tokens", "list")[0]["last_used"] is None
+    assert "never" in cli("tokens", "list").stdout
+    web = Web(cli)
+    try:
+        http = client(web.url, secret)
+        assert http.get("/api/v1/jobs").status_code == 200
+        first = wait_until(lambda: cli.json("tokens", "list")[0]["last_used"], 30, what="last_used written")
+        table = cli("tokens", "list")
+        assert "last used" in table.stdout and "never" not in table.stdout
+        # more requests, past the server's one-second cache of the token: no new write
+        until = time.monotonic() + 2.5
+        while time.monotonic() < until:
+            assert http.get("/api/v1/jobs").status_code == 200
+            time.sleep(0.2)
+        assert cli.json("tokens", "list")[0]["last_used"] == first
+        assert client(web.url, "st_unknown").get("/api/v1/jobs").status_code == 401
+    finally:
+        web.stop()
+
+
+def test_bad_input_is_a_clear_4xx_and_changes_nothing(cli: Cli) -> None:
+    """A malformed token, an unknown job or run, a filter that makes no sense, a body that
+    is not JSON or too large: each a 4xx with a message saying what is wrong; the store's
+    jobs, runs and audit rows are the same after all of them."""
+    beta_run = _namespaces_with_jobs(cli)
+    admin = cli("tokens", "create", "admin", "--ns", "*", "--scope", "admin").stdout.strip()
+
+    def state() -> tuple[Any, ...]:
+        return (cli.json("list-jobs", "--no-live", "--ns", "alpha"), cli.json("history", "--all"),
+                cli.json("audit", "--limit", "1000"))
+
+    before = state()
+    web = Web(cli)
+    try:
+        http = client(web.url, admin)
+        cases: list[tuple[str, str, dict[str, Any], int, str]] = [
+            # malformed tokens
+            ("GET", "/api/v1/jobs", {"headers": {"Authorization": "Bearer"}}, 400, "Bearer TOKEN"),
+            ("GET", "/api/v1/jobs", {"headers": {"Authorization": "Token abc"}}, 400, "Bearer TOKEN"),
+            ("POST", "/api/v1/jobs/alpha/job-a/trigger", {"headers": {"Authorization": "Bearer st_" + "x" * 5000}},
+             401, "needs a token"),
+            ("POST", "/api/v1/jobs/alpha/job-a/pause", {"headers": {"Authorization": "Bearer garbage"}}, 401,
+             "needs a token"),
+            # unknown job, run, namespace
+            ("GET", "/api/v1/jobs/alpha/nope", {}, 404, "nope"),
+            ("POST", "/api/v1/jobs/alpha/nope/trigger", {"json": {}}, 404, "nope"),
+            ("POST", "/api/v1/jobs/alpha/nope/pause", {"json": {}}, 404, "nope"),
+            ("POST", "/api/v1/jobs/gamma/job-a/edit", {"json": {"set": {"when": "@daily"}}}, 404, "gamma"),
+            ("GET", "/api/v1/runs/99999999", {}, 404, "99999999"),
+            ("GET", "/api/v1/runs/99999999/log", {}, 404, "99999999"),
+            ("POST", "/api/v1/runs/99999999/kill", {"json": {}}, 404, "99999999"),
+            ("GET", "/jobs/alpha/nope", {}, 404, "nope"),
+            ("GET", "/runs/99999999", {}, 404, "99999999"),
+            ("GET", "/api/v1/runs", {"params": {"ns": "gamma"}}, 404, "gamma"),
+            ("POST", "/api/v1/jobs/alpha/job-a/explode", {"json": {}}, 404, "trigger, pause, resume, edit"),
+            # filters that make no sense
+            ("GET", "/api/v1/runs", {"params": {"status": "done"}}, 400, "succeeded"),
+            ("GET", "/api/v1/runs", {"params": {"limit": "0"}}, 400, "between 1 and"),
+            ("GET", "/api/v1/runs", {"params": {"before": "x"}}, 400, "whole number"),
+            ("GET", "/api/v1/runs", {"params": {"since": "soon"}}, 400, "ISO time"),
+            ("GET", "/api/v1/runs", {"params": {"since": "1h", "until": "2h"}}, 400, "not before"),
+            ("GET", "/runs", {"params": {"since": "2026-12-06", "until": "2026-12-01"}}, 400, "not before"),
+            ("GET", "/runs", {"params": {"status": "done"}}, 400, "succeeded"),
+            ("GET", "/api/v1/jobs", {"params": {"after": "nonsense"}}, 400, "NAMESPACE/JOB"),
+            ("GET", "/api/v1/jobs", {"params": {"limit": "5000"}}, 400, "between 1 and"),
+            ("GET", "/api/v1/upcoming", {"params": {"hours": "-3"}}, 400, "between 0 and"),
+            ("GET", "/api/v1/audit", {"params": {"limit": "many"}}, 400, "whole number"),
+            ("GET", "/api/v1/runs/1/log", {"params": {"offset": "x"}}, 400, "whole number"),
+            # bodies
+            ("POST", "/api/v1/jobs/alpha/job-a/edit", {"content": b"{oops", "headers": {"content-type":
+                                                       "application/json"}}, 400, "not JSON"),
+            ("POST", "/api/v1/jobs/alpha/job-a/edit", {"json": [1, 2]}, 400, '{"set"'),
+            ("POST", "/api/v1/jobs/alpha/job-a/edit", {"json": {"set": {"when": "every 5 mins"}}}, 400, "every 5m"),
+            ("POST", "/api/v1/jobs/alpha/job-a/edit", {"json": {"set": {"colour": "red"}}}, 400, "colour"),
+            ("POST", "/api/v1/jobs/alpha/job-a/pause", {"content": b"x" * 70000, "headers": {"content-type":
+                                                        "application/json"}}, 413, "at most 65536"),
+            ("POST", "/api/v1/jobs/alpha/job-a/pause", {"content": iter([b"{" + b" " * 40000, b" " * 40000 + b"}"]),
+                                                        "headers": {"content-type": "application/json"}}, 413,
+             "more than 65536"),  # chunked, no Content-Length: cut at the limit all the same
+        ]
+        for method, path, extra, status, said in cases:
+            answer = http.request(method, path, **extra)
+            assert answer.status_code == status, (method, path, answer.status_code, answer.text[:300])
+            message = answer.json()["error"] if path.startswith("/api/") else answer.text
+            assert said in message, (method, path, message[:300])
+        assert http.get(f"/api/v1/runs/{beta_run}").status_code == 200  # the admin token sees every namespace
+    finally:
+        web.stop()
+    assert state() == before
