@@ -306,12 +306,23 @@ _TUPLE_FIELDS = tuple(f.name for f in fields(Job) if isinstance(f.default, tuple
 
 
 @dataclass(frozen=True)
+class Share:
+    """A namespace's part of the workers (top-level ``weight:`` and ``max_running:``,
+    docs/workers.md): its claims are ordered by runs in flight per unit of weight, and
+    it has at most ``max_running`` runs on workers at once (None: no limit)."""
+
+    weight: float = 1.0
+    max_running: int | None = None
+
+
+@dataclass(frozen=True)
 class Timetable:
     """A whole timetable file: its namespace (None: derive one) and its jobs."""
 
     jobs: tuple[Job, ...]
     namespace: str | None = None
     source: str | None = None  # the file's absolute path, when read from a file
+    share: Share | None = None  # from a native file: its weight and max_running (None: leave the store's)
 
 
 @dataclass(frozen=True)

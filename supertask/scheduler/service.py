@@ -43,7 +43,7 @@ ENDING = 60.0
 def sync_timetable(store: Store, namespace: str, timetable: Timetable, settings: Settings) -> SyncReport:
     """Make the namespace match the timetable: jobs added, changed and removed; the
     schedule state of unchanged jobs is kept (a restart neither loses nor doubles a fire)."""
-    store.ensure_namespace(namespace, source=timetable.source, host=settings.host, user=settings.user)
+    store.ensure_namespace(namespace, source=timetable.source, host=settings.host, user=settings.user, share=timetable.share)
     now = datetime.now(UTC)
     firsts: dict[tuple[str, str | None], float | None] = {}
 

@@ -23,7 +23,7 @@ from collections.abc import Callable, Iterable, Sequence
 from datetime import datetime
 from typing import Any, Protocol
 
-from supertask.model import Job, RunRecord, RunStatus
+from supertask.model import Job, RunRecord, RunStatus, Share
 from supertask.store.access import Scope, Token
 from supertask.store.cluster import HostRow, InFlight
 from supertask.store.health import HealthWatch, StoreHealth
@@ -50,7 +50,8 @@ class RunStore(Protocol):
     def ping(self) -> None:
         """Ask the database a trivial question (the health probe); raises when it cannot."""
 
-    def ensure_namespace(self, name: str, *, source: str | None, host: str, user: str) -> None: ...
+    def ensure_namespace(self, name: str, *, source: str | None, host: str, user: str,
+                         share: Share | None = None) -> None: ...
 
     def sync(self, namespace: str, jobs: Sequence[Job], first_fire: Callable[[Job], float | None], *,
              remove_missing: bool = True, keep_paused: bool = False) -> SyncReport:

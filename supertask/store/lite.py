@@ -37,7 +37,7 @@ if TYPE_CHECKING:
     from collections.abc import Callable, Sequence
     from typing import Any
 
-    from supertask.model import Job
+    from supertask.model import Job, Share
     from supertask.store.statements import Pruned, SyncReport
 
 UTC = timezone.utc
@@ -149,8 +149,9 @@ class LiteStore:
         self.health.ok()
         return result
 
-    def ensure_namespace(self, name: str, *, source: str | None, host: str, user: str) -> None:
-        self._write(lambda tx: statements.ensure_namespace(tx, name, source=source, host=host, user=user))
+    def ensure_namespace(self, name: str, *, source: str | None, host: str, user: str,
+                         share: Share | None = None) -> None:
+        self._write(lambda tx: statements.ensure_namespace(tx, name, source=source, host=host, user=user, share=share))
 
     def sync(self, namespace: str, jobs: Sequence[Job], first_fire: Callable[[Job], float | None], *,
              remove_missing: bool = True, keep_paused: bool = False) -> SyncReport:

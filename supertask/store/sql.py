@@ -28,7 +28,7 @@ import sqlalchemy as sa
 
 from supertask.errors import JobNotFound, RunNotFound, StoreError, StoreUnavailable
 from supertask.log import Limited
-from supertask.model import Job, RunRecord, RunStatus
+from supertask.model import Job, RunRecord, RunStatus, Share
 from supertask.store import listing, statements
 from supertask.store.access import AccessRows
 from supertask.store.cluster import ClusterRows
@@ -152,8 +152,9 @@ class SqlStore(ClusterRows, LiveRows, AccessRows):
 
     # -- namespaces -------------------------------------------------------------------------
 
-    def ensure_namespace(self, name: str, *, source: str | None, host: str, user: str) -> None:
-        self._tx(lambda tx: statements.ensure_namespace(tx, name, source=source, host=host, user=user))
+    def ensure_namespace(self, name: str, *, source: str | None, host: str, user: str,
+                         share: Share | None = None) -> None:
+        self._tx(lambda tx: statements.ensure_namespace(tx, name, source=source, host=host, user=user, share=share))
 
     def list_namespaces(self) -> list[dict[str, Any]]:
         """Each namespace's row and its number of jobs, by name."""

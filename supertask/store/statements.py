@@ -33,7 +33,7 @@ if TYPE_CHECKING:
     from collections.abc import Callable, Sequence
     from typing import Any
 
-    from supertask.model import Job
+    from supertask.model import Job, Share
 
 UTC = timezone.utc
 
@@ -101,16 +101,21 @@ class Pruned(namedtuple("Pruned", "runs skipped log_paths", defaults=(0, 0, ()))
 
 _NS_UPDATE = ('UPDATE supertask_namespaces SET source = :source, host = :host, "user" = :user, updated = :now '
               "WHERE name = :name")
+_NS_SHARE = "UPDATE supertask_namespaces SET weight = :weight, max_running = :max_running WHERE name = :name"
 _NS_INSERT = ('INSERT INTO supertask_namespaces (name, source, host, "user", created, updated) '
               "VALUES (:name, :source, :host, :user, :now, :now)")
 
 
-def ensure_namespace(tx: Any, name: str, *, source: str | None, host: str, user: str) -> None:
-    """Create the namespace's row, or update its origin. Another process adding it at the
+def ensure_namespace(tx: Any, name: str, *, source: str | None, host: str, user: str,
+                     share: Share | None = None) -> None:
+    """Create the namespace's row, or update its origin, and (``share``: from a timetable
+    file) its weight and max_running among the workers. Another process adding it at the
     same moment is fine (its insert wins, ours is dropped)."""
     params = {"name": name, "source": source, "host": host, "user": user, "now": tx.stamp(datetime.now(UTC))}
     if not tx.run(_NS_UPDATE, params):
         tx.insert(_NS_INSERT, params, "name")
+    if share is not None:
+        tx.run(_NS_SHARE, {"name": name, "weight": share.weight, "max_running": share.max_running})
 
 
 # -- jobs -------------------------------------------------------------------------------------

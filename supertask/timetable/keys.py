@@ -4,7 +4,7 @@ borrowed key is an error that names the key meant)."""
 
 from __future__ import annotations
 
-TOP_KEYS = ("namespace", "defaults", "jobs")
+TOP_KEYS = ("namespace", "defaults", "jobs", "weight", "max_running")
 JOB_KEYS = (
     "name", "when", "run", "steps", "description", "enabled", "timeout", "retries",
     "retry_delay", "retry_backoff", "overlap", "misfire_grace", "jitter", "timezone",
@@ -16,7 +16,8 @@ JOB_KEYS = (
 STEP_KEYS = ("name", "run", "if", "continue_on_error")
 
 # Words people write for a key, from cron, systemd, APScheduler, Dagu, CI files.
-TOP_ALIASES = {"job": "jobs", "default": "defaults", "ns": "namespace", "name": "namespace"}
+TOP_ALIASES = {"job": "jobs", "default": "defaults", "ns": "namespace", "name": "namespace",
+               "share": "weight", "max_concurrent": "max_running", "concurrency": "max_running"}
 JOB_ALIASES = {
     "schedule": "when", "cron": "when", "at": "when", "every": "when", "trigger": "when",
     "interval": "when", "on": "when", "calendar": "when", "oncalendar": "when",

@@ -21,13 +21,14 @@ import hashlib
 import os
 import re
 from collections.abc import Mapping
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
 from yaml.nodes import Node, ScalarNode, SequenceNode
 
 from supertask.errors import Problem, TimetableError, UsageError
-from supertask.model import Job, RunKind, RunSpec, Step, Timetable
+from supertask.model import Job, RunKind, RunSpec, Share, Step, Timetable
 from supertask.timetable.checks import check_unique, check_when
 from supertask.timetable.fields import (
     INVALID,
@@ -108,7 +109,30 @@ def _load_native(doc: Doc, top: dict[str, tuple[Node, Node]]) -> Timetable | Non
         if job is not None:
             jobs.append(job)
     check_unique(doc, named)
-    return Timetable(jobs=tuple(jobs), namespace=namespace)
+    return Timetable(jobs=tuple(jobs), namespace=namespace, share=_share(doc, top))
+
+
+def _share(doc: Doc, top: dict[str, tuple[Node, Node]]) -> Share:
+    """The namespace's ``weight:`` (a number above 0, default 1) and ``max_running:`` (a
+    whole number of 1 or more, default none) among the workers."""
+    weight, most = 1.0, None
+    if "weight" in top:
+        node = top["weight"][1]
+        value = doc.value(node) if isinstance(node, ScalarNode) else None
+        if isinstance(value, bool) or not isinstance(value, (int, float)) or not 0 < value < 1e9:
+            doc.problem(node, "weight", f"expected a number above 0 (the namespace's share of the workers, "
+                                        f"default 1), got {describe(node)}")
+        else:
+            weight = float(value)
+    if "max_running" in top and not top["max_running"][1].tag.endswith(":null"):
+        node = top["max_running"][1]
+        value = doc.value(node) if isinstance(node, ScalarNode) else None
+        if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+            doc.problem(node, "max_running", f"expected a whole number of 1 or more (the most runs of the "
+                                             f"namespace on workers at once), got {describe(node)}")
+        else:
+            most = value
+    return Share(weight, most)
 
 
 def _top_hint(key: str) -> str | None:
@@ -254,7 +278,7 @@ def read_timetable(path: str | Path, raw: bytes | None = None) -> Timetable:
     else:
         absolute = Path(os.path.abspath(path))
         timetable = load_timetable(text, given, base_dir=absolute.parent)
-        return Timetable(jobs=timetable.jobs, namespace=timetable.namespace, source=str(absolute))
+        return replace(timetable, source=str(absolute))
     raise TimetableError([Problem(given, None, "", reason)])
 
 
