@@ -42,6 +42,7 @@ TOP = (
     '  service          Run supertask as a systemd service.\n'
     '  jobs             Change jobs of the running scheduler, live (each...\n'
     '  tokens           Tokens for the dashboard, the HTTP API and the TCP...\n'
+    '  workers          The workers sharing the store: list them (the...\n'
 )
 
 
