@@ -76,12 +76,15 @@ def cluster_status(st: Store) -> dict[str, Any]:
     """``status --store``: the hosts (as ``hosts --json``), how many are up and down, and
     the runs in flight, in all and per host."""
     from supertask.store.sql import redact
+    from supertask.workers.operators import queued_reasons, summary, worker_rows
 
     rows = host_rows(st, within=RECENT)
     serving = [r for r in rows if r["state"] != "stopped"]
+    workers = worker_rows(st, within=RECENT)
     return {"store": redact(st.url), "hosts_up": sum(1 for r in serving if r["up"]),
             "hosts_down": sum(1 for r in serving if not r["up"]),
-            "runs_in_flight": len(st.runs_in_flight()), "hosts": rows}
+            "runs_in_flight": len(st.runs_in_flight()), "hosts": rows,
+            **summary(workers), "workers": workers, "queued": queued_reasons(st)}
 
 
 def status_from_store(store: str, home: str | None, *, as_json: bool, wide: bool) -> None:
@@ -96,6 +99,15 @@ def status_from_store(store: str, home: str | None, *, as_json: bool, wide: bool
 
 
 def print_cluster(data: dict[str, Any], *, wide: bool = False) -> None:
+    from supertask.workers.operators import print_queued
+
     typer.echo(f"store {data['store']}: {data['hosts_up']} host(s) up, {data['hosts_down']} down, "
                f"{data['runs_in_flight']} run(s) in flight")
     print_hosts(data["hosts"], wide=wide)
+    if data["workers"]:
+        from supertask.cli.output import print_workers
+
+        typer.echo(f"{data['workers_up']} worker(s) up, {data['workers_down']} down, "
+                   f"{data['free_slots']} of {data['slots']} slot(s) free")
+        print_workers(data["workers"], wide=wide)
+    print_queued(data["queued"], typer.echo)

@@ -85,6 +85,9 @@ def print_status(data: dict[str, Any], *, wide: bool = False) -> None:
         typer.echo(f"timetable {timetable.get('source')}: the last {'load at start' if error['trigger'] == 'start' else 'reload'} "
                    f"failed at {short_time(error['at'])} ({error['trigger']}); serving the last good one:\n"
                    + "\n".join(f"  {p}" for p in error["problems"]))
+    from supertask.workers.operators import print_queued
+
+    print_queued(data.get("queued") or [], typer.echo)
     if data["runs"]:
         print_table("runs in flight", ["run", "namespace", "job", "pid", "started", "elapsed", "cpu %", "memory"],
                     [(r["run_id"], r["namespace"], r["job"], r["pid"], zone_time(r["started"], r.get("timezone")),

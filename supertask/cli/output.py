@@ -286,3 +286,40 @@ def _this_year() -> int:
     from datetime import datetime
 
     return datetime.now().year
+
+
+def print_workers(rows: list[dict[str, Any]], *, wide: bool = False) -> None:
+    from supertask.units import format_duration
+
+    table = [(r["host"], r["name"], ",".join(f"{k}={v}" for k, v in sorted(r["labels"].items())) or "-",
+              f"{r['in_flight']}/{r['slots']}", _worker_state(r), f"{format_duration(r['heartbeat_age'])} ago",
+              *_worker_telemetry(r["telemetry"])) for r in rows]
+    print_grouped(["host", "worker", "labels", "runs", "state", "heartbeat", "cpu", "mem", "io r/w"], table,
+                  wide=wide, keep=("state", "heartbeat"), shared=("host",),
+                  empty="no workers: start one with `supertask worker --store URL --labels K=V --slots N`")
+
+
+def _worker_state(row: dict[str, Any]) -> str:
+    asked = row.get("wanted")
+    return row["state"] + (f"→{asked}" if asked and row["state"] not in ("stopped", "lost") else "")
+
+
+def _worker_telemetry(tel: dict[str, Any]) -> tuple[str, str, str]:
+    def pct(key: str) -> str:
+        value = tel.get(key)
+        return "-" if value is None else f"{float(value):.0f}%"
+
+    def rate(key: str) -> str:
+        value = tel.get(key)
+        if value is None:
+            return "-"
+        size = float(value)
+        for unit in ("B", "K", "M", "G"):
+            if size < 1024 or unit == "G":
+                return f"{size:.0f}{unit}" if unit == "B" else f"{size:.1f}{unit}"
+            size /= 1024
+        return "-"  # pragma: no cover
+
+    io = "-" if tel.get("disk_read") is None and tel.get("disk_write") is None else \
+        f"{rate('disk_read')} {rate('disk_write')}"
+    return pct("cpu"), pct("memory"), io

@@ -4,12 +4,11 @@ hosts`` is for the schedulers (:mod:`supertask.cli.cluster`)."""
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Annotated, Any
+from typing import TYPE_CHECKING, Annotated
 
 import typer
 
 from supertask.cli.app import HomeOpt, JsonOpt, StoreOpt, WideOpt, _open_store, _settings, app
-from supertask.cli.cluster import RECENT
 
 if TYPE_CHECKING:
     from supertask.workers.operators import Wanted
@@ -31,7 +30,7 @@ def workers(ctx: typer.Context, store: StoreOpt = None, home: HomeOpt = None, as
     if ctx.invoked_subcommand is not None:
         ctx.obj = (store, home, as_json)
         return
-    from supertask.workers.operators import worker_rows
+    from supertask.workers.operators import RECENT, worker_rows
 
     rows = worker_rows(_open_store(_settings(store, home)), within=None if every else RECENT)
     if as_json:
@@ -39,45 +38,9 @@ def workers(ctx: typer.Context, store: StoreOpt = None, home: HomeOpt = None, as
 
         print_json(rows)
         return
+    from supertask.cli.output import print_workers
+
     print_workers(rows, wide=wide)
-
-
-def print_workers(rows: list[dict[str, Any]], *, wide: bool = False) -> None:
-    from supertask.cli.output import print_grouped
-    from supertask.units import format_duration
-
-    table = [(r["host"], r["name"], ",".join(f"{k}={v}" for k, v in sorted(r["labels"].items())) or "-",
-              f"{r['in_flight']}/{r['slots']}", _state(r), f"{format_duration(r['heartbeat_age'])} ago",
-              *_telemetry(r["telemetry"])) for r in rows]
-    print_grouped(["host", "worker", "labels", "runs", "state", "heartbeat", "cpu", "mem", "disk r/w /s"], table,
-                  wide=wide, keep=("state", "heartbeat"), shared=("host",),
-                  empty="no workers: start one with `supertask worker --store URL --labels K=V --slots N`")
-
-
-def _state(row: dict[str, Any]) -> str:
-    asked = row.get("wanted")
-    return row["state"] + (f"→{asked}" if asked and row["state"] not in ("stopped", "lost") else "")
-
-
-def _telemetry(tel: dict[str, Any]) -> tuple[str, str, str]:
-    def pct(key: str) -> str:
-        value = tel.get(key)
-        return "-" if value is None else f"{float(value):.0f}%"
-
-    def rate(key: str) -> str:
-        value = tel.get(key)
-        if value is None:
-            return "-"
-        size = float(value)
-        for unit in ("B", "K", "M", "G"):
-            if size < 1024 or unit == "G":
-                return f"{size:.0f}{unit}" if unit == "B" else f"{size:.1f}{unit}"
-            size /= 1024
-        return "-"  # pragma: no cover
-
-    io = "-" if tel.get("disk_read") is None and tel.get("disk_write") is None else \
-        f"{rate('disk_read')} {rate('disk_write')}"
-    return pct("cpu"), pct("memory"), io
 
 
 def _ask(ctx: typer.Context, name: str, wanted: Wanted, store: str | None, home: str | None, as_json: bool) -> None:

@@ -209,6 +209,7 @@ class LiveControl:
         disk = psutil.disk_usage(str(service.settings.home if service.settings.home.exists() else "/"))
         from supertask.store.sql import redact
 
+        queued = _queued(service) if health["up"] else []
         return {
             "version": __version__, "pid": os.getpid(), "host": service.settings.host,
             "instance": service.instance, "started": _iso(service.started), "uptime": round(now - service.started, 3),
@@ -219,7 +220,7 @@ class LiveControl:
                           "last_error": _timetable_error(service)},
             "jobs": {"total": len(jobs), "paused": sum(r["paused"] for r in jobs),
                      "running": sum(bool(r["running"]) for r in jobs)},
-            "runs": runs,
+            "runs": runs, "queued": queued,
             "next_fires": [{"namespace": r["namespace"], "job": r["name"], "next_fire": r["next_fire"],
                             "timezone": r["timezone"]} for r in upcoming],
             "telemetry": {
@@ -384,3 +385,13 @@ def _timetable_error(service: Any) -> dict[str, Any] | None:
 
 
 __all__ = ["LiveControl", "RunNotFound", "SupertaskError", "edited", "parse_assignments"]
+
+
+def _queued(service: Any) -> list[dict[str, Any]]:
+    """The served namespaces' queued runs by why they wait (docs/workers.md); [] when the store cannot say."""
+    from supertask.workers.operators import queued_reasons
+
+    try:
+        return queued_reasons(service.store, service.namespaces)
+    except Exception:
+        return []

@@ -12,6 +12,9 @@ server. What is measured, and where from:
 - ``supertask_fires_coalesced_total{namespace,job}``: fires ``catch_up: latest`` folded
   into a later one (after downtime, or a scheduler behind its fires; read at scrape time);
 - ``supertask_last_success_timestamp_seconds{namespace,job}``: end of the last success;
+- ``supertask_runs_queued{namespace,reason}``: runs ``queued`` in the served namespaces
+  by why they wait (``no live worker has gpu=1``; empty: their turn or their time), read
+  from the store at scrape time (docs/workers.md);
 - ``supertask_up``: 1 while the scheduler serves; ``supertask_start_time_seconds``.
 """
 
@@ -88,6 +91,7 @@ class Metrics:
         self.up.set(1)
         self.started.set(getattr(service, "started", time.time()))
         health = service.store.health
+        self.registry.register(_Queued(service))
         self.store_up.set_function(lambda: 1.0 if health.up else 0.0)
         self.log.info("metrics serving", address=f"{host}:{port}", url=f"http://{host}:{port}/metrics")
 
@@ -127,4 +131,35 @@ class _ByJob:
                 tally = sorted(self.read(ctx).items())
             for (namespace, job), count in tally:
                 family.add_metric([namespace, job], count)
+        yield family
+
+
+class _Queued:
+    """``supertask_runs_queued{namespace,reason}`` from the store at scrape time (nothing
+    while the store is unreachable; reasons cut to 200 characters)."""
+
+    name = "supertask_runs_queued"
+    documentation = "Runs queued (for a worker, or their turn) by namespace and why they wait"
+
+    def __init__(self, service: Any):
+        self.service = service
+
+    def _family(self) -> Any:
+        from prometheus_client.core import GaugeMetricFamily
+
+        return GaugeMetricFamily(self.name, self.documentation, labels=["namespace", "reason"])
+
+    def describe(self) -> list[Any]:
+        return [self._family()]
+
+    def collect(self) -> Iterator[Any]:
+        from supertask.workers.operators import queued_reasons
+
+        family = self._family()
+        try:
+            found = queued_reasons(self.service.store, self.service.namespaces) if self.service.store.health.up else []
+        except Exception:
+            found = []
+        for row in found:
+            family.add_metric([row["namespace"], row["reason"][:200]], row["runs"])
         yield family

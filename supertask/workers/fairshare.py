@@ -32,6 +32,8 @@ import json
 from collections.abc import Mapping
 from typing import Any
 
+import sqlalchemy as sa
+
 #: pg_advisory_xact_lock key every claim takes first (``supertask`` + ``claim`` in hex-ish).
 CLAIM_LOCK = 0x5E7A5C_C1A1
 
@@ -77,12 +79,16 @@ FOR UPDATE OF r SKIP LOCKED
 """
 
 
-def pick(tx: Any, labels: Mapping[str, str], free: int) -> list[int]:
+def pick(conn: Any, labels: Mapping[str, str], free: int) -> list[int]:
     """The ids of the queued runs a worker with ``labels`` and ``free`` slots takes, in
-    turn order, their rows locked until ``tx`` ends (see the module's docstring).
-    ``tx`` is a :class:`~supertask.store.sqltx.SqlTx` on PostgreSQL."""
+    turn order, their rows locked until the transaction of ``conn`` (a SQLAlchemy
+    connection to PostgreSQL) ends; see the module's docstring."""
     if free <= 0:
         return []
-    tx.rows("SELECT pg_advisory_xact_lock(:key)", {"key": CLAIM_LOCK})
-    found = tx.rows(PICK, {"labels": json.dumps(dict(labels)), "free": int(free)})
+    conn.execute(_LOCK, {"key": CLAIM_LOCK})
+    found = conn.execute(_PICK, {"labels": json.dumps(dict(labels), sort_keys=True), "free": int(free)})
     return [int(row[0]) for row in found]
+
+
+_LOCK = sa.text("SELECT pg_advisory_xact_lock(:key)")
+_PICK = sa.text(PICK)

@@ -22,6 +22,8 @@ import sqlalchemy as sa
 from supertask.errors import SupertaskError, UsageError
 from supertask.store.tables import runs_table, workers_table
 
+#: ``supertask workers`` leaves out workers stopped or lost longer ago than this (seconds), but with --all.
+RECENT = 86400.0
 #: Rows recorded as ended; all the others are live (or down, by their heartbeat).
 ENDED = ("stopped", "lost")
 
@@ -99,6 +101,30 @@ def ask(st: Any, name: str, wanted: Wanted, *, who: str, source: str) -> dict[st
     after = dict(row)
     after["wanted"] = wanted.value
     return judged(after, st.clock(), 0)
+
+
+def queued_reasons(st: Any, namespaces: Any = None) -> list[dict[str, Any]]:
+    """The runs ``queued`` (of ``namespaces``, or all), counted by namespace and why they
+    wait (the row's message, ``no live worker has gpu=1``; empty: waiting their turn or
+    their time), most first: what ``status`` and the metrics show."""
+    c = runs_table.c
+    reason = sa.func.coalesce(c.message, "")
+    query = (sa.select(c.namespace, reason.label("reason"), sa.func.count().label("runs"))
+             .where(c.status == "queued").group_by(c.namespace, reason))
+    if namespaces is not None:
+        query = query.where(c.namespace.in_(list(namespaces)))
+    with st.engine.connect() as conn:
+        found = [{"namespace": ns, "reason": why, "runs": int(n)} for ns, why, n in conn.execute(query)]
+    return sorted(found, key=lambda r: (-r["runs"], r["namespace"], r["reason"]))
+
+
+def print_queued(queued: list[dict[str, Any]], echo: Any) -> None:
+    """One line for the queued runs and why they wait (nothing when none is queued)."""
+    if not queued:
+        return
+    total = sum(r["runs"] for r in queued)
+    parts = [f"{r['runs']} in {r['namespace']}: {r['reason'] or 'waiting their turn or their time'}" for r in queued]
+    echo(f"queued {total} run(s): " + "; ".join(parts[:10]) + ("; ..." if len(parts) > 10 else ""))
 
 
 def summary(rows: list[dict[str, Any]]) -> dict[str, Any]:

@@ -50,8 +50,8 @@ def queue(st: SqlStore, ns: str, job: str, count: int, *, labels: dict[str, str]
 def claim(st: SqlStore, worker: str, free: int, labels: dict[str, str] | None = None) -> list[tuple[str, str]]:
     """One claim: what ``pick`` chose, marked running and held by ``worker``; (namespace, job) each."""
     with st.engine.begin() as conn:
+        ids = pick(conn, labels or {}, free)
         tx = SqlTx(conn)
-        ids = pick(tx, labels or {}, free)
         if not ids:
             return []
         tx.run("UPDATE supertask_runs SET status = 'running', worker = :w, instance = :w WHERE id = ANY(:ids)",

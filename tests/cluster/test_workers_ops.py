@@ -69,3 +69,28 @@ def test_drain_pause_resume_are_asked_in_the_row_and_audited(tmp_path: Path, pg_
     assert [r["action"] for r in audit] == ["worker resume", "worker pause", "worker drain"]
     assert audit[0]["after"] == {"worker": "w1", "wanted": "serve"} and audit[0]["source"].startswith("cli on ")
     assert json.loads(cli("workers", "drain", "w1", "--json").stdout)["wanted"] == "drain"
+
+
+def test_why_a_run_waits_is_in_status_history_and_the_metrics(tmp_path: Path, pg_db: str) -> None:
+    import urllib.request
+
+    cli = cli_for(tmp_path, pg_db)
+    (cli.cwd / "supertask.yaml").write_text(
+        "namespace: gpu\nweight: 2\nmax_running: 3\njobs:\n  - name: train\n    when: '@daily'\n    run: cmd:true\n")
+    scheduler = cli.start("--metrics", "127.0.0.1:0", "--heartbeat", "1s", "--lease", "4s")
+    try:
+        url = scheduler.wait_event("metrics serving", timeout=60)["url"]
+        assert rows(pg_db, "SELECT weight, max_running FROM supertask_namespaces WHERE name = 'gpu'") == [(2.0, 3)]
+        rows(pg_db, "INSERT INTO supertask_runs (namespace, job, attempt, reason, scheduled, status, labels, message) "
+                    "VALUES ('gpu', 'train', 1, 'manual', now(), 'queued', '{\"gpu\": \"1\"}', "
+                    "'no live worker has gpu=1')")
+        reason = {"namespace": "gpu", "reason": "no live worker has gpu=1", "runs": 1}
+        assert cli.json("status")["queued"] == [reason]
+        assert "queued 1 run(s): 1 in gpu: no live worker has gpu=1" in cli("status").stdout
+        assert cli.json("status", "--store", pg_db)["queued"] == [reason]
+        assert [(r["status"], r["message"]) for r in cli.json("history", "--ns", "gpu")] == [
+            ("queued", "no live worker has gpu=1")]
+        metrics = urllib.request.urlopen(url, timeout=10).read().decode()
+        assert 'supertask_runs_queued{namespace="gpu",reason="no live worker has gpu=1"} 1.0' in metrics
+    finally:
+        scheduler.stop()
