@@ -131,6 +131,28 @@ def due(fires: Sequence[datetime], now: datetime, *, grace: float, catch_up: Cat
     return out
 
 
+#: Seconds behind its first due fire past which a round asks the store what other hosts decided.
+LATE = 1.0
+
+
+def undecided(fires: Sequence[datetime], stored_next: datetime | None) -> list[datetime]:
+    """Which of a job's due fires (oldest first, as this host's memory has them) are still
+    to be decided, given the job's next run time in a store other schedulers share.
+
+    Every scheduler writes the next run time after deciding a job's fires (forward only:
+    :meth:`~supertask.store.revisions.LiveRows.set_next_run_times`), so a fire before the
+    stored one was decided by a host: run, skipped, folded into a catch-up, or held. Its
+    run row is the usual guard against a second run, but retention may have pruned it,
+    so a host whose memory is behind (it was frozen, cut off, overloaded) must not decide
+    those fires again: they are dropped here (GoodJob #767). A fire at or after the stored
+    time, or any fire when the store has none (a paused or finished job, or no store to
+    ask), is kept: its claim decides it as usual.
+    """
+    if stored_next is None:
+        return list(fires)
+    return [t for t in fires if t >= stored_next]
+
+
 def overlap(policy: Overlap, flight: Flight, fire: datetime, now: datetime, *,
             max_concurrent: int | None = None, in_round: bool = False) -> Decision:
     """Whether a fire at ``fire`` runs beside the job's runs in flight (``flight``).

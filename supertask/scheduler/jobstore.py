@@ -163,6 +163,21 @@ class NamespaceJobStore(BaseJobStore):
     def next_run_ts(self, jid: str) -> float | None:
         return self._next.get(jid)
 
+    def stored_next_run_times(self, jids: Iterable[str]) -> dict[str, float | None]:
+        """The next run time the store holds for each of ``jids`` (what any scheduler
+        sharing it wrote last; :func:`supertask.scheduler.decisions.undecided`): one
+        query per namespace."""
+        by_ns: dict[str, set[str]] = {}
+        for jid in jids:
+            ns, _, name = jid.partition("/")
+            by_ns.setdefault(ns, set()).add(name)
+        out: dict[str, float | None] = {}
+        for ns, names in by_ns.items():
+            for name, nrt, _paused, _revision in self.store.job_states(ns):
+                if name in names:
+                    out[job_id(ns, name)] = nrt
+        return out
+
     def ids(self) -> set[str]:
         with self._lock:
             return set(self._known)

@@ -9,6 +9,11 @@ due yet, and the executor starts each child at its fire time
 its time is then only the start of its child: at one fire a second that is the claim
 commit less (~0.5 ms of 3–4), at a hundred a second the whole decision of the round
 (docs/benchmarks.md). No fire starts before its time: the executor waits for it.
+
+A round that finds a job's fires more than :data:`~supertask.scheduler.decisions.LATE`
+behind (this scheduler was frozen, cut off, overloaded) on a store other schedulers
+share first asks the store for the jobs' next run times: the fires other hosts decided
+meanwhile are not decided again (:func:`~supertask.scheduler.decisions.undecided`).
 """
 
 from __future__ import annotations
@@ -20,6 +25,8 @@ from typing import TYPE_CHECKING, Any
 from apscheduler.schedulers.base import STATE_PAUSED, TIMEOUT_MAX
 
 from supertask import compat
+from supertask.log import get_logger
+from supertask.scheduler.decisions import LATE, undecided
 
 if TYPE_CHECKING:
     from supertask.scheduler.executor import RunExecutor
@@ -59,8 +66,9 @@ class RoundScheduler(compat.scheduler_base()):  # type: ignore[misc]
                         retry = horizon + timedelta(seconds=RETRY_INTERVAL)
                         wake = retry if wake is None else min(wake, retry)
                         continue
+                    decided = self._stored_next(jobstore, due, horizon)
                     for job in due:
-                        self._decide(job, alias, jobstore, horizon)
+                        self._decide(job, alias, jobstore, horizon, decided)
                     ahead = jobstore.get_next_run_time()
                     if ahead is not None and (wake is None or ahead < wake):
                         wake = ahead
@@ -72,10 +80,40 @@ class RoundScheduler(compat.scheduler_base()):  # type: ignore[misc]
             return None
         return min(max(wake.timestamp() - self._lead - time.time(), 0.0), TIMEOUT_MAX)
 
-    def _decide(self, job: Any, alias: str, jobstore: Any, horizon: datetime) -> None:
+    def _stored_next(self, jobstore: Any, due: list[Any], horizon: datetime) -> dict[str, float | None]:
+        """The store's next run times of the due jobs whose first fire is more than LATE
+        behind, in namespaces other schedulers share (none to ask: empty)."""
+        shared = self._rounds.shared
+        behind = [job.id for job in due if shared is not None and job.next_run_time is not None
+                  and (horizon - job.next_run_time).total_seconds() > LATE + self._lead
+                  and shared(job.id.partition("/")[0])]
+        if not behind:
+            return {}
+        try:
+            return dict(jobstore.stored_next_run_times(behind))
+        except Exception as exc:  # the store is away: decided from memory, each claim guards its fire
+            get_logger("supertask.scheduler.rounds").debug("next run times not read", error=str(exc))
+            return {}
+
+    def _decide(self, job: Any, alias: str, jobstore: Any, horizon: datetime,
+                decided: dict[str, float | None]) -> None:
         run_times = compat.due_run_times(job, horizon)
         if not run_times:
             return
+        stored_ts = decided.get(job.id)
+        if stored_ts is not None:
+            stored = datetime.fromtimestamp(stored_ts, UTC)
+            kept = undecided(run_times, stored)
+            if len(kept) < len(run_times):
+                namespace, _, name = job.id.partition("/")
+                get_logger("supertask.scheduler.rounds").info(
+                    "fires decided by another host", job=name, namespace=namespace, fires=len(run_times) - len(kept),
+                    first=run_times[0].isoformat(), last=run_times[len(run_times) - len(kept) - 1].isoformat())
+            if not kept:  # taken up from the store's next fire, in the next round
+                compat.set_next_run_time(job, stored)
+                jobstore.update_job(job)
+                return
+            run_times = kept
         try:
             self._rounds.submit_job(job, run_times)
         except BaseException:

@@ -48,23 +48,33 @@ class LiveRows:
     def set_next_run_times(self, namespace: str, updates: Iterable[tuple[Any, ...]]) -> None:
         """Persist schedule state for many jobs in one transaction: each ``(name, ts)``,
         or ``(name, ts, revision)``, written only while the job is at that revision (a
-        job changed meanwhile by another host keeps the next fire that change gave it)."""
-        plain, held = [], []
+        job changed meanwhile by another host keeps the next fire that change gave it)
+        and, at that revision, only forward: a host that was frozen or cut off writing
+        what it held before never moves the next fire back over fires other hosts ran
+        (whose rows retention may have pruned since: a restart would fire them again)."""
+        plain: list[dict[str, Any]] = []
+        held: list[dict[str, Any]] = []
+        ended: list[dict[str, Any]] = []
         for name, ts, *revision in updates:
-            if revision:
-                held.append({"ns": namespace, "n": name, "t": ts, "r": revision[0]})
+            values = {"ns": namespace, "n": name, "t": ts}
+            if not revision:
+                plain.append(values)
             else:
-                plain.append({"ns": namespace, "n": name, "t": ts})
-        if not plain and not held:
+                (held if ts is not None else ended).append({**values, "r": revision[0]})
+        if not plain and not held and not ended:
             return
         cols = jobs_table.c
         stmt = jobs_table.update().where(cols.namespace == sa.bindparam("ns"), cols.name == sa.bindparam("n")) \
             .values(next_run_time=sa.bindparam("t"))
+        at_revision = stmt.where(cols.revision == sa.bindparam("r"))
         with self._write() as conn:
             if plain:
                 conn.execute(stmt, plain)
             if held:
-                conn.execute(stmt.where(cols.revision == sa.bindparam("r")), held)
+                conn.execute(at_revision.where(sa.or_(cols.next_run_time.is_(None),
+                                                      cols.next_run_time < sa.bindparam("t"))), held)
+            if ended:  # a one-off fired: no next fire
+                conn.execute(at_revision, ended)
 
     def revisions(self, namespaces: Iterable[str]) -> dict[str, int]:
         """The revision of each namespace that has a row (a forgotten one is missing)."""

@@ -125,6 +125,23 @@ def test_due(fires: list[float], grace: float, catch_up: CatchUp, pauses: tuple[
     assert summary(decided) == expected
 
 
+UNDECIDED = [
+    # (fires, seconds ago; the store's next run time, seconds ago or None; kept, seconds ago)
+    ("the store knows nothing: all kept", [3, 2, 1], None, [3, 2, 1]),
+    ("another host decided the first two (thawed, their rows maybe pruned)", [3, 2, 1], 1, [1]),
+    ("the store is where this host is", [3, 2, 1], 3, [3, 2, 1]),
+    ("the store is further on than all of them", [3, 2, 1], 0, []),
+    ("the store is behind this host (a lagging write)", [3, 2, 1], 10, [3, 2, 1]),
+]
+
+
+@pytest.mark.parametrize(("fires", "stored", "kept"), [row[1:] for row in UNDECIDED], ids=[row[0] for row in UNDECIDED])
+def test_fires_other_hosts_decided_are_not_decided_again(fires: list[float], stored: float | None,
+                                                         kept: list[float]) -> None:
+    got = decisions.undecided([ago(s) for s in fires], None if stored is None else ago(stored))
+    assert got == [ago(s) for s in kept]
+
+
 def test_missed_fires_are_one_skipped_row_saying_how_many_and_when() -> None:
     fires = [ago(3 * 3600 + 1800), ago(2 * 3600 + 1800), ago(3600 + 1800), ago(1800)]
     (skipped,) = decisions.due(fires, NOW, grace=30, catch_up=CatchUp.LATEST, up_since=UP)

@@ -65,6 +65,25 @@ def test_schedule_state_is_written_only_over_the_revision_held(store: Any) -> No
     assert store.get_job("ns", "a").next_run_time == 77.0
 
 
+def test_schedule_state_moves_only_forward_at_a_revision(store: Any) -> None:
+    """A host thawed or back from a cut writes what it held: never back over the fires other
+    hosts ran (their rows may be pruned; a restart would fire them again)."""
+    store.sync("ns", [job("a"), job("b")], lambda _j: 10.0)
+    store.set_next_run_times("ns", [("a", 30.0, 1), ("b", 30.0, 1)])  # the live host, further on
+    store.set_next_run_times("ns", [("a", 20.0, 1), ("b", None, 1)])  # the thawed host: a behind, b ended
+    states = {name: nrt for name, nrt, _paused, _rev in store.job_states("ns")}
+    assert states == {"a": 30.0, "b": None}
+    store.set_next_run_times("ns", [("a", 31.0, 1)])
+    assert store.get_job("ns", "a").next_run_time == 31.0
+
+
+def test_the_job_store_reads_the_stored_next_run_times(store: Any) -> None:
+    store.sync("ns", [job("a"), job("b")], lambda _j: 10.0)
+    store.set_next_run_times("ns", [("a", 42.0, 1)])
+    js = NamespaceJobStore(store, ["ns"], edits.trigger_for)
+    assert js.stored_next_run_times(["ns/a", "ns/b", "ns/gone"]) == {"ns/a": 42.0, "ns/b": 10.0}
+
+
 def test_the_job_store_takes_in_only_newer_rows_and_removals(store: Any) -> None:
     store.sync("ns", [job("a"), job("b"), job("c")], lambda _j: 10.0)
     js = NamespaceJobStore(store, ["ns"], edits.trigger_for)
