@@ -76,6 +76,7 @@ class StopCause(Word):
     KILL = "kill"
     SHUTDOWN = "shutdown"
     LEASE_LOST = "lease-lost"  # --lease-lost end: its scheduler lost its lease (docs/cluster.md)
+    FENCED = "fenced"  # its worker could not renew the attempt's lease (docs/workers.md)
 
     def says(self, message: str | None) -> str:
         """The run's message with "ended on request" (a launcher's words) made precise."""
@@ -90,6 +91,8 @@ _STOPPED_BY = {
     StopCause.SHUTDOWN: "ended at shutdown: the scheduler stopped before the run did",
     StopCause.LEASE_LOST: "ended by its scheduler, which lost its lease (--lease-lost end): another host may "
                           "have taken the run over",
+    StopCause.FENCED: "ended by its worker, which could not renew the attempt's lease: the attempt counts as lost "
+                      "and may be retried elsewhere",
 }
 
 
@@ -226,6 +229,9 @@ class Job:
     cpus: float | None = None
     memory: str | None = None  # as docker takes it: 512m, 1g
     docker_cli: str | None = None  # docker or podman; default $SUPERTASK_DOCKER, else docker
+    # -- workers (docs/workers.md) --
+    on: Mapping[str, str] = field(default_factory=dict)  # labels a worker must have; {}: the scheduler runs it
+    priority: int = 0  # higher first among the runs queued for workers
     # where the entry came from (not part of the definition, not in the fingerprint)
     source_line: int | None = field(default=None, compare=False)
     # `run` parsed (not part of the definition: derived from `run`); None for steps
@@ -248,9 +254,12 @@ class Job:
         data["overlap"] = self.overlap.value
         data["catch_up"] = self.catch_up.value
         data["retry_on"] = [status.value for status in self.retry_on]
-        if not self.mailto:  # added in 0.2.0: absent when unused, so no stored job reads as changed
-            del data["mailto"]
+        for name, unused in (("mailto", ()), ("on", {}), ("priority", 0)):  # added in 0.2.0: absent when
+            if data[name] == unused:  # unused, so no stored job reads as changed
+                del data[name]
         data["env"] = dict(self.env)
+        if "on" in data:
+            data["on"] = dict(self.on)
         data["steps"] = [
             {"name": s.name, "run": s.run, "if_": s.if_.value, "continue_on_error": s.continue_on_error}
             for s in self.steps
@@ -270,6 +279,7 @@ class Job:
         if "retry_on" in kw:
             kw["retry_on"] = tuple(RunStatus(status) for status in kw["retry_on"])
         kw["env"] = dict(kw.get("env") or {})
+        kw["on"] = dict(kw.get("on") or {})
         for name in _TUPLE_FIELDS:
             if name in kw:
                 kw[name] = tuple(kw[name])

@@ -40,6 +40,8 @@ DEFAULTS: dict[str, tuple[Any, str]] = {
     "lease_lost": ("keep", "What a scheduler does with its runs in flight once it has gone without a heartbeat "
                            "for longer than its lease (cut off, frozen): keep them running, or end them (the "
                            "other hosts take them over)"),
+    "workers_only": (False, "Leave every run to workers (`supertask worker`), jobs without on: too; this "
+                            "scheduler decides when, and launches nothing itself (PostgreSQL store)"),
     "allow_second": (False, "Serve a namespace that another scheduler already serves from this state folder "
                             "(refused by default: exit 2)"),
 }
@@ -148,6 +150,7 @@ class Settings:
     http: str | None = default("http")
     watch: bool = default("watch")
     allow_second: bool = default("allow_second")
+    workers_only: bool = default("workers_only")
     heartbeat: float = default("heartbeat")
     lease: float = default("lease")
     lease_lost: str = default("lease_lost")

@@ -326,6 +326,9 @@ def print_log(store: Store, run_id: int, *, follow: bool, namespace: str | None 
         from supertask.errors import RunNotFound
 
         raise RunNotFound(run_id)
+    if record.worker is not None and not record.log_path:  # shipped into the store (docs/workers.md)
+        from supertask.workers.chunks import print_chunks
+        return print_chunks(store, record, follow=follow, out=out)
     if not record.log_path:
         if record.status in (RunStatus.SKIPPED, RunStatus.LOST):
             if write is None:

@@ -62,6 +62,7 @@ def run(
     http: Annotated[str | None, _opt("http", "--http", metavar="HOST:PORT")] = None,
     watch: Annotated[bool, _opt("watch", "--watch/--no-watch")] = cli_default("watch"),
     allow_second: Annotated[bool, _opt("allow_second", "--allow-second")] = cli_default("allow_second"),
+    workers_only: Annotated[bool, _opt("workers_only", "--workers-only")] = cli_default("workers_only"),
     heartbeat: Annotated[str, _opt("heartbeat", "--heartbeat")] = cli_default("heartbeat"),
     lease: Annotated[str, _opt("lease", "--lease")] = cli_default("lease"),
     lease_lost: Annotated[str, _opt("lease_lost", "--lease-lost", metavar="keep|end")] = cli_default("lease_lost"),
@@ -100,6 +101,7 @@ def run(
                          "--lease 20s")
     settings = _settings(store, home, max_workers=max_workers, max_concurrent=max_concurrent,
                          listen=listen, token=token, metrics=metrics, http=http, watch=watch, allow_second=allow_second,
+                         workers_only=workers_only,
                          log_format=log_format, log_level=log_level, lease_lost=lease_lost, **durations)
     code = commands.run(settings, command=command or [], file=file, when=when, name=name, namespace=namespace)
     raise typer.Exit(code)

@@ -37,11 +37,13 @@ def forget_namespace(store: Any, namespace: str) -> dict[str, Any]:
     files; return what went."""
     import sqlalchemy as sa
 
-    from supertask.store.tables import jobs_table, namespaces_table, runs_table
+    from supertask.store.tables import jobs_table, log_chunks_table, namespaces_table, runs_table
 
     with store.engine.begin() as conn:
         paths = [p for (p,) in conn.execute(sa.select(runs_table.c.log_path).where(
             runs_table.c.namespace == namespace, runs_table.c.log_path.is_not(None)))]
+        conn.execute(log_chunks_table.delete().where(log_chunks_table.c.run_id.in_(
+            sa.select(runs_table.c.id).where(runs_table.c.namespace == namespace))))  # workers' logs
         runs = conn.execute(runs_table.delete().where(runs_table.c.namespace == namespace)).rowcount
         jobs = conn.execute(jobs_table.delete().where(jobs_table.c.namespace == namespace)).rowcount
         conn.execute(namespaces_table.delete().where(namespaces_table.c.name == namespace))

@@ -37,6 +37,7 @@ TOP = (
     '  pause            Hold all firing (running jobs go on) until `supertask...\n'
     '  resume           Release firing held by `supertask pause`.\n'
     '  hosts            List the schedulers sharing the store: host, pid, up...\n'
+    '  worker           Take runs from a PostgreSQL store and run them: those...\n'
     '  web              Serve the dashboard and the HTTP API (/api/v1, OpenAPI...\n'
     '  audit            Every change, newest first: when, who (a token or a...\n'
     '  service          Run supertask as a systemd service.\n'

@@ -10,7 +10,7 @@ from supertask.cli.app import app
 from supertask.errors import SupertaskError
 
 # Each module registers its commands on `app` when imported; `--help` lists them in this order.
-for _module in ("core", "admin", "live", "cluster", "web", "workers"):
+for _module in ("core", "admin", "live", "cluster", "worker", "workers", "web"):
     importlib.import_module(f"supertask.cli.{_module}")
 
 

@@ -145,6 +145,10 @@ class Heartbeat:
         self.peers, self.seen = peers, now
         if self.taking_over and not self.service.stop_request.event.is_set():
             self._take_over(leases.may_take_over(self._beating_since, now, self.lease))
+            if self.store.dialect == "postgresql":  # workers' lost attempts, queued runs' reasons
+                from supertask.workers.lost import look
+
+                look(self.store.engine, f"host {self.me.host} (instance {leases.short(self.me.instance)})")
         if time.monotonic() - self._forgot > FORGET_EVERY:
             self._forgot = time.monotonic()
             self.store.forget_hosts(FORGET_AFTER)

@@ -95,6 +95,7 @@ class RunExecutor(compat.executor_base()):  # type: ignore[misc]
         #: namespace -> whether other schedulers may fire its jobs from the same store (set
         #: by the service): then each claim is checked against what they run
         self.shared: Callable[[str], bool] | None = None
+        self.route: Callable[[Job], dict[str, str] | None] | None = None  # labels: a run for workers
         ctx.guard = self.guard_for
 
     def start(self, scheduler: Any, alias: str) -> None:
@@ -164,6 +165,9 @@ class RunExecutor(compat.executor_base()):  # type: ignore[misc]
         - ``allow``: runs side by side, at most ``max_concurrent`` (when set); beyond
           that the fire is skipped.
         """
+        if self.route is not None and (labels := self.route(definition)) is not None:  # for a worker
+            from supertask.workers.route import submit
+            return submit(self, namespace, definition, fire, reason, then, labels)
         while True:
             started = self._submit(namespace, definition, fire, reason, then)
             if started is not None:
@@ -388,8 +392,7 @@ class RunExecutor(compat.executor_base()):  # type: ignore[misc]
                          namespace=namespace, scheduled=fire.isoformat(), overlap=definition.overlap.value)
 
     def in_flight(self) -> int:
-        with self._guard:
-            return sum(self._inflight.values())
+        return sum(self._inflight.values())  # (a glance: no lock)
 
     def busy(self, namespace: str, name: str) -> int:
         """Runs of one job in flight: running, or waiting between attempts to retry."""

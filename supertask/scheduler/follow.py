@@ -111,6 +111,12 @@ def run_queued(service: Any, record: Any) -> None:
     from supertask.model import Overlap, RunStatus
 
     found = service.jobstore.definition(f"{record.namespace}/{record.job}")
+    labels = service.executor.route(found[1]) if found is not None and service.executor.route else None
+    if labels is not None:  # a job that runs on workers: the row is left to them
+        from supertask.workers.route import hand_over
+
+        hand_over(service.store, record.id, found[1], labels)
+        return
     why = None
     if found is None:
         why = "the job is no longer in the store"

@@ -34,6 +34,7 @@ from supertask.scheduler.jobstore import NamespaceJobStore, job_id
 from supertask.scheduler.supervisor import Supervisor
 from supertask.settings import Settings
 from supertask.store.base import HealthWatch, Store, StoredJob, SyncReport
+from supertask.workers.route import needs as route_needs
 
 UTC = timezone.utc
 #: After the grace period, how long a stop waits for the ended runs' rows at most.
@@ -61,8 +62,6 @@ def sync_timetable(store: Store, namespace: str, timetable: Timetable, settings:
             store.audit_many(sync_audit(namespace, {j.name: j for j in timetable.jobs}, report, settings.user,
                                         f"sync {timetable.source or 'command line'} on {settings.host}"))
         except Exception as exc:  # the sync stands; its audit rows are reported missing
-            from supertask.log import get_logger
-
             get_logger("supertask.scheduler.service").warning("audit rows not written", namespace=namespace,
                                                               error=str(exc))
     return report
@@ -129,6 +128,7 @@ class Service:
         self.heartbeat = Heartbeat(self)
         self.ctx.hold = self.heartbeat.hold
         self.executor.shared = self.shared
+        self.executor.route = lambda job: route_needs(job, settings.workers_only)  # supertask.workers.route
 
     def _build(self) -> Any:
         from supertask.scheduler.rounds import RoundScheduler

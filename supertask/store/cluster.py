@@ -155,9 +155,10 @@ class ClusterRows:
 
     def runs_in_flight(self, namespaces: Iterable[str] | None = None, *, besides: str | None = None) -> list[InFlight]:
         """The runs ``running`` or ``queued`` (in ``namespaces``, or all; but those of the
-        instance ``besides``), oldest first."""
+        instance ``besides``), oldest first; not those for workers (supertask.workers.lost)."""
         cols = [runs_table.c[name] for name in ("id", "namespace", "job", "attempt", "status", "host", "instance")]
-        query = sa.select(*cols).where(runs_table.c.status.in_(IN_FLIGHT)).order_by(runs_table.c.id)
+        query = sa.select(*cols).where(runs_table.c.status.in_(IN_FLIGHT), runs_table.c.labels.is_(None)
+                                       ).order_by(runs_table.c.id)
         if namespaces is not None:
             query = query.where(runs_table.c.namespace.in_(list(namespaces)))
         if besides is not None:

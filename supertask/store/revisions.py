@@ -121,7 +121,7 @@ class LiveRows:
         """Take up the runs queued through the store in ``namespaces`` that no host holds
         yet: each becomes this host's (of several hosts asking at once, one gets each)."""
         cols = runs_table.c
-        waiting = sa.and_(cols.status == RunStatus.QUEUED.value, cols.host.is_(None),
+        waiting = sa.and_(cols.status == RunStatus.QUEUED.value, cols.host.is_(None), cols.labels.is_(None),
                           cols.namespace.in_(list(namespaces)))
         taken = []
         with self._write() as conn:

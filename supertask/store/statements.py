@@ -361,6 +361,7 @@ _PRUNE_WHERE = (f"namespace = :namespace AND job = :job AND status IN ({_quoted(
                 "AND (id < :oldest OR scheduled < :before)")
 _PRUNE_SELECT = f"SELECT status, log_path FROM supertask_runs WHERE {_PRUNE_WHERE}"
 _PRUNE_DELETE = f"DELETE FROM supertask_runs WHERE {_PRUNE_WHERE}"
+_PRUNE_CHUNKS = f"DELETE FROM supertask_log_chunks WHERE run_id IN (SELECT id FROM supertask_runs WHERE {_PRUNE_WHERE})"
 
 
 def prune_runs(tx: Any, namespace: str, job: str | None, *, keep: int | None, max_age: float | None) -> Pruned:
@@ -386,6 +387,7 @@ def prune_runs(tx: Any, namespace: str, job: str | None, *, keep: int | None, ma
         rows = tx.rows(_PRUNE_SELECT, params)
         if not rows:
             continue
+        tx.run(_PRUNE_CHUNKS, params)  # a worker's run's log (supertask.workers.chunks)
         tx.run(_PRUNE_DELETE, params)
         skipped = sum(1 for status, _ in rows if status == RunStatus.SKIPPED.value)
         pruned += Pruned(len(rows) - skipped, skipped, tuple(path for _, path in rows if path))

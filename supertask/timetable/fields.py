@@ -29,6 +29,7 @@ from supertask.timetable.containers import cpus, memory, volumes
 from supertask.timetable.envfile import NAME_RE as _ENV_NAME_RE
 from supertask.timetable.envfile import described, parse_env_file
 from supertask.timetable.keys import STEP_ALIASES, STEP_KEYS
+from supertask.timetable.labels import labels, priority
 from supertask.timetable.runtext import RUN_KINDS, normalise_run  # noqa: F401  (re-exported)
 from supertask.timetable.yamldoc import Bad, Doc, describe, join, scalar_list, text
 from supertask.units import parse_duration, parse_size
@@ -365,6 +366,8 @@ _CONVERTERS: dict[str, Callable[[Doc, Node], Any]] = {
     "cpus": cpus,
     "memory": memory,
     "docker_cli": lambda doc, node: text(doc, node, "docker or podman").strip(),
+    "on": labels,
+    "priority": priority,
 }
 INVALID = object()
 

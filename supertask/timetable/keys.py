@@ -11,7 +11,7 @@ JOB_KEYS = (
     "cwd", "env", "env_file",
     "retry_on", "retry_delay_max", "kill_grace", "max_concurrent", "catch_up", "log_max",
     "history_keep", "on_success", "on_failure", "on_retry", "ping", "mailto",
-    "volumes", "network", "pull", "cpus", "memory", "docker_cli",
+    "volumes", "network", "pull", "cpus", "memory", "docker_cli", "on", "priority",
 )  # fmt: skip
 STEP_KEYS = ("name", "run", "if", "continue_on_error")
 
@@ -20,7 +20,7 @@ TOP_ALIASES = {"job": "jobs", "default": "defaults", "ns": "namespace", "name": 
                "share": "weight", "max_concurrent": "max_running", "concurrency": "max_running"}
 JOB_ALIASES = {
     "schedule": "when", "cron": "when", "at": "when", "every": "when", "trigger": "when",
-    "interval": "when", "on": "when", "calendar": "when", "oncalendar": "when",
+    "interval": "when", "calendar": "when", "oncalendar": "when",
     "command": "run", "cmd": "run", "exec": "run", "script": "run", "shell": "run",
     "uses": "run", "action": "run",
     "timeout_seconds": "timeout", "timeout_sec": "timeout", "max_runtime": "timeout",
@@ -35,6 +35,8 @@ JOB_ALIASES = {
     "environment_file": "env_file", "disabled": "enabled", "active": "enabled", "enable": "enabled",
     "id": "name", "title": "name", "desc": "description", "comment": "description",
     "step": "steps", "tasks": "steps",
+    "labels": "on", "selector": "on", "selectors": "on", "worker_selector": "on", "runs_on": "on",
+    "runs-on": "on", "nice": "priority",
     "mail_to": "mailto", "mail": "mailto", "email": "mailto", "MAILTO": "mailto", "notify_email": "mailto",
 }  # fmt: skip
 STEP_ALIASES = {

@@ -1,0 +1,112 @@
+"""Dead workers' attempts become ``lost`` and are retried, exactly once; queued rows say
+why they wait.
+
+Every worker (at each heartbeat) and every scheduler on PostgreSQL (at each of its own)
+looks for attempts whose lease ran out: ``running`` rows held by a worker whose
+``lease_until`` (renewed at each of that worker's heartbeats) has passed by the
+database's clock. A worker killed with ``kill -9`` stops renewing; its attempts pass
+their lease at most ``--lease`` after its last heartbeat, and the next look (a
+heartbeat of another process, every few seconds) finds them: with the default 20 s
+lease and 5 s heartbeats, within 25 s.
+
+Each is declared lost by one conditional ``UPDATE ... SET status = 'lost' WHERE id = :id
+AND status = 'running' AND worker = :dead AND lease_until < now()``, in a transaction
+holding the job's advisory lock (:func:`supertask.store.guard.job_key`), so of several
+processes doing this at once exactly one changes the row, and only that one queues the
+retry (a new ``queued`` attempt with the same labels, when the job's ``retries`` and
+``retry_on`` allow it; ``lost`` retries by default). The worker's row, silent past its
+lease, says ``lost``. Nothing is done to another machine: a worker that was only cut off
+has ended its children itself (:mod:`supertask.workers.worker`, self-fencing).
+"""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+import sqlalchemy as sa
+
+from supertask.log import get_logger
+from supertask.model import Job, RunStatus
+from supertask.workers.labels import waiting_reason
+
+_EXPIRED = sa.text(
+    "SELECT r.id, r.namespace, r.job, r.worker, EXTRACT(EPOCH FROM now() - r.lease_until) AS over, "
+    "w.host, w.pid, w.lease, EXTRACT(EPOCH FROM now() - w.heartbeat) AS silent FROM supertask_runs r "
+    "LEFT JOIN supertask_workers w ON w.name = r.worker "
+    "WHERE r.status = 'running' AND r.worker IS NOT NULL AND r.lease_until < now() ORDER BY r.id")
+_LOSE = sa.text(
+    "UPDATE supertask_runs SET status = 'lost', finished = now(), message = :message WHERE id = :id "
+    "AND status = 'running' AND worker = :worker AND lease_until < now() "
+    "RETURNING namespace, job, scheduled, attempt, labels, priority")
+_DEAD_WORKERS = sa.text(
+    "UPDATE supertask_workers SET state = 'lost', message = :message || ' (lease ' || lease || 's); noticed by ' "
+    "|| :by WHERE state NOT IN ('stopped', 'lost') AND heartbeat < now() - make_interval(secs => lease) "
+    "RETURNING name")
+_JOB = sa.text("SELECT definition FROM supertask_jobs WHERE namespace = :namespace AND name = :job")
+
+
+def why(row: Any, by: str) -> str:
+    """The lost attempt's message: which worker, how long silent, who noticed."""
+    if row["silent"] is None:
+        return f"worker {row['worker']} is gone from the store and its attempt's lease ran out; noticed by {by}"
+    return (f"worker {row['worker']} (host {row['host']}, pid {row['pid']}) missed its lease: no heartbeat for "
+            f"{float(row['silent']):.0f}s (lease {float(row['lease']):g}s), the attempt's lease ran out "
+            f"{float(row['over']):.0f}s ago; noticed by {by}")
+
+
+def reap(engine: sa.Engine, by: str) -> list[int]:
+    """Declare lost the attempts whose lease ran out and queue their retries (see the
+    module's docstring); the ids this call changed."""
+    from supertask.store.guard import job_key
+    from supertask.workers.rows import queue_retry
+
+    log = get_logger("supertask.worker")
+    with engine.begin() as conn:
+        for (name,) in conn.execute(_DEAD_WORKERS, {"message": "missed its lease", "by": by}):
+            log.warning("worker lost", worker=name, noticed_by=by)
+        expired = [dict(r) for r in conn.execute(_EXPIRED).mappings()]
+    won = []
+    for row in expired:
+        message = why(row, by)
+        with engine.begin() as conn:
+            conn.execute(sa.text("SELECT pg_advisory_xact_lock(:key)"), {"key": job_key(row["namespace"], row["job"])})
+            lost = conn.execute(_LOSE, {"id": row["id"], "worker": row["worker"], "message": message}).mappings().first()
+            if lost is None:  # another process took it first
+                continue
+            won.append(row["id"])
+            definition = conn.execute(_JOB, {"namespace": row["namespace"], "job": row["job"]}).scalar()
+            job = Job.from_dict(json.loads(definition)) if definition is not None else None
+            retry = job is not None and RunStatus.LOST in job.retry_on and lost["attempt"] <= job.retries
+            retried = queue_retry(conn, dict(lost), 0.0, None) if retry else None
+        log.warning("run lost", job=row["job"], namespace=row["namespace"], run=row["id"], worker=row["worker"],
+                    message=message, retry=retried)
+    return won
+
+
+def refresh_waiting(engine: sa.Engine) -> int:
+    """Set each queued run's ``message`` to why it waits (``no live worker has gpu=1``),
+    or clear it once a live worker has its labels; how many rows changed."""
+    from supertask.workers.rows import live_labels
+
+    changed = 0
+    with engine.begin() as conn:
+        live = live_labels(conn)
+        kinds = [r[0] for r in conn.execute(sa.text(
+            "SELECT DISTINCT labels FROM supertask_runs WHERE status = 'queued' AND labels IS NOT NULL"))]
+        for labels in kinds:
+            reason = waiting_reason(json.loads(labels), live)
+            changed += conn.execute(sa.text(
+                "UPDATE supertask_runs SET message = :reason WHERE status = 'queued' AND labels = :labels "
+                "AND (message IS NULL OR message LIKE 'no live worker%') AND message IS DISTINCT FROM :reason"),
+                {"reason": reason, "labels": labels}).rowcount
+    return changed
+
+
+def look(engine: sa.Engine, by: str) -> None:
+    """One look: lost attempts, then the queued rows' reasons (never raising)."""
+    try:
+        reap(engine, by)
+        refresh_waiting(engine)
+    except Exception as exc:
+        get_logger("supertask.worker").info("looking for lost worker runs failed", error=str(exc))
