@@ -42,8 +42,8 @@ TOP = (
     '  audit            Every change, newest first: when, who (a token or a...\n'
     '  service          Run supertask as a systemd service.\n'
     '  jobs             Change jobs of the running scheduler, live (each...\n'
-    '  tokens           Tokens for the dashboard, the HTTP API and the TCP...\n'
     '  workers          The workers sharing the store: list them (the...\n'
+    '  tokens           Tokens for the dashboard, the HTTP API and the TCP...\n'
 )
 
 

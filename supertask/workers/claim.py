@@ -6,8 +6,9 @@ workers (``labels`` not NULL) whose labels this worker has (JSON containment:
 ``labels <@ mine``) and whose time has come (``lease_until``, a queued row's "not
 before": a retry's delay) it takes, and in which order. Rows another worker is taking
 at the same moment are skipped, not waited for: two workers never take one row, and
-neither waits on the other. The order here is the plain one, ``priority DESC, id``;
-fair share between namespaces and the limits replace :func:`select` (docs/workers.md).
+neither waits on the other. The choice and its order (fair share between namespaces by
+weight, ``max_running``, ``priority``, a job's ``max_concurrent``) are
+:func:`supertask.workers.fairshare.pick`'s, called by :func:`select`.
 """
 
 from __future__ import annotations
@@ -17,15 +18,8 @@ from typing import Any
 
 import sqlalchemy as sa
 
-from supertask.workers.labels import dumps
-
 #: the columns a taken run is handed to the worker with
 TAKEN = ("id", "namespace", "job", "attempt", "reason", "scheduled", "labels", "priority")
-
-_SELECT = sa.text(
-    "SELECT id FROM supertask_runs WHERE status = 'queued' AND labels IS NOT NULL "
-    "AND CAST(labels AS JSONB) <@ CAST(:mine AS JSONB) AND (lease_until IS NULL OR lease_until <= now()) "
-    "ORDER BY priority DESC, id LIMIT :free FOR UPDATE SKIP LOCKED")
 
 _TAKE = sa.text(
     "UPDATE supertask_runs SET status = 'running', worker = :worker, instance = :worker, host = :host, "
@@ -36,8 +30,10 @@ _TAKE = sa.text(
 
 def select(conn: Any, worker: str, labels: Mapping[str, str], free: int) -> list[int]:
     """The ids of the queued runs this worker takes now (at most ``free``), locked:
-    the choice and its order (see the module's docstring)."""
-    return [int(r[0]) for r in conn.execute(_SELECT, {"mine": dumps(labels), "free": free})]
+    the choice and its order, :func:`supertask.workers.fairshare.pick`."""
+    from supertask.workers.fairshare import pick
+
+    return pick(conn, labels, free)
 
 
 def take(conn: Any, worker: str, labels: Mapping[str, str], free: int, *, lease: float,
