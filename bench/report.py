@@ -442,6 +442,10 @@ def write_report(results: dict, *, quick: bool = False) -> Path:
         lines += ["## 4. Scale", ""] + scale_section(results) + [""]
     plot_growth(results, PLOTS / "growth.png")
     lines += ["## 5. Growth", ""] + growth_section(results) + [""]
+    if "workers" in results:
+        import workers
+
+        lines += ["## 6. Workers", ""] + workers.section(results["workers"]) + [""]
     findings = BENCH / "findings.md"
     if findings.exists():
         lines += [findings.read_text().rstrip(), ""]

@@ -51,7 +51,7 @@ from common import (  # noqa: E402
     time_command,
 )
 
-SECTIONS = ("lateness", "launch", "startup", "imports", "scale", "web")
+SECTIONS = ("lateness", "launch", "startup", "imports", "scale", "web", "workers")
 SUBJECTS = ("limit", "supertask", "apscheduler", "original")
 
 
@@ -513,6 +513,11 @@ def main() -> None:
                 results["web"]["live_log"] = web.log_latency()
                 results["web"]["lateness"] = web.lateness_with_browsers(10 if args.quick else 30)
                 path.write_text(json.dumps(results, indent=1))
+            if "workers" in only and pg:  # workers on PostgreSQL: bench/workers.py
+                import workers
+
+                results["workers"] = workers.measure(args.quick)
+                path.write_text(json.dumps(results, indent=1, default=str))
         results["machine"]["loadavg_end"] = os.getloadavg()
     results["before_after"] = baseline.before_after(results)
     path.write_text(json.dumps(results, indent=1))
