@@ -82,9 +82,11 @@ FOR UPDATE OF r SKIP LOCKED
 def pick(conn: Any, labels: Mapping[str, str], free: int) -> list[int]:
     """The ids of the queued runs a worker with ``labels`` and ``free`` slots takes, in
     turn order, their rows locked until the transaction of ``conn`` (a SQLAlchemy
-    connection to PostgreSQL) ends; see the module's docstring."""
+    connection to PostgreSQL, or a :class:`~supertask.store.sqltx.SqlTx` on one) ends;
+    see the module's docstring."""
     if free <= 0:
         return []
+    conn = getattr(conn, "conn", conn)  # a SqlTx: its connection
     conn.execute(_LOCK, {"key": CLAIM_LOCK})
     found = conn.execute(_PICK, {"labels": json.dumps(dict(labels), sort_keys=True), "free": int(free)})
     return [int(row[0]) for row in found]
