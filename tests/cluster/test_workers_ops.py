@@ -6,12 +6,14 @@ a database of each test's own."""
 from __future__ import annotations
 
 import json
+import signal
 from pathlib import Path
 from typing import Any
 
 import pytest
 
-from tests.conftest import Cli
+from tests.cluster.test_workers import BEAT, Worker, stop_all, worker
+from tests.conftest import Cli, Scheduler, wait_until
 
 pytestmark = pytest.mark.postgres
 
@@ -94,3 +96,174 @@ def test_why_a_run_waits_is_in_status_history_and_the_metrics(tmp_path: Path, pg
         assert 'supertask_runs_queued{namespace="gpu",reason="no live worker has gpu=1"} 1.0' in metrics
     finally:
         scheduler.stop()
+
+
+# -- with real workers -------------------------------------------------------------------------
+
+
+def timetable(cli: Cli, name: str, text: str) -> Path:
+    path = cli.cwd / name
+    path.write_text(text)
+    return path
+
+
+def backlog(url: str, ns: str, job: str, count: int, labels: str = "{}") -> None:
+    """``count`` queued runs of the job for workers, as the scheduler queues its fires."""
+    rows(url, "INSERT INTO supertask_runs (namespace, job, attempt, reason, scheduled, status, labels) "
+              "SELECT %s, %s, 1, 'manual', now() - make_interval(secs => n), 'queued', %s "
+              "FROM generate_series(1, %s) AS n", ns, job, labels, count)
+
+
+def states(url: str, job: str) -> dict[str, int]:
+    return dict(rows(url, "SELECT status, count(*) FROM supertask_runs WHERE job = %s GROUP BY status", job))
+
+
+def beats_after(url: str, name: str, count: int) -> None:
+    """Wait until the worker has written ``count`` more heartbeats (each after a claim look)."""
+    [(first,)] = rows(url, "SELECT heartbeat FROM supertask_workers WHERE name = %s", name)
+    seen = {first}
+
+    def more() -> bool:
+        seen.add(rows(url, "SELECT heartbeat FROM supertask_workers WHERE name = %s", name)[0][0])
+        return len(seen) > count
+
+    wait_until(more, 30, what=f"{count} heartbeats of {name}")
+
+
+def test_two_real_workers_are_listed_with_runs_in_flight_and_telemetry(tmp_path: Path, pg_db: str) -> None:
+    sched_cli, a_cli, b_cli = (cli_for(tmp_path, pg_db, f"home{i}") for i in range(3))
+    gate = tmp_path / "gate"
+    timetable(sched_cli, "supertask.yaml", f"""
+namespace: ops
+jobs:
+  - {{name: hold, when: once, on: {{gpu: "1"}}, run: "cmd:while [ ! -f {gate} ]; do sleep 0.1; done"}}
+""")
+    a = worker(a_cli, "gpu-a", "gpu=1,region=eu", "--slots", "2", *BEAT)
+    b = worker(b_cli, "cpu-b", "region=us", "--slots", "3", *BEAT)
+    sched = sched_cli.start(*BEAT)
+    try:
+        wait_until(lambda: states(pg_db, "hold").get("running"), 60, what="hold running")
+        listed = wait_until(lambda: [r for r in sched_cli.json("workers") if r["telemetry"]]
+                            if len(sched_cli.json("workers")) == 2 else None, 30, what="two workers with telemetry")
+        by = {r["name"]: r for r in sched_cli.json("workers")}
+        assert set(by) == {"gpu-a", "cpu-b"} and listed
+        assert (by["gpu-a"]["labels"], by["gpu-a"]["slots"], by["gpu-a"]["in_flight"]) == (
+            {"gpu": "1", "region": "eu"}, 2, 1)
+        assert (by["cpu-b"]["labels"], by["cpu-b"]["slots"], by["cpu-b"]["in_flight"]) == ({"region": "us"}, 3, 0)
+        for r in by.values():
+            assert (r["state"], r["up"]) == ("serving", True) and r["heartbeat_age"] < 4
+            assert {"cpu", "memory"} <= set(r["telemetry"])
+        text = sched_cli("workers", env={"COLUMNS": "200"}).stdout
+        assert "gpu-a" in text and "gpu=1,region=eu" in text and "1/2" in text and "serving" in text
+        gate.touch()
+        wait_until(lambda: states(pg_db, "hold") == {"succeeded": 1}, 30, what="hold's end")
+    finally:
+        stop_all(sched, a, b)
+    by = {r["name"]: r for r in sched_cli.json("workers")}
+    assert {r["state"] for r in by.values()} == {"stopped"} and not any(r["up"] for r in by.values())
+    assert sched_cli("workers", "drain", "gpu-a").returncode == 1  # stopped: nothing to drain
+
+
+def test_drain_finishes_in_flight_takes_no_more_and_pause_resume(tmp_path: Path, pg_db: str) -> None:
+    sched_cli, w_cli = cli_for(tmp_path, pg_db, "home0"), cli_for(tmp_path, pg_db, "home1")
+    gate, done = tmp_path / "gate", tmp_path / "done"
+    timetable(sched_cli, "supertask.yaml", f"""
+namespace: ops
+jobs:
+  - {{name: hold, when: once, on: {{pool: a}}, run: "cmd:while [ ! -f {gate} ]; do sleep 0.1; done"}}
+  - {{name: more, when: "@yearly", overlap: allow, on: {{pool: a}}, run: "cmd:echo $SUPERTASK_RUN_ID >> {done}"}}
+""")
+    w = worker(w_cli, "w1", "pool=a", "--slots", "4", *BEAT)
+    sched = sched_cli.start(*BEAT)
+    try:
+        wait_until(lambda: states(pg_db, "hold").get("running"), 60, what="hold running")
+        assert sched_cli("workers", "drain", "w1").returncode == 0
+        wait_until(lambda: rows(pg_db, "SELECT state FROM supertask_workers WHERE name = 'w1'") == [("draining",)],
+                   20, what="w1 draining")
+        backlog(pg_db, "ops", "more", 3)
+        beats_after(pg_db, "w1", 3)  # three heartbeats (and many claim looks) later: nothing taken
+        assert states(pg_db, "more") == {"queued": 3}
+        assert sched_cli.json("workers")[0]["state"] == "draining"
+        gate.touch()  # the run in flight finishes on the draining worker
+        wait_until(lambda: states(pg_db, "hold") == {"succeeded": 1}, 30, what="hold's end while draining")
+        assert rows(pg_db, "SELECT worker FROM supertask_runs WHERE job = 'hold'") == [("w1",)]
+        assert sched_cli("workers", "resume", "w1").returncode == 0
+        wait_until(lambda: states(pg_db, "more") == {"succeeded": 3}, 30, what="the backlog taken after resume")
+        assert sched_cli("workers", "pause", "w1").returncode == 0
+        wait_until(lambda: rows(pg_db, "SELECT state FROM supertask_workers WHERE name = 'w1'") == [("paused",)],
+                   20, what="w1 paused")
+        backlog(pg_db, "ops", "more", 2)
+        beats_after(pg_db, "w1", 3)
+        assert states(pg_db, "more") == {"succeeded": 3, "queued": 2}
+        assert sched_cli("workers", "resume", "w1").returncode == 0
+        wait_until(lambda: states(pg_db, "more") == {"succeeded": 5}, 30, what="taken again after resume")
+        assert [r["action"] for r in sched_cli.json("audit")][:4] == [
+            "worker resume", "worker pause", "worker resume", "worker drain"]
+        # SIGTERM drains it as `workers drain` does, then it exits: stopped
+        w.proc.send_signal(signal.SIGTERM)
+        assert w.proc.wait(30) == 0
+        assert sched_cli.json("workers")[0]["state"] == "stopped"
+    finally:
+        stop_all(sched, w)
+
+
+def test_fair_share_a_small_namespace_starts_among_the_first_runs(tmp_path: Path, pg_db: str) -> None:
+    a_cli, b_cli, w_cli = (cli_for(tmp_path, pg_db, f"home{i}") for i in range(3))
+    order = tmp_path / "order"
+    job = (f'  - {{name: work, when: "@yearly", overlap: allow, on: {{pool: fair}}, '
+           f'run: "cmd:echo $SUPERTASK_NAMESPACE >> {order}"}}\n')
+    a = a_cli.start("--file", str(timetable(a_cli, "a.yaml", "namespace: big\njobs:\n" + job)), *BEAT)
+    b = b_cli.start("--file", str(timetable(b_cli, "b.yaml", "namespace: small\njobs:\n" + job)), *BEAT)
+    w: Worker | None = None
+    try:
+        for s in (a, b):
+            s.wait_event("scheduler started", timeout=60)
+        backlog(pg_db, "big", "work", 200)
+        backlog(pg_db, "small", "work", 10)
+        w = worker(w_cli, "w1", "pool=fair", "--slots", "4", *BEAT)
+        wait_until(lambda: order.exists() and order.read_text().count("small") == 10, 60, what="small's 10 runs")
+        first = order.read_text().split()
+        assert first.index("small") < 4, first[:8]  # in the first claim
+        assert first[:24].count("small") == 10, first[:24]  # the two take turns until small is done
+    finally:
+        stop_all(a, b, *([w] if w else []))
+
+
+def concurrency_job(name: str, folder: Path, extra: str = "") -> str:
+    """A job whose each run counts the runs of it in flight at its start into ``folder/name.counts``."""
+    flight = folder / name
+    return (f'  - {{name: {name}, when: "@yearly", overlap: allow, on: {{pool: x}}{extra}, run: "cmd:'
+            f"mkdir -p {flight}; touch {flight}/$SUPERTASK_RUN_ID; ls {flight} | wc -l >> {folder}/{name}.counts; "
+            f'sleep 0.6; rm {flight}/$SUPERTASK_RUN_ID"}}\n')
+
+
+def most_at_once(folder: Path, name: str) -> int:
+    return max(int(n) for n in (folder / f"{name}.counts").read_text().split())
+
+
+def test_max_running_and_max_concurrent_hold_across_two_workers(tmp_path: Path, pg_db: str) -> None:
+    capped_cli, free_cli, a_cli, b_cli = (cli_for(tmp_path, pg_db, f"home{i}") for i in range(4))
+    folder = tmp_path / "flight"
+    folder.mkdir()
+    capped = capped_cli.start("--file", str(timetable(capped_cli, "capped.yaml", "namespace: capped\nmax_running: 2\n"
+                                                      "jobs:\n" + concurrency_job("ns_capped", folder))), *BEAT)
+    free = free_cli.start("--file", str(timetable(free_cli, "free.yaml", "namespace: free\njobs:\n"
+                                                  + concurrency_job("job_capped", folder, ", max_concurrent: 2")
+                                                  + concurrency_job("uncapped", folder))), *BEAT)
+    workers: list[Scheduler] = []
+    try:
+        for s in (capped, free):
+            s.wait_event("scheduler started", timeout=60)
+        for job, ns in (("ns_capped", "capped"), ("job_capped", "free"), ("uncapped", "free")):
+            backlog(pg_db, ns, job, 6, '{"pool": "x"}')
+        workers += [worker(a_cli, "wa", "pool=x", "--slots", "4", *BEAT), worker(b_cli, "wb", "pool=x", "--slots", "4",
+                                                                                  *BEAT)]
+        for job in ("ns_capped", "job_capped", "uncapped"):
+            wait_until(lambda job=job: states(pg_db, job) == {"succeeded": 6}, 90, what=f"{job}'s 6 runs")
+        assert most_at_once(folder, "ns_capped") <= 2  # the namespace's max_running, on both workers together
+        assert most_at_once(folder, "job_capped") <= 2  # the job's max_concurrent across both workers
+        assert most_at_once(folder, "uncapped") >= 3  # no limit: the free slots of both workers
+        taken = dict(rows(pg_db, "SELECT job, count(DISTINCT worker) FROM supertask_runs GROUP BY job"))
+        assert taken["ns_capped"] == 2 or taken["job_capped"] == 2 or taken["uncapped"] == 2  # both workers took runs
+    finally:
+        stop_all(capped, free, *workers)
