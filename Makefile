@@ -84,7 +84,8 @@ $(ORIGINAL): | $(UV)
 
 # `make bench BASELINE=a5753cf` measures that commit's supertask too (a worktree and venv under
 # bench/baseline-*/), turn by turn with this tree's: before/after against the run-to-run noise.
-# BENCH_ARGS passes more options, e.g. BENCH_ARGS="--quick" or "--only lateness,launch,startup".
+# BENCH_ARGS passes more options, e.g. BENCH_ARGS="--quick" or "--only lateness,launch,startup";
+# "--only cluster" measures 3 hosts on one PostgreSQL (bench/cluster.py, ~15 min), "--only web" the dashboard.
 bench: $(STAMP) $(ORIGINAL)
 	UV=$(UV) $(VENV)/bin/python bench/run.py $(if $(BASELINE),--baseline $(BASELINE)) $(BENCH_ARGS)
 

@@ -11,7 +11,8 @@ import statistics
 from pathlib import Path
 
 import baseline
-from common import BENCH, ROOT
+import cluster
+from common import BENCH, ROOT, log
 
 DOCS = ROOT / "docs"
 PLOTS = DOCS / "benchmarks"
@@ -381,6 +382,64 @@ def growth_section(results: dict) -> list[str]:
     return lines
 
 
+def web_section(web: dict) -> list[str]:
+    """bench/web.py's figures (issue 17 point 7): pages with real volumes, a live log's
+    delay, fire lateness with and without browsers on the pages, all of one run."""
+    lines = [f"`bench/web.py`: a SQLite store of {web['jobs']:,} jobs in 10 namespaces and {web['runs']:,} runs "
+             f"(built in {web['store_built_s']:.0f} s), a real `supertask web`, each path asked {web['requests']} "
+             "times over HTTP; p50 and p95 are the client's times (the server's plus loopback).", "",
+             "| path | p50 ms | p95 ms |", "|---|---:|---:|"]
+    lines += [f"| `{path}` | {v['p50_ms']:.1f} | {v['p95_ms']:.1f} |" for path, v in web["paths"].items()]
+    worst = max(web["paths"].items(), key=lambda kv: kv[1]["p95_ms"])
+    verdicts = [(f"pages answer in under 200 ms with {web['jobs']:,} jobs and {web['runs']:,} runs (p95)",
+                 f"worst p95 {worst[1]['p95_ms']:.0f} ms (`{worst[0]}`)", worst[1]["p95_ms"] < 200)]
+    live = web.get("live_log")
+    if live:
+        lines += ["", f"A live log (a job printing a line every 0.3 s, its run's event stream read by the client): "
+                  f"{live['lines']} lines, each after {live['p50_ms']} ms at the median, {live['max_ms']} ms at most."]
+        verdicts.append(("a live log shows a new line within 500 ms", f"{live['max_ms']} ms at most", live["max_ms"] < 500))
+    late = web.get("lateness")
+    if late:
+        lines += ["", f"Fire lateness under `supertask run --http`, {late['jobs']} jobs every second: {late['seconds']} s "
+                  f"with no one on the pages (the baseline of the same run), then {late['seconds']} s with "
+                  f"{late['browsers']} clients each loading the overview, jobs and runs pages"
+                  + (f" every {late['pause']:g} s." if late["pause"] else ", back to back."), "",
+                  "| pages | fires | p50 ms | p95 ms | max ms |", "|---|---:|---:|---:|---:|",
+                  f"| none | {late['quiet']['fires']} | {late['quiet']['p50_ms']:.1f} | {late['quiet']['p95_ms']:.1f} | "
+                  f"{late['quiet']['max_ms']:.1f} |",
+                  f"| {late['browsers']} clients ({late['browsing']['pages_served']:,} pages) | {late['browsing']['fires']} | "
+                  f"{late['browsing']['p50_ms']:.1f} | {late['browsing']['p95_ms']:.1f} | {late['browsing']['max_ms']:.1f} |"]
+        ratio = late["browsing"]["p95_ms"] / late["quiet"]["p95_ms"] if late["quiet"]["p95_ms"] else math.nan
+        verdicts.append((f"{late['browsers']} browsers do not move fire lateness (p95 with them within 1.2× of "
+                         "without, the tolerance of table 1)", f"{ratio:.2f}×", ratio <= 1.2))
+    lines += ["", "| target | measured | |", "|---|---|---|"] + [f"| {t} | {m} | {verdict(ok)} |" for t, m, ok in verdicts]
+    return lines
+
+
+#: The sections measured apart (``--only``): a partial run's results.json replaces just these
+#: in the docs/benchmarks.md it finds (keeping every other section as it was measured).
+SPLICED = {"workers": "## 6. Workers", "web": "## The dashboard with real volumes (issue 17)",
+           "cluster": "## Several hosts (issue 15)"}
+WHOLE = ("lateness", "launch", "startup", "scale")
+
+
+def splice(old: str, new: dict[str, list[str]]) -> str:
+    """``old`` with each ``## heading`` section of ``new`` replaced (or, when it has none,
+    added before the findings)."""
+    parts: list[list[str]] = [[]]
+    for line in old.splitlines():
+        if line.startswith("## "):
+            parts.append([])
+        parts[-1].append(line)
+    for heading, lines in new.items():
+        at = next((i for i, p in enumerate(parts) if p and p[0] == heading), None)
+        if at is None:
+            at = next((i for i, p in enumerate(parts) if p and p[0].startswith("## Findings")), len(parts))
+            parts.insert(at, [])
+        parts[at] = [heading, "", *lines, ""]
+    return "\n".join(line for p in parts for line in p) + "\n"
+
+
 def write_report(results: dict, *, quick: bool = False) -> Path:
     """Full runs write docs/benchmarks.md; quick runs write bench/results/benchmarks-quick.md."""
     global PLOTS
@@ -388,6 +447,16 @@ def write_report(results: dict, *, quick: bool = False) -> Path:
     PLOTS = base / "benchmarks"
     PLOTS.mkdir(parents=True, exist_ok=True)
     out = base / ("benchmarks-quick.md" if quick else "benchmarks.md")
+    import workers
+
+    render = {"workers": workers.section, "web": web_section, "cluster": cluster.section}
+    apart = {SPLICED[k]: render[k](results[k]) for k in SPLICED if k in results}
+    if out.exists() and not all(k in results for k in WHOLE):
+        # results of some sections only (``--only cluster`` on a machine with no full run kept):
+        # the report keeps what it has and takes these in
+        out.write_text(splice(out.read_text(), apart))
+        log(f"report: {', '.join(apart) or 'nothing'} written into {out} (its other sections kept)")
+        return out
     m = results.get("machine", {})
     v = m.get("versions", {})
     set_labels(results)
@@ -442,10 +511,8 @@ def write_report(results: dict, *, quick: bool = False) -> Path:
         lines += ["## 4. Scale", ""] + scale_section(results) + [""]
     plot_growth(results, PLOTS / "growth.png")
     lines += ["## 5. Growth", ""] + growth_section(results) + [""]
-    if "workers" in results:
-        import workers
-
-        lines += ["## 6. Workers", ""] + workers.section(results["workers"]) + [""]
+    for heading, section in apart.items():
+        lines += [heading, ""] + section + [""]
     findings = BENCH / "findings.md"
     if findings.exists():
         lines += [findings.read_text().rstrip(), ""]
