@@ -412,6 +412,14 @@ def section(c: dict) -> list[str]:
             verdicts.append((f"p99 with {r['hosts']} hosts within 1.5× of one host, {r['jobs']} fire(s)/s",
                              f"{_fmt(ratio, 2)}× (turns {', '.join(f'{x:.2f}' for x in r['pair_ratios'])})",
                              ratio <= 1.5))
+    noise = {j: max(r["noise"] for r in late if r["jobs"] == j) for j in dict.fromkeys(r["jobs"] for r in late)}
+    noisy = {j: n for j, n in noise.items() if n > 0.5}
+    if noisy:
+        lines += ["", "Read the ratios against the noise: " + "; ".join(
+            f"at {j} fire(s)/s a subject's p99 moves by up to {100 * n:.0f} % from turn to turn"
+            for j, n in noisy.items()) + " (a 30 s window at 1 fire a second holds 30 fires, so its p99 is nearly its slowest "
+            "fire), more than the 50 % the target leaves: the median ratio says there is no systematic slowdown, not "
+            "how large a small one would be."]
     fo = c["failover"]
     lines += ["", f"**Failover.** A job (`sleep`, `retries: 1`) running on one of {c['hosts']} hosts at the defaults "
               f"(heartbeat {fo[0]['heartbeat_s']:g} s, lease {fo[0]['lease_s']:g} s), its scheduler killed with SIGKILL "
@@ -420,7 +428,9 @@ def section(c: dict) -> list[str]:
               "and until the retry (attempt 2) is `running` on a survivor, polled every 50 ms. The child of the "
               "killed host, on this same machine, is ended by the survivor that took it over. Slots: "
               f"{TICKS} jobs firing every second, from 10 s before the kill to 5 s after the retry, counted from the "
-              "fires' output (and their rows: one per slot).", "",
+              "fires' output (and their rows: one per slot). Expect the lease less the time since the killed host's last "
+              "heartbeat, plus up to a heartbeat of the survivor that notices: 15 to 25 s at the defaults; a shorter "
+              "`--lease` shortens it (at the price of declaring a merely slow host dead sooner).", "",
               "| turn | `lost` after s | retry running after s | slots | missed | doubled | rows (slots with one) |",
               "|---:|---:|---:|---:|---:|---:|---:|"]
     for i, r in enumerate(fo, 1):
@@ -437,7 +447,9 @@ def section(c: dict) -> list[str]:
               f"URL`), with {c['hosts']} hosts serving it. *Every host* is the time from the command's start (its "
               "own start-up included) until the last host took the change in, by each host's log (`job paused` on the "
               "host that made it, `jobs changed in the store` on the others: a NOTIFY, or the once-a-second look); "
-              "*listings* says whether each host's `supertask list-jobs --json`, through its own socket, then showed it.", "",
+              "*listings* says whether each host's `supertask list-jobs --json`, through its own socket, then showed it. "
+              "The command's own time (start-up, connecting, the change's transaction) is beside it: where every host "
+              "took the change in before the command had even exited, the propagation itself is the NOTIFY's.", "",
               "| change | times | every host: median s | max s | the command itself s (median) | listings show it |",
               "|---|---:|---:|---:|---:|---|"]
     kinds = list(dict.fromkeys(r["kind"] for r in live))
