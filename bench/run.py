@@ -526,7 +526,7 @@ def main() -> None:
             import cluster
 
             results["cluster"] = cluster.measure(args.quick)
-            path.write_text(json.dumps(results, indent=1))
+            path.write_text(json.dumps(results, indent=1, default=str))
         results["machine"]["loadavg_end"] = os.getloadavg()
     results["before_after"] = baseline.before_after(results)
     path.write_text(json.dumps(results, indent=1, default=str))
