@@ -88,6 +88,10 @@ def queue(store: Any, namespace: str, job: Job, fire: datetime, reason: Reason,
                "status": (RunStatus.SKIPPED if refused else RunStatus.QUEUED).value,
                "finished": conn.execute(sa.text("SELECT now()")).scalar() if refused else None}
         run_id = conn.execute(_INSERT, row).scalar()
+        if run_id is not None and not refused:
+            from supertask.workers.wake import announce
+
+            announce(conn, f"{fire.timestamp():.6f}")
     if run_id is None:
         log.info("fire already claimed", job=job.name, namespace=namespace, scheduled=fire.isoformat())
     elif refused:
@@ -129,5 +133,8 @@ def hand_over(store: Any, run_id: int, job: Job, labels: Mapping[str, str]) -> N
         conn.execute(sa.text("UPDATE supertask_runs SET host = NULL, instance = NULL, labels = :labels, "
                              "priority = :priority, message = :message WHERE id = :id AND status = 'queued'"),
                      {"id": run_id, "labels": dumps(labels), "priority": job.priority, "message": message})
+        from supertask.workers.wake import announce
+
+        announce(conn)
     get_logger("supertask.scheduler.service").info("run queued for a worker", job=job.name, run=run_id,
                                                    labels=text(labels), reason="manual", waiting=message)

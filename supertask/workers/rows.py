@@ -115,6 +115,9 @@ def end(engine: sa.Engine, name: str, run_id: int, values: Mapping[str, Any],
 def queue_retry(conn: Any, run: Mapping[str, Any], delay: float, message: str | None) -> int | None:
     """The fire's next attempt as a ``queued`` row for workers (same labels and priority),
     not taken before ``delay`` seconds (its ``lease_until``); None when it is there already."""
+    from supertask.workers.wake import announce
+
+    announce(conn, f"EXTRACT(EPOCH FROM now()) + {float(delay)}")
     return conn.execute(sa.text(
         "INSERT INTO supertask_runs (namespace, job, attempt, reason, scheduled, status, labels, priority, "
         "lease_until, message) VALUES (:namespace, :job, :attempt, 'retry', :scheduled, 'queued', :labels, "

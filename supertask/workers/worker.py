@@ -142,19 +142,31 @@ class Worker:
     # -- claims -------------------------------------------------------------------------------
 
     def _claim_loop(self) -> None:
-        while True:
-            if self.exiting.is_set():
-                if not self._in_flight():
-                    return
-            elif self.state == WorkerState.SERVING and not self.fenced:
-                free = self.options.slots - len(self._in_flight())
-                if free > 0:
-                    try:
-                        if self._claim(free):
-                            continue  # more may be waiting
-                    except Exception as exc:
-                        self.log.info("claim failed", worker=self.name, error=str(exc))
-            time.sleep(POLL)
+        """Claim while there are free slots; between claims, wait for a run to be announced
+        (:mod:`.wake`; when it is due, if that is a moment ahead), or :data:`POLL` seconds."""
+        from supertask.workers.wake import Wakeup
+
+        wake, due = Wakeup(self.store.engine), None
+        try:
+            while True:
+                if self.exiting.is_set():
+                    if not self._in_flight():
+                        return
+                elif self.state == WorkerState.SERVING and not self.fenced:
+                    free = self.options.slots - len(self._in_flight())
+                    if free > 0:
+                        try:
+                            if self._claim(free):
+                                continue  # more may be waiting
+                        except Exception as exc:
+                            self.log.info("claim failed", worker=self.name, error=str(exc))
+                if due is not None and due > time.time():  # announced, due a moment from now
+                    time.sleep(min(POLL, due - time.time()))
+                    due = None
+                    continue
+                due = wake.wait(POLL)
+        finally:
+            wake.close()
 
     def _claim(self, free: int) -> int:
         with self.store.engine.begin() as conn:

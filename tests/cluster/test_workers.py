@@ -117,8 +117,16 @@ jobs:
         assert trig.returncode == 0, trig.stderr
         wait_until(lambda: (out / "manual").exists(), 30, what="the triggered run")
         assert (out / "manual").read_text().strip() == "w-gpu"
+        wait_until(lambda: runs_of(pg_db, "manual")[0]["status"] == "succeeded", 30, what="its end")
         [m] = runs_of(pg_db, "manual")
-        assert (m["reason"], m["worker"], m["status"]) == ("manual", "w-gpu", "succeeded")
+        assert (m["reason"], m["worker"]) == ("manual", "w-gpu")
+        # through the store, with no scheduler to talk to: a scheduler takes it up and leaves it to workers
+        elsewhere = Cli(tmp_path / "home-elsewhere", pg_db, tmp_path / "work")
+        trig = elsewhere("jobs", "trigger", "manual", "--ns", "routing")
+        assert trig.returncode == 0, trig.stderr
+        wait_until(lambda: len((out / "manual").read_text().split()) == 2, 30, what="the run triggered in the store")
+        assert (out / "manual").read_text().split() == ["w-gpu", "w-gpu"]
+        assert [(r["reason"], r["worker"]) for r in runs_of(pg_db, "manual")] == [("manual", "w-gpu")] * 2
         # a worker with gpu=2 comes: the waiting run starts, and its reason is gone
         late = worker(late_cli, "w-big", "gpu=2", *BEAT)
         wait_until(lambda: (out / "big").exists(), 30, what="big run once a worker fits")
