@@ -192,7 +192,7 @@ def read_log(st: Store, viewer: Viewer, run_id: int, offset: int = 0) -> dict[st
     ``read_log`` has); ``finished`` once the run ended and all of it was read."""
     from supertask.control.readout import log_chunk
 
-    return log_chunk(_run(st, viewer, run_id), offset, tail_when_away=True)
+    return log_chunk(_run(st, viewer, run_id), offset, tail_when_away=True, store=st)
 
 
 def overview(st: Store, viewer: Viewer) -> dict[str, Any]:
