@@ -399,7 +399,13 @@ def web_section(web: dict) -> list[str]:
                   f"{live['lines']} lines, each after {live['p50_ms']} ms at the median, {live['max_ms']} ms at most."]
         verdicts.append(("a live log shows a new line within 500 ms", f"{live['max_ms']} ms at most", live["max_ms"] < 500))
     late = web.get("lateness")
-    if late:
+    if late and "turns" in late:  # bench/web.py's lateness_pairs: turn by turn, judged against its noise
+        from web import lateness_lines
+
+        more, check = lateness_lines(late)
+        lines += ["", *more]
+        verdicts.append(check)
+    elif late:
         lines += ["", f"Fire lateness under `supertask run --http`, {late['jobs']} jobs every second: {late['seconds']} s "
                   f"with no one on the pages (the baseline of the same run), then {late['seconds']} s with "
                   f"{late['browsers']} clients each loading the overview, jobs and runs pages"

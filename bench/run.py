@@ -515,7 +515,7 @@ def main() -> None:
 
                 results["web"] = web.measure(1000, 100000, 5) if args.quick else web.measure(10000, 1000000, 20)
                 results["web"]["live_log"] = web.log_latency()
-                results["web"]["lateness"] = web.lateness_with_browsers(10 if args.quick else 30)
+                results["web"]["lateness"] = web.lateness_pairs(2 if args.quick else 3, 10 if args.quick else 20)
                 path.write_text(json.dumps(results, indent=1))
             if "workers" in only and pg:  # workers on PostgreSQL: bench/workers.py
                 import workers

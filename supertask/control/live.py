@@ -245,7 +245,7 @@ class LiveControl:
     def read_log(self, run_id: int, offset: int) -> dict[str, Any]:
         """Up to 64 KiB of a run's log from byte ``offset``; ``finished`` once the run ended
         and everything was read. Only the log file the store records for the run is read."""
-        return log_chunk(self.service.store.get_run(run_id), offset, store=self.service.store)
+        return log_chunk(self.service.store.get_run(run_id), offset)
 
     # -- changing -------------------------------------------------------------------------------
 

@@ -45,23 +45,17 @@ def decode_whole(data: bytes) -> tuple[str, int]:
 LOG_CHUNK = 64 * 1024
 
 
-def log_chunk(record: Any, offset: int, *, tail_when_away: bool = False, store: Any = None) -> dict[str, Any]:
+def log_chunk(record: Any, offset: int, *, tail_when_away: bool = False) -> dict[str, Any]:
     """Up to :data:`LOG_CHUNK` bytes of a run's log from byte ``offset``; ``finished``
     once the run ended and everything was read. Only the log file the store records for
     the run is read. With ``tail_when_away``, a finished run whose file is not on this
-    host gives the tail its row keeps (``tail_only``). A worker's run (no log file) is
-    read from the chunks its worker shipped into ``store`` (docs/workers.md)."""
+    host gives the tail its row keeps (``tail_only``)."""
     import os
     from pathlib import Path
 
     finished = record.status.finished
     data, size = b"", 0
-    if getattr(record, "worker", None) and not record.log_path and store is not None:
-        from supertask.workers.rows import chunks
-
-        whole = "".join(text for _, text in chunks(store.engine, record.id)).encode()
-        data, size = whole[max(0, offset):max(0, offset) + LOG_CHUNK], len(whole)
-    elif record.log_path and Path(record.log_path).is_file():
+    if record.log_path and Path(record.log_path).is_file():
         with open(record.log_path, "rb") as fh:
             fh.seek(max(0, offset))
             data = fh.read(LOG_CHUNK)

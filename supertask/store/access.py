@@ -96,6 +96,37 @@ def parse_scope(text: str) -> Scope:
         raise UsageError(f"--scope {text!r}: use read, run or admin") from None
 
 
+def like_pattern(part: str) -> str:
+    """The LIKE pattern (escape: backslash) of "contains ``part``", its ``%``, ``_`` and
+    backslashes taken as they are."""
+    return "%" + part.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_") + "%"
+
+
+def name_like(column: Any, part: str) -> Any:
+    """``column`` contains ``part``."""
+    return column.like(like_pattern(part), escape="\\")
+
+
+def run_filters(namespaces: Iterable[str] | None, job: str | None, statuses: Sequence[str], search: str | None,
+                since: datetime | None, until: datetime | None) -> list[Any]:
+    """The conditions on runs of the dashboard's filters (``since``/``until``: the scheduled time)."""
+    c = runs_table.c
+    found: list[Any] = []
+    if search:
+        found.append(name_like(c.job, search))
+    if since is not None:
+        found.append(c.scheduled >= since)
+    if until is not None:
+        found.append(c.scheduled < until)
+    if namespaces is not None:
+        found.append(c.namespace.in_(list(namespaces)))
+    if job is not None:
+        found.append(c.job == job)
+    if statuses:
+        found.append(c.status.in_(list(statuses)))
+    return found
+
+
 class AccessRows:
     """The tokens and audit tables on a SqlStore's engine (``self.engine``, ``self._write()``)."""
 
@@ -225,8 +256,7 @@ class AccessRows:
         if namespaces is not None:
             query = query.where(c.namespace.in_(list(namespaces)))
         if search:
-            escaped = search.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
-            query = query.where(c.name.like(f"%{escaped}%", escape="\\"))
+            query = query.where(name_like(c.name, search))
         if after is not None:
             query = query.where(sa.or_(c.namespace > after[0], sa.and_(c.namespace == after[0], c.name > after[1])))
         with self.engine.connect() as conn:
@@ -265,24 +295,50 @@ class AccessRows:
                   until: datetime | None = None) -> list[RunRecord]:
         """Runs newest first, filtered (``search``: a part of the job's name; ``since`` and
         ``until``: their scheduled time); the next page starts below the last id shown."""
-        query = sa.select(runs_table).order_by(runs_table.c.id.desc()).limit(limit)
-        if search:
-            escaped = search.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
-            query = query.where(runs_table.c.job.like(f"%{escaped}%", escape="\\"))
-        if since is not None:
-            query = query.where(runs_table.c.scheduled >= since)
-        if until is not None:
-            query = query.where(runs_table.c.scheduled < until)
-        if namespaces is not None:
-            query = query.where(runs_table.c.namespace.in_(list(namespaces)))
-        if job is not None:
-            query = query.where(runs_table.c.job == job)
-        if statuses:
-            query = query.where(runs_table.c.status.in_(list(statuses)))
+        query = (sa.select(runs_table).order_by(runs_table.c.id.desc()).limit(limit)
+                 .where(*run_filters(namespaces, job, statuses, search, since, until)))
         if before_id is not None:
             query = query.where(runs_table.c.id < before_id)
         with self.engine.connect() as conn:
             return [RunRecord.from_row(r) for r in conn.execute(query).mappings()]
+
+    def runs_timeline(self, namespaces: Iterable[str] | None, *, since: datetime, until: datetime,
+                      buckets: int, job: str | None = None, statuses: Sequence[str] = (),
+                      search: str | None = None) -> list[tuple[int, str, int]]:
+        """How many runs of each status were scheduled in each of ``buckets`` equal slices
+        of ``[since, until)``, filtered as :meth:`runs_page`: ``(slice, status, count)``
+        rows. One statement of a count per status and slice, each a range of the index by
+        status, scheduled time and namespace: no per-row arithmetic, so a million runs
+        are counted in tens of milliseconds."""
+        from supertask.model import RunStatus
+        from supertask.store.tables import UTCDateTime
+
+        width = (until - since) / buckets
+        edges = {f"t{i}": since + width * i for i in range(buckets)}
+        edges[f"t{buckets}"] = until
+        params: dict[str, Any] = dict(edges)
+        extra = ""
+        if namespaces is not None:
+            names = list(namespaces) or [""]
+            params.update({f"ns{i}": ns for i, ns in enumerate(names)})
+            extra += f" AND namespace IN ({', '.join(f':ns{i}' for i in range(len(names)))})"
+        if job is not None:
+            params["job"] = job
+            extra += " AND job = :job"
+        if search:
+            params["search"] = like_pattern(search)
+            extra += " AND job LIKE :search ESCAPE '\\'"
+        hint = " INDEXED BY supertask_runs_by_status_time" if self.engine.dialect.name == "sqlite" and not job else ""
+        parts = []
+        for k, status in enumerate(statuses or [s.value for s in RunStatus]):
+            params[f"s{k}"] = status
+            parts += [f"SELECT {i} AS slot, {k} AS state, count(*) AS n FROM supertask_runs{hint} WHERE status = :s{k} "
+                      f"AND scheduled >= :t{i} AND scheduled < :t{i + 1}{extra}" for i in range(buckets)]
+        query = sa.text(" UNION ALL ".join(parts)).bindparams(
+            *[sa.bindparam(name, type_=UTCDateTime()) for name in edges])
+        with self.engine.connect() as conn:
+            rows = conn.execute(query, params).all()
+        return [(int(slot), str(params[f"s{state}"]), int(n)) for slot, state, n in rows if n]
 
     def failures_since(self, namespaces: Iterable[str] | None, since: datetime, limit: int = 50) -> list[RunRecord]:
         failed = ("failed", "timed-out", "killed", "lost")

@@ -39,7 +39,7 @@ UTC = timezone.utc
 
 #: Bumped when the tables change. A store of an older version is brought up to this one
 #: by :data:`MIGRATIONS` when it is opened; a newer one is refused.
-SCHEMA_VERSION = 5
+SCHEMA_VERSION = 6
 
 #: version -> the statements that take a store from it to the next version (new tables
 #: are made by ``metadata.create_all`` before them: :func:`supertask.store.tables.migrate`).
@@ -48,6 +48,7 @@ SCHEMA_VERSION = 5
 #: 3 -> 4: the tokens and audit tables (made; supertask.store.access).
 #: 4 -> 5: workers (docs/workers.md): the workers and log chunks tables (made), what a run
 #: needs of a worker and who holds it, the namespaces' fair share.
+#: 5 -> 6: runs by (status, scheduled, namespace) and (namespace, id): the dashboard's timeline and pages.
 MIGRATIONS: dict[int, tuple[str, ...]] = {
     1: ("ALTER TABLE supertask_runs ADD COLUMN instance VARCHAR(64)",),
     2: ("ALTER TABLE supertask_namespaces ADD COLUMN revision BIGINT NOT NULL DEFAULT 0",
@@ -60,6 +61,8 @@ MIGRATIONS: dict[int, tuple[str, ...]] = {
         "ALTER TABLE supertask_runs ADD COLUMN priority INTEGER NOT NULL DEFAULT 0",
         "ALTER TABLE supertask_namespaces ADD COLUMN weight FLOAT NOT NULL DEFAULT 1",
         "ALTER TABLE supertask_namespaces ADD COLUMN max_running INTEGER"),
+    5: ("CREATE INDEX IF NOT EXISTS supertask_runs_by_status_time ON supertask_runs (status, scheduled, namespace)",
+        "CREATE INDEX IF NOT EXISTS supertask_runs_by_namespace ON supertask_runs (namespace, id)"),
 }
 #: The PostgreSQL channel every change to a namespace's jobs is announced on (its name as payload).
 CHANNEL = "supertask_jobs"
@@ -79,10 +82,9 @@ def sqlite_file(url: str) -> str | None:
 
 class SyncReport(namedtuple("SyncReport", "added changed removed unchanged before",
                             defaults=((), (), (), (), None))):
-    """The job names a sync added, changed, removed and left unchanged (tuples), and
-    ``before``: the stored definitions (JSON text) of the changed and removed jobs, by
-    name, for the audit, when there were at most :data:`BEFORE_KEPT` of each. A named
-    tuple, not a dataclass: this module is on the one-shot path (a dataclass costs ~1 ms)."""
+    """The job names a sync added, changed, removed and left unchanged (tuples); ``before``: the
+    stored definitions (JSON) of those changed and removed, by name, when at most :data:`BEFORE_KEPT`
+    of each. A named tuple: this module is on the one-shot path (a dataclass costs ~1 ms)."""
 
     __slots__ = ()
 

@@ -127,6 +127,9 @@ runs_table = sa.Table(
     sa.UniqueConstraint("namespace", "job", "scheduled", "attempt", name="supertask_runs_one_per_fire"),
     sa.Index("supertask_runs_by_job", "namespace", "job", "id"),
     sa.Index("supertask_runs_by_status", "status"),
+    # the dashboard's timeline: how many of a status in a time range (of some namespaces)
+    sa.Index("supertask_runs_by_status_time", "status", "scheduled", "namespace"),
+    sa.Index("supertask_runs_by_namespace", "namespace", "id"),  # a page of some namespaces' runs
 )
 
 

@@ -46,6 +46,14 @@ def runs(request: Request) -> JSONResponse:
                            search=q.get("q") or None, since=q.get("since") or None, until=q.get("until") or None))
 
 
+def timeline(request: Request) -> JSONResponse:
+    q = request.query_params
+    return _json(data.timeline(store_of(request), viewer_of(request), namespace=q.get("ns") or None,
+                               job=q.get("job") or None, status=q.get("status") or None, search=q.get("q") or None,
+                               since=q.get("since") or None, until=q.get("until") or None,
+                               buckets=count(request, "buckets", 60)))
+
+
 def upcoming(request: Request) -> JSONResponse:
     return _json(data.upcoming(store_of(request), viewer_of(request), float(count(request, "hours", 24))))
 
@@ -100,6 +108,7 @@ def routes() -> list[Route]:
         Route("/jobs/{ns}/{job}", job),
         Route("/jobs/{ns}/{job}/{action}", act, methods=["POST"]),
         Route("/runs", runs),
+        Route("/runs/timeline", timeline),
         Route("/upcoming", upcoming),
         Route("/runs/{run_id:int}", run),
         Route("/runs/{run_id:int}/log", log),

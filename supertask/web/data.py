@@ -15,7 +15,7 @@ from typing import Any
 
 from supertask.errors import JobNotFound, RunNotFound, UsageError
 from supertask.model import RunStatus
-from supertask.store.access import Scope, Token
+from supertask.store.access import EVERY, Scope, Token
 from supertask.store.base import Store
 
 UTC = timezone.utc
@@ -37,6 +37,11 @@ class Viewer:
 
     def may(self, scope: Scope) -> bool:
         return self.token is None or self.token.scope.allows(scope)
+
+    def scope(self, known: list[str]) -> list[str] | None:
+        """The namespaces a query keeps to: None (every one) without a token or with a
+        token for ``*``, else those of ``known`` it sees."""
+        return None if self.token is None or EVERY in self.token.namespaces else known
 
     def namespaces(self, st: Store) -> list[str]:
         return [r["name"] for r in st.list_namespaces() if self.sees(r["name"])]
@@ -78,7 +83,7 @@ def jobs(st: Store, viewer: Viewer, namespace: str | None = None, *, search: str
         if not sep:
             raise UsageError(f"after={after!r}: expected NAMESPACE/JOB, the last one of the page before")
         start = (ns, name)
-    scope = [namespace] if namespace else (known if viewer.token is not None else None)
+    scope = [namespace] if namespace else viewer.scope(known)
     page = st.jobs_page(scope, search=search, after=start, limit=limit)
     last = st.last_runs([(s.namespace, s.job.name) for s in page])
     rows: list[dict[str, Any]] = []
@@ -132,7 +137,7 @@ def upcoming(st: Store, viewer: Viewer, hours: float = 24) -> list[dict[str, Any
     now = datetime.now(UTC)
     end = now + timedelta(hours=hours)
     rows: list[dict[str, Any]] = []
-    for stored in st.due_within(known if viewer.token is not None else None, end.timestamp()):
+    for stored in st.due_within(viewer.scope(known), end.timestamp()):
         job = stored.job
         try:
             schedule = parse_when(job.when, job.timezone)
@@ -146,22 +151,61 @@ def upcoming(st: Store, viewer: Viewer, hours: float = 24) -> list[dict[str, Any
     return rows
 
 
-def runs(st: Store, viewer: Viewer, *, namespace: str | None = None, job: str | None = None,
-         status: str | None = None, before: int | None = None, limit: int = 50, search: str | None = None,
-         since: str | None = None, until: str | None = None) -> list[dict[str, Any]]:
-    """``history --json`` rows, newest first, filtered; ``before``: the next page's start."""
+def _run_scope(st: Store, viewer: Viewer, namespace: str | None, status: str | None) -> tuple[Any, list[str]]:
+    """The namespaces (None: every one) and statuses a runs filter names, checked."""
     known = viewer.namespaces(st)
     _check_ns(viewer, namespace, known)
     statuses = [s for s in (status or "").split(",") if s]
     wrong = [s for s in statuses if s not in STATUSES]
     if wrong:
         raise UsageError(f"status {', '.join(wrong)!r}: use {', '.join(STATUSES)} (comma-separated)")
+    return ([namespace] if namespace else viewer.scope(known)), statuses
+
+
+def runs(st: Store, viewer: Viewer, *, namespace: str | None = None, job: str | None = None,
+         status: str | None = None, before: int | None = None, limit: int = 50, search: str | None = None,
+         since: str | None = None, until: str | None = None) -> list[dict[str, Any]]:
+    """``history --json`` rows, newest first, filtered; ``before``: the next page's start."""
+    scope, statuses = _run_scope(st, viewer, namespace, status)
     if not 1 <= limit <= MAX_PAGE:
         raise UsageError(f"limit {limit}: between 1 and {MAX_PAGE}")
-    scope = [namespace] if namespace else (known if viewer.token is not None else None)
     start, end = span(since, until)
     return [r.to_json() for r in st.runs_page(scope, job=job, statuses=statuses, before_id=before, limit=limit,
                                               search=search, since=start, until=end)]
+
+
+#: the outcomes a timeline's slice counts, each a colour: the statuses of each
+OUTCOMES = {"succeeded": ("succeeded",), "failed": ("failed", "timed-out", "killed", "lost"),
+            "running": ("running", "queued"), "skipped": ("skipped",)}
+TIMELINE_HOURS = 24
+MAX_BUCKETS = 500
+
+
+def timeline(st: Store, viewer: Viewer, *, namespace: str | None = None, job: str | None = None,
+             status: str | None = None, search: str | None = None, since: str | None = None,
+             until: str | None = None, buckets: int = 60) -> dict[str, Any]:
+    """The runs a filter selects over its whole time range, counted by the store in
+    ``buckets`` equal slices of their scheduled time, by outcome: ``{from, to, total,
+    most, buckets: [{from, to, total, succeeded, failed, running, skipped}]}``. Without
+    ``since`` the range is the :data:`TIMELINE_HOURS` before ``until`` (or now)."""
+    scope, statuses = _run_scope(st, viewer, namespace, status)
+    if not 1 <= buckets <= MAX_BUCKETS:
+        raise UsageError(f"buckets {buckets}: between 1 and {MAX_BUCKETS}")
+    start, end = span(since, until)
+    end = end or datetime.now(UTC)
+    start = start or end - timedelta(hours=TIMELINE_HOURS)
+    if start >= end:
+        raise UsageError(f"since={since!r} is not before now: nothing could match")
+    width = (end - start) / buckets
+    slices: list[dict[str, Any]] = [{"from": (start + width * i).isoformat(), "to": (start + width * (i + 1)).isoformat(), "total": 0,
+               **{k: 0 for k in OUTCOMES}} for i in range(buckets)]
+    outcome = {s: k for k, group in OUTCOMES.items() for s in group}
+    for n, state, count in st.runs_timeline(scope, since=start, until=end, buckets=buckets, job=job,
+                                            statuses=statuses, search=search):
+        slices[n][outcome.get(state, "skipped")] += count
+        slices[n]["total"] += count
+    return {"from": start.isoformat(), "to": end.isoformat(), "total": sum(b["total"] for b in slices),
+            "most": max(b["total"] for b in slices), "buckets": slices}
 
 
 def span(since: str | None, until: str | None) -> tuple[datetime | None, datetime | None]:
@@ -192,7 +236,7 @@ def read_log(st: Store, viewer: Viewer, run_id: int, offset: int = 0) -> dict[st
     ``read_log`` has); ``finished`` once the run ended and all of it was read."""
     from supertask.control.readout import log_chunk
 
-    return log_chunk(_run(st, viewer, run_id), offset, tail_when_away=True, store=st)
+    return log_chunk(_run(st, viewer, run_id), offset, tail_when_away=True)
 
 
 def overview(st: Store, viewer: Viewer) -> dict[str, Any]:
@@ -200,7 +244,7 @@ def overview(st: Store, viewer: Viewer) -> dict[str, Any]:
     from supertask.cli.cluster import RECENT, host_rows
 
     known = viewer.namespaces(st)
-    scope = known if viewer.token is not None else None
+    scope = viewer.scope(known)
     now = datetime.now(UTC)
     flying = st.runs_page(scope, statuses=(RunStatus.RUNNING.value, RunStatus.QUEUED.value), limit=MAX_PAGE)
     in_flight = []
@@ -221,5 +265,6 @@ def audit(st: Store, viewer: Viewer, *, namespace: str | None = None, job: str |
     _check_ns(viewer, namespace, known)
     if not 1 <= limit <= MAX_PAGE:
         raise UsageError(f"limit {limit}: between 1 and {MAX_PAGE}")
+    # a token sees the rows of its namespaces only, never those of no namespace (tokens made, revoked)
     scope = [namespace] if namespace else (known if viewer.token is not None else None)
     return st.audit_rows(scope, job=job, before_id=before, limit=limit)

@@ -31,6 +31,7 @@ from supertask.web.request import (
 log = get_logger("supertask.web")
 LOG_POLL = 0.2
 JOBS_PAGE = 100
+TIMELINE_BARS = 60
 
 
 def _render(request: Request, name: str, viewer: data.Viewer, **context: Any) -> Response:
@@ -73,34 +74,13 @@ def runs(request: Request) -> Response:
                      until=filters["until"])
     shown = {k: v for k, v in filters.items() if v}
     more = "/runs?" + urlencode({**shown, "before": rows[-1]["id"]}) if len(rows) == limit else None
+    strip = data.timeline(store_of(request), viewer, namespace=filters["ns"], job=filters["job"],
+                          status=filters["status"], search=filters["q"], since=filters["since"],
+                          until=filters["until"], buckets=TIMELINE_BARS)
+    for bar in strip["buckets"]:  # a bar links to its runs: the same filters, its slice of time
+        bar["href"] = "/runs?" + urlencode({**shown, "since": bar["from"], "until": bar["to"]})
     return _render(request, "runs.html", viewer, runs=rows, filters=filters, more=more, statuses=data.STATUSES,
-                   timeline=timeline(rows),
-                   namespaces=viewer.namespaces(store_of(request)))
-
-
-def timeline(rows: list[dict[str, Any]]) -> dict[str, Any] | None:
-    """The runs of a page along time: each run's start and end as percentages of the
-    span from the earliest start to the latest end (a run in flight: to now), one lane
-    per job, for the strip above the runs table."""
-    from datetime import datetime, timezone
-
-    now = datetime.now(timezone.utc)
-    spans = []
-    for r in rows:
-        if not r["started"]:
-            continue
-        start = datetime.fromisoformat(r["started"])
-        end = datetime.fromisoformat(r["finished"]) if r["finished"] else now
-        spans.append((r, start, max(end, start)))
-    if not spans:
-        return None
-    first, last = min(s for _, s, _ in spans), max(e for _, _, e in spans)
-    width = max((last - first).total_seconds(), 1e-3)
-    lanes = sorted({f"{r['namespace']}/{r['job']}" for r, _, _ in spans})
-    bars = [{"id": r["id"], "status": r["status"], "lane": lanes.index(f"{r['namespace']}/{r['job']}"),
-             "left": round((s - first).total_seconds() / width * 100, 2),
-             "width": max(0.4, round((e - s).total_seconds() / width * 100, 2))} for r, s, e in spans]
-    return {"from": first.isoformat(), "to": last.isoformat(), "lanes": lanes, "bars": bars}
+                   timeline=strip, hours=data.TIMELINE_HOURS, namespaces=viewer.namespaces(store_of(request)))
 
 
 def upcoming(request: Request) -> Response:

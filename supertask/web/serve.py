@@ -7,8 +7,9 @@ so fire lateness does not move while people look (docs/benchmarks.md). The sched
 binds the address itself (a wrong or busy one stops its start, exit 2) and hands the
 listening socket to the child, which serves on it until the scheduler stops; a child
 that exits on its own is reported (``dashboard exited``) and started again on the same
-socket. The child ends a run (the run page's button) through the scheduler's control
-socket, and ends itself when the scheduler is gone.
+socket. The child runs at a lower CPU priority (nice +10: on a machine whose cores are
+all busy, the fires come first), ends a run (the run page's button) through the
+scheduler's control socket, and ends itself when the scheduler is gone.
 
 An address other than loopback is refused (exit 2, saying why) while the store has no
 token: without one, anyone who reaches the port could pause and run jobs.
@@ -34,6 +35,9 @@ log = get_logger("supertask.web")
 CHILD_STOP = 5.0
 #: the longest wait before a child that exited is started again
 RESTART_MAX = 30.0
+#: how much nicer than its scheduler the dashboard beside it runs: where the cores are
+#: all busy, the scheduler's fires get the CPU before page rendering does
+CHILD_NICE = 10
 
 
 def check_address(text: str, store: Store) -> tuple[str, int]:
@@ -88,6 +92,11 @@ def serve(store: Store, address: str, user: str, *, fd: int | None = None, sched
     control socket ``scheduler``, and ending itself once process ``parent`` is gone."""
     if fd is not None:
         sock = socket.socket(fileno=fd)
+    if parent is not None:  # beside a scheduler: on a busy machine the fires come first
+        try:
+            os.nice(CHILD_NICE)
+        except OSError:
+            pass
     else:
         host, port = check_address(address, store)
         sock = _listen(address, host, port)

@@ -128,12 +128,6 @@ def finish(worker: Any, att: Attempt, outcome: Outcome) -> None:
     if retry is not None:
         log.info("retry queued for a worker", job=job.name, namespace=att.namespace, run=att.run_id,
                  attempt=att.attempt + 1, delay=retry["delay"])
-        if job.on_retry:
-            try:
-                notify.run_actions(job.on_retry, worker.store.get_run(att.run_id).to_json(), event="retry",
-                                   settings=worker.settings)
-            except Exception as exc:
-                log.warning("on_retry not sent", job=job.name, run=att.run_id, error=str(exc))
         return
     _after(worker, att, outcome, apply_retention)
 

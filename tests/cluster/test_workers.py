@@ -315,10 +315,6 @@ jobs:
         assert loud.returncode == 0, loud.stderr
         assert len(loud.stdout) <= 2048 + 200 and "left out" in loud.stdout
         assert loud.stdout.splitlines()[0].endswith("line 1") and loud.stdout.splitlines()[-1].endswith("line 400")
-        # through a scheduler's control socket (as `logs --connect` and the dashboard read it)
-        sock = sched_cli.home / "control" / "logs.sock"
-        remote = sched_cli("logs", str(run_id), "--connect", f"unix:{sock}")
-        assert remote.returncode == 0 and remote.stdout == text, remote.stderr
         hist = {r["job"]: r for r in reader.json("history", "--ns", "logs")}
         assert hist["loud"]["log_tail"].splitlines()[-1] == "line 400"
     finally:

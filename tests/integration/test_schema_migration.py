@@ -41,6 +41,8 @@ def _make_version_4(url: str) -> None:
 
     engine = make_engine(url)
     with engine.begin() as conn:
+        conn.execute(sa.text("DROP INDEX supertask_runs_by_status_time"))  # version 6's
+        conn.execute(sa.text("DROP INDEX supertask_runs_by_namespace"))
         conn.execute(sa.text("DROP TABLE supertask_workers"))
         conn.execute(sa.text("DROP TABLE supertask_log_chunks"))
         for column in ("labels", "worker", "lease_until", "priority"):
@@ -66,6 +68,8 @@ def test_a_version_4_store_gets_the_workers_tables_and_columns(store_cli: Cli) -
     assert {"supertask_workers", "supertask_log_chunks"} <= set(inspected.get_table_names())
     assert {"labels", "worker", "lease_until", "priority"} <= {c["name"] for c in inspected.get_columns("supertask_runs")}
     assert {"weight", "max_running"} <= {c["name"] for c in inspected.get_columns("supertask_namespaces")}
+    assert {"supertask_runs_by_status_time", "supertask_runs_by_namespace"} <= {  # version 6
+        i["name"] for i in inspected.get_indexes("supertask_runs")}
     with engine.connect() as conn:
         assert conn.execute(sa.text("SELECT weight, max_running FROM supertask_namespaces WHERE name = 'old'")
                             ).one() == (1.0, None)

@@ -292,7 +292,14 @@ def test_upcoming_fires_and_runs_by_time_and_name(scheduler_web: tuple[Cli, str]
     assert http.get("/api/v1/runs", params={"since": "yesterday"}).status_code == 400
     page = http.get("/runs", params={"since": "1h", "q": "hello"}).text
     assert f"/runs/{run_id}" in page
-    assert 'id="timeline"' in page and f'href="/runs/{run_id}" class="bar succeeded"' in page
+    assert 'id="timeline"' in page and 'class="seg succeeded"' in page
+    strip = http.get("/api/v1/runs/timeline", params={"since": "1h", "q": "hello", "buckets": 12}).json()
+    assert strip["total"] == 1 and len(strip["buckets"]) == 12 and strip["most"] == 1
+    (bar,) = [b for b in strip["buckets"] if b["total"]]
+    assert (bar["succeeded"], bar["failed"]) == (1, 0)
+    assert [r["id"] for r in http.get("/api/v1/runs", params={"since": bar["from"], "until": bar["to"]}).json()] == [run_id]
+    assert http.get("/api/v1/runs/timeline", params={"buckets": 0}).status_code == 400
+    assert http.get("/api/v1/runs/timeline", params={"since": "2999-01-01"}).status_code == 400
 
 
 def test_a_run_is_ended_through_the_dashboard_beside_its_scheduler_only(cli: Cli) -> None:
@@ -332,6 +339,7 @@ def test_run_http_serves_from_a_child_process_started_and_stopped_with_the_sched
         url, child = serving["url"].rstrip("/"), serving["pid"]
         assert child != sched.proc.pid and psutil.Process(child).ppid() == sched.proc.pid
         assert client(url).get("/api/v1/jobs").json()[0]["name"] == "hello"
+        assert psutil.Process(child).nice() == psutil.Process(sched.proc.pid).nice() + 10  # fires first
         os.kill(child, signal.SIGKILL)
         exited = sched.wait_event("dashboard exited", timeout=30)
         assert (exited["pid"], exited["exit_code"]) == (child, -signal.SIGKILL)
