@@ -12,7 +12,7 @@ from starlette.responses import JSONResponse
 from starlette.routing import Route
 
 from supertask.web import actions, data
-from supertask.web.request import changing, count, int_param, store_of, viewer_of
+from supertask.web.request import changing, count, int_param, run_filters, store_of, viewer_of
 
 
 def _json(value: Any) -> JSONResponse:
@@ -39,18 +39,12 @@ def job(request: Request) -> JSONResponse:
 
 
 def runs(request: Request) -> JSONResponse:
-    q = request.query_params
-    return _json(data.runs(store_of(request), viewer_of(request), namespace=q.get("ns") or None,
-                           job=q.get("job") or None, status=q.get("status") or None,
-                           before=int_param(request, "before"), limit=count(request, "limit", 50),
-                           search=q.get("q") or None, since=q.get("since") or None, until=q.get("until") or None))
+    return _json(data.runs(store_of(request), viewer_of(request), **run_filters(request),
+                           before=int_param(request, "before"), limit=count(request, "limit", 50)))
 
 
 def timeline(request: Request) -> JSONResponse:
-    q = request.query_params
-    return _json(data.timeline(store_of(request), viewer_of(request), namespace=q.get("ns") or None,
-                               job=q.get("job") or None, status=q.get("status") or None, search=q.get("q") or None,
-                               since=q.get("since") or None, until=q.get("until") or None,
+    return _json(data.timeline(store_of(request), viewer_of(request), **run_filters(request),
                                buckets=count(request, "buckets", 60)))
 
 

@@ -30,6 +30,10 @@ def _post(summary: str) -> dict[str, Any]:
 
 
 def document() -> dict[str, Any]:
+    filters = (_q("ns", "string", "namespace"), _q("job", "string", "job"),  # the runs page's
+               _q("status", "string", "statuses, comma-separated"), _q("q", "string", "a part of the job's name"),
+               _q("since", "string", "scheduled at or after: ISO time or an age (24h)"),
+               _q("until", "string", "scheduled before: ISO time or an age"))
     return {
         "openapi": "3.1.0",
         "info": {"title": "supertask", "version": __version__,
@@ -48,20 +52,11 @@ def document() -> dict[str, Any]:
             "/api/v1/jobs/{ns}/{job}/resume": _post("Resume the job"),
             "/api/v1/jobs/{ns}/{job}/edit": _post('Change timetable keys (admin): body {"set": {"when": "0 4 * * *"}}, '
                                                   "each value as `jobs edit --set KEY=VALUE` takes it"),
-            "/api/v1/runs": _get("Runs newest first (history --json)", _q("ns", "string", "namespace"),
-                                 _q("job", "string", "job"), _q("status", "string", "statuses, comma-separated"),
+            "/api/v1/runs": _get("Runs newest first (history --json)", *filters,
                                  _q("before", "integer", "only ids below this (the next page)"),
-                                 _q("limit", "integer", "1-500, default 50"),
-                                 _q("q", "string", "a part of the job's name"),
-                                 _q("since", "string", "scheduled at or after: ISO time or an age (24h)"),
-                                 _q("until", "string", "scheduled before: ISO time or an age")),
+                                 _q("limit", "integer", "1-500, default 50")),
             "/api/v1/runs/timeline": _get("The runs a filter selects, counted by outcome in equal slices of its time "
-                                          "range (without since: the 24 hours before until or now)",
-                                          _q("ns", "string", "namespace"), _q("job", "string", "job"),
-                                          _q("status", "string", "statuses, comma-separated"),
-                                          _q("q", "string", "a part of the job's name"),
-                                          _q("since", "string", "ISO time or an age (24h)"),
-                                          _q("until", "string", "ISO time or an age"),
+                                          "range (without since: the 24 hours before until or now)", *filters,
                                           _q("buckets", "integer", "1-500, default 60")),
             "/api/v1/upcoming": _get("Fires of the next hours, soonest first", _q("hours", "integer", "1-168, default 24")),
             "/api/v1/runs/{run_id}": _get("A run and the attempts of its fire", _RUN),

@@ -23,6 +23,7 @@ from supertask.web.request import (
     int_param,
     peer,
     read_body,
+    run_filters,
     secret_of,
     store_of,
     viewer_of,
@@ -67,16 +68,13 @@ def job(request: Request) -> Response:
 def runs(request: Request) -> Response:
     viewer = viewer_of(request)
     q = request.query_params
-    filters = {k: q.get(k) or None for k in ("ns", "job", "status", "q", "since", "until")}
+    filters = {k: q.get(k) or None for k in ("ns", "job", "status", "q", "since", "until")}  # as the URL has them
+    chosen = run_filters(request)
     limit = count(request, "limit", 50)
-    rows = data.runs(store_of(request), viewer, namespace=filters["ns"], job=filters["job"], status=filters["status"],
-                     before=int_param(request, "before"), limit=limit, search=filters["q"], since=filters["since"],
-                     until=filters["until"])
+    rows = data.runs(store_of(request), viewer, **chosen, before=int_param(request, "before"), limit=limit)
     shown = {k: v for k, v in filters.items() if v}
     more = "/runs?" + urlencode({**shown, "before": rows[-1]["id"]}) if len(rows) == limit else None
-    strip = data.timeline(store_of(request), viewer, namespace=filters["ns"], job=filters["job"],
-                          status=filters["status"], search=filters["q"], since=filters["since"],
-                          until=filters["until"], buckets=TIMELINE_BARS)
+    strip = data.timeline(store_of(request), viewer, **chosen, buckets=TIMELINE_BARS)
     for bar in strip["buckets"]:  # a bar links to its runs: the same filters, its slice of time
         bar["href"] = "/runs?" + urlencode({**shown, "since": bar["from"], "until": bar["to"]})
     return _render(request, "runs.html", viewer, runs=rows, filters=filters, more=more, statuses=data.STATUSES,

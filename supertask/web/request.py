@@ -112,3 +112,11 @@ def count(request: Request, name: str, default: int, least: int | None = None) -
     if least is not None and value < least:
         raise UsageError(f"{name}={value}: at least {least}")
     return value
+
+
+def run_filters(request: Request) -> dict[str, str | None]:
+    """The runs page's filters in the query (``ns``, ``job``, ``status``, ``q``, ``since``,
+    ``until``) as :func:`supertask.web.data.runs` takes them; an empty one is none."""
+    q = request.query_params
+    return {"namespace": q.get("ns") or None, "job": q.get("job") or None, "status": q.get("status") or None,
+            "search": q.get("q") or None, "since": q.get("since") or None, "until": q.get("until") or None}

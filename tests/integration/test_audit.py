@@ -120,3 +120,21 @@ def test_every_live_cli_change_writes_exactly_one_row_naming_who_and_where(cli: 
         assert row["before"] == {"when": "@monthly", "retries": 2} and row["after"] == {"when": "@daily", "retries": 0}
     finally:
         assert sched.stop() == 0, sched.output
+
+
+def test_every_change_in_the_store_with_no_scheduler_writes_exactly_one_row(cli: Cli) -> None:
+    """`jobs ... --ns NS` with no scheduler to talk to changes the store: one row each, from `cli on HOST`."""
+    assert cli("run", "--ns", "alpha", "--name", "hello", "--", "cmd:true").returncode == 0
+    me, seen = getpass.getuser(), len(cli.json("audit"))
+    for args, action in ((("pause", "hello"), "paused"), (("resume", "hello"), "resumed"),
+                         (("reschedule", "hello", "--when", "@monthly"), "rescheduled"),
+                         (("edit", "hello", "--set", "retries=2"), "edited"),
+                         (("add", "extra", "--when", "@daily", "--", "cmd:true"), "added"),
+                         (("trigger", "extra"), "triggered"), (("remove", "extra"), "removed")):
+        done = cli("jobs", args[0], "--ns", "alpha", *args[1:])
+        assert done.returncode == 0, (args, done.stderr)
+        rows = cli.json("audit", "--limit", "1000")
+        assert len(rows) == seen + 1, (args, rows[: len(rows) - seen])
+        seen = len(rows)
+        assert (rows[0]["action"], rows[0]["who"], rows[0]["namespace"]) == (action, me, "alpha"), rows[0]
+        assert rows[0]["source"].startswith("cli on "), rows[0]
