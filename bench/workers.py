@@ -207,8 +207,13 @@ def _wait(probe, timeout: float):  # type: ignore[no-untyped-def]
 
 
 def measure(quick: bool = False) -> dict:
+    import subprocess
+
     seconds, jobs = (8, 4) if quick else (30, 8)
-    out: dict = {"latency": [], "throughput": [], "kill": []}
+    head = subprocess.run(["git", "describe", "--always", "--dirty"], cwd=Path(__file__).resolve().parent,
+                          capture_output=True, text=True).stdout.strip()
+    out: dict = {"latency": [], "throughput": [], "kill": [], "commit": head, "loadavg": os.getloadavg(),
+                 "date": time.strftime("%Y-%m-%d %H:%M %Z")}
     for workers in (0, 1, 4):
         log(f"workers: claim-to-start latency, {workers or 'no'} worker(s), {jobs} fires/s for {seconds}s")
         out["latency"].append(latency(workers, seconds, jobs))
@@ -219,6 +224,7 @@ def measure(quick: bool = False) -> dict:
     for _ in range(1 if quick else 3):
         log("workers: kill -9 of a worker to its run retried on another (heartbeat 5s, lease 20s)")
         out["kill"].append(kill_to_retry("5s", "20s"))
+    out["loadavg_end"] = os.getloadavg()
     return out
 
 
@@ -229,9 +235,13 @@ def section(results: dict) -> list[str]:
 
     lat = {r["workers"]: r for r in results.get("latency", [])}
     base = lat.get(0)
+    load = ", ".join(f"{x:.1f}" for x in results.get("loadavg", []))
+    load_end = ", ".join(f"{x:.1f}" for x in results.get("loadavg_end", []))
     lines = ["Each measurement in a PostgreSQL database of its own, a real scheduler and real "
-             "`supertask worker` processes on this machine (see `bench/workers.py`). Read the ratios to the "
-             "scheduler's own figures of the same run.", "",
+             "`supertask worker` processes on this machine (`bench/workers.py`, `bench/run.py --only workers`; "
+             f"run {results.get('date', '?')} at {results.get('commit', '?')}, load average (1, 5, 15 min) "
+             f"{load} at the start and {load_end} at the end, on 2 cores shared with other work). Read the "
+             "ratios to the scheduler's own figures of the same run.", "",
              "Claim-to-start latency: the child's start minus the run's scheduled time (a queued row may be "
              "taken from then on), jobs firing every second; the scheduler's own row is its fire lateness.", "",
              "| runs started by | runs | p50 | p99 | p50 / scheduler's |", "|---|---|---|---|---|"]
@@ -249,6 +259,11 @@ def section(results: dict) -> list[str]:
         if len(thr) == 2 and thr[0]["per_second"] and thr[1]["per_second"]:
             lines += ["", f"Through workers: {thr[1]['per_second'] / thr[0]['per_second']:.2f}× the scheduler's own "
                       "rate in the same run."]
+    if base and lat.get(1) and lat.get(4):
+        lines += ["", f"A run queued for a worker starts {ms(lat[1]['p50'])} after its time at the median with one "
+                  f"worker and {ms(lat[4]['p50'])} with four, against {ms(base['p50'])} for the scheduler's own "
+                  "children: the worker is woken by the scheduler's NOTIFY of the queued run (the 0.25 s poll is "
+                  "the fallback), then claims it and starts the child."]
     kills = results.get("kill", [])
     if kills:
         lost = median([k["to_lost"] for k in kills])
