@@ -11,8 +11,8 @@
 Results go to ``bench/results/results.json`` (git-ignored); ``bench/report.py``
 turns them into ``docs/benchmarks.md`` and ``docs/benchmarks/*.png``. Where the results
 hold only some sections (no full run kept on this machine), the report takes the
-dashboard (``web``) and several-hosts (``cluster``) sections into the docs/benchmarks.md
-it finds and keeps its other sections as they were.
+workers, dashboard (``web``) and several-hosts (``cluster``) sections into the
+docs/benchmarks.md it finds and keeps its other sections as they were.
 
 ``--baseline REF`` (``make bench BASELINE=REF``) builds commit REF's supertask in a
 worktree of its own (``bench/baseline.py``) and runs it beside this tree's in the lateness
