@@ -27,7 +27,7 @@ from typing import Any
 import sqlalchemy as sa
 
 from supertask.log import get_logger
-from supertask.model import Job, RunStatus
+from supertask.model import Job, Reason, RunStatus
 from supertask.workers.labels import waiting_reason
 
 _EXPIRED = sa.text(
@@ -37,8 +37,10 @@ _EXPIRED = sa.text(
     "WHERE r.status = 'running' AND r.worker IS NOT NULL AND r.lease_until < now() ORDER BY r.id")
 _LOSE = sa.text(
     "UPDATE supertask_runs SET status = 'lost', finished = now(), message = :message WHERE id = :id "
-    "AND status = 'running' AND worker = :worker AND lease_until < now() "
+    "AND status = 'running' AND worker = :worker AND (lease_until < now() OR :restarted) "
     "RETURNING namespace, job, scheduled, attempt, labels, priority")
+_LEFT = sa.text("SELECT id, namespace, job, worker, host, pid FROM supertask_runs WHERE status = 'running' "
+                "AND worker = :worker ORDER BY id")
 _DEAD_WORKERS = sa.text(
     "UPDATE supertask_workers SET state = 'lost', message = :message || ' (lease ' || lease || 's); noticed by ' "
     "|| :by WHERE state NOT IN ('stopped', 'lost') AND heartbeat < now() - make_interval(secs => lease) "
@@ -58,30 +60,54 @@ def why(row: Any, by: str) -> str:
 def reap(engine: sa.Engine, by: str) -> list[int]:
     """Declare lost the attempts whose lease ran out and queue their retries (see the
     module's docstring); the ids this call changed."""
-    from supertask.store.guard import job_key
-    from supertask.workers.rows import queue_retry
-
     log = get_logger("supertask.worker")
     with engine.begin() as conn:
         for (name,) in conn.execute(_DEAD_WORKERS, {"message": "missed its lease", "by": by}):
             log.warning("worker lost", worker=name, noticed_by=by)
         expired = [dict(r) for r in conn.execute(_EXPIRED).mappings()]
-    won = []
-    for row in expired:
-        message = why(row, by)
-        with engine.begin() as conn:
-            conn.execute(sa.text("SELECT pg_advisory_xact_lock(:key)"), {"key": job_key(row["namespace"], row["job"])})
-            lost = conn.execute(_LOSE, {"id": row["id"], "worker": row["worker"], "message": message}).mappings().first()
-            if lost is None:  # another process took it first
-                continue
-            won.append(row["id"])
-            definition = conn.execute(_JOB, {"namespace": row["namespace"], "job": row["job"]}).scalar()
-            job = Job.from_dict(json.loads(definition)) if definition is not None else None
-            retry = job is not None and RunStatus.LOST in job.retry_on and lost["attempt"] <= job.retries
-            retried = queue_retry(conn, dict(lost), 0.0, None) if retry else None
-        log.warning("run lost", job=row["job"], namespace=row["namespace"], run=row["id"], worker=row["worker"],
-                    message=message, retry=retried)
-    return won
+    return [row["id"] for row in expired if _lose(engine, row, why(row, by))]
+
+
+def _lose(engine: sa.Engine, row: dict[str, Any], message: str, restarted: bool = False) -> bool:
+    """Declare one attempt lost and queue its retry when its job allows; whether this call did."""
+    from supertask.store.guard import job_key
+    from supertask.workers.rows import queue_retry
+
+    with engine.begin() as conn:
+        conn.execute(sa.text("SELECT pg_advisory_xact_lock(:key)"), {"key": job_key(row["namespace"], row["job"])})
+        lost = conn.execute(_LOSE, {"id": row["id"], "worker": row["worker"], "message": message,
+                                    "restarted": restarted}).mappings().first()
+        if lost is None:  # another process took it first
+            return False
+        definition = conn.execute(_JOB, {"namespace": row["namespace"], "job": row["job"]}).scalar()
+        job = Job.from_dict(json.loads(definition)) if definition is not None else None
+        retry = job is not None and RunStatus.LOST in job.retry_on and lost["attempt"] <= job.retries
+        retried = queue_retry(conn, dict(lost), 0.0, None) if retry else None
+    get_logger("supertask.worker").warning("run lost", job=row["job"], namespace=row["namespace"], run=row["id"],
+                                           worker=row["worker"], message=message, retry=retried)
+    return True
+
+
+def take_back(engine: sa.Engine, name: str, host: str, store_url: str) -> list[int]:
+    """At a worker's start: the attempts a previous process of the same ``name`` left
+    ``running`` (it was killed; its row was not live, or this one could not have
+    registered) are lost now, without waiting for their leases, and retried; their
+    orphans on this machine (found by ``SUPERTASK_RUN_KEY``) are ended, as a scheduler's
+    restart ends its predecessor's."""
+    from supertask.model import RunRecord
+    from supertask.runs.recovery import end_orphans
+
+    with engine.connect() as conn:
+        left = [dict(r) for r in conn.execute(_LEFT, {"worker": name}).mappings()]
+    message = f"worker {name} restarted while this attempt was running: its previous process is gone"
+    won = [row for row in left if _lose(engine, row, message, restarted=True)]
+    local = [(RunRecord(id=r["id"], namespace=r["namespace"], job=r["job"], attempt=0, reason=Reason.RETRY,
+                        scheduled=None, started=None, finished=None, status=RunStatus.LOST, exit_code=None,
+                        host=r["host"], pid=r["pid"], log_path=None, log_tail=None), 10.0)
+             for r in won if r["host"] == host]
+    if local:
+        end_orphans(local, store_url)
+    return [r["id"] for r in won]
 
 
 def refresh_waiting(engine: sa.Engine) -> int:

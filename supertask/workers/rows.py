@@ -38,12 +38,17 @@ _LIVE = ("SELECT name, host, pid, labels, slots, running, state, wanted, heartbe
 def register(engine: sa.Engine, *, name: str, host: str, pid: int, version: str, labels: Mapping[str, str],
              slots: int, lease: float) -> str | None:
     """Add this worker's row (serving, heartbeat now). A row of that name that is live
-    is another worker: returns what to say (nothing is written); a dead one is replaced."""
+    is another worker: returns what to say (nothing is written); a dead one is replaced
+    (one of this machine whose process is gone counts as dead at once: a restart)."""
+    from supertask.runs.recovery import pid_alive
+
     with engine.begin() as conn:
         old = conn.execute(sa.text(
-            "SELECT host, pid, state, heartbeat >= now() - make_interval(secs => lease) AS live "
+            "SELECT host, pid, state, started, heartbeat >= now() - make_interval(secs => lease) AS live "
             "FROM supertask_workers WHERE name = :name FOR UPDATE"), {"name": name}).mappings().first()
-        if old is not None and old["live"] and old["state"] not in (WorkerState.STOPPED, WorkerState.LOST):
+        gone = old is not None and old["host"] == host and not pid_alive(old["pid"], old["started"])
+        if old is not None and old["live"] and not gone and old["state"] not in (WorkerState.STOPPED,
+                                                                                 WorkerState.LOST):
             return (f"a worker named {name!r} is up (host {old['host']}, pid {old['pid']}); "
                     "give this one another --name, or stop that one first")
         conn.execute(sa.text("DELETE FROM supertask_workers WHERE name = :name"), {"name": name})

@@ -103,6 +103,9 @@ class Worker:
         from supertask.workers.telemetry import Telemetry
 
         self.telemetry = Telemetry()
+        taken = lost.take_back(self.store.engine, self.name, self.options.host, self.store.url)
+        if taken:
+            self.log.warning("runs of this worker's previous process lost", worker=self.name, runs=taken)
         lost.look(self.store.engine, f"worker {self.name}")
         for name, loop in (("supertask-worker-beat", self._beat_loop), ("supertask-worker-ship", self._ship_loop),
                            ("supertask-worker-watchdog", self._watchdog)):

@@ -331,3 +331,42 @@ def test_sqlite_and_bad_options_are_refused(tmp_path: Path) -> None:
         proc = cli("worker", *args)
         assert proc.returncode == 2 and says in proc.stderr, (args, proc.stderr)
     assert not (tmp_path / "store.db").exists()
+
+
+def test_a_worker_restarted_after_kill_9_takes_its_runs_back_at_once(tmp_path: Path, pg_db: str) -> None:
+    sched_cli, w_cli = clis(tmp_path, pg_db, 2)
+    pids = tmp_path / "pids"
+    (tmp_path / "work" / "supertask.yaml").write_text(f"""
+namespace: restart
+jobs:
+  - name: long
+    when: once
+    on: {{gpu: "1"}}
+    retries: 1
+    run: "cmd:echo $$ $SUPERTASK_RUN_ID >> {pids}; exec sleep 600"
+""")
+    first = worker(w_cli, "w-1", "gpu=1")  # default lease: 20s
+    sched = sched_cli.start()
+    again = None
+    children: list[int] = []
+    try:
+        wait_until(lambda: pids.exists() and pids.read_text().strip(), 60, what="the first attempt's child")
+        child = int(pids.read_text().split()[0])
+        children.append(child)
+        first.kill()  # kill -9 of the worker (its process group); the child, in a session of its own, lives on
+        assert alive(child)
+        restarted = time.monotonic()
+        again = worker(w_cli, "w-1", "gpu=1")  # systemd's Restart=: the same name, at once
+        wait_until(lambda: runs_of(pg_db, "long")[0]["status"] == "lost", 15, what="the attempt lost at once")
+        assert time.monotonic() - restarted < 15  # not after the 20s lease
+        assert "restarted" in runs_of(pg_db, "long")[0]["message"]
+        wait_until(lambda: not alive(child), 15, what="the orphan ended")
+        wait_until(lambda: len(pids.read_text().split()) >= 4, 30, what="the retry")
+        children.append(int(pids.read_text().split()[2]))
+        assert [(r["attempt"], r["status"], r["worker"]) for r in runs_of(pg_db, "long")] == [
+            (1, "lost", "w-1"), (2, "running", "w-1")]
+    finally:
+        for pid in children:
+            if alive(pid):
+                os.kill(pid, signal.SIGKILL)
+        stop_all(sched, *([again] if again else []))
