@@ -370,3 +370,27 @@ jobs:
             if alive(pid):
                 os.kill(pid, signal.SIGKILL)
         stop_all(sched, *([again] if again else []))
+
+
+def test_workers_only_leaves_every_run_to_workers(tmp_path: Path, pg_db: str) -> None:
+    sched_cli, w_cli = clis(tmp_path, pg_db, 2)
+    out = tmp_path / "out"
+    (tmp_path / "work" / "supertask.yaml").write_text(f"""
+namespace: only
+jobs:
+  - {{name: plain, when: once, run: "cmd:echo $SUPERTASK_WORKER > {out}"}}
+""")
+    sched = sched_cli.start("--workers-only", *BEAT)
+    w = None
+    try:
+        sched.wait_event("scheduler started", timeout=60)
+        wait_until(lambda: runs_of(pg_db, "plain") and runs_of(pg_db, "plain")[0]["message"], 60, what="the row")
+        [r] = runs_of(pg_db, "plain")
+        assert (r["status"], json.loads(r["labels"]), r["message"]) == (
+            "queued", {}, "no live worker (start one: supertask worker --store URL)")
+        assert not out.exists()  # the scheduler launched nothing
+        w = worker(w_cli, "w-any", "", *BEAT)  # a worker without labels takes runs that need none
+        wait_until(lambda: out.exists(), 30, what="the run on the worker")
+        assert out.read_text().strip() == "w-any"
+    finally:
+        stop_all(sched, *([w] if w else []))
