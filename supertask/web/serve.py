@@ -131,6 +131,7 @@ class WebComponent:
         self._sock: socket.socket | None = None
         self._proc: subprocess.Popen[bytes] | None = None
         self._args: list[str] = []
+        self._env: dict[str, str] = {}
         self._lock = threading.Lock()
         self._stopping = threading.Event()
         self._thread: threading.Thread | None = None
@@ -145,10 +146,13 @@ class WebComponent:
         from supertask.control.endpoint import socket_path
 
         fd = self._sock.fileno()
-        self._args = [sys.executable, "-m", "supertask", "web", "--store", settings.store_url, "--home",
-                      str(settings.home), "--log-format", settings.log_format, "--fd", str(fd),
+        self._args = [sys.executable, "-m", "supertask", "web", "--home", str(settings.home), "--log-format",
+                      settings.log_format, "--fd", str(fd),
                       "--scheduler", str(socket_path(settings.home, service.namespaces[0])),
                       "--parent", str(os.getpid())]
+        # the store's URL in the environment, not the command line: it may hold a password,
+        # and any user can read another's command line
+        self._env = {**os.environ, "SUPERTASK_STORE": settings.store_url}
         self._spawn()
         assert self._proc is not None
         _announce(host, self._sock.getsockname()[1], pid=self._proc.pid)
@@ -161,7 +165,7 @@ class WebComponent:
                 return
             # a session of its own: a terminal's Ctrl-C reaches the scheduler, which stops it
             self._proc = subprocess.Popen(self._args, pass_fds=(self._sock.fileno(),), stdin=subprocess.DEVNULL,
-                                          start_new_session=True)
+                                          env=self._env, start_new_session=True)
 
     def _watch(self) -> None:
         """Report a child that exited while the scheduler runs, and start another."""

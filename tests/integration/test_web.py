@@ -329,9 +329,10 @@ def test_a_run_is_ended_through_the_dashboard_beside_its_scheduler_only(cli: Cli
         assert sched.stop() == 0, sched.output
 
 
-def test_run_http_serves_from_a_child_process_started_and_stopped_with_the_scheduler(cli: Cli) -> None:
+def test_run_http_serves_from_a_child_process_started_and_stopped_with_the_scheduler(store_cli: Cli) -> None:
     """The pages are rendered in a process of their own (fire lateness does not move
     while people look); one that exits is reported and started again on the same address."""
+    cli = store_cli
     (cli.cwd / "supertask.yaml").write_text(TIMETABLE)
     sched = cli.start("--http", "127.0.0.1:0", "--grace", "2s")
     try:
@@ -340,6 +341,8 @@ def test_run_http_serves_from_a_child_process_started_and_stopped_with_the_sched
         assert child != sched.proc.pid and psutil.Process(child).ppid() == sched.proc.pid
         assert client(url).get("/api/v1/jobs").json()[0]["name"] == "hello"
         assert psutil.Process(child).nice() == psutil.Process(sched.proc.pid).nice() + 10  # fires first
+        shown = " ".join(psutil.Process(child).cmdline())
+        assert "--store" not in shown and (not cli.store or cli.store not in shown)  # it may hold a password
         os.kill(child, signal.SIGKILL)
         exited = sched.wait_event("dashboard exited", timeout=30)
         assert (exited["pid"], exited["exit_code"]) == (child, -signal.SIGKILL)
