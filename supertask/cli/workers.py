@@ -32,7 +32,12 @@ def workers(ctx: typer.Context, store: StoreOpt = None, home: HomeOpt = None, as
         return
     from supertask.workers.operators import RECENT, worker_rows
 
-    rows = worker_rows(_open_store(_settings(store, home)), within=None if every else RECENT)
+    st = _open_store(_settings(store, home))
+    rows = worker_rows(st, within=None if every else RECENT)
+    dialect = getattr(st, "dialect", "postgresql")
+    if not rows and not as_json and dialect != "postgresql":
+        typer.echo(f"no workers: workers need a PostgreSQL store, and {dialect} is not one (docs/workers.md)")
+        return
     if as_json:
         from supertask.cli.output import print_json
 

@@ -4,8 +4,9 @@ then the oldest; no job beyond its ``max_concurrent`` across all workers and sch
 
 One selection per claim (:data:`PICK`), inside the claim's transaction, on PostgreSQL
 (a job never gives a claim more than ``free`` runs, so only the first ``free`` queued
-runs of each job are looked at past the first ranking, and each job's definition is read
-once):
+runs of each job are looked at past the first ranking, and only theirs read the job's
+definition; the intermediate results are materialized, so a fresh table without
+statistics cannot lead the planner into a loop of every run over every job):
 
 - a run fits the worker when every key=value of its ``labels`` is among the worker's
   (``labels <@ worker labels``, JSON); runs without labels stay with the scheduler host;
@@ -46,32 +47,28 @@ _JOB_LIMIT = ("CASE COALESCE(CAST(j.definition AS jsonb) ->> 'overlap', 'skip') 
               "THEN CAST(CAST(j.definition AS jsonb) ->> 'max_concurrent' AS INTEGER) ELSE 1 END")
 
 PICK = f"""
-WITH busy AS (
+WITH busy AS MATERIALIZED (
     SELECT namespace, job, count(*) AS n, count(worker) AS on_workers
     FROM supertask_runs WHERE status = 'running' GROUP BY namespace, job
-), ns_busy AS (
+), ns_busy AS MATERIALIZED (
     SELECT namespace, sum(on_workers) AS n FROM busy GROUP BY namespace
+), ranked AS (
+    SELECT r.id, r.namespace, r.job, r.priority,
+           row_number() OVER (PARTITION BY r.namespace, r.job ORDER BY r.priority DESC, r.id) AS nth_of_job
+    FROM supertask_runs r
+    WHERE r.status = 'queued' AND r.labels IS NOT NULL AND r.worker IS NULL
+      AND (r.lease_until IS NULL OR r.lease_until <= now())
+      AND CAST(r.labels AS jsonb) <@ CAST(:labels AS jsonb)
 ), fitting AS MATERIALIZED (
-    SELECT id, namespace, job, priority, nth_of_job FROM (
-        SELECT r.id, r.namespace, r.job, r.priority,
-               row_number() OVER (PARTITION BY r.namespace, r.job ORDER BY r.priority DESC, r.id) AS nth_of_job
-        FROM supertask_runs r
-        WHERE r.status = 'queued' AND r.labels IS NOT NULL AND r.worker IS NULL
-          AND (r.lease_until IS NULL OR r.lease_until <= now())
-          AND CAST(r.labels AS jsonb) <@ CAST(:labels AS jsonb)
-    ) AS ranked
-    WHERE nth_of_job <= :free
-), limits AS (
-    SELECT j.namespace, j.name AS job, {_JOB_LIMIT} AS most
-    FROM supertask_jobs j JOIN (SELECT DISTINCT namespace, job FROM fitting) AS q
-      ON q.namespace = j.namespace AND q.job = j.name
+    SELECT f.id, f.namespace, f.job, f.priority, f.nth_of_job, {_JOB_LIMIT} AS most
+    FROM ranked f LEFT JOIN supertask_jobs j ON j.namespace = f.namespace AND j.name = f.job
+    WHERE f.nth_of_job <= :free
 ), allowed AS (
     SELECT f.id, f.namespace, f.priority,
            row_number() OVER (PARTITION BY f.namespace ORDER BY f.priority DESC, f.id) AS nth
     FROM fitting f
     LEFT JOIN busy b ON b.namespace = f.namespace AND b.job = f.job
-    LEFT JOIN limits l ON l.namespace = f.namespace AND l.job = f.job
-    WHERE l.most IS NULL OR COALESCE(b.n, 0) + f.nth_of_job <= l.most
+    WHERE f.most IS NULL OR COALESCE(b.n, 0) + f.nth_of_job <= f.most
 ), picked AS (
     SELECT a.id, row_number() OVER (
                ORDER BY (COALESCE(nb.n, 0) + a.nth) / GREATEST(COALESCE(ns.weight, 1), 1e-9), a.priority DESC, a.id

@@ -13,6 +13,7 @@ from datetime import datetime, timezone
 from typing import Any
 
 import pytest
+import sqlalchemy as sa
 
 from supertask.model import Job, Overlap, Share
 from supertask.store.sql import SqlStore, open_store
@@ -140,3 +141,22 @@ def test_only_runs_whose_labels_the_worker_has(store: SqlStore) -> None:
     queue(store, "a", "any", 1)
     assert [j for _, j in claim(store, "cpu-only", 4, {"region": "eu"})] == ["any"]
     assert [j for _, j in claim(store, "gpu-box", 4, {"gpu": "1", "region": "eu"})] == ["gpu", "gpu"]
+
+
+def test_two_claims_at_once_take_turns_and_the_second_sees_the_first_s_runs(store: SqlStore) -> None:
+    from concurrent.futures import ThreadPoolExecutor
+    from concurrent.futures import TimeoutError as StillWaiting
+
+    namespace(store, "a", [job("bulk", overlap=Overlap.ALLOW)], Share(max_running=2))
+    queue(store, "a", "bulk", 10)
+    with store.engine.connect() as first, ThreadPoolExecutor(1) as pool:
+        first.begin()
+        ids = pick(first, {}, 4)
+        assert len(ids) == 2
+        first.execute(sa.text("UPDATE supertask_runs SET status = 'running', worker = 'w1' WHERE id = ANY(:ids)"),
+                      {"ids": ids})
+        second = pool.submit(claim, store, "w2", 4)  # waits for the first claim's transaction
+        with pytest.raises(StillWaiting):
+            second.result(timeout=0.5)
+        first.commit()
+        assert second.result(timeout=10) == []  # the namespace's 2 places are taken
