@@ -129,10 +129,34 @@ def refresh_waiting(engine: sa.Engine) -> int:
     return changed
 
 
+#: Worker rows stopped or lost longer ago than this (seconds) are deleted (when they hold no run).
+FORGET_AFTER = 7 * 86400.0
+#: How often (seconds) a process looks for worker rows to forget.
+FORGET_EVERY = 3600.0
+_forgot = [0.0]
+_FORGET = sa.text(
+    "DELETE FROM supertask_workers w WHERE state IN ('stopped', 'lost') "
+    "AND heartbeat < now() - make_interval(secs => :after) AND NOT EXISTS (SELECT 1 FROM supertask_runs r "
+    "WHERE r.status = 'running' AND r.worker = w.name)")
+
+
+def forget(engine: sa.Engine, after: float = FORGET_AFTER) -> int:
+    """Delete the rows of workers stopped or lost more than ``after`` seconds ago that hold
+    no run (a worker named ``HOST-PID`` leaves one row per start)."""
+    with engine.begin() as conn:
+        return int(conn.execute(_FORGET, {"after": after}).rowcount)
+
+
 def look(engine: sa.Engine, by: str) -> None:
-    """One look: lost attempts, then the queued rows' reasons (never raising)."""
+    """One look: lost attempts, then the queued rows' reasons, and once an hour the worker
+    rows to forget (never raising)."""
+    import time
+
     try:
         reap(engine, by)
         refresh_waiting(engine)
+        if time.monotonic() - _forgot[0] > FORGET_EVERY:
+            _forgot[0] = time.monotonic()
+            forget(engine)
     except Exception as exc:
         get_logger("supertask.worker").info("looking for lost worker runs failed", error=str(exc))

@@ -43,6 +43,13 @@ def rows(url: str, sql: str, *params: Any) -> list[tuple[Any, ...]]:
         return conn.execute(sql, params).fetchall()
 
 
+def execute(url: str, sql: str, *params: Any) -> None:
+    import psycopg
+
+    with psycopg.connect(url, autocommit=True) as conn:
+        conn.execute(sql, params)
+
+
 def runs_of(url: str, job: str) -> list[dict[str, Any]]:
     cols = ("id", "attempt", "reason", "status", "worker", "instance", "labels", "priority", "message", "exit_code")
     return [dict(zip(cols, r, strict=True)) for r in rows(
@@ -394,3 +401,21 @@ jobs:
         assert out.read_text().strip() == "w-any"
     finally:
         stop_all(sched, *([w] if w else []))
+
+
+def test_old_worker_rows_are_forgotten_unless_they_hold_a_run(pg_db: str) -> None:
+    from supertask.store.sql import open_store
+    from supertask.workers.lost import forget
+
+    st = open_store(pg_db)
+    try:
+        for name, state, age in (("old", "stopped", 8), ("recent", "stopped", 1), ("holding", "lost", 8),
+                                 ("up", "serving", 8)):
+            execute(pg_db, "INSERT INTO supertask_workers (name, labels, slots, state, started, heartbeat, lease) "
+                 "VALUES (%s, '{}', 1, %s, now(), now() - make_interval(days => %s), 20)", name, state, age)
+        execute(pg_db, "INSERT INTO supertask_runs (namespace, job, attempt, reason, scheduled, status, worker) "
+             "VALUES ('ns', 'j', 1, 'schedule', now(), 'running', 'holding')")
+        assert forget(st.engine) == 1
+        assert sorted(r[0] for r in rows(pg_db, "SELECT name FROM supertask_workers")) == ["holding", "recent", "up"]
+    finally:
+        st.close()
