@@ -109,11 +109,16 @@ def _stored_job(text: str | None) -> Job | None:
 def audit(store: Any, who: str, source: str, action: str, namespace: str | None, job: str | None,
           before: Any, after: Any) -> None:
     """One audit row of a change; a store that cannot take it is logged, not raised (the
-    change itself has been made)."""
+    change itself has been made). A store known to be away is not waited on (a write
+    into a cut network would hold the reply for its timeouts): the row is logged instead."""
+    from supertask.log import get_logger
+
+    health = getattr(store, "health", None)
     try:
+        if health is not None and not getattr(health, "up", True):
+            raise ConnectionError("the store is away")
         store.audit(who=who, source=source, action=action, namespace=namespace, job=job, before=before, after=after)
     except Exception as exc:
-        from supertask.log import get_logger
-
-        get_logger("supertask.control.live").warning("audit row not written", action=action, namespace=namespace,
-                                                     job=job, error=str(exc))
+        get_logger("supertask.control.live").warning("audit row not written", action=action, by=who, source=source,
+                                                     namespace=namespace, job=job, before=before, after=after,
+                                                     error=str(exc))
