@@ -5,7 +5,7 @@ UV := $(shell command -v uv 2>/dev/null || echo $(HOME)/.local/bin/uv)
 VENV := .venv
 STAMP := $(VENV)/.synced
 
-.PHONY: run test test-cluster test-unit test-integration test-faults test-pythons test-browser chromium containers lint bench setup clean help-snapshot
+.PHONY: run test test-cluster faketime test-unit test-integration test-faults test-pythons test-browser chromium containers lint bench setup clean help-snapshot
 
 # uv first (from PyPI, no other network needed), then the locked environment.
 $(UV):
@@ -31,10 +31,18 @@ test: $(STAMP) containers
 	$(VENV)/bin/pytest -q -p no:cacheprovider --ignore=tests/browser --ignore=tests/cluster
 
 ## Several schedulers on one store (tests/cluster: real processes, each its own state folder,
-## on PostgreSQL and SQLite): heartbeats, takeover, live changes and policies across hosts
-## (~4 min, leases take their time). .ci/run runs it after `make test`.
-test-cluster: $(STAMP)
+## on PostgreSQL and SQLite): heartbeats, takeover, live changes and policies across hosts,
+## the chaos test (kill -9, SIGSTOP, a cut network), pruning, a host's clock 5 s ahead
+## (~6 min, leases take their time). .ci/run runs it after `make test`.
+test-cluster: $(STAMP) faketime
 	$(VENV)/bin/pytest -q -p no:cacheprovider tests/cluster
+
+## libfaketime (Debian's faketime package, installed when missing and apt-get can), for the
+## test of a host whose clock is off; without it that test skips, saying why.
+faketime:
+	@[ -e /usr/lib/x86_64-linux-gnu/faketime/libfaketime.so.1 ] || { [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null && \
+		(apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq faketime) >/dev/null 2>&1; } || \
+		echo "faketime: not installed; the clock skew test will skip"
 
 ## The dashboard in a real browser: Playwright driving Debian's chromium (installed when
 ## missing and apt-get can; Playwright's own browser download is not used). Without

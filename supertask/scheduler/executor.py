@@ -16,7 +16,7 @@ from collections import Counter
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
-from datetime import datetime, timezone
+from datetime import datetime, timedelta, timezone
 from typing import Any
 
 from supertask import compat
@@ -124,7 +124,8 @@ class RunExecutor(compat.executor_base()):  # type: ignore[misc]
         if found is None:
             return
         namespace, definition = found
-        decided = decisions.due(run_times, datetime.now(UTC), grace=definition.misfire_grace,
+        now = datetime.now(UTC) - timedelta(seconds=clock_ahead(self.ctx.store))  # the database's clock
+        decided = decisions.due(run_times, now, grace=definition.misfire_grace,
                                 catch_up=definition.catch_up, up_since=self.started_at, pauses=self._pauses)
         runs, folded = [], []
         for fire in decided:

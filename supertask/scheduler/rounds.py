@@ -10,6 +10,12 @@ its time is then only the start of its child: at one fire a second that is the c
 commit less (~0.5 ms of 3–4), at a hundred a second the whole decision of the round
 (docs/benchmarks.md). No fire starts before its time: the executor waits for it.
 
+"Due" is by the database's clock: on a host whose clock is ahead of it (the store
+measures by how much, :func:`~supertask.scheduler.launch.clock_ahead`), the round's
+horizon and its wake-up are moved back by as much, so such a host neither decides
+fires early nor takes fires not yet due by the database for overdue ones (which
+``catch_up: latest`` would fold into one).
+
 A round that finds a job's fires more than :data:`~supertask.scheduler.decisions.LATE`
 behind (this scheduler was frozen, cut off, overloaded) on a store other schedulers
 share first asks the store for the jobs' next run times: the fires other hosts decided
@@ -27,6 +33,7 @@ from apscheduler.schedulers.base import STATE_PAUSED, TIMEOUT_MAX
 from supertask import compat
 from supertask.log import get_logger
 from supertask.scheduler.decisions import LATE, undecided
+from supertask.scheduler.launch import clock_ahead
 
 if TYPE_CHECKING:
     from supertask.scheduler.executor import RunExecutor
@@ -53,7 +60,8 @@ class RoundScheduler(compat.scheduler_base()):  # type: ignore[misc]
         if self.state == STATE_PAUSED:
             return None
         woke = time.monotonic()
-        horizon = datetime.now(UTC) + timedelta(seconds=self._lead)
+        host_ahead = clock_ahead(self._rounds.ctx.store)  # due by the database's clock, not this host's
+        horizon = datetime.now(UTC) + timedelta(seconds=self._lead - host_ahead)
         wake: datetime | None = None
         self._rounds.collect_round()
         try:
@@ -78,7 +86,7 @@ class RoundScheduler(compat.scheduler_base()):  # type: ignore[misc]
             self._lead = min(MAX_LEAD, max(LEAD, 1.5 * (ready - woke), 0.9 * self._lead))
         if self.state == STATE_PAUSED or wake is None:
             return None
-        return min(max(wake.timestamp() - self._lead - time.time(), 0.0), TIMEOUT_MAX)
+        return min(max(wake.timestamp() + host_ahead - self._lead - time.time(), 0.0), TIMEOUT_MAX)
 
     def _stored_next(self, jobstore: Any, due: list[Any], horizon: datetime) -> dict[str, float | None]:
         """The store's next run times of the due jobs whose first fire is more than LATE

@@ -15,6 +15,7 @@ the first commits, and find nothing), and only that one retries it.
 from __future__ import annotations
 
 import json
+import time
 from collections.abc import Iterable, Sequence
 from dataclasses import asdict, dataclass
 from datetime import datetime, timedelta, timezone
@@ -89,6 +90,7 @@ class ClusterRows:
     ``self._write()``, ``self.dialect``)."""
 
     engine: sa.Engine
+    skew: float  # this host's clock minus the database's (seconds; the SqlStore's)
 
     @property
     def dialect(self) -> str:
@@ -111,8 +113,15 @@ class ClusterRows:
 
     def register_host(self, *, instance: str, host: str, pid: int, boot: str | None, home: str | None,
                       version: str | None, namespaces: Sequence[str], lease: float, started: datetime) -> datetime:
-        """Add this instance's row (serving, heartbeat now); return the database's now."""
+        """Add this instance's row (serving, heartbeat now); return the database's now. On
+        PostgreSQL it measures this host's clock against the database's first (``skew``,
+        which each guarded claim measures again), so the first round is decided on the
+        database's clock (:mod:`supertask.scheduler.rounds`)."""
         with self._write() as conn:
+            if self.dialect == "postgresql":
+                before = time.time()
+                db_now = _aware(conn.execute(sa.text("SELECT clock_timestamp()")).scalar_one())
+                self.skew = (before + time.time()) / 2 - db_now.timestamp()
             now = self._now(conn)
             conn.execute(hosts_table.insert().values(
                 instance=instance, host=host, pid=pid, boot=boot, home=home, version=version,
