@@ -95,8 +95,9 @@ class RoundScheduler(compat.scheduler_base()):  # type: ignore[misc]
         behind = [job.id for job in due if shared is not None and job.next_run_time is not None
                   and (horizon - job.next_run_time).total_seconds() > LATE + self._lead
                   and shared(job.id.partition("/")[0])]
-        if not behind:
-            return {}
+        health = getattr(self._rounds.ctx.store, "health", None)
+        if not behind or (health is not None and (not health.up or health.suspected is not None)):
+            return {}  # a store away or slow to answer (a cut network) is not waited on here
         try:
             return dict(jobstore.stored_next_run_times(behind))
         except Exception as exc:  # the store is away: decided from memory, each claim guards its fire
