@@ -16,7 +16,7 @@ from collections import Counter
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
-from datetime import datetime, timedelta, timezone
+from datetime import datetime, timezone
 from typing import Any
 
 from supertask import compat
@@ -29,7 +29,7 @@ from supertask.runs.runner import execute
 from supertask.scheduler import decisions
 from supertask.scheduler.coalesce import Coalesced
 from supertask.scheduler.jobstore import NamespaceJobStore
-from supertask.scheduler.launch import SKIPPED, Fire, clock_ahead, launch, skip_unqueued
+from supertask.scheduler.launch import SKIPPED, Fire, clock_ahead, db_now, launch, skip_unqueued
 from supertask.settings import default
 from supertask.threads import Spawn, Threads
 
@@ -124,8 +124,7 @@ class RunExecutor(compat.executor_base()):  # type: ignore[misc]
         if found is None:
             return
         namespace, definition = found
-        now = datetime.now(UTC) - timedelta(seconds=clock_ahead(self.ctx.store))  # the database's clock
-        decided = decisions.due(run_times, now, grace=definition.misfire_grace,
+        decided = decisions.due(run_times, db_now(self.ctx.store), grace=definition.misfire_grace,
                                 catch_up=definition.catch_up, up_since=self.started_at, pauses=self._pauses)
         runs, folded = [], []
         for fire in decided:

@@ -207,6 +207,11 @@ def clock_ahead(store: Any) -> float:
     return skew if skew > 0.05 else 0.0
 
 
+def db_now(store: Any) -> datetime:
+    """Now by the database's clock, as far as this host knows it (:func:`clock_ahead`)."""
+    return datetime.fromtimestamp(time.time() - clock_ahead(store), UTC)
+
+
 def refused(ex: RunExecutor, key: str, namespace: str, definition: Job, fire: datetime, reason: Reason,
             then: list[tuple[datetime, Reason]] | None, refusal: Any) -> None:
     """A fire the store refused (:mod:`supertask.store.guard`): skipped (its row says
