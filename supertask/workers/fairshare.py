@@ -43,8 +43,9 @@ CLAIM_LOCK = 0x5E7A5C_C1A1
 
 #: The most runs of one job at once: ``max_concurrent`` with ``overlap: allow`` (NULL: no
 #: limit), else one (``skip`` and ``queue``: a run waits for the previous one to end).
-_JOB_LIMIT = ("CASE COALESCE(CAST(j.definition AS jsonb) ->> 'overlap', 'skip') WHEN 'allow' "
-              "THEN CAST(CAST(j.definition AS jsonb) ->> 'max_concurrent' AS INTEGER) ELSE 1 END")
+#: (``json``, not ``jsonb``: read once, the text is half the work of the binary form.)
+_JOB_LIMIT = ("CASE COALESCE(CAST(j.definition AS json) ->> 'overlap', 'skip') WHEN 'allow' "
+              "THEN CAST(CAST(j.definition AS json) ->> 'max_concurrent' AS INTEGER) ELSE 1 END")
 
 PICK = f"""
 WITH busy AS MATERIALIZED (
