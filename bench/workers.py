@@ -263,7 +263,9 @@ def section(results: dict) -> list[str]:
         lines += ["", f"A run queued for a worker starts {ms(lat[1]['p50'])} after its time at the median with one "
                   f"worker and {ms(lat[4]['p50'])} with four, against {ms(base['p50'])} for the scheduler's own "
                   "children: the worker is woken by the scheduler's NOTIFY of the queued run (the 0.25 s poll is "
-                  "the fallback), then claims it and starts the child."]
+                  "the fallback), then claims it and starts the child. One worker of 4 slots meets "
+                  f"{lat[1]['jobs']} runs due in the same second: those beyond its slots wait for a slot to free "
+                  "and its next look for queued runs, which is its p99."]
     kills = results.get("kill", [])
     if kills:
         lost = median([k["to_lost"] for k in kills])

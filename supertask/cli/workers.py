@@ -17,7 +17,7 @@ workers_app = typer.Typer(help="The workers sharing the store: list them (the de
                           invoke_without_command=True)
 app.add_typer(workers_app, name="workers")
 
-NameArg = Annotated[str, typer.Argument(help="The worker's name, as `supertask workers` lists it")]
+NameArg = Annotated[str, typer.Argument(metavar="NAME", help="The worker's name, as `supertask workers` lists it")]
 
 
 @workers_app.callback()
