@@ -354,4 +354,6 @@ def kill(
 ) -> None:
     """End a run's process group (TERM, then KILL after the job's kill_grace)."""
     data = _call(connect, home, namespace, token, "kill_run", run_id)
-    _say(as_json, data, f"run {run_id} ({data['namespace']}/{data['job']}, pid {data['pid']}): ending")
+    where = f"on worker {data['worker']}" if data.get("worker") else f"pid {data['pid']}"
+    then = "ending at its worker's next heartbeat" if data.get("worker") else "ending"
+    _say(as_json, data, f"run {run_id} ({data['namespace']}/{data['job']}, {where}): {then}")

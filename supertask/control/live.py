@@ -22,6 +22,7 @@ from supertask import __version__
 from supertask.control.readout import log_chunk, tree_usage
 from supertask.errors import JobNotFound, RunNotFound, SupertaskError, TimetableError, UsageError
 from supertask.model import Job
+from supertask.workers.route import kill as kill_anywhere
 
 if TYPE_CHECKING:
     from supertask.scheduler.service import Service
@@ -347,7 +348,7 @@ class LiveControl:
                  by: str = "unknown") -> dict[str, Any]:
         """End a run in flight; ``for_who`` and ``source``: whom a local peer acts for (the
         dashboard beside this scheduler names its viewer), for the audit row."""
-        result = self.service.kill_run(run_id)
+        result = kill_anywhere(self.service, run_id)  # a worker's run too (supertask.workers.route)
         self._audited("killed", result["namespace"], result["job"], for_who or by, {"run_id": run_id,
                       "status": "running"}, None, source)
         return result

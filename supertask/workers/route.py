@@ -138,3 +138,24 @@ def hand_over(store: Any, run_id: int, job: Job, labels: Mapping[str, str]) -> N
         announce(conn)
     get_logger("supertask.scheduler.service").info("run queued for a worker", job=job.name, run=run_id,
                                                    labels=text(labels), reason="manual", waiting=message)
+
+
+def kill(service: Any, run_id: int) -> dict[str, Any]:
+    """``jobs kill RUN`` through a scheduler: its own run ends at once
+    (:meth:`~supertask.scheduler.service.Service.kill_run`); a run on a worker is asked
+    through its row, and its worker ends it at its next heartbeat (TERM, ``kill_grace``,
+    KILL), as ``jobs kill`` ends a scheduler's."""
+    from supertask.errors import SupertaskError
+    from supertask.workers.rows import ask_kill
+
+    try:
+        return service.kill_run(run_id)  # type: ignore[no-any-return]
+    except SupertaskError:
+        record = service.store.get_run(run_id)
+        if record.worker is None or record.status is not RunStatus.RUNNING or not ask_kill(service.store.engine,
+                                                                                          run_id):
+            raise
+    get_logger("supertask.scheduler.service").info("run kill requested", run=run_id, job=record.job,
+                                                   namespace=record.namespace, worker=record.worker)
+    return {"run_id": run_id, "namespace": record.namespace, "job": record.job, "pid": record.pid,
+            "worker": record.worker}

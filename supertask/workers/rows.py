@@ -79,14 +79,27 @@ def beat(engine: sa.Engine, name: str, *, state: str, running: int, telemetry: M
     return (row[0], row[1], renewed) if row is not None else (None, None, renewed)
 
 
+#: a running attempt's ``message`` while ``jobs kill`` asks its worker to end it
+KILL_ASKED = "kill requested (supertask jobs kill): its worker ends it at its next heartbeat"
+
+
 def renew(conn: Any, name: str, held: Sequence[int], lease: float) -> set[int]:
-    """Renew the leases of the attempts ``held`` that are still this worker's; their ids."""
+    """Renew the leases of the attempts ``held`` that are still this worker's; their ids
+    (negative: ``jobs kill`` asks for that attempt's end)."""
     if not held:
         return set()
-    return {int(r[0]) for r in conn.execute(sa.text(
+    return {int(r[0]) * (-1 if r[1] == KILL_ASKED else 1) for r in conn.execute(sa.text(
         "UPDATE supertask_runs SET lease_until = now() + make_interval(secs => :lease) "
-        "WHERE id = ANY(:ids) AND worker = :name AND status = 'running' RETURNING id"),
+        "WHERE id = ANY(:ids) AND worker = :name AND status = 'running' RETURNING id, message"),
         {"ids": list(held), "name": name, "lease": lease})}
+
+
+def ask_kill(engine: sa.Engine, run_id: int) -> bool:
+    """``jobs kill`` of a run on a worker: its row asks the worker (:data:`KILL_ASKED`)."""
+    with engine.begin() as conn:
+        return bool(conn.execute(sa.text(
+            "UPDATE supertask_runs SET message = :asked WHERE id = :id AND status = 'running' "
+            "AND worker IS NOT NULL"), {"id": run_id, "asked": KILL_ASKED}).rowcount)
 
 
 def stop(engine: sa.Engine, name: str) -> None:

@@ -224,6 +224,13 @@ class Worker:
         if before == WorkerState.LOST:
             self.log.error("this worker was declared dead", worker=self.name,
                            note="it missed its lease; its attempts were declared lost and their results are rejected")
+        for run_id in {-i for i in renewed if i < 0}:  # jobs kill
+            with self.lock:
+                att = self.attempts.get(run_id)
+            if att is not None and not att.done and att.active.stopped_by is None:
+                self.log.info("run kill requested", worker=self.name, run=run_id, job=att.job.name)
+                att.active.end(StopCause.KILL)
+        renewed = {abs(i) for i in renewed}
         for run_id in set(held) - renewed:
             with self.lock:
                 att = self.attempts.get(run_id)

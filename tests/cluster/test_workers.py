@@ -419,3 +419,28 @@ def test_old_worker_rows_are_forgotten_unless_they_hold_a_run(pg_db: str) -> Non
         assert sorted(r[0] for r in rows(pg_db, "SELECT name FROM supertask_workers")) == ["holding", "recent", "up"]
     finally:
         st.close()
+
+
+def test_jobs_kill_ends_a_run_on_a_worker(tmp_path: Path, pg_db: str) -> None:
+    sched_cli, w_cli = clis(tmp_path, pg_db, 2)
+    pids = tmp_path / "pids"
+    (tmp_path / "work" / "supertask.yaml").write_text(f"""
+namespace: kill
+jobs:
+  - {{name: long, when: once, on: {{gpu: "1"}}, retries: 2, run: "cmd:echo $$ >> {pids}; exec sleep 600"}}
+""")
+    w = worker(w_cli, "w-gpu", "gpu=1", *BEAT)
+    sched = sched_cli.start(*BEAT)
+    try:
+        wait_until(lambda: pids.exists() and pids.read_text().strip(), 60, what="the child")
+        child = int(pids.read_text().split()[0])
+        [run] = runs_of(pg_db, "long")
+        killed = sched_cli("jobs", "kill", str(run["id"]), "--ns", "kill")
+        assert killed.returncode == 0 and "on worker w-gpu" in killed.stdout, killed.stdout + killed.stderr
+        wait_until(lambda: not alive(child), 15, what="the child ended")
+        wait_until(lambda: runs_of(pg_db, "long")[0]["status"] == "killed", 15, what="the row killed")
+        [run] = runs_of(pg_db, "long")  # killed is not retried (retry_on: failed, timed-out, lost)
+        assert run["message"].startswith("ended by `supertask jobs kill`"), run["message"]
+        assert not any(e.get("event") == "late result rejected" for e in w.events())
+    finally:
+        stop_all(sched, w)
