@@ -79,6 +79,13 @@ def beat(engine: sa.Engine, name: str, *, state: str, running: int, telemetry: M
     return (row[0], row[1], renewed) if row is not None else (None, None, renewed)
 
 
+def set_state(engine: sa.Engine, name: str, state: str) -> None:
+    """Record the state a worker took on (an operator's drain, pause or resume) at once."""
+    with engine.begin() as conn:
+        conn.execute(sa.text("UPDATE supertask_workers SET state = :state WHERE name = :name AND state <> 'lost'"),
+                     {"name": name, "state": state})
+
+
 #: a running attempt's ``message`` while ``jobs kill`` asks its worker to end it
 KILL_ASKED = "kill requested (supertask jobs kill): its worker ends it at its next heartbeat"
 

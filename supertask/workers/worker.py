@@ -237,14 +237,18 @@ class Worker:
             if att is not None and not att.done:
                 self.log.warning("attempt lost: ending it", worker=self.name, run=run_id, job=att.job.name)
                 att.fence("the attempt was declared lost while it ran")
-        self._apply(wanted)
+        if self._apply(wanted):  # the row says so now, not a heartbeat later
+            rows.set_state(self.store.engine, self.name, self.recorded_state)
         lost.look(self.store.engine, f"worker {self.name}")
 
-    def _apply(self, wanted: str | None) -> None:
+    def _apply(self, wanted: str | None) -> bool:
+        """Take on the state an operator wants; True when it changed."""
         states = {"drain": WorkerState.DRAINING, "pause": WorkerState.PAUSED, "serve": WorkerState.SERVING}
-        if wanted in states and states[wanted] != self.state:
-            self.state = states[wanted]
-            self.log.info("worker state changed", worker=self.name, state=self.state, wanted=wanted)
+        if wanted not in states or states[wanted] == self.state:
+            return False
+        self.state = states[wanted]
+        self.log.info("worker state changed", worker=self.name, state=self.state, wanted=wanted)
+        return True
 
     def _watchdog(self) -> None:
         """Self-fencing (the module's docstring); touches no database."""
