@@ -55,17 +55,13 @@ def _open(path: Path) -> TextIO:
     return os.fdopen(statefolder.open_private(path), "a", encoding="utf-8", buffering=1)
 
 
-class RunLog:
-    """``lazy``: the file is created with the first line (a run that prints nothing has
-    none: creating a file cost as much as starting the child). When it cannot be
-    created or written (a full disk), :attr:`error` says why, the file is left as it
-    is and the lines are only kept for :attr:`tail_text`: the run goes on without it."""
+class Capped:
+    """The caps of ``log_max`` that a run's log keeps wherever it goes (a file here, the
+    store's chunks for a worker's run: :mod:`supertask.workers.chunks`): the head as it
+    comes, then a tail no larger than the other half, and the last lines for the run's
+    row. Subclasses hold :attr:`_lock` around :meth:`_admit` and :meth:`_ending`."""
 
-    def __init__(self, path: Path, limit: int, tail_lines: int = 20, *, lazy: bool = False):
-        self.path = path
-        self.error: OSError | None = None
-        self._file: TextIO | None = None if lazy else _open(path)
-        self.opened = self._file is not None  # whether the file exists (a lazy one: was written)
+    def __init__(self, limit: int, tail_lines: int = 20):
         self._head_budget = limit // 2
         self._tail_budget = limit - self._head_budget
         self._written = 0
@@ -78,29 +74,65 @@ class RunLog:
         self.last_lines: deque[str] = deque(maxlen=tail_lines)
         self._lock = threading.Lock()
 
+    def _admit(self, stream: str, line: str) -> str | None:
+        """One line as the head keeps it (stamped), or None: it went to the tail."""
+        size = _STAMP_LEN + len(stream) + len(line) + 3
+        self.last_lines.append(line)
+        if not self.truncating and self._written + size <= self._head_budget:
+            self._written += size
+            return f"{self._clock.stamp()} {stream} {line}\n"
+        self.truncating = True
+        self._tail.append((time.time(), stream, line))
+        self._tail_bytes += size
+        while self._tail_bytes > self._tail_budget and self._tail:
+            _, s, text = self._tail.popleft()
+            dropped = _STAMP_LEN + len(s) + len(text) + 3
+            self._tail_bytes -= dropped
+            self.omitted_lines += 1
+            self.omitted_bytes += dropped
+        return None
+
+    def _ending(self) -> list[str]:
+        """What follows the head when the run ends: how much was left out, then the tail."""
+        out = []
+        if self.omitted_lines:
+            out.append(f"{self._clock.stamp()} supertask ... {self.omitted_lines} lines ({self.omitted_bytes} bytes) "
+                       "left out: the log keeps its head and tail within log_max ...\n")
+        clock = _Clock()
+        out.extend(f"{clock.stamp(t)} {s} {text}\n" for t, s, text in self._tail)
+        self._tail.clear()
+        return out
+
+    @property
+    def tail_text(self) -> str:
+        return "\n".join(self.last_lines)
+
+
+class RunLog(Capped):
+    """``lazy``: the file is created with the first line (a run that prints nothing has
+    none: creating a file cost as much as starting the child). When it cannot be
+    created or written (a full disk), :attr:`error` says why, the file is left as it
+    is and the lines are only kept for :attr:`tail_text`: the run goes on without it."""
+
+    def __init__(self, path: Path, limit: int, tail_lines: int = 20, *, lazy: bool = False):
+        super().__init__(limit, tail_lines)
+        self.path = path
+        self.error: OSError | None = None
+        self._file: TextIO | None = None if lazy else _open(path)
+        self.opened = self._file is not None  # whether the file exists (a lazy one: was written)
+
     def write(self, stream: str, line: str) -> bool:
         """Record one line; False once the head is full (the line went to the tail)."""
-        size = _STAMP_LEN + len(stream) + len(line) + 3
         with self._lock:
-            self.last_lines.append(line)
-            if not self.truncating and self._written + size <= self._head_budget:
-                if self._file is not None or self._opened():
-                    try:
-                        self._file.write(f"{self._clock.stamp()} {stream} {line}\n")  # type: ignore[union-attr]
-                    except (OSError, ValueError) as exc:  # a full disk: the log is dropped, the run goes on
-                        self._drop(exc)
-                self._written += size
-                return True
-            self.truncating = True
-            self._tail.append((time.time(), stream, line))
-            self._tail_bytes += size
-            while self._tail_bytes > self._tail_budget and self._tail:
-                _, s, text = self._tail.popleft()
-                dropped = _STAMP_LEN + len(s) + len(text) + 3
-                self._tail_bytes -= dropped
-                self.omitted_lines += 1
-                self.omitted_bytes += dropped
-            return False
+            text = self._admit(stream, line)
+            if text is None:
+                return False
+            if self._file is not None or self._opened():
+                try:
+                    self._file.write(text)  # type: ignore[union-attr]
+                except (OSError, ValueError) as exc:  # a full disk: the log is dropped, the run goes on
+                    self._drop(exc)
+            return True
 
     def note(self, text: str) -> None:
         """A line from supertask itself (stream ``supertask``), never truncated away."""
@@ -134,19 +166,8 @@ class RunLog:
             assert self._file is not None
             try:
                 if self.truncating:
-                    if self.omitted_lines:
-                        self._file.write(
-                            f"{self._clock.stamp()} supertask ... {self.omitted_lines} lines "
-                            f"({self.omitted_bytes} bytes) left out: the log keeps its head and tail within log_max ...\n"
-                        )
-                    clock = _Clock()
-                    self._file.writelines(f"{clock.stamp(t)} {s} {text}\n" for t, s, text in self._tail)
-                    self._tail.clear()
+                    self._file.writelines(self._ending())
                 self._file.close()
                 self._file = None
             except (OSError, ValueError) as exc:
                 self._drop(exc)
-
-    @property
-    def tail_text(self) -> str:
-        return "\n".join(self.last_lines)

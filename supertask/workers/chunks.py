@@ -10,65 +10,37 @@ chunks that do not reach the store are sent again (each ``(run, seq)`` is writte
 
 from __future__ import annotations
 
-import threading
 import time
-from collections import deque
 from collections.abc import Callable
 from typing import Any
 
-from supertask.runs.runlog import _Clock
+from supertask.runs.runlog import Capped
 
-_STAMP_LEN = len("2026-01-01T00:00:00.000+00:00")
 #: the most text one chunk row holds
 CHUNK = 64 * 1024
 
 
-class Shipment:
+class Shipment(Capped):
     """One attempt's output on its way to the store."""
 
     def __init__(self, run_id: int, limit: int, tail_lines: int = 20):
+        super().__init__(limit, tail_lines)
         self.run_id = run_id
-        self._head_budget, self._tail_budget = limit // 2, limit - limit // 2
-        self._written = self._tail_bytes = 0
-        self.truncating = False
-        self.omitted_lines = self.omitted_bytes = 0
-        self._tail: deque[tuple[float, str, str]] = deque()
         self._pending: list[str] = []
         self._unsent: list[tuple[int, str]] = []  # (seq, data), in order
         self._seq = 0
-        self._clock = _Clock()
-        self.last_lines: deque[str] = deque(maxlen=tail_lines)
-        self._lock = threading.Lock()
 
     def line(self, stream: str, line: str) -> None:
         """One line of output (``stream``: stdout, stderr, supertask)."""
-        size = _STAMP_LEN + len(stream) + len(line) + 3
         with self._lock:
-            self.last_lines.append(line)
-            if not self.truncating and self._written + size <= self._head_budget:
-                self._pending.append(f"{self._clock.stamp()} {stream} {line}\n")
-                self._written += size
-                return
-            self.truncating = True
-            self._tail.append((time.time(), stream, line))
-            self._tail_bytes += size
-            while self._tail_bytes > self._tail_budget and self._tail:
-                _, s, text = self._tail.popleft()
-                dropped = _STAMP_LEN + len(s) + len(text) + 3
-                self._tail_bytes -= dropped
-                self.omitted_lines += 1
-                self.omitted_bytes += dropped
+            text = self._admit(stream, line)
+            if text is not None:
+                self._pending.append(text)
 
     def close(self) -> None:
         """The run ended: the tail (and what was left out) goes with the last chunk."""
         with self._lock:
-            if self.omitted_lines:
-                self._pending.append(f"{self._clock.stamp()} supertask ... {self.omitted_lines} lines "
-                                     f"({self.omitted_bytes} bytes) left out: the log keeps its head and tail "
-                                     "within log_max ...\n")
-            clock = _Clock()
-            self._pending.extend(f"{clock.stamp(t)} {s} {text}\n" for t, s, text in self._tail)
-            self._tail.clear()
+            self._pending.extend(self._ending())
 
     def take(self) -> list[tuple[int, int, str]]:
         """The chunks to send now, ``(run_id, seq, data)``: those not yet acknowledged
@@ -84,10 +56,6 @@ class Shipment:
         """The store has every chunk up to seq ``upto``."""
         with self._lock:
             self._unsent = [(seq, text) for seq, text in self._unsent if seq > upto]
-
-    @property
-    def tail_text(self) -> str:
-        return "\n".join(self.last_lines)
 
 
 def ship(engine: Any, shipments: list[Shipment]) -> bool:
