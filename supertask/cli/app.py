@@ -14,7 +14,7 @@ import typer
 
 from supertask import __version__
 from supertask.errors import UsageError
-from supertask.settings import env_name, help_for
+from supertask.settings import LOG_FORMATS, LOG_LEVELS, env_name, help_for
 
 if TYPE_CHECKING:
     from supertask.settings import Settings
@@ -133,3 +133,29 @@ def timetable_namespace(store: Any) -> str | None:
         return None
     ns = timetable.namespace or default_namespace(timetable.source, host_name(), current_user())
     return ns if ns in {r["name"] for r in store.list_namespaces()} else None
+
+
+def checked_durations(**options: str) -> dict[str, float]:
+    """Each ``--OPTION`` duration parsed (a UsageError names the option and the fix); with
+    ``heartbeat`` and ``lease``, the lease at least twice the heartbeat."""
+    from supertask.units import parse_duration
+
+    out = {}
+    for option, text in options.items():
+        try:
+            out[option] = parse_duration(text)
+        except ValueError as exc:
+            raise UsageError(f"--{option}: {exc}") from exc
+    if "lease" in out and (out["heartbeat"] <= 0 or out["lease"] < 2 * out["heartbeat"]):
+        raise UsageError(f"--lease {options['lease']} must be at least twice --heartbeat {options['heartbeat']} (and "
+                         "the heartbeat more than 0): one missed heartbeat must not count as down; e.g. --heartbeat 5s "
+                         "--lease 20s")
+    return out
+
+
+def checked_logging(log_format: str, log_level: str) -> None:
+    """--log-format and --log-level, each a known word (a UsageError lists them)."""
+    if log_format not in LOG_FORMATS:
+        raise UsageError(f"--log-format: {log_format!r} is not a log format; use {', '.join(LOG_FORMATS)}")
+    if log_level.lower() not in LOG_LEVELS:
+        raise UsageError(f"--log-level: {log_level!r} is not a log level; use {', '.join(LOG_LEVELS)}")

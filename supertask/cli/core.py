@@ -20,14 +20,14 @@ from supertask.cli.app import (
     _settings,
     _timetable_path,
     app,
+    checked_durations,
+    checked_logging,
     timetable_namespace,
 )
 from supertask.errors import UsageError
 from supertask.settings import (
     LEASE_LOST,
-    LOG_FORMATS,
     LOG_LEVEL,
-    LOG_LEVELS,
     ONE_SHOT_LOG_LEVEL,
     cli_default,
     env_name,
@@ -77,28 +77,14 @@ def run(
     """
     from supertask.cli import commands
     from supertask.log import configure
-    from supertask.units import parse_duration
-
     once = (command or (file or "").endswith(".py")) and (when or "once") in ("once", "now")
     # a one-shot run shows its command's output; supertask's own events only when asked
     log_level = log_level or (ONE_SHOT_LOG_LEVEL if once else LOG_LEVEL)
-    if log_format not in LOG_FORMATS:
-        raise UsageError(f"--log-format: {log_format!r} is not a log format; use {', '.join(LOG_FORMATS)}")
+    checked_logging(log_format, log_level)
     if lease_lost not in LEASE_LOST:
         raise UsageError(f"--lease-lost: {lease_lost!r} is not a choice; use keep or end")
-    if log_level.lower() not in LOG_LEVELS:
-        raise UsageError(f"--log-level: {log_level!r} is not a log level; use {', '.join(LOG_LEVELS)}")
     configure(log_format, log_level)
-    durations = {}
-    for option, text in (("grace", grace), ("heartbeat", heartbeat), ("lease", lease)):
-        try:
-            durations[option] = parse_duration(text)
-        except ValueError as exc:
-            raise UsageError(f"--{option}: {exc}") from exc
-    if durations["heartbeat"] <= 0 or durations["lease"] < 2 * durations["heartbeat"]:
-        raise UsageError(f"--lease {lease} must be at least twice --heartbeat {heartbeat} (and the heartbeat more "
-                         "than 0): a host that misses one heartbeat must not count as down; e.g. --heartbeat 5s "
-                         "--lease 20s")
+    durations = checked_durations(grace=grace, heartbeat=heartbeat, lease=lease)
     settings = _settings(store, home, max_workers=max_workers, max_concurrent=max_concurrent,
                          listen=listen, token=token, metrics=metrics, http=http, watch=watch, allow_second=allow_second,
                          workers_only=workers_only,

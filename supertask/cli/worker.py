@@ -7,7 +7,16 @@ from typing import Annotated
 
 import typer
 
-from supertask.cli.app import HomeOpt, LogFormatOpt, StoreOpt, _opt, _settings, app
+from supertask.cli.app import (
+    HomeOpt,
+    LogFormatOpt,
+    StoreOpt,
+    _opt,
+    _settings,
+    app,
+    checked_durations,
+    checked_logging,
+)
 from supertask.errors import UsageError
 from supertask.settings import cli_default
 
@@ -45,8 +54,7 @@ def worker(
     import os
 
     from supertask.log import configure
-    from supertask.settings import LOG_FORMATS, LOG_LEVEL, LOG_LEVELS
-    from supertask.units import parse_duration
+    from supertask.settings import LOG_LEVEL
     from supertask.workers.labels import LabelError, parse
 
     try:
@@ -55,20 +63,9 @@ def worker(
         raise UsageError(f"--labels: {exc}") from exc
     if slots < 1:
         raise UsageError(f"--slots {slots}: a worker needs at least 1 slot; e.g. --slots 4")
-    durations = {}
-    for option, value in (("heartbeat", heartbeat), ("lease", lease)):
-        try:
-            durations[option] = parse_duration(value)
-        except ValueError as exc:
-            raise UsageError(f"--{option}: {exc}") from exc
-    if durations["heartbeat"] <= 0 or durations["lease"] < 2 * durations["heartbeat"]:
-        raise UsageError(f"--lease {lease} must be at least twice --heartbeat {heartbeat}; e.g. --heartbeat 5s "
-                         "--lease 20s")
-    if log_format not in LOG_FORMATS:
-        raise UsageError(f"--log-format: {log_format!r} is not a log format; use {', '.join(LOG_FORMATS)}")
+    durations = checked_durations(heartbeat=heartbeat, lease=lease)
     log_level = log_level or LOG_LEVEL
-    if log_level.lower() not in LOG_LEVELS:
-        raise UsageError(f"--log-level: {log_level!r} is not a log level; use {', '.join(LOG_LEVELS)}")
+    checked_logging(log_format, log_level)
     settings = _settings(store, home)
     worker_name = name or f"{settings.host}-{os.getpid()}"
     from supertask.model import name_problem
