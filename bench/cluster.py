@@ -37,46 +37,17 @@ import subprocess
 import sys
 import tempfile
 import time
-from collections.abc import Iterator
 from datetime import datetime
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from common import PG_ADMIN, SUPERTASK, Subject, analyse_fires, log, shell_line  # noqa: E402
+from common import SUPERTASK, Subject, analyse_fires, log, pg_database, shell_line  # noqa: E402
+from common import pg_sql as sql  # noqa: E402
 
 HOSTS = 3
 TICKS = 5  # jobs firing every second through the failover
 HEARTBEAT = 5.0  # `supertask run`'s default --heartbeat (its --lease, 20 s, is in each host row)
-
-
-@contextlib.contextmanager
-def own_database() -> Iterator[str | None]:
-    """A PostgreSQL database of this run's own, dropped afterwards; None if unreachable."""
-    try:
-        import psycopg
-
-        admin = psycopg.connect(PG_ADMIN, autocommit=True, connect_timeout=5)
-    except Exception as exc:  # no psycopg or no server here
-        log("cluster: PostgreSQL not reachable:", exc)
-        yield None
-        return
-    name = f"supertask_bench_cluster_{os.getpid()}"
-    admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
-    admin.execute(f'CREATE DATABASE "{name}"')
-    try:
-        yield PG_ADMIN.rsplit("/", 1)[0] + "/" + name
-    finally:
-        admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
-        admin.close()
-
-
-def sql(url: str, query: str, *params: object) -> list[tuple]:
-    import psycopg
-
-    with psycopg.connect(url, autocommit=True) as conn:
-        cur = conn.execute(query, params)
-        return cur.fetchall() if cur.description else []
 
 
 def reset(url: str) -> None:
@@ -355,7 +326,7 @@ def measure(quick: bool = False) -> dict:
                           capture_output=True, text=True).stdout.strip()
     # at 1 fire a second a 30 s window holds 30 fires, its p99 nearly its max: more turns there
     duration, turns = (5, {1: 1, 100: 1}) if quick else (30, {1: 5, 100: 3})
-    with own_database() as url:
+    with pg_database("cluster") as url:
         if url is None:
             return {"error": "PostgreSQL not reachable (the cluster figures need one)"}
         result = {"hosts": HOSTS, "duration": duration, "turns": {str(k): v for k, v in turns.items()}, "date": began, "commit": head,

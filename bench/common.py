@@ -10,6 +10,7 @@ analysis takes the whole second the child ran in.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import math
 import os
@@ -19,7 +20,9 @@ import subprocess
 import sys
 import threading
 import time
+import uuid
 from collections import Counter
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
@@ -44,6 +47,36 @@ def log(*parts: object) -> None:
 
 
 # -- statistics ---------------------------------------------------------------------------------
+
+
+@contextlib.contextmanager
+def pg_database(kind: str) -> Iterator[str | None]:
+    """A PostgreSQL database of this bench run's own (its name says ``kind``), dropped
+    afterwards; None, said in the log, when psycopg or the server is not there."""
+    try:
+        import psycopg
+
+        admin = psycopg.connect(PG_ADMIN, autocommit=True, connect_timeout=5)
+    except Exception as exc:  # no psycopg or no server here
+        log(f"{kind}: PostgreSQL not reachable:", exc)
+        yield None
+        return
+    name = f"supertask_bench_{kind}_{os.getpid()}_{uuid.uuid4().hex[:6]}"
+    admin.execute(f'CREATE DATABASE "{name}"')
+    try:
+        yield PG_ADMIN.rsplit("/", 1)[0] + "/" + name
+    finally:
+        admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+        admin.close()
+
+
+def pg_sql(url: str, query: str, *params: object) -> list[tuple]:
+    """One statement on its own connection; its rows (none for a statement without)."""
+    import psycopg
+
+    with psycopg.connect(url, autocommit=True) as conn:
+        cur = conn.execute(query, params)
+        return cur.fetchall() if cur.description else []
 
 
 def quantile(values: list[float], q: float) -> float:

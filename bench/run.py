@@ -42,7 +42,6 @@ from common import (  # noqa: E402
     BENCH,
     BUILDS,
     ORIGINAL,
-    PG_ADMIN,
     RESULTS,
     SUPERTASK,
     VENV_PY,
@@ -51,36 +50,13 @@ from common import (  # noqa: E402
     log,
     machine_ticks,
     original_timetable,
+    pg_database,
     supertask_timetable,
     time_command,
 )
 
 SECTIONS = ("lateness", "launch", "startup", "imports", "scale", "web", "workers", "cluster")
 SUBJECTS = ("limit", "supertask", "apscheduler", "original")
-
-
-@contextlib.contextmanager
-def pg_database():
-    """A PostgreSQL database of our own for this run, dropped afterwards; None if unreachable."""
-    try:
-        import psycopg
-    except ImportError:
-        yield None
-        return
-    name = f"supertask_bench_{os.getpid()}"
-    try:
-        admin = psycopg.connect(PG_ADMIN.replace("postgresql://", "postgresql://", 1), autocommit=True,
-                                connect_timeout=5)
-    except Exception as exc:  # no server here
-        log("PostgreSQL not reachable:", exc)
-        yield None
-        return
-    admin.execute(f'CREATE DATABASE "{name}"')
-    try:
-        yield PG_ADMIN.rsplit("/", 1)[0] + "/" + name
-    finally:
-        admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
-        admin.close()
 
 
 def reset_pg(url: str) -> None:
@@ -480,7 +456,7 @@ def main() -> None:
         runs = (6 if args.baseline else 5) if args.quick else (20 if args.baseline else 10)
         results["machine"] = machine()
         results["mode"] = "quick" if args.quick else "full"
-        with pg_database() as pg:
+        with pg_database("run") as pg:
             if "lateness" in only:
                 sizes, duration = ([1, 100], 5) if args.quick else ([1, 100, 500, 1000], 30)
                 if args.sizes:

@@ -245,7 +245,7 @@ def lateness_pairs(turns: int = 3, seconds: int = 20, pause: float = 1.0) -> dic
     rows = [lateness_with_browsers(seconds, pause=pause) for _ in range(turns)]
     quiet = [r["quiet"]["p95_ms"] for r in rows]
     busy = [r["browsing"]["p95_ms"] for r in rows]
-    ratios = [b / q for q, b in zip(quiet, busy) if q]
+    ratios = [b / q for q, b in zip(quiet, busy, strict=True) if q]
     noise = _spread(quiet)
     ratio = round(statistics.median(ratios), 2) if ratios else None
     return {"turns": rows, "seconds": seconds, "pause": pause, "quiet_p95_ms": statistics.median(quiet),

@@ -26,37 +26,23 @@ import signal
 import sys
 import tempfile
 import time
-import uuid
 from collections.abc import Iterator
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from common import PG_ADMIN, SUPERTASK, Subject, log, median, quantile  # noqa: E402
+from common import SUPERTASK, Subject, log, median, pg_database, quantile  # noqa: E402
+from common import pg_sql as sql  # noqa: E402
 
 LABEL = "bench=1"
 
 
 @contextlib.contextmanager
 def database() -> Iterator[str]:
-    import psycopg
-
-    name = f"supertask_bench_workers_{os.getpid()}_{uuid.uuid4().hex[:6]}"
-    admin = psycopg.connect(PG_ADMIN, autocommit=True, connect_timeout=5)
-    admin.execute(f'CREATE DATABASE "{name}"')
-    try:
-        yield PG_ADMIN.rsplit("/", 1)[0] + "/" + name
-    finally:
-        admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
-        admin.close()
-
-
-def sql(url: str, text: str, *params: object) -> list[tuple]:
-    import psycopg
-
-    with psycopg.connect(url, autocommit=True) as conn:
-        cur = conn.execute(text, params)
-        return cur.fetchall() if cur.description else []
+    with pg_database("workers") as url:
+        if url is None:
+            raise RuntimeError("workers: needs PostgreSQL (BENCH_PG)")
+        yield url
 
 
 class Cluster:
