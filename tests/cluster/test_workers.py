@@ -11,30 +11,15 @@ import os
 import signal
 import subprocess
 import time
-import uuid
 from pathlib import Path
 from typing import Any
 
 import pytest
 
-from tests.conftest import SUPERTASK, Cli, Scheduler, wait_until
+from tests.cluster.workers_kit import BEAT, stop_all, worker
+from tests.conftest import SUPERTASK, Cli, wait_until
 
 pytestmark = pytest.mark.postgres
-
-BEAT = ("--heartbeat", "1s", "--lease", "4s")
-
-
-class Worker(Scheduler):
-    """A `supertask worker ...` in the background (its JSON log lines in a file)."""
-
-    def __init__(self, cli: Cli, args: list[str], env: dict[str, str] | None = None):
-        self.cli = cli
-        self.log_path = cli.home.parent / f"worker-{uuid.uuid4().hex[:6]}.log"
-        cli.home.mkdir(parents=True, exist_ok=True)
-        self._log = open(self.log_path, "w")
-        self.proc = subprocess.Popen([*SUPERTASK, "worker", *args], cwd=cli.cwd, env={**cli.env, **(env or {})},
-                                     stdout=self._log, stderr=subprocess.STDOUT, text=True, start_new_session=True)
-
 
 def rows(url: str, sql: str, *params: Any) -> list[tuple[Any, ...]]:
     import psycopg
@@ -62,26 +47,12 @@ def clis(tmp_path: Path, url: str, count: int) -> list[Cli]:
     return [Cli(tmp_path / f"home{i}", url, work) for i in range(count)]
 
 
-def worker(cli: Cli, name: str, labels: str, *extra: str) -> Worker:
-    w = Worker(cli, ["--name", name, "--labels", labels, *extra])
-    w.wait_event("worker started", timeout=60, worker=name)
-    return w
-
-
 def alive(pid: int) -> bool:
     try:
         os.kill(pid, 0)
     except ProcessLookupError:
         return False
     return True
-
-
-def stop_all(*procs: Scheduler) -> None:
-    for p in procs:
-        if p.proc.poll() is None:
-            p.stop(signal.SIGTERM, timeout=30)
-        else:
-            p._log.close()
 
 
 def test_labels_route_runs_queued_reason_and_trigger(tmp_path: Path, pg_db: str) -> None:

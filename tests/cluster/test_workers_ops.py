@@ -12,7 +12,7 @@ from typing import Any
 
 import pytest
 
-from tests.cluster.test_workers import BEAT, Worker, stop_all, worker
+from tests.cluster.workers_kit import BEAT, Worker, stop_all, worker
 from tests.conftest import Cli, Scheduler, wait_until
 
 pytestmark = pytest.mark.postgres
@@ -207,11 +207,19 @@ jobs:
         stop_all(sched, w)
 
 
+def claims(url: str, job: str) -> list[list[str]]:
+    """The runs of the job workers took, claim by claim (a claim's rows share its ``started``,
+    the claim transaction's time; one worker's claims follow one another): their namespaces."""
+    out: dict[Any, list[str]] = {}
+    for started, ns in rows(url, "SELECT started, namespace FROM supertask_runs WHERE job = %s "
+                                 "AND worker IS NOT NULL ORDER BY started, id", job):
+        out.setdefault(started, []).append(ns)
+    return list(out.values())
+
+
 def test_fair_share_a_small_namespace_starts_among_the_first_runs(tmp_path: Path, pg_db: str) -> None:
     a_cli, b_cli, w_cli = (cli_for(tmp_path, pg_db, f"home{i}") for i in range(3))
-    order = tmp_path / "order"
-    job = (f'  - {{name: work, when: "@yearly", overlap: allow, on: {{pool: fair}}, '
-           f'run: "cmd:echo $SUPERTASK_NAMESPACE >> {order}"}}\n')
+    job = '  - {name: work, when: "@yearly", overlap: allow, on: {pool: fair}, run: "cmd:true"}\n'
     a = a_cli.start("--file", str(timetable(a_cli, "a.yaml", "namespace: big\njobs:\n" + job)), *BEAT)
     b = b_cli.start("--file", str(timetable(b_cli, "b.yaml", "namespace: small\njobs:\n" + job)), *BEAT)
     w: Worker | None = None
@@ -220,49 +228,92 @@ def test_fair_share_a_small_namespace_starts_among_the_first_runs(tmp_path: Path
             s.wait_event("scheduler started", timeout=60)
         backlog(pg_db, "big", "work", 200)
         backlog(pg_db, "small", "work", 10)
-        w = worker(w_cli, "w1", "pool=fair", "--slots", "4", *BEAT)
-        wait_until(lambda: order.exists() and order.read_text().count("small") == 10, 60, what="small's 10 runs")
-        first = order.read_text().split()
-        assert first.index("small") < 4, first[:8]  # in the first claim
+        w = worker(w_cli, "w1", "pool=fair", "--slots", "4", *BEAT)  # its first claim sees the whole backlog
+        wait_until(lambda: states(pg_db, "work").get("succeeded", 0) >= 40, 90, what="the first 40 runs")
+        taken = claims(pg_db, "work")
+        assert sorted(taken[0]) == ["big", "big", "small", "small"], taken[:4]  # 4 free slots: A, B, A, B
+        first = [ns for claim in taken for ns in claim]
+        # the order of the claims (the rows), whatever order the children happened to start in
         assert first[:24].count("small") == 10, first[:24]  # the two take turns until small is done
     finally:
         stop_all(a, b, *([w] if w else []))
 
 
-def concurrency_job(name: str, folder: Path, extra: str = "") -> str:
-    """A job whose each run counts the runs of it in flight at its start into ``folder/name.counts``."""
+def concurrency_job(name: str, folder: Path, extra: str = "", hold: str = "sleep 1") -> str:
+    """A job whose each run counts the runs of it in flight at its start into ``folder/name.counts``,
+    then ``hold``s."""
     flight = folder / name
     return (f'  - {{name: {name}, when: "@yearly", overlap: allow, on: {{pool: x}}{extra}, run: "cmd:'
             f"mkdir -p {flight}; touch {flight}/$SUPERTASK_RUN_ID; ls {flight} | wc -l >> {folder}/{name}.counts; "
-            f'sleep 0.6; rm {flight}/$SUPERTASK_RUN_ID"}}\n')
+            f'{hold}; rm {flight}/$SUPERTASK_RUN_ID"}}\n')
 
 
 def most_at_once(folder: Path, name: str) -> int:
     return max(int(n) for n in (folder / f"{name}.counts").read_text().split())
 
 
+class Running:
+    """Snapshots of the runs in flight (one statement each: what every claim counts), the
+    most seen at once per job and per namespace, and per worker."""
+
+    def __init__(self, url: str):
+        self.url, self.jobs, self.namespaces = url, {}, {}  # type: ignore[var-annotated]
+
+    def look(self) -> dict[str, int]:
+        now = rows(self.url, "SELECT namespace, job, worker, count(*) FROM supertask_runs WHERE status = 'running' "
+                             "GROUP BY namespace, job, worker")
+        per_job: dict[str, int] = {}
+        per_ns: dict[str, int] = {}
+        for ns, job, _worker, n in now:
+            per_job[job] = per_job.get(job, 0) + n
+            per_ns[ns] = per_ns.get(ns, 0) + n
+        for seen, here in ((self.jobs, per_job), (self.namespaces, per_ns)):
+            for key, n in here.items():
+                seen[key] = max(seen.get(key, 0), n)
+        return per_job
+
+
 def test_max_running_and_max_concurrent_hold_across_two_workers(tmp_path: Path, pg_db: str) -> None:
     capped_cli, free_cli, a_cli, b_cli = (cli_for(tmp_path, pg_db, f"home{i}") for i in range(4))
-    folder = tmp_path / "flight"
+    folder, gate = tmp_path / "flight", tmp_path / "gate"
     folder.mkdir()
+    held = f"while [ ! -f {gate} ]; do sleep 0.1; done; sleep 0.3"  # the limited runs hold their places
     capped = capped_cli.start("--file", str(timetable(capped_cli, "capped.yaml", "namespace: capped\nmax_running: 2\n"
-                                                      "jobs:\n" + concurrency_job("ns_capped", folder))), *BEAT)
+                                                      "jobs:\n" + concurrency_job("ns_capped", folder, hold=held))),
+                              *BEAT)
     free = free_cli.start("--file", str(timetable(free_cli, "free.yaml", "namespace: free\njobs:\n"
-                                                  + concurrency_job("job_capped", folder, ", max_concurrent: 2")
+                                                  + concurrency_job("job_capped", folder, ", max_concurrent: 2", held)
                                                   + concurrency_job("uncapped", folder))), *BEAT)
     workers: list[Scheduler] = []
+    seen = Running(pg_db)
     try:
         for s in (capped, free):
             s.wait_event("scheduler started", timeout=60)
-        workers += [worker(a_cli, "wa", "pool=x", "--slots", "4", *BEAT), worker(b_cli, "wb", "pool=x", "--slots", "4",
-                                                                                  *BEAT)]
+        workers += [worker(a_cli, "wa", "pool=x", "--slots", "4", *BEAT),
+                    worker(b_cli, "wb", "pool=x", "--slots", "4", *BEAT)]
+        for name in ("wa", "wb"):
+            beats_after(pg_db, name, 1)  # beating: its claim loop (started before the heartbeat's) is going
         for job, ns in (("ns_capped", "capped"), ("job_capped", "free"), ("uncapped", "free")):
             backlog(pg_db, ns, job, 6, '{"pool": "x"}')  # both workers up: the backlog is theirs to share
+        # 8 slots, 4 runs held: the unlimited job's 6 runs go through the free slots of both workers
+        wait_until(lambda: seen.look() and states(pg_db, "uncapped") == {"succeeded": 6}, 90,
+                   what="uncapped's 6 runs while the limited ones hold")
+        # each limited job is at its limit, the rest queued, while the workers have free slots and claim
+        # (at least one of the two holds none or part of each limit's runs: the limit is counted across both)
+        for name in ("wa", "wb"):
+            beats_after(pg_db, name, 2)
+        seen.look()
+        assert (states(pg_db, "ns_capped"), states(pg_db, "job_capped")) == (
+            {"running": 2, "queued": 4}, {"running": 2, "queued": 4})
+        # both took runs: one worker holding all four limited runs is full, so the other ran the unlimited ones
+        assert rows(pg_db, "SELECT count(DISTINCT worker) FROM supertask_runs WHERE status <> 'queued'") == [(2,)]
+        gate.touch()
         for job in ("ns_capped", "job_capped", "uncapped"):
-            wait_until(lambda job=job: states(pg_db, job) == {"succeeded": 6}, 90, what=f"{job}'s 6 runs")
+            wait_until(lambda job=job: seen.look() is not None and states(pg_db, job) == {"succeeded": 6}, 90,
+                       what=f"{job}'s 6 runs")
+        assert seen.namespaces["capped"] == 2 and seen.jobs["job_capped"] == 2, (seen.namespaces, seen.jobs)
         assert most_at_once(folder, "ns_capped") <= 2  # the namespace's max_running, on both workers together
         assert most_at_once(folder, "job_capped") <= 2  # the job's max_concurrent across both workers
-        assert most_at_once(folder, "uncapped") >= 3  # no limit: the free slots of both workers
-        assert rows(pg_db, "SELECT count(DISTINCT worker) FROM supertask_runs") == [(2,)]  # both took runs
+        assert most_at_once(folder, "uncapped") >= 3  # no limit: the free slots (work-conserving)
     finally:
         stop_all(capped, free, *workers)
