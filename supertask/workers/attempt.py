@@ -115,9 +115,11 @@ def finish(worker: Any, att: Attempt, outcome: Outcome) -> None:
                 log.error("run end not written: the store was away longer than the attempt's lease", job=job.name,
                           run=att.run_id, status=outcome.status.value, error=str(exc))
                 att.done = True
+                worker.freed()
                 return
             time.sleep(1.0)
     att.done = True
+    worker.freed()  # the slot is free: the claim loop takes the next run now, not at its next poll
     if refused is not None:
         log.warning("late result rejected", job=job.name, namespace=att.namespace, run=att.run_id,
                     status=outcome.status.value, exit_code=outcome.exit_code, row_status=refused.get("status"),

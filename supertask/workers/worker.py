@@ -1,7 +1,9 @@
 """``supertask worker``: one process that takes queued runs it fits and runs them.
 
 Its threads (one :class:`~supertask.threads.Threads`): the **claim loop** (this one:
-every :data:`POLL` seconds, while it serves and has free slots, :func:`~supertask.workers.claim.take`),
+while it serves and has free slots, :func:`~supertask.workers.claim.take`, again when a
+run is announced, when one of its attempts ends and frees a slot (:mod:`.wake`), and
+every :data:`POLL` seconds),
 the **heartbeat** (every ``--heartbeat``: its row with labels, slots, runs in flight and
 telemetry; its attempts' leases renewed in the same transaction; what an operator
 ``wanted`` applied; dead workers' attempts looked for: :mod:`.lost`), the **shipper**
@@ -83,6 +85,9 @@ class Worker:
         self.renewed = time.monotonic()  # when the leases were last renewed (this host's clock)
         self.fenced = False
         self.log = get_logger("supertask.worker")
+        from supertask.workers.wake import Wakeup
+
+        self.wake = Wakeup(store.engine)  # the claim loop waits on it; an attempt's end pokes it
 
     # -- the process ------------------------------------------------------------------------
 
@@ -146,10 +151,9 @@ class Worker:
 
     def _claim_loop(self) -> None:
         """Claim while there are free slots; between claims, wait for a run to be announced
-        (:mod:`.wake`; when it is due, if that is a moment ahead), or :data:`POLL` seconds."""
-        from supertask.workers.wake import Wakeup
-
-        wake, due = Wakeup(self.store.engine), None
+        (:mod:`.wake`; when it is due, if that is a moment ahead), an attempt of this worker
+        to end (a slot freed: :meth:`freed`), or :data:`POLL` seconds."""
+        wake, due = self.wake, None
         try:
             while True:
                 if self.exiting.is_set():
@@ -169,7 +173,11 @@ class Worker:
                     continue
                 due = wake.wait(POLL)
         finally:
-            wake.close()
+            wake.close(pipe=True)
+
+    def freed(self) -> None:
+        """An attempt has ended (its row written, ``done``): its slot is free, claim now."""
+        self.wake.poke()
 
     def _claim(self, free: int) -> int:
         with self.store.engine.begin() as conn:
@@ -196,9 +204,11 @@ class Worker:
         try:
             attempt.run(self, att)
         finally:
-            att.done = True
+            ended_here, att.done = not att.done, True
             with self.lock:
                 self.attempts.pop(att.run_id, None)
+            if ended_here:  # else attempt.finish said so as soon as the end was written
+                self.freed()
 
     # -- heartbeat, leases, fencing ----------------------------------------------------------
 
@@ -248,6 +258,7 @@ class Worker:
             return False
         self.state = states[wanted]
         self.log.info("worker state changed", worker=self.name, state=self.state, wanted=wanted)
+        self.wake.poke()  # resumed: claim at once
         return True
 
     def _watchdog(self) -> None:
