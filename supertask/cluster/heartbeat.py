@@ -146,9 +146,11 @@ class Heartbeat:
         if self.taking_over and not self.service.stop_request.event.is_set():
             self._take_over(leases.may_take_over(self._beating_since, now, self.lease))
             if self.store.dialect == "postgresql":  # workers' lost attempts, queued runs' reasons
-                from supertask.workers.lost import look
+                from supertask.workers.lost import look, notifier
 
-                look(self.store.engine, f"host {self.me.host} (instance {leases.short(self.me.instance)})")
+                outbox = self.service.ctx.outbox  # a lost attempt not retried: its job's notifications
+                after = notifier(outbox, self.service.store, self.service.settings) if outbox else None
+                look(self.store.engine, f"host {self.me.host} (instance {leases.short(self.me.instance)})", after)
         if time.monotonic() - self._forgot > FORGET_EVERY:
             self._forgot = time.monotonic()
             self.store.forget_hosts(FORGET_AFTER)

@@ -14,14 +14,18 @@ AND status = 'running' AND worker = :dead AND lease_until < now()``, in a transa
 holding the job's advisory lock (:func:`supertask.store.guard.job_key`), so of several
 processes doing this at once exactly one changes the row, and only that one queues the
 retry (a new ``queued`` attempt with the same labels, when the job's ``retries`` and
-``retry_on`` allow it; ``lost`` retries by default). The worker's row, silent past its
-lease, says ``lost``. Nothing is done to another machine: a worker that was only cut off
+``retry_on`` allow it; ``lost`` retries by default). When it is not retried, that
+process also sends the job's ``on_failure`` actions, ``mailto`` and fail ``ping``, as a
+scheduler does for a run of its own lost (:func:`send`, queued on the process's
+notification :class:`~supertask.runs.notify.Outbox`: a slow hook never delays a
+heartbeat). The worker's row, silent past its lease, says ``lost``. Nothing is done to another machine: a worker that was only cut off
 has ended its children itself (:mod:`supertask.workers.worker`, self-fencing).
 """
 
 from __future__ import annotations
 
 import json
+from collections.abc import Callable
 from typing import Any
 
 import sqlalchemy as sa
@@ -47,6 +51,10 @@ _DEAD_WORKERS = sa.text(
     "RETURNING name")
 _JOB = sa.text("SELECT definition FROM supertask_jobs WHERE namespace = :namespace AND name = :job")
 
+#: ``after(run_id, job)``: called for each attempt a call declared lost and did not retry
+#: (its job has notifications to send); see :func:`notifier`.
+After = Callable[[int, Job], None]
+
 
 def why(row: Any, by: str) -> str:
     """The lost attempt's message: which worker, how long silent, who noticed."""
@@ -57,19 +65,21 @@ def why(row: Any, by: str) -> str:
             f"{float(row['over']):.0f}s ago; noticed by {by}")
 
 
-def reap(engine: sa.Engine, by: str) -> list[int]:
+def reap(engine: sa.Engine, by: str, after: After | None = None) -> list[int]:
     """Declare lost the attempts whose lease ran out and queue their retries (see the
-    module's docstring); the ids this call changed."""
+    module's docstring); the ids this call changed. ``after``: see :data:`After`."""
     log = get_logger("supertask.worker")
     with engine.begin() as conn:
         for (name,) in conn.execute(_DEAD_WORKERS, {"message": "missed its lease", "by": by}):
             log.warning("worker lost", worker=name, noticed_by=by)
         expired = [dict(r) for r in conn.execute(_EXPIRED).mappings()]
-    return [row["id"] for row in expired if _lose(engine, row, why(row, by))]
+    return [row["id"] for row in expired if _lose(engine, row, why(row, by), after=after)]
 
 
-def _lose(engine: sa.Engine, row: dict[str, Any], message: str, restarted: bool = False) -> bool:
-    """Declare one attempt lost and queue its retry when its job allows; whether this call did."""
+def _lose(engine: sa.Engine, row: dict[str, Any], message: str, restarted: bool = False,
+          after: After | None = None) -> bool:
+    """Declare one attempt lost and queue its retry when its job allows (else ``after``
+    it, when its job has notifications); whether this call did."""
     from supertask.store.guard import job_key
     from supertask.workers.rows import queue_retry
 
@@ -85,10 +95,44 @@ def _lose(engine: sa.Engine, row: dict[str, Any], message: str, restarted: bool 
         retried = queue_retry(conn, dict(lost), 0.0, None) if retry else None
     get_logger("supertask.worker").warning("run lost", job=row["job"], namespace=row["namespace"], run=row["id"],
                                            worker=row["worker"], message=message, retry=retried)
+    if not retry and job is not None and after is not None and (job.on_failure or job.ping or job.mailto):
+        try:
+            after(row["id"], job)
+        except Exception as exc:  # a notification must not undo the loss
+            get_logger("supertask.worker").warning("lost run's notifications not queued", run=row["id"],
+                                                   error=str(exc))
     return True
 
 
-def take_back(engine: sa.Engine, name: str, host: str, store_url: str) -> list[int]:
+def notifier(outbox: Any, store: Any, settings: Any) -> After:
+    """The ``after`` of a process with a notification ``outbox`` (a worker's, a
+    scheduler's): each lost attempt not retried is :func:`send`-ed on the outbox's thread."""
+    return lambda run_id, job: outbox.put(send, store, settings, run_id, job)
+
+
+def send(store: Any, settings: Any, run_id: int, job: Job) -> None:
+    """A lost attempt not retried: its job's ``on_failure`` actions, ``mailto`` and fail
+    ``ping``, with the run as ``history`` shows it and the tail of the output it shipped."""
+    from supertask.runs import notify
+
+    record = store.get_run(run_id).to_json()
+    record["log_tail"] = record.get("log_tail") or _shipped_tail(store.engine, run_id)
+    notify.run_actions(job.on_failure, record, event="failure", settings=settings, mailto=job.mailto)
+    notify.ping(job.ping, "fail", record)
+
+
+def _shipped_tail(engine: sa.Engine, run_id: int, lines: int = 20) -> str:
+    """The last ``lines`` lines of the output a worker shipped for the run (stamp and stream cut off)."""
+    from supertask.workers.rows import chunks
+
+    try:
+        raw = "".join(data for _seq, data in chunks(engine, run_id)).splitlines()[-lines:]
+    except Exception:
+        return ""
+    return "\n".join(line.split(" ", 2)[2] if line.count(" ") >= 2 else line for line in raw)
+
+
+def take_back(engine: sa.Engine, name: str, host: str, store_url: str, after: After | None = None) -> list[int]:
     """At a worker's start: the attempts a previous process of the same ``name`` left
     ``running`` (it was killed; its row was not live, or this one could not have
     registered) are lost now, without waiting for their leases, and retried; their
@@ -100,7 +144,7 @@ def take_back(engine: sa.Engine, name: str, host: str, store_url: str) -> list[i
     with engine.connect() as conn:
         left = [dict(r) for r in conn.execute(_LEFT, {"worker": name}).mappings()]
     message = f"worker {name} restarted while this attempt was running: its previous process is gone"
-    won = [row for row in left if _lose(engine, row, message, restarted=True)]
+    won = [row for row in left if _lose(engine, row, message, restarted=True, after=after)]
     local = [(RunRecord(id=r["id"], namespace=r["namespace"], job=r["job"], attempt=0, reason=Reason.RETRY,
                         scheduled=None, started=None, finished=None, status=RunStatus.LOST, exit_code=None,
                         host=r["host"], pid=r["pid"], log_path=None, log_tail=None), 10.0)
@@ -147,13 +191,13 @@ def forget(engine: sa.Engine, after: float = FORGET_AFTER) -> int:
         return int(conn.execute(_FORGET, {"after": after}).rowcount)
 
 
-def look(engine: sa.Engine, by: str) -> None:
-    """One look: lost attempts, then the queued rows' reasons, and once an hour the worker
-    rows to forget (never raising)."""
+def look(engine: sa.Engine, by: str, after: After | None = None) -> None:
+    """One look: lost attempts (``after``: see :data:`After`), then the queued rows'
+    reasons, and once an hour the worker rows to forget (never raising)."""
     import time
 
     try:
-        reap(engine, by)
+        reap(engine, by, after)
         refresh_waiting(engine)
         if time.monotonic() - _forgot[0] > FORGET_EVERY:
             _forgot[0] = time.monotonic()

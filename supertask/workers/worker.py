@@ -88,6 +88,10 @@ class Worker:
         from supertask.workers.wake import Wakeup
 
         self.wake = Wakeup(store.engine)  # the claim loop waits on it; an attempt's end pokes it
+        from supertask.runs.notify import Outbox
+
+        self.outbox = Outbox(self.threads.spawn)  # the notifications of attempts this worker declares lost
+        self.after_lost = lost.notifier(self.outbox, store, settings)
 
     # -- the process ------------------------------------------------------------------------
 
@@ -108,10 +112,10 @@ class Worker:
         from supertask.workers.telemetry import Telemetry
 
         self.telemetry = Telemetry()
-        taken = lost.take_back(self.store.engine, self.name, self.options.host, self.store.url)
+        taken = lost.take_back(self.store.engine, self.name, self.options.host, self.store.url, self.after_lost)
         if taken:
             self.log.warning("runs of this worker's previous process lost", worker=self.name, runs=taken)
-        lost.look(self.store.engine, f"worker {self.name}")
+        lost.look(self.store.engine, f"worker {self.name}", self.after_lost)
         for name, loop in (("supertask-worker-beat", self._beat_loop), ("supertask-worker-ship", self._ship_loop),
                            ("supertask-worker-watchdog", self._watchdog)):
             self.threads.spawn(name, loop)
@@ -120,6 +124,7 @@ class Worker:
         finally:
             self.stopped.set()
             self.follower.close(30)
+            self.outbox.close(15)
             self.threads.join(self.heartbeat + 15)
             try:
                 rows.stop(self.store.engine, self.name)
@@ -249,7 +254,7 @@ class Worker:
                 att.fence("the attempt was declared lost while it ran")
         if self._apply(wanted):  # the row says so now, not a heartbeat later
             rows.set_state(self.store.engine, self.name, self.recorded_state)
-        lost.look(self.store.engine, f"worker {self.name}")
+        lost.look(self.store.engine, f"worker {self.name}", self.after_lost)
 
     def _apply(self, wanted: str | None) -> bool:
         """Take on the state an operator wants; True when it changed."""
