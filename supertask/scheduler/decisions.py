@@ -131,8 +131,11 @@ def due(fires: Sequence[datetime], now: datetime, *, grace: float, catch_up: Cat
     return out
 
 
-#: Seconds behind its first due fire past which a round asks the store what other hosts decided.
-LATE = 1.0
+#: Seconds behind its first due fire past which a round asks the store what other hosts
+#: decided: none. A round decided on time decides its fires ahead of them (rounds.LEAD), when
+#: no host can have run them yet; once a fire's time has passed, another host may have run
+#: it and retention (``prune --keep 0``: at once) removed its row, the claim's only guard.
+LATE = 0.0
 
 
 def undecided(fires: Sequence[datetime], stored_next: datetime | None) -> list[datetime]:

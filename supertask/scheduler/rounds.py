@@ -16,10 +16,12 @@ horizon and its wake-up are moved back by as much, so such a host neither decide
 fires early nor takes fires not yet due by the database for overdue ones (which
 ``catch_up: latest`` would fold into one).
 
-A round that finds a job's fires more than :data:`~supertask.scheduler.decisions.LATE`
-behind (this scheduler was frozen, cut off, overloaded) on a store other schedulers
+A round that finds a job's first due fire already past (:data:`~supertask.scheduler.decisions.LATE`:
+this scheduler woke late, was frozen, cut off, overloaded) on a store other schedulers
 share first asks the store for the jobs' next run times: the fires other hosts decided
-meanwhile are not decided again (:func:`~supertask.scheduler.decisions.undecided`).
+meanwhile are not decided again (:func:`~supertask.scheduler.decisions.undecided`), even
+a fire half a second past that another host ran and whose row was pruned at once. A round
+decided on time (ahead of its fires) asks nothing.
 """
 
 from __future__ import annotations
@@ -90,7 +92,8 @@ class RoundScheduler(compat.scheduler_base()):  # type: ignore[misc]
 
     def _stored_next(self, jobstore: Any, due: list[Any], horizon: datetime) -> dict[str, float | None]:
         """The store's next run times of the due jobs whose first fire is more than LATE
-        behind, in namespaces other schedulers share (none to ask: empty)."""
+        behind (already past) by the database's clock, in namespaces other schedulers share
+        (none to ask: empty)."""
         shared = self._rounds.shared
         behind = [job.id for job in due if shared is not None and job.next_run_time is not None
                   and (horizon - job.next_run_time).total_seconds() > LATE + self._lead
