@@ -70,17 +70,25 @@ def _settings(store: str | None, home: str | None, **kw: object):  # type: ignor
     return Settings.build(home=home, store=store, **kw)
 
 
-def _open_store(settings: Settings) -> Store:
-    """The store a reading command looks at. A SQLite file that does not exist is a
-    wrong folder or a typo to report (exit 2), not a new, empty store to leave behind."""
+def _open_store(settings: Settings, *, create: bool = False) -> Store:
+    """The store a command looks at. A SQLite file that does not exist, or a database
+    with no supertask tables, is a wrong URL or a typo to report (exit 2), not a new,
+    empty store to leave behind; only ``create`` (a dashboard, a token) makes the tables."""
+    from supertask.errors import StoreError
     from supertask.store.sql import open_store
 
     missing = missing_store(settings)
     if missing is not None:
-        from supertask.errors import StoreError
-
         raise StoreError(missing)
-    return open_store(settings.store_url)
+    url = settings.store_url
+    st = open_store(url, create=create or url in ("memory://", "memory:"))  # a memory store starts empty
+    if st.schema_missing:
+        from supertask.store.tables import redact
+
+        st.close()
+        raise StoreError(f"no supertask store at {redact(url)}: the database has no supertask tables; "
+                         "check --store (or SUPERTASK_STORE), or create them with `supertask run --store URL ...`")
+    return st
 
 
 def missing_store(settings: Settings) -> str | None:

@@ -58,7 +58,7 @@ def web(
     settings = _settings(store, home)
     from supertask.web.serve import serve
 
-    serve(_open_store(settings), http or WEB_ADDRESS, settings.user, fd=fd, scheduler=scheduler, parent=parent)
+    serve(_open_store(settings, create=True), http or WEB_ADDRESS, settings.user, fd=fd, scheduler=scheduler, parent=parent)
 
 
 @tokens_app.command("create")
@@ -74,7 +74,7 @@ def tokens_create(
     request to the dashboard needs a token."""
     from supertask.store.access import parse_scope
 
-    st = _open_store(_settings(store, home))
+    st = _open_store(_settings(store, home), create=True)
     settings = _settings(store, home)
     chosen = parse_scope(scope)
     known = {r["name"] for r in st.list_namespaces()}
