@@ -251,7 +251,7 @@ def section(results: dict) -> list[str]:
                   "children: the worker is woken by the scheduler's NOTIFY of the queued run (the 0.25 s poll is "
                   "the fallback), then claims it and starts the child. One worker of 4 slots meets "
                   f"{lat[1]['jobs']} runs due in the same second: those beyond its slots wait for a slot to free "
-                  "and its next look for queued runs, which is its p99."]
+                  "(the worker claims again as soon as one of its runs ends), which is its p99."]
     kills = results.get("kill", [])
     if kills:
         lost = median([k["to_lost"] for k in kills])
