@@ -32,6 +32,14 @@ def cli_for(tmp_path: Path, url: str, name: str = "home") -> Cli:
     return Cli(tmp_path / name, url, work)
 
 
+def make_store(url: str) -> None:
+    """The store's tables, as `supertask run` or `supertask worker` makes them at its start
+    (reading commands such as `workers` make none)."""
+    from supertask.store.sql import open_store
+
+    open_store(url, create=True).close()
+
+
 def fake_worker(url: str, name: str, *, state: str = "serving", age: str = "0 seconds",
                 labels: str = "{}") -> None:
     """A worker's row as a worker writes it (for what is judged from the row alone)."""
@@ -42,7 +50,8 @@ def fake_worker(url: str, name: str, *, state: str = "serving", age: str = "0 se
 
 def test_an_unknown_or_ended_worker_is_refused_naming_the_known_ones(tmp_path: Path, pg_db: str) -> None:
     cli = cli_for(tmp_path, pg_db)
-    assert cli("workers").returncode == 0  # makes the schema: no workers yet
+    make_store(pg_db)
+    assert cli("workers").returncode == 0  # no workers yet
     fake_worker(pg_db, "gpu-1")
     fake_worker(pg_db, "gone", state="stopped", age="1 minute")
     proc = cli("workers", "drain", "gpu-2")
@@ -56,6 +65,7 @@ def test_an_unknown_or_ended_worker_is_refused_naming_the_known_ones(tmp_path: P
 
 def test_drain_pause_resume_are_asked_in_the_row_and_audited(tmp_path: Path, pg_db: str) -> None:
     cli = cli_for(tmp_path, pg_db)
+    make_store(pg_db)
     assert cli("workers").returncode == 0
     fake_worker(pg_db, "w1")
     fake_worker(pg_db, "silent", age="1 minute")
