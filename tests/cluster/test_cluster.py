@@ -79,7 +79,7 @@ jobs:
         others += [cli.start("--file", str(timetable), *BEAT) for cli in clis[1:]]
         for s in others:
             s.wait_event("scheduler started", timeout=60)
-        listed = wait_until(lambda: (h := clis[1].json("hosts")) and sum(x["up"] for x in h) == 3 and h, 60,
+        listed = wait_until(lambda: (h := clis[1].json_soon("hosts")) and sum(x["up"] for x in h) == 3 and h, 60,
                             what="3 hosts up in `supertask hosts --json`")
         assert {x["pid"] for x in listed} == {first.proc.pid, *(s.proc.pid for s in others)}
         assert all(x["state"] == "up" and x["namespaces"] == ["shared"] for x in listed)
@@ -162,7 +162,7 @@ jobs:
         assert retry["status"] == "succeeded" and retry["instance"] != owner
         assert len(runs_of(pg_db, "slow")) == 2  # the thawed host's own retry found the attempt claimed
         # back in touch, it is up again
-        wait_until(lambda: sum(x["up"] for x in clis[1].json("hosts")) == 2, 60, what="both hosts up")
+        wait_until(lambda: sum(x["up"] for x in clis[1].json_soon("hosts") or ()) == 2, 60, what="both hosts up")
     finally:
         for s in (first, second):
             if s is not None:
@@ -222,7 +222,7 @@ jobs:
         return path.read_text().split() if path.exists() else []
 
     try:
-        wait_until(lambda: sum(x["up"] for x in direct.json("hosts")) == 2, 60, what="both hosts up")
+        wait_until(lambda: sum(x["up"] for x in direct.json_soon("hosts") or ()) == 2, 60, what="both hosts up")
         a.wait_event("run started", timeout=60)  # the two share the fires
         seen = beats(pg_db)
         wait_until(lambda seen=seen: all(b > seen[i] for i, b in beats(pg_db).items()), 30, what="a heartbeat each")
