@@ -186,8 +186,8 @@ jobs:
     second = None
     try:
         wait_until(lambda: marks.exists(), 60, what="the first attempt")
-        second = worker(b_cli, "w-b", "gpu=1", *BEAT)
-        os.kill(first.proc.pid, signal.SIGSTOP)  # frozen: no heartbeat, its child runs on
+        os.kill(first.proc.pid, signal.SIGSTOP)  # frozen: no heartbeat, its child runs on (6 s)
+        second = worker(b_cli, "w-b", "gpu=1", *BEAT)  # started after: a slow start must not outlast the child
         wait_until(lambda: [r["status"] for r in runs_of(pg_db, "slow")][:1] == ["lost"], 30, what="lost")
         wait_until(lambda: "w-b" in marks.read_text(), 30, what="the retry on w-b")
         os.kill(first.proc.pid, signal.SIGCONT)
