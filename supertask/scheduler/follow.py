@@ -148,17 +148,10 @@ class Listener:
         if time.monotonic() - self._tried < RELISTEN:
             return None
         self._tried = time.monotonic()
+        from supertask.store.listen import listen
+
         try:
-            pooled = self.store.engine.raw_connection()
-            conn = pooled.driver_connection  # (None once detached)
-            pooled.detach()  # closed by us, never handed back to the pool
-            if not hasattr(conn, "notifies"):  # not psycopg 3: polling alone
-                pooled.close()
-                return None
-            conn.rollback()
-            conn.autocommit = True
-            conn.execute(f"LISTEN {CHANNEL}")
-            return conn
+            return listen(self.store.engine, CHANNEL)
         except Exception as exc:
             if self.store.health.up:  # else the store's own events say it
                 _FAILED.event("listening for changes in the store failed; polling meanwhile", error=str(exc))

@@ -16,6 +16,8 @@ import threading
 import time
 from typing import Any
 
+from supertask.store.listen import listen
+
 #: The channel a queued run for workers is announced on (payload: when it is due, epoch seconds).
 CHANNEL = "supertask_runs"
 #: Seconds between two attempts to (re)open the listening connection.
@@ -73,16 +75,7 @@ class Wakeup:
             return None
         self._tried = time.monotonic()
         try:
-            pooled = self.engine.raw_connection()
-            conn = pooled.driver_connection
-            pooled.detach()  # ours: never handed back to the pool
-            if not hasattr(conn, "notifies"):  # not psycopg 3: polling alone
-                pooled.close()
-                return None
-            conn.rollback()
-            conn.autocommit = True
-            conn.execute(f"LISTEN {CHANNEL}")
-            return conn
+            return listen(self.engine, CHANNEL)
         except Exception:
             return None
 
